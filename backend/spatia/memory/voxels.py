@@ -1,0 +1,141 @@
+"""Voxel hashing: packed int64 voxel keys, grouping and a sorted key index.
+
+A key packs the integer voxel coordinates (20 bits per axis, offset to be non-negative)
+and the surface side bin (3 bits) into one int64, so "same voxel, same side" is one integer
+comparison and all lookups are sort + searchsorted, vectorised on CPU or CUDA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import VoxelRangeError
+
+AXIS_BITS = 20
+SIDE_BITS = 3
+AXIS_OFFSET = 1 << (AXIS_BITS - 1)
+MAX_VOXEL_COORD = AXIS_OFFSET - 1
+MIN_VOXEL_COORD = -AXIS_OFFSET
+
+# Side bins: the world axis closest to a surface normal that faces the observing camera.
+SIDE_AXES = torch.tensor(
+    [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=torch.float32
+)
+SIDE_COUNT = len(SIDE_AXES)
+
+
+def side_bins(vectors: torch.Tensor) -> torch.Tensor:
+    """Directions [N,3] -> side bin uint8 [N]: 2*axis + (component < 0) for the dominant axis.
+
+    Opposite vectors always fall in different bins, which is what keeps the two faces of a
+    thin wall apart.
+    """
+    axis = vectors.abs().argmax(dim=1)
+    negative = torch.gather(vectors, 1, axis[:, None])[:, 0] < 0
+    return (axis * 2 + negative).to(torch.uint8)
+
+
+def voxel_coords(xyz: torch.Tensor, voxel_size: float) -> torch.Tensor:
+    """World points [N,3] -> integer voxel coordinates int64 [N,3] (voxel i spans [i, i+1) * size)."""
+    return torch.floor(xyz / voxel_size).to(torch.int64)
+
+
+def pack_keys(coords: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+    """Voxel coordinates int64 [N,3] and side bins [N] -> int64 keys [N] (order: x, y, z, side)."""
+    if len(coords):
+        lo, hi = int(coords.min()), int(coords.max())
+        if lo < MIN_VOXEL_COORD or hi > MAX_VOXEL_COORD:
+            raise VoxelRangeError(
+                f"voxel coordinates span [{lo}, {hi}] but a key addresses [{MIN_VOXEL_COORD}, {MAX_VOXEL_COORD}] "
+                "per axis; use a larger voxel size or keep points nearer the origin"
+            )
+    shifted = coords + AXIS_OFFSET
+    keys = shifted[:, 0] << (2 * AXIS_BITS + SIDE_BITS)
+    keys |= shifted[:, 1] << (AXIS_BITS + SIDE_BITS)
+    keys |= shifted[:, 2] << SIDE_BITS
+    keys |= side.to(torch.int64)
+    return keys
+
+
+def point_keys(xyz: torch.Tensor, side: torch.Tensor, voxel_size: float) -> torch.Tensor:
+    return pack_keys(voxel_coords(xyz, voxel_size), side)
+
+
+def argsort(values: torch.Tensor, *, stable: bool = False) -> torch.Tensor:
+    """Indices that sort a 1-D tensor.
+
+    On CPU this goes through numpy, whose SIMD sort is several times faster than torch's
+    CPU sort for int64 keys; on CUDA it stays in torch.
+    """
+    if values.device.type == "cpu":
+        order = np.argsort(values.numpy(), kind="stable" if stable else None)
+        return torch.from_numpy(order.astype(np.int64, copy=False))
+    return torch.argsort(values, stable=stable)
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Points grouped by equal key: `keys` [U] sorted unique keys, `inverse` [N] group of each point."""
+
+    keys: torch.Tensor
+    inverse: torch.Tensor
+    first: torch.Tensor  # [U] index (into the input) of the first point of each group in sort order
+
+
+def group_by_key(keys: torch.Tensor, *, order: torch.Tensor | None = None) -> Groups:
+    """Group equal keys. `order` may be a precomputed (e.g. stable, tie-broken) sort order of `keys`."""
+    if order is None:
+        order = argsort(keys)
+    sorted_keys = keys[order]
+    starts = torch.ones(len(keys), dtype=torch.bool, device=keys.device)
+    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    group_of_sorted = torch.cumsum(starts, 0) - 1
+    inverse = torch.empty_like(order)
+    inverse[order] = group_of_sorted
+    return Groups(keys=sorted_keys[starts], inverse=inverse, first=order[starts])
+
+
+@dataclass(frozen=True)
+class VoxelIndex:
+    """Memory keys in sorted order for one voxel size: `keys[i]` is the key of point `order[i]`."""
+
+    voxel_size: float
+    keys: torch.Tensor
+    order: torch.Tensor
+
+    @classmethod
+    def build(cls, xyz: torch.Tensor, side: torch.Tensor, voxel_size: float) -> "VoxelIndex":
+        keys = point_keys(xyz, side, voxel_size)
+        order = argsort(keys)
+        return cls(voxel_size, keys[order], order)
+
+    def lookup(self, query: torch.Tensor) -> torch.Tensor:
+        """Keys [Q] -> index of a memory point holding each key, or -1 where none does."""
+        if len(self.keys) == 0:
+            return torch.full_like(query, -1)
+        pos = torch.searchsorted(self.keys, query).clamp_(max=len(self.keys) - 1)
+        found = self.keys[pos] == query
+        return torch.where(found, self.order[pos], torch.full_like(pos, -1))
+
+    def insert(self, new_keys: torch.Tensor, first_index: int) -> "VoxelIndex":
+        """The index after appending points with sorted keys `new_keys` as indices first_index, first_index+1...
+
+        A linear-time merge of two sorted sequences: no re-sort of the memory keys.
+        """
+        count, added = len(self.keys), len(new_keys)
+        if added == 0:
+            return self
+        device = self.keys.device
+        pos = torch.searchsorted(self.keys, new_keys)
+        new_slots = pos + torch.arange(added, device=device)
+        shift = torch.cumsum(torch.bincount(pos, minlength=count + 1), 0)[:count]
+        old_slots = torch.arange(count, device=device) + shift
+        keys = torch.empty(count + added, dtype=self.keys.dtype, device=device)
+        order = torch.empty(count + added, dtype=self.order.dtype, device=device)
+        keys[old_slots], keys[new_slots] = self.keys, new_keys
+        order[old_slots] = self.order
+        order[new_slots] = torch.arange(first_index, first_index + added, device=device)
+        return VoxelIndex(self.voxel_size, keys, order)

@@ -1,0 +1,210 @@
+"""Point-cloud splatting renderer: a z-buffer of square splats, in batched torch ops.
+
+Each point is a square splat of constant depth centred on the pixel it projects into:
+OpenCV pinhole, continuous pixel coordinates, a point at (u, v) lands in pixel
+(floor(u), floor(v)). The splat's half-width in pixels is
+
+    k = ceil(radius_px - 1/2),  radius_px = f * point_size / (2 z),  f = max(fx, fy),
+
+clamped to `max_radius_px`, so k = 0 (the centre pixel alone) while neighbouring points
+of a surface sampled every `point_size` metres land at most one pixel apart, and in
+general the splats of such a surface tile the image without pinholes.
+
+How: every point is written to its centre pixel with one scatter-min of a packed int64
+key (float32 depth bits << 31 | point index: nearest wins, ties go to the lower index,
+so the result is deterministic on any device). The footprints then grow in image space:
+pass t (t = 1..k_max) takes a 3x3 min filter of the pixels whose winner reaches radius
+t (depth below f * point_size / (2t - 1)), so a splat grows one ring per pass, only
+into empty pixels or over farther points. A far point whose ring is cut by a nearer
+splat does not grow around it, a negligible difference from exact square splats.
+
+The same code runs on CPU and CUDA; outputs stay on the device they were rendered on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spatia.cameras import Cameras
+
+INDEX_BITS = 31
+INDEX_MASK = (1 << INDEX_BITS) - 1
+MAX_POINTS = INDEX_MASK  # index N (one past the last point) marks an empty pixel
+INF_BITS = 0x7F800000  # float32 +inf: every finite depth packs to a smaller key
+DEFAULT_CHUNK_ELEMENTS = 4_000_000
+
+
+class RenderError(ValueError):
+    """The renderer got malformed input; the message names the argument and the problem."""
+
+
+@dataclass
+class RenderResult:
+    """Rendered frames, torch tensors on the render device.
+
+    depth: [F,H,W] float32, z along the optical axis of the winning point; +inf where empty.
+    mask: [F,H,W] bool, True where some point covers the pixel.
+    rgb: [F,H,W,3] uint8 colour of the winning point, 0 where empty; None in depth-only mode.
+    index: [F,H,W] int64 index of the winning point, -1 where empty; None unless asked for.
+    """
+
+    depth: torch.Tensor
+    mask: torch.Tensor
+    rgb: torch.Tensor | None = None
+    index: torch.Tensor | None = None
+
+
+def as_points_tensor(xyz, device: torch.device) -> torch.Tensor:
+    """[N,3] points (numpy or torch) -> float32 tensor on `device`; rejects bad shapes and non-finite values."""
+    points = torch.as_tensor(xyz, device=device).to(torch.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise RenderError(f"xyz must have shape [N, 3], got {list(points.shape)}")
+    if points.shape[0] >= MAX_POINTS:
+        raise RenderError(f"at most {MAX_POINTS - 1} points can be rendered, got {points.shape[0]}")
+    if not bool(torch.isfinite(points).all()):
+        raise RenderError("xyz contains NaN or infinite coordinates")
+    return points
+
+
+def _as_colours_tensor(rgb, count: int, device: torch.device) -> torch.Tensor:
+    colours = torch.as_tensor(rgb, device=device)
+    if colours.dtype != torch.uint8:
+        raise RenderError(f"rgb must be uint8, got {colours.dtype}")
+    if colours.shape != (count, 3):
+        raise RenderError(f"rgb must have shape [{count}, 3] to match xyz, got {list(colours.shape)}")
+    # One extra black row: empty pixels decode to index N and gather the background from it.
+    return torch.cat([colours, colours.new_zeros(1, 3)])
+
+
+def _depth_keys(depth: torch.Tensor) -> torch.Tensor:
+    """Positive float32 depths -> int64 keys with index 0 that order like the depths."""
+    return depth.to(torch.float32).view(torch.int32).to(torch.int64) << INDEX_BITS
+
+
+def _projection_matrices(cameras: Cameras, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (fx r0 + cx r2, fy r1 + cy r2, r2) and translations: world -> (u z, v z, z)."""
+    k = cameras.intrinsics
+    calib = np.zeros((len(cameras), 3, 3))
+    calib[:, 0, 0], calib[:, 1, 1] = k[:, 0], k[:, 1]
+    calib[:, 0, 2], calib[:, 1, 2], calib[:, 2, 2] = k[:, 2], k[:, 3], 1.0
+    proj = calib @ cameras.w2c[:, :3, :4]
+    proj_t = torch.as_tensor(proj, dtype=torch.float32, device=device)
+    return proj_t[:, :, :3].contiguous(), proj_t[:, :, 3:].contiguous()
+
+
+def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, canvas: torch.Tensor,
+                   width: int, height: int, pad: int, near: float) -> torch.Tensor:
+    """Scatter-min every point's key into its centre pixel of the padded canvas [C, H+2p, W+2p].
+
+    Returns the smallest depth written in each frame, [C] (+inf for a frame that saw nothing).
+    """
+    chunk, canvas_h, canvas_w = canvas.shape
+    count = points_t.shape[1]
+    cam = torch.matmul(rotation, points_t).add_(translation)  # [C,3,N]: (u z, v z, z)
+    z = cam[:, 2]
+    inv_z = z.reciprocal()
+    u = cam[:, 0].mul_(inv_z)
+    v = cam[:, 1].mul_(inv_z)
+    # Centres up to `pad` pixels outside the image still reach into it with their splats.
+    inside = z > near
+    inside &= u >= -pad
+    inside &= u < width + pad
+    inside &= v >= -pad
+    inside &= v < height + pad
+    frame, point = inside.nonzero(as_tuple=True)
+    z_in = z[frame, point]
+    col = u[frame, point].floor_().to(torch.int64).add_(pad)
+    row = v[frame, point].floor_().to(torch.int64).add_(pad)
+    pixel = (frame * canvas_h + row) * canvas_w + col
+    keys = _depth_keys(z_in) | point
+    canvas.view(-1).scatter_reduce_(0, pixel, keys, "amin", include_self=True)
+    nearest = torch.full((chunk,), math.inf, device=z.device)
+    return nearest.scatter_reduce_(0, frame, z_in, "amin", include_self=True)
+
+
+def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tensor, point_size: float,
+                 max_radius_px: int, empty_key: int) -> None:
+    """Grow each centre into its square footprint, in place (see the module docstring)."""
+    if point_size <= 0 or max_radius_px <= 0:
+        return
+    # Pass t carries the winners nearer than f * s / (2t - 1), i.e. with half-width k >= t.
+    widest = float(((focal * point_size / nearest + 1) / 2).ceil().sub(1).max())
+    passes = int(min(max(widest, 0.0), max_radius_px))
+    carried = torch.empty_like(canvas)
+    across = torch.empty_like(canvas)
+    for t in range(1, passes + 1):
+        threshold = _depth_keys(focal * point_size / (2 * t - 1)).view(-1, 1, 1)
+        carried.copy_(canvas).masked_fill_(canvas >= threshold, empty_key)
+        # 3x3 min filter, separable: along rows into `across`, then down columns into the canvas.
+        across.copy_(carried)
+        torch.minimum(across[:, :, 1:], carried[:, :, :-1], out=across[:, :, 1:])
+        torch.minimum(across[:, :, :-1], carried[:, :, 1:], out=across[:, :, :-1])
+        torch.minimum(canvas, across, out=canvas)
+        torch.minimum(canvas[:, 1:], across[:, :-1], out=canvas[:, 1:])
+        torch.minimum(canvas[:, :-1], across[:, 1:], out=canvas[:, :-1])
+
+
+def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch.device | None = None,
+           depth_only: bool = False, return_index: bool = False, near: float = 1e-2, max_radius_px: int = 8,
+           chunk: int | None = None) -> RenderResult:
+    """Render points into every camera of `cameras` (see the module docstring for the splat model).
+
+    xyz: [N,3] float world points, numpy or torch. rgb: [N,3] uint8 (ignored when depth_only).
+    point_size: world-space spacing of the points (the memory's voxel size), metres; 0 draws
+    one pixel per point. Points with z <= near are dropped. chunk: frames rendered together
+    (default: as many as keep about 4M projected points per batch).
+    """
+    if not isinstance(cameras, Cameras):
+        raise RenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
+    if not (math.isfinite(point_size) and point_size >= 0):
+        raise RenderError(f"point_size must be a finite number >= 0, got {point_size}")
+    if not (math.isfinite(near) and near >= 0):
+        raise RenderError(f"near must be a finite number >= 0, got {near}")
+    if max_radius_px < 0:
+        raise RenderError(f"max_radius_px must be >= 0, got {max_radius_px}")
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    points = as_points_tensor(xyz, device)
+    count = points.shape[0]
+    colours = None if depth_only else _as_colours_tensor(rgb, count, device)
+    frames, height, width = len(cameras), cameras.height, cameras.width
+    if chunk is None:
+        chunk = max(1, DEFAULT_CHUNK_ELEMENTS // max(count, height * width))
+    if chunk < 1:
+        raise RenderError(f"chunk must be >= 1, got {chunk}")
+
+    pad = max_radius_px if point_size > 0 else 0
+    empty_key = (INF_BITS << INDEX_BITS) | count
+    rotation, translation = _projection_matrices(cameras, device)
+    focal = torch.as_tensor(cameras.intrinsics[:, :2].max(axis=1), dtype=torch.float32, device=device)
+    points_t = points.t().contiguous()
+
+    depth = torch.empty((frames, height, width), dtype=torch.float32, device=device)
+    mask = torch.empty((frames, height, width), dtype=torch.bool, device=device)
+    out_rgb = None if depth_only else torch.empty((frames, height, width, 3), dtype=torch.uint8, device=device)
+    index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_index else None
+
+    for start in range(0, frames, chunk):
+        stop = min(start + chunk, frames)
+        canvas = torch.full((stop - start, height + 2 * pad, width + 2 * pad), empty_key, dtype=torch.int64, device=device)
+        nearest = _splat_centres(points_t, rotation[start:stop], translation[start:stop], canvas, width, height, pad, near)
+        _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key)
+        keys = canvas[:, pad:pad + height, pad:pad + width]
+        winner = keys & INDEX_MASK  # == count where empty
+        depth[start:stop] = (keys >> INDEX_BITS).to(torch.int32).view(torch.float32)
+        torch.ne(winner, count, out=mask[start:stop])
+        if out_rgb is not None:
+            out_rgb[start:stop] = colours[winner]
+        if index is not None:
+            index[start:stop] = winner.masked_fill_(~mask[start:stop], -1)
+    return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index)
+
+
+def render_memory(memory, cameras: Cameras, **kwargs) -> RenderResult:
+    """render() for any object with `.xyz`, `.rgb` and `.voxel_size` (e.g. a spatial memory)."""
+    kwargs.setdefault("point_size", float(memory.voxel_size))
+    rgb = None if kwargs.get("depth_only") else memory.rgb
+    return render(memory.xyz, rgb, cameras, **kwargs)

@@ -1,0 +1,278 @@
+"""The shot spec: one camera path, its prompts and generation settings, as versioned JSON.
+
+Defined once here with pydantic; the service validates requests with it and the Blender
+extension's payloads are tested against `shot_json_schema()`. Unknown fields are rejected
+so typos fail loudly. Cameras are OpenCV: `intrinsics` are pixels (fx, fy, cx, cy) for
+`width` x `height`, `w2c` is a row-major 4x4 world-to-camera matrix. `frame` is the
+Blender frame number; frames may skip numbers (keyframes), and `trajectory()` fills the
+gaps by interpolation.
+
+Example:
+    {"schema": "spatia.shot", "version": 1, "name": "orbit", "width": 832, "height": 480,
+     "fps": 24, "frames": [{"frame": 1, "intrinsics": [700, 700, 416, 240],
+     "w2c": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}],
+     "prompts": ["a quiet street at dusk"]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+
+from spatia.cameras.core import MAX_IMAGE_SIZE, ORTHONORMAL_TOLERANCE, Cameras, Trajectory, interpolate_poses
+from spatia.cameras.reference_case import write_atomic
+
+SHOT_SCHEMA = "spatia.shot"
+SHOT_VERSION = 1
+MIN_IMAGE_SIZE = 16
+MAX_SEED = 2**32 - 1
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class ShotError(ValueError):
+    """A shot spec is malformed; the message names the source and each bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShotFrame(_Strict):
+    """The camera at one Blender frame."""
+
+    frame: int = Field(description="Blender frame number")
+    intrinsics: Annotated[list[FiniteFloat], Field(min_length=4, max_length=4)] = Field(
+        description="fx, fy, cx, cy in pixels for the shot's width and height"
+    )
+    w2c: list[list[FiniteFloat]] = Field(description="OpenCV world-to-camera 4x4, row-major")
+
+    @field_validator("intrinsics")
+    @classmethod
+    def _positive_focal(cls, k: list[float]) -> list[float]:
+        if k[0] <= 0 or k[1] <= 0:
+            raise ValueError(f"focal lengths fx, fy must be positive, got {k[0]}, {k[1]}")
+        return k
+
+    @field_validator("w2c")
+    @classmethod
+    def _rigid_4x4(cls, m: list[list[float]]) -> list[list[float]]:
+        if len(m) != 4 or any(len(row) != 4 for row in m):
+            raise ValueError(f"must be a 4x4 matrix, got row lengths {[len(row) for row in m]}")
+        a = np.array(m)
+        if np.abs(a[3] - [0.0, 0.0, 0.0, 1.0]).max() > 1e-9:
+            raise ValueError(f"bottom row must be [0, 0, 0, 1], got {m[3]}")
+        rot = a[:3, :3]
+        err = np.abs(rot @ rot.T - np.eye(3)).max()
+        if err > ORTHONORMAL_TOLERANCE or np.linalg.det(rot) <= 0:
+            raise ValueError(f"rotation is not a proper orthonormal matrix (max |R R^T - I| = {err:.2e}, det = {np.linalg.det(rot):.4f})")
+        return m
+
+
+class InitSpec(_Strict):
+    """How to initialise the memory. Relative paths are relative to the shot file's folder."""
+
+    kind: Literal["image", "render", "points"]
+    image: str | None = Field(None, description="RGB image (kind image or render); taken by the shot's first camera")
+    depth: str | None = Field(None, description="metric Z depth, .exr or .npy (kind render)")
+    points: str | None = Field(None, description="point cloud, .ply or memory snapshot (kind points)")
+    mask: str | None = Field(None, description="optional mask of dynamic pixels to keep out of memory")
+
+    @model_validator(mode="after")
+    def _paths_match_kind(self) -> "InitSpec":
+        needs = {"image": ("image",), "render": ("image", "depth"), "points": ("points",)}[self.kind]
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"kind {self.kind!r} needs {', '.join(missing)}")
+        unused = [name for name in ("image", "depth", "points") if name not in needs and getattr(self, name) is not None]
+        if unused:
+            raise ValueError(f"kind {self.kind!r} does not use {', '.join(unused)}")
+        return self
+
+
+class RoundPlan(_Strict):
+    """Clip lengths: the first round makes `first_round_frames` frames; each later round makes
+    `round_frames`, of which the first `overlap` repeat the end of the previous clip."""
+
+    first_round_frames: int = Field(121, ge=2, le=10_000)
+    round_frames: int = Field(81, ge=2, le=10_000)
+    overlap: int = Field(9, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> "RoundPlan":
+        if self.overlap >= self.round_frames:
+            raise ValueError(f"overlap ({self.overlap}) must be smaller than round_frames ({self.round_frames})")
+        return self
+
+    def round_count(self, frame_count: int) -> int:
+        """Rounds needed to cover `frame_count` frames."""
+        remaining = max(0, frame_count - self.first_round_frames)
+        return 1 + math.ceil(remaining / (self.round_frames - self.overlap))
+
+
+class ShotSpec(_Strict):
+    schema_id: Literal["spatia.shot"] = Field(SHOT_SCHEMA, alias="schema")
+    version: int = SHOT_VERSION
+    name: NonEmptyStr
+    world: NonEmptyStr | None = Field(None, description="world id or path; None starts a new world")
+    width: int = Field(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
+    height: int = Field(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
+    fps: FiniteFloat = Field(gt=0, le=1000)
+    frames: list[ShotFrame] = Field(min_length=1)
+    prompts: list[NonEmptyStr] = Field(min_length=1, description="one per round, or one for all; the last repeats")
+    negative_prompt: str = ""
+    generator: NonEmptyStr = "preview"
+    quality: NonEmptyStr = "standard"
+    vram: NonEmptyStr = "auto"
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    steps: int | None = Field(None, ge=1, le=1000, description="overrides the quality preset")
+    guidance: FiniteFloat | None = Field(None, ge=0, le=100, description="overrides the quality preset")
+    dynamic_prompts: list[NonEmptyStr] = Field(default_factory=list, description='entities to keep out of memory, e.g. "person"')
+    init: InitSpec | None = None
+    rounds: RoundPlan = Field(default_factory=RoundPlan)
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        if version != SHOT_VERSION:
+            raise ValueError(f"unsupported shot spec version {version}; this build reads version {SHOT_VERSION}")
+        return version
+
+    @field_validator("frames")
+    @classmethod
+    def _increasing_frames(cls, frames: list[ShotFrame]) -> list[ShotFrame]:
+        numbers = np.array([f.frame for f in frames])
+        bad = np.flatnonzero(np.diff(numbers) <= 0)
+        if bad.size:
+            i = int(bad[0]) + 1
+            raise ValueError(
+                f"frame numbers must strictly increase: frames[{i}].frame = {numbers[i]} follows frames[{i - 1}].frame = {numbers[i - 1]}"
+            )
+        return frames
+
+    # --- cameras -------------------------------------------------------------------------------
+    @property
+    def frame_numbers(self) -> np.ndarray:
+        return np.array([f.frame for f in self.frames], dtype=np.int64)
+
+    def keyframe_cameras(self) -> Cameras:
+        """The cameras exactly as listed, one per entry of `frames`."""
+        return Cameras(
+            np.array([f.intrinsics for f in self.frames]), np.array([f.w2c for f in self.frames]), self.width, self.height
+        )
+
+    def trajectory(self) -> Trajectory:
+        """One camera per Blender frame from the first to the last listed frame.
+
+        Listed frames are kept exactly; frames in gaps get slerped rotations and lerped
+        centres and intrinsics. metadata holds `name` and `first_frame`.
+        """
+        keys = self.keyframe_cameras()
+        numbers = self.frame_numbers
+        metadata = {"name": self.name, "first_frame": int(numbers[0])}
+        if numbers[-1] - numbers[0] == len(numbers) - 1:
+            return Trajectory(keys, self.fps, metadata)
+        every = np.arange(numbers[0], numbers[-1] + 1)
+        c2w = interpolate_poses(keys.c2w, numbers, every)
+        k = np.stack([np.interp(every, numbers, keys.intrinsics[:, i]) for i in range(4)], axis=-1)
+        cams = Cameras.from_c2w(k, c2w, self.width, self.height)
+        # Keep listed frames bit-exact rather than passing them through c2w and back.
+        listed = numbers - numbers[0]
+        w2c, k = cams.w2c.copy(), cams.intrinsics.copy()
+        w2c[listed], k[listed] = keys.w2c, keys.intrinsics
+        return Trajectory(Cameras(k, w2c, self.width, self.height), self.fps, metadata)
+
+    @classmethod
+    def from_trajectory(
+        cls, trajectory: Trajectory, prompts: str | Sequence[str], *, first_frame: int | None = None, name: str | None = None, **fields: Any
+    ) -> "ShotSpec":
+        """A shot for `trajectory`, frames numbered from `first_frame` (else metadata's, else 1)."""
+        cams = trajectory.cameras
+        first = first_frame if first_frame is not None else int(trajectory.metadata.get("first_frame", 1))
+        frames = [
+            {"frame": first + i, "intrinsics": cams.intrinsics[i].tolist(), "w2c": cams.w2c[i].tolist()} for i in range(len(cams))
+        ]
+        return cls.model_validate(
+            {
+                "name": name if name is not None else trajectory.metadata.get("name", "shot"),
+                "width": cams.width,
+                "height": cams.height,
+                "fps": trajectory.fps,
+                "frames": frames,
+                "prompts": [prompts] if isinstance(prompts, str) else list(prompts),
+                **fields,
+            }
+        )
+
+    def prompt_for_round(self, index: int) -> str:
+        return self.prompts[min(index, len(self.prompts) - 1)]
+
+
+# --- files ---------------------------------------------------------------------------------
+def _describe(errors: ValidationError) -> str:
+    lines = []
+    for err in errors.errors():
+        loc = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]).lstrip(".")
+        message = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        lines.append(f"  {loc or '(top level)'}: {message}")
+    return "\n".join(lines)
+
+
+def load_shot(source: str | os.PathLike | dict | ShotSpec) -> ShotSpec:
+    """A validated ShotSpec from a JSON file path, a dict, or a ShotSpec (returned as is)."""
+    if isinstance(source, ShotSpec):
+        return source
+    if isinstance(source, dict):
+        data, origin = source, "shot spec"
+    else:
+        path = Path(source)
+        origin = str(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ShotError(f"{path}: missing") from None
+        except json.JSONDecodeError as exc:
+            raise ShotError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON ({exc.msg})") from None
+        if not isinstance(data, dict):
+            raise ShotError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    try:
+        return ShotSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ShotError(f"{origin}: invalid shot spec ({exc.error_count()} problem(s)):\n{_describe(exc)}") from None
+
+
+def dump_shot(spec: ShotSpec) -> dict:
+    """The JSON-ready dict of a shot (field aliases applied: `schema`)."""
+    return spec.model_dump(mode="json", by_alias=True)
+
+
+def format_shot_json(spec: ShotSpec) -> str:
+    """Indented JSON with one line per frame, so long camera paths stay readable and diffable."""
+    fields = []
+    for key, value in dump_shot(spec).items():
+        if key == "frames":
+            rows = ",\n".join("    " + json.dumps(frame, allow_nan=False) for frame in value)
+            fields.append(f'  "frames": [\n{rows}\n  ]')
+        else:
+            fields.append(f"  {json.dumps(key)}: " + json.dumps(value, indent=2, allow_nan=False).replace("\n", "\n  "))
+    return "{\n" + ",\n".join(fields) + "\n}\n"
+
+
+def save_shot(path: str | os.PathLike, spec: ShotSpec) -> Path:
+    """Write `spec` as JSON, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, format_shot_json(spec))
+    return path
+
+
+def shot_json_schema() -> dict:
+    """JSON Schema of the shot spec (cross-field rules such as increasing frames are not expressible there)."""
+    return ShotSpec.model_json_schema(by_alias=True)

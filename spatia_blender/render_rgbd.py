@@ -1,0 +1,109 @@
+"""Render a Blender camera's view as colour plus exact depth, with the camera it was seen by.
+
+The depth comes from a second render in which every surface emits its own camera-space Z
+(Camera Data > View Z Depth), one sample per pixel with a near-zero filter width, so each
+pixel holds the depth at its centre: exactly the OpenCV pinhole depth our cameras use.
+Background pixels are 0 (no surface). Scene settings are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+
+from .camera_export import camera_at_current_frame, check_camera
+
+DEPTH_MATERIAL = "Spatia Depth Override"
+
+
+@contextlib.contextmanager
+def _temporarily(obj, **values):
+    saved = {name: getattr(obj, name) for name in values}
+    try:
+        for name, value in values.items():
+            setattr(obj, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(obj, name, value)
+
+
+def _depth_material(bpy):
+    mat = bpy.data.materials.get(DEPTH_MATERIAL)
+    if mat is not None:
+        return mat
+    mat = bpy.data.materials.new(DEPTH_MATERIAL)
+    mat.use_nodes = True
+    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    nodes.clear()
+    camera_data = nodes.new("ShaderNodeCameraData")
+    emission = nodes.new("ShaderNodeEmission")
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(camera_data.outputs["View Z Depth"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    return mat
+
+
+def _read_image(bpy, path: str) -> np.ndarray:
+    """Pixels of an image file as float32 [H, W, C], top row first."""
+    image = bpy.data.images.load(path, check_existing=False)
+    try:
+        width, height = image.size
+        channels = image.channels
+        buffer = np.empty(width * height * channels, dtype=np.float32)
+        image.pixels.foreach_get(buffer)
+    finally:
+        bpy.data.images.remove(image)
+    return buffer.reshape(height, width, channels)[::-1]
+
+
+def _render_to(bpy, scene, path: str, file_format: str, color_depth: str) -> None:
+    settings = scene.render.image_settings
+    with _temporarily(settings, file_format=file_format), _temporarily(settings, color_depth=color_depth), \
+            _temporarily(scene.render, filepath=path, use_file_extension=False):
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+
+
+def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES") -> dict:
+    """Render `camera` (default: the scene camera) at the current frame.
+
+    Returns {"rgb": uint8 [H,W,3], "depth": float32 [H,W] (0 = background),
+    "intrinsics": [4] pixels, "w2c": [4,4], "width", "height"}. `engine` is CYCLES or
+    BLENDER_WORKBENCH for the colour; depth always comes from Cycles, which renders it exactly.
+    """
+    import bpy
+
+    camera = camera if camera is not None else scene.camera
+    check_camera(camera)
+    if engine not in ("CYCLES", "BLENDER_WORKBENCH"):
+        raise ValueError(f"engine must be CYCLES or BLENDER_WORKBENCH, got {engine!r}")
+    intrinsics, w2c, width, height = camera_at_current_frame(scene, camera)
+
+    with tempfile.TemporaryDirectory(prefix="spatia-rgbd-") as tmp, \
+            _temporarily(scene, camera=camera), _temporarily(scene.render, engine=engine):
+        rgb_path, depth_path = os.path.join(tmp, "rgb.png"), os.path.join(tmp, "depth.exr")
+        if engine == "CYCLES":
+            with _temporarily(scene.cycles, samples=samples):
+                _render_to(bpy, scene, rgb_path, "PNG", "8")
+        else:
+            _render_to(bpy, scene, rgb_path, "PNG", "8")
+        rgb = _read_image(bpy, rgb_path)
+
+        view_layer = scene.view_layers[0] if bpy.context.view_layer is None else bpy.context.view_layer
+        with _temporarily(scene.render, engine="CYCLES"), \
+                _temporarily(scene.cycles, samples=1, use_denoising=False, filter_width=0.01, use_adaptive_sampling=False), \
+                _temporarily(scene.view_settings, view_transform="Raw", look="None", exposure=0.0, gamma=1.0), \
+                _temporarily(scene.render, film_transparent=False), \
+                _temporarily(scene, world=None), \
+                _temporarily(view_layer, material_override=_depth_material(bpy)):
+            _render_to(bpy, scene, depth_path, "OPEN_EXR", "32")
+        depth = _read_image(bpy, depth_path)[..., 0]
+
+    # PNG values are display-referred sRGB in [0, 1]; images load them unconverted as floats.
+    rgb8 = np.clip(np.round(rgb[..., :3] * 255.0), 0, 255).astype(np.uint8)
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+    return {"rgb": rgb8, "depth": depth, "intrinsics": intrinsics, "w2c": w2c, "width": width, "height": height}
+
