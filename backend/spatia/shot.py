@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Sequence
@@ -98,8 +97,9 @@ class InitSpec(_Strict):
 
 
 class RoundPlan(_Strict):
-    """Clip lengths: the first round makes `first_round_frames` frames; each later round makes
-    `round_frames`, of which the first `overlap` repeat the end of the previous clip."""
+    """Clip lengths, as spatia.plan.plan_rounds takes them: the first round makes
+    `first_round_frames` frames; each later round makes `round_frames`, of which the first
+    `overlap` repeat the end of the previous clip."""
 
     first_round_frames: int = Field(121, ge=2, le=10_000)
     round_frames: int = Field(81, ge=2, le=10_000)
@@ -111,11 +111,6 @@ class RoundPlan(_Strict):
             raise ValueError(f"overlap ({self.overlap}) must be smaller than round_frames ({self.round_frames})")
         return self
 
-    def round_count(self, frame_count: int) -> int:
-        """Rounds needed to cover `frame_count` frames."""
-        remaining = max(0, frame_count - self.first_round_frames)
-        return 1 + math.ceil(remaining / (self.round_frames - self.overlap))
-
 
 class ShotSpec(_Strict):
     schema_id: Literal["spatia.shot"] = Field(SHOT_SCHEMA, alias="schema")
@@ -126,7 +121,7 @@ class ShotSpec(_Strict):
     height: int = Field(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
     fps: FiniteFloat = Field(gt=0, le=1000)
     frames: list[ShotFrame] = Field(min_length=1)
-    prompts: list[NonEmptyStr] = Field(min_length=1, description="one per round, or one for all; the last repeats")
+    prompts: list[NonEmptyStr] = Field(min_length=1, description="one per round, or one for all")
     negative_prompt: str = ""
     generator: NonEmptyStr = "preview"
     quality: NonEmptyStr = "standard"
@@ -210,9 +205,6 @@ class ShotSpec(_Strict):
                 **fields,
             }
         )
-
-    def prompt_for_round(self, index: int) -> str:
-        return self.prompts[min(index, len(self.prompts) - 1)]
 
 
 # --- files ---------------------------------------------------------------------------------

@@ -261,7 +261,7 @@ def read_colmap_text(folder: str | os.PathLike) -> ColmapModel:
         intrinsics.append(k)
     if len(sizes) > 1:
         raise ColmapFormatError(f"{folder}: images have different sizes {sorted(sizes)}; resize or split the model")
-    (width, height), = sizes
+    width, height = sizes.pop()
     try:
         cameras = Cameras(np.stack(intrinsics), np.stack([image[1] for image in images]), width, height)
     except CameraError as exc:

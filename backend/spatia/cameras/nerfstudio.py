@@ -60,6 +60,9 @@ def write_nerfstudio(
     paths = [f"images/frame_{i + 1:05d}.png" for i in range(len(cameras))] if file_paths is None else list(file_paths)
     if len(paths) != len(cameras):
         raise NerfstudioFormatError(f"{len(paths)} file paths for {len(cameras)} cameras")
+    clashes = sorted(set(extra or {}) & {"camera_model", "w", "h", "frames", *INTRINSIC_KEYS})
+    if clashes:
+        raise NerfstudioFormatError(f"extra keys {clashes} would overwrite the cameras; drop them")
     c2w_gl = cameras.c2w @ BLENDER_TO_OPENCV_AXES
     k = cameras.intrinsics
     doc: dict[str, Any] = {

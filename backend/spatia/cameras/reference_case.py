@@ -33,7 +33,6 @@ JPEG_QUALITY = 95
 # pixel intrinsics, because (x * W) / W is not always x in floating point.
 NORMALIZED_INTRINSICS_KEY = "normalized_intrinsics"
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity)"
 _MATRIX_ROW = re.compile(r"\[([^\[\]]*)\]")
 _MATRIX_LINE = re.compile(r"^\[\s*(?:\[[^\[\]]*\]\s*,?\s*)+\]$")
 
@@ -124,13 +123,13 @@ def _require(path: Path) -> Path:
 
 
 # --- reading ---------------------------------------------------------------------------------
-def _read_image(folder: Path) -> tuple[np.ndarray, Path]:
+def _read_image(folder: Path) -> np.ndarray:
     path = next((folder / n for n in IMAGE_NAMES if (folder / n).is_file()), None)
     if path is None:
         raise ReferenceCaseError(f"{folder / IMAGE_NAMES[0]}: missing (required in a reference case folder)")
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy(), path
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
     except (UnidentifiedImageError, OSError) as exc:
         raise ReferenceCaseError(f"{path}: unreadable image ({exc})") from None
 
@@ -202,7 +201,7 @@ def read_reference_case(folder: str | os.PathLike, fps: float = 24.0) -> Referen
     folder = Path(folder)
     if not folder.is_dir():
         raise ReferenceCaseError(f"{folder}: not a folder")
-    image, _ = _read_image(folder)
+    image = _read_image(folder)
     height, width = image.shape[:2]
     cameras, normalized = _read_cameras(folder, width, height)
     trajectory = Trajectory(cameras, fps, {NORMALIZED_INTRINSICS_KEY: normalized.tolist()})
