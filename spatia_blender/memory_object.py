@@ -19,7 +19,8 @@ def _point_material(bpy):
     if mat is not None:
         return mat
     mat = bpy.data.materials.new(MATERIAL)
-    mat.use_nodes = True
+    if mat.node_tree is None:  # Blender < 5 creates node trees on demand
+        mat.use_nodes = True
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     nodes.clear()
     attribute = nodes.new("ShaderNodeAttribute")

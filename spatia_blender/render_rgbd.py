@@ -36,7 +36,8 @@ def _depth_material(bpy):
     if mat is not None:
         return mat
     mat = bpy.data.materials.new(DEPTH_MATERIAL)
-    mat.use_nodes = True
+    if mat.node_tree is None:  # Blender < 5 creates node trees on demand
+        mat.use_nodes = True
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     nodes.clear()
     camera_data = nodes.new("ShaderNodeCameraData")
@@ -60,10 +61,32 @@ def _read_image(bpy, path: str) -> np.ndarray:
     return buffer.reshape(height, width, channels)[::-1]
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence Blender's per-render log lines (printed by C code straight to fd 1) when
+    running as a module; inside the Blender application its console is left alone."""
+    import bpy
+
+    if not bpy.app.background:
+        yield
+        return
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _render_to(bpy, scene, path: str, file_format: str, color_depth: str) -> None:
     settings = scene.render.image_settings
     with _temporarily(settings, file_format=file_format), _temporarily(settings, color_depth=color_depth), \
-            _temporarily(scene.render, filepath=path, use_file_extension=False):
+            _temporarily(scene.render, filepath=path, use_file_extension=False), _quiet_stdout():
         bpy.ops.render.render(write_still=True, scene=scene.name)
 
 

@@ -5,6 +5,7 @@ apart and compared; geometry is simple so Cycles renders it in well under a seco
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +22,8 @@ class DemoScene:
 
 def _material(bpy, name: str, kind: str, color_a, color_b, scale: float):
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    if mat.node_tree is None:  # Blender < 5 creates node trees on demand
+        mat.use_nodes = True
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     bsdf = nodes["Principled BSDF"]
     bsdf.inputs["Roughness"].default_value = 0.8
@@ -70,7 +72,8 @@ def build_demo_room(width: int = 320, height: int = 176, fps: int = 24):
     scene.view_settings.view_transform = "Standard"
 
     world = bpy.data.worlds.new("Spatia Demo World")
-    world.use_nodes = True
+    if world.node_tree is None:  # Blender < 5 creates node trees on demand
+        world.use_nodes = True
     world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.6, 0.7, 0.9, 1.0)
     world.node_tree.nodes["Background"].inputs["Strength"].default_value = 1.0
     scene.world = world
@@ -120,6 +123,20 @@ def look_at_matrix_world(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     m = np.eye(4)
     m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = right, cam_up, back, eye
     return m
+
+
+def look_away_and_back(frame_count: int, *, yaw_degrees: float = 110.0) -> list[np.ndarray]:
+    """Blender matrix_world per frame: from the south side of the room, the camera turns
+    away from the far wall to the east, swings to the west and returns to where it began,
+    drifting on a small circle (a closed loop)."""
+    out = []
+    for i in range(frame_count):
+        t = i / max(frame_count - 1, 1)
+        yaw = math.radians(yaw_degrees) * math.sin(2 * math.pi * t)
+        eye = np.array([0.4 * math.sin(2 * math.pi * t), -2.4 + 0.4 * (1 - math.cos(2 * math.pi * t)), 1.4])
+        target = eye + np.array([math.sin(yaw), math.cos(yaw), -0.12])
+        out.append(look_at_matrix_world(eye, target))
+    return out
 
 
 def keyframe_camera(scene, camera, matrices, start_frame: int = 1) -> None:

@@ -35,7 +35,9 @@ INDEX_BITS = 31
 INDEX_MASK = (1 << INDEX_BITS) - 1
 MAX_POINTS = INDEX_MASK  # index N (one past the last point) marks an empty pixel
 INF_BITS = 0x7F800000  # float32 +inf: every finite depth packs to a smaller key
-DEFAULT_CHUNK_ELEMENTS = 4_000_000
+# Projected points (or pixels) per batch of frames: CPU batches stay small enough for the
+# allocator to reuse memory; a GPU wants large batches to fill the device.
+CHUNK_ELEMENTS = {"cpu": 1_000_000, "cuda": 64_000_000}
 
 
 class RenderError(ValueError):
@@ -140,8 +142,8 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
         threshold = _depth_keys(focal * point_size / (2 * t - 1)).view(-1, 1, 1)
         carried.copy_(canvas).masked_fill_(canvas >= threshold, empty_key)
         # 3x3 min filter, separable: along rows into `across`, then down columns into the canvas.
-        across.copy_(carried)
-        torch.minimum(across[:, :, 1:], carried[:, :, :-1], out=across[:, :, 1:])
+        across[:, :, 0] = carried[:, :, 0]
+        torch.minimum(carried[:, :, 1:], carried[:, :, :-1], out=across[:, :, 1:])
         torch.minimum(across[:, :, :-1], carried[:, :, 1:], out=across[:, :, :-1])
         torch.minimum(canvas, across, out=canvas)
         torch.minimum(canvas[:, 1:], across[:, :-1], out=canvas[:, 1:])
@@ -156,7 +158,7 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     xyz: [N,3] float world points, numpy or torch. rgb: [N,3] uint8 (ignored when depth_only).
     point_size: world-space spacing of the points (the memory's voxel size), metres; 0 draws
     one pixel per point. Points with z <= near are dropped. chunk: frames rendered together
-    (default: as many as keep about 4M projected points per batch).
+    (default: about 1M projected points per batch on CPU, 64M on CUDA).
     """
     if not isinstance(cameras, Cameras):
         raise RenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
@@ -172,7 +174,7 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     colours = None if depth_only else _as_colours_tensor(rgb, count, device)
     frames, height, width = len(cameras), cameras.height, cameras.width
     if chunk is None:
-        chunk = max(1, DEFAULT_CHUNK_ELEMENTS // max(count, height * width))
+        chunk = max(1, CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cpu"]) // max(count, height * width))
     if chunk < 1:
         raise RenderError(f"chunk must be >= 1, got {chunk}")
 

@@ -165,6 +165,15 @@ class SpatialMemory:
             next_id = int(values["point_id"].max()) + 1 if len(values["point_id"]) else 0
         return cls(**values, voxel_size=voxel_size, next_id=next_id).validate()
 
+    @classmethod
+    def _unchecked(cls, **values) -> "SpatialMemory":
+        """Construction without validation, for results of operations whose output is valid by construction."""
+        memory = object.__new__(cls)
+        values = {"_index": None, **values, "voxel_size": float(values["voxel_size"]), "next_id": int(values["next_id"])}
+        for name, value in values.items():
+            object.__setattr__(memory, name, value)
+        return memory
+
     def replace(self, **changes) -> "SpatialMemory":
         """A copy with some fields changed; the voxel index survives only if positions, sides and size do."""
         keeps_index = not ({"xyz", "side", "voxel_size"} & changes.keys()) and all(

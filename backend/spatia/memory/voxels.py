@@ -76,6 +76,15 @@ def argsort(values: torch.Tensor, *, stable: bool = False) -> torch.Tensor:
     return torch.argsort(values, stable=stable)
 
 
+def run_starts(keys: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool [N]: True where a run of equal consecutive keys (and equal labels, if given) begins."""
+    starts = torch.ones(len(keys), dtype=torch.bool, device=keys.device)
+    torch.ne(keys[1:], keys[:-1], out=starts[1:])
+    if labels is not None:
+        starts[1:] |= labels[1:] != labels[:-1]
+    return starts
+
+
 @dataclass(frozen=True)
 class Groups:
     """Points grouped by equal key: `keys` [U] sorted unique keys, `inverse` [N] group of each point."""
@@ -90,8 +99,7 @@ def group_by_key(keys: torch.Tensor, *, order: torch.Tensor | None = None) -> Gr
     if order is None:
         order = argsort(keys)
     sorted_keys = keys[order]
-    starts = torch.ones(len(keys), dtype=torch.bool, device=keys.device)
-    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    starts = run_starts(sorted_keys)
     group_of_sorted = torch.cumsum(starts, 0) - 1
     inverse = torch.empty_like(order)
     inverse[order] = group_of_sorted

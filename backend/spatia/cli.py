@@ -1,0 +1,122 @@
+"""`spatia`: the command line.
+
+    spatia demo [--out DIR]                       the built-in demo (CPU, no weights)
+    spatia generate --case DIR | --shot FILE      generate a video along a camera path
+    spatia cameras convert IN OUT --to FORMAT     convert camera files
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def progress_bar(total: float = 1.0, desc: str = ""):
+    """A tqdm bar driven by (fraction, stage) callbacks; returns (callback, close)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}",
+               file=sys.stderr, dynamic_ncols=True)
+
+    def update(fraction: float, stage: str) -> None:
+        target = int(round(min(max(fraction, 0.0), 1.0) * 1000))
+        if target > bar.n:
+            bar.update(target - bar.n)
+        bar.set_postfix_str(stage[:60], refresh=True)
+
+    return update, bar.close
+
+
+def _cmd_demo(args) -> int:
+    from .demo import DemoOptions, run_demo
+
+    options = DemoOptions(out=Path(args.out), width=args.width, height=args.height, rounds=args.rounds,
+                          seed=args.seed, samples=args.samples)
+    report = run_demo(options)
+    print(json.dumps(report["summary"], indent=2))
+    print(f"\nWrote {options.out}/ (video.mp4, memory.ply, demo.blend, report.json)")
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from .pipeline import run_case, run_shot
+
+    update, close = progress_bar(desc="generating")
+    try:
+        if args.case:
+            report = run_case(Path(args.case), Path(args.out), generator=args.generator, seed=args.seed,
+                              steps=args.steps, progress=update)
+        else:
+            report = run_shot(Path(args.shot), Path(args.out), generator=args.generator, progress=update)
+    finally:
+        close()
+    print(json.dumps(report["summary"], indent=2))
+    return 0
+
+
+def _cmd_cameras_convert(args) -> int:
+    from .camera_convert import convert
+
+    out = convert(Path(args.input), Path(args.output), args.to, fps=args.fps)
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spatia", description="Video generation with an updatable 3D spatial memory.")
+    parser.add_argument("--version", action="version", version=f"spatia {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the built-in demo: a Blender room, a camera that looks away and back (CPU, no weights)")
+    demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    demo.add_argument("--width", type=int, default=320)
+    demo.add_argument("--height", type=int, default=176)
+    demo.add_argument("--rounds", type=int, default=4, help="generation rounds (default 4)")
+    demo.add_argument("--samples", type=int, default=16, help="Cycles samples for the first frame")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_cmd_demo)
+
+    gen = sub.add_parser("generate", help="generate a video along a camera path")
+    src = gen.add_mutually_exclusive_group(required=True)
+    src.add_argument("--case", help="a folder in the Spatia reference test-case format")
+    src.add_argument("--shot", help="a shot spec JSON file")
+    gen.add_argument("--out", required=True, help="output folder")
+    gen.add_argument("--generator", default=None, help="generator preset (default: the shot's, else preview)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--steps", type=int, default=None)
+    gen.set_defaults(func=_cmd_generate)
+
+    cams = sub.add_parser("cameras", help="camera file tools")
+    cams_sub = cams.add_subparsers(dest="cameras_command", required=True)
+    conv = cams_sub.add_parser("convert", help="convert between camera formats")
+    conv.add_argument("input", help="a reference-case folder, shot JSON, COLMAP text folder or transforms.json")
+    conv.add_argument("output")
+    conv.add_argument("--to", required=True, choices=["case", "shot", "colmap", "nerfstudio"])
+    conv.add_argument("--fps", type=float, default=24.0)
+    conv.set_defaults(func=_cmd_cameras_convert)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, FileNotFoundError) as exc:
+        print(f"spatia {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

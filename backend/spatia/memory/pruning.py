@@ -1,0 +1,136 @@
+"""Pruning: carving points that new views see through, and keeping the memory within a budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from spatia.cameras import Cameras
+
+from .cloud import BYTES_PER_POINT, SpatialMemory
+from .errors import MemoryFormatError
+from .fusion import coarsen
+
+DEFAULT_HALF_LIFE_FRAMES = 240.0
+COARSEN_FACTOR = 4  # coarsen while the memory holds more than this many times the cap
+
+
+def _observed_depth(depth: torch.Tensor, valid: torch.Tensor, window: int) -> torch.Tensor:
+    """Depth [F,H,W] with invalid pixels at 0 (never carves), then the minimum over a (2w+1)^2 window."""
+    observed = torch.where(valid, depth, torch.zeros_like(depth))
+    if window <= 0:
+        return observed
+    size = 2 * window + 1
+    # Out-of-image neighbours are ignored (max-pool pads with -inf), holes count as depth 0.
+    return -F.max_pool2d(-observed[:, None], size, stride=1, padding=window)[:, 0]
+
+
+def carve(
+    memory: SpatialMemory,
+    depth,
+    cameras: Cameras,
+    *,
+    margin_abs: float,
+    margin_rel: float,
+    valid=None,
+    window: int = 1,
+) -> tuple[SpatialMemory, int]:
+    """Remove the points that the depth observations [F,H,W] see through.
+
+    A point in front of camera f (z > 0) that projects into pixel (floor(u), floor(v))
+    inside the image, where the observed depth is valid (finite, > 0 and `valid` [F,H,W]
+    True) and farther than z + margin_abs + margin_rel * z, lies in space the camera saw
+    as empty, so it goes. Points behind the observed surface, outside every view or on
+    invalid pixels stay. With window > 0 the observed depth is the minimum over the
+    (2*window+1)^2 pixels around the hit (holes count as 0), so a point on a silhouette
+    edge is not carved by sub-pixel misalignment; window=0 tests the single pixel.
+    Returns the pruned memory (ids kept) and the number of removed points.
+    """
+    if margin_abs < 0 or margin_rel < 0:
+        raise MemoryFormatError(f"margins must be non-negative, got margin_abs={margin_abs}, margin_rel={margin_rel}")
+    device = memory.device
+    count, height, width = len(cameras), cameras.height, cameras.width
+    depth = torch.as_tensor(depth if isinstance(depth, torch.Tensor) else np.asarray(depth), device=device).to(torch.float32)
+    if tuple(depth.shape) != (count, height, width):
+        raise MemoryFormatError(f"depth must have shape [{count}, {height}, {width}], got {list(depth.shape)}")
+    usable = torch.isfinite(depth) & (depth > 0)
+    if valid is not None:
+        valid = torch.as_tensor(valid if isinstance(valid, torch.Tensor) else np.asarray(valid), device=device)
+        if tuple(valid.shape) != (count, height, width):
+            raise MemoryFormatError(f"valid must have shape [{count}, {height}, {width}], got {list(valid.shape)}")
+        usable &= valid.to(torch.bool)
+    if len(memory) == 0:
+        return memory, 0
+
+    w2c = torch.as_tensor(cameras.w2c, dtype=torch.float32, device=device)
+    intrinsics = cameras.intrinsics
+    removed = torch.zeros(len(memory), dtype=torch.bool, device=device)
+    for f in range(count):
+        observed = _observed_depth(depth[f : f + 1], usable[f : f + 1], window)[0].reshape(-1)
+        cam = memory.xyz @ w2c[f, :3, :3].T + w2c[f, :3, 3]
+        z = cam[:, 2]
+        fx, fy, cx, cy = (float(k) for k in intrinsics[f])
+        safe_z = torch.where(z > 0, z, torch.ones_like(z))
+        col = torch.floor(fx * cam[:, 0] / safe_z + cx)
+        row = torch.floor(fy * cam[:, 1] / safe_z + cy)
+        inside = (z > 0) & (col >= 0) & (col < width) & (row >= 0) & (row < height)
+        pixel = (row.clamp(0, height - 1) * width + col.clamp(0, width - 1)).to(torch.int64)
+        seen_through = observed[pixel] > z + margin_abs + margin_rel * z
+        removed |= inside & seen_through
+    kept = memory.subset(~removed)
+    return kept, int(removed.sum())
+
+
+def budget_score(memory: SpatialMemory, *, half_life_frames: float = DEFAULT_HALF_LIFE_FRAMES) -> torch.Tensor:
+    """Keep-priority of each point: conf * 0.5 ** ((newest last_frame - last_frame) / half_life_frames).
+
+    Confidence counts observations; the decay halves it for every `half_life_frames` frames
+    since the point was last seen, so a stale point yields to a fresher one of equal support.
+    """
+    if half_life_frames <= 0:
+        raise MemoryFormatError(f"half_life_frames must be positive, got {half_life_frames}")
+    if len(memory) == 0:
+        return memory.conf.clone()
+    age = (memory.last_frame.max() - memory.last_frame).to(torch.float32)
+    return memory.conf * torch.pow(0.5, age / half_life_frames)
+
+
+def apply_budget(
+    memory: SpatialMemory,
+    *,
+    max_points: int | None = None,
+    max_bytes: int | None = None,
+    half_life_frames: float = DEFAULT_HALF_LIFE_FRAMES,
+) -> SpatialMemory:
+    """A memory of at most max_points points and max_bytes bytes (whichever is tighter).
+
+    While the memory holds more than COARSEN_FACTOR times the cap, it is re-fused at twice
+    the voxel size (2x, 4x, ...), which thins surfaces evenly instead of cutting regions
+    out. The remaining excess is dropped lowest `budget_score` first (ties: older last_frame,
+    then higher id, go first). Surviving points keep their ids.
+    """
+    caps = []
+    if max_points is not None:
+        caps.append(int(max_points))
+    if max_bytes is not None:
+        caps.append(int(max_bytes) // BYTES_PER_POINT)
+    if not caps:
+        return memory
+    cap = min(caps)
+    if cap < 0:
+        raise MemoryFormatError(f"budget must be non-negative, got max_points={max_points}, max_bytes={max_bytes}")
+    while len(memory) > COARSEN_FACTOR * cap and cap > 0:
+        coarser = coarsen(memory, memory.voxel_size * 2)
+        if len(coarser) == len(memory):
+            break
+        memory = coarser
+    if len(memory) <= cap:
+        return memory
+    score = budget_score(memory, half_life_frames=half_life_frames).cpu().numpy()
+    last = memory.last_frame.cpu().numpy()
+    ids = memory.point_id.cpu().numpy()
+    # lexsort: last key is primary. Best first: high score, recent, low id.
+    order = np.lexsort((ids, -last.astype(np.int64), -score.astype(np.float64)))
+    keep = np.sort(order[:cap])
+    return memory.subset(torch.from_numpy(keep).to(memory.device))

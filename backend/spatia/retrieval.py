@@ -1,0 +1,194 @@
+"""Reference-frame retrieval: which past frames see the same part of the memory as the new ones.
+
+As in Spatia: every camera's visible set is the set of memory points that win the z-buffer
+(front-most, splatted with the memory's voxel size) in a small render of the memory; the
+overlap of a target frame and a history frame is the size (or IoU) of the intersection of
+their visible sets; a one-to-one (Hungarian) assignment of history frames to target frames
+picks up to K reference frames. The most recent history frames are left out (the model
+gets them as history anyway); candidates are sampled at 6 fps and targets at 2 fps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from spatia.cameras import Cameras
+from spatia.render import render
+
+SCORES = ("iou", "shared")
+
+
+class RetrievalError(ValueError):
+    """Retrieval got malformed input; the message names the argument and the problem."""
+
+
+@dataclass
+class RetrievalResult:
+    """Chosen reference frames, best first, and the overlap matrices they were chosen from.
+
+    indices: [K'] int64 chosen history frames (indices into the history cameras), K' <= k.
+    scores: [K'] the overlap score (IoU or shared count, as asked) with the target each was assigned to.
+    assigned_targets: [K'] int64 that target frame (index into the target cameras).
+    shared: [T', C'] int64 number of visible points shared by sampled target t and candidate c.
+    iou: [T', C'] float64 shared / size of the union of the two visible sets.
+    target_indices: [T'] int64 target frames that label the rows.
+    candidate_indices: [C'] int64 history frames that label the columns.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    assigned_targets: np.ndarray
+    shared: np.ndarray
+    iou: np.ndarray
+    target_indices: np.ndarray
+    candidate_indices: np.ndarray
+
+
+def sample_at_rate(times, fps: float) -> np.ndarray:
+    """Indices of the frames nearest to the instants first_time + i / fps, in time order, without repeats."""
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or not np.isfinite(times).all():
+        raise RetrievalError(f"frame times must be a finite 1-D array, got shape {list(times.shape)}")
+    if not (np.isfinite(fps) and fps > 0):
+        raise RetrievalError(f"sampling rate must be positive, got {fps}")
+    if len(times) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(times, kind="stable")
+    ordered = times[order]
+    instants = ordered[0] + np.arange(int(np.floor((ordered[-1] - ordered[0]) * fps + 1e-9)) + 1) / fps
+    after = np.searchsorted(ordered, instants)
+    later = np.minimum(after, len(ordered) - 1)
+    earlier = np.maximum(after - 1, 0)
+    nearest = np.where(np.abs(ordered[later] - instants) < np.abs(ordered[earlier] - instants), later, earlier)
+    return order[np.unique(nearest)]
+
+
+def reduced_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The image size scaled down (never up) so its longer side is at most max_side."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def visible_points(xyz, cameras: Cameras, *, point_size: float, max_side: int = 256, near: float = 1e-2,
+                   device: str | torch.device | None = None) -> scipy.sparse.csr_matrix:
+    """Front-most visible points of each camera, as a boolean sparse matrix [F, N] (row f: points frame f sees).
+
+    Rendered at a reduced size (longer side max_side pixels) with the renderer's z-buffer.
+    """
+    if max_side < 1:
+        raise RetrievalError(f"max_side must be >= 1, got {max_side}")
+    count = len(xyz)
+    small = cameras.resized(*reduced_size(cameras.width, cameras.height, max_side))
+    winners = render(xyz, None, small, point_size=point_size, device=device, depth_only=True, return_index=True,
+                     near=near).index
+    winners = winners.reshape(len(small), -1)
+    # Sort each frame's winners; empty pixels (-1) sort first. Keep the first of each run of equal ids.
+    winners = torch.sort(winners, dim=1).values
+    first = torch.ones_like(winners, dtype=torch.bool)
+    first[:, 1:] = winners[:, 1:] != winners[:, :-1]
+    first &= winners >= 0
+    per_frame = first.sum(dim=1).cpu().numpy()
+    columns = winners[first].cpu().numpy()
+    indptr = np.concatenate([[0], np.cumsum(per_frame)])
+    data = np.ones(len(columns), dtype=np.int64)
+    return scipy.sparse.csr_matrix((data, columns, indptr), shape=(len(small), count))
+
+
+def overlap_matrices(rows: scipy.sparse.csr_matrix, columns: scipy.sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Shared visible points [R, C] of every row frame with every column frame, and their IoU."""
+    shared = np.asarray((rows @ columns.T).todense(), dtype=np.int64)
+    union = rows.getnnz(axis=1)[:, None] + columns.getnnz(axis=1)[None, :] - shared
+    iou = np.divide(shared, union, out=np.zeros(shared.shape), where=union > 0)
+    return shared, iou
+
+
+def assign(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to k distinct columns for the rows of `score` [R, C], by rounds of Hungarian assignment.
+
+    Each round matches rows to the columns not chosen yet, one-to-one, maximising the total
+    score, and keeps the best-scoring pairs; zero-score pairs are never kept. Returns the
+    chosen columns and their rows, best first.
+    """
+    chosen_columns: list[int] = []
+    chosen_rows: list[int] = []
+    available = np.ones(score.shape[1], dtype=bool)
+    while len(chosen_columns) < k and available.any() and score.shape[0] > 0:
+        open_columns = np.flatnonzero(available)
+        rows, cols = linear_sum_assignment(score[:, open_columns], maximize=True)
+        cols = open_columns[cols]
+        pair_scores = score[rows, cols]
+        keep = np.argsort(-pair_scores, kind="stable")
+        keep = keep[pair_scores[keep] > 0][: k - len(chosen_columns)]
+        if len(keep) == 0:
+            break
+        chosen_columns.extend(cols[keep].tolist())
+        chosen_rows.extend(rows[keep].tolist())
+        available[cols[keep]] = False
+    return np.asarray(chosen_columns, dtype=np.int64), np.asarray(chosen_rows, dtype=np.int64)
+
+
+def _frame_times(times, count: int, fps: float, name: str) -> np.ndarray:
+    if times is None:
+        return np.arange(count) / fps
+    times = np.asarray(times, dtype=np.float64)
+    if times.shape != (count,):
+        raise RetrievalError(f"{name} must have one time per camera ({count}), got shape {list(times.shape)}")
+    return times
+
+
+def retrieve(xyz, history_cameras: Cameras, target_cameras: Cameras, *, k: int = 7, exclude_recent: int = 9,
+             point_size: float = 0.0, frame_fps: float = 24.0, history_fps: float = 6.0, target_fps: float = 2.0,
+             history_times=None, target_times=None, score: str = "iou", max_side: int = 256, near: float = 1e-2,
+             device: str | torch.device | None = None) -> RetrievalResult:
+    """Choose up to k history frames that see what the target cameras will see.
+
+    xyz: [N,3] memory points; point_size: their spacing (voxel size), for splatting.
+    history_times / target_times: seconds per camera; by default frame i is at i / frame_fps.
+    The exclude_recent latest history frames are never chosen; the rest are sampled at
+    history_fps, the targets at target_fps. score: "iou" or "shared" (count of shared points).
+    """
+    if score not in SCORES:
+        raise RetrievalError(f"score must be one of {SCORES}, got {score!r}")
+    if k < 0 or exclude_recent < 0:
+        raise RetrievalError(f"k and exclude_recent must be >= 0, got k={k}, exclude_recent={exclude_recent}")
+    if not (np.isfinite(frame_fps) and frame_fps > 0):
+        raise RetrievalError(f"frame_fps must be positive, got {frame_fps}")
+    history_times = _frame_times(history_times, len(history_cameras), frame_fps, "history_times")
+    target_times = _frame_times(target_times, len(target_cameras), frame_fps, "target_times")
+
+    by_time = np.argsort(history_times, kind="stable")
+    older = by_time[: max(len(by_time) - exclude_recent, 0)]
+    candidates = older[sample_at_rate(history_times[older], history_fps)]
+    candidates.sort()
+    targets = sample_at_rate(target_times, target_fps)
+    empty = np.zeros(0, dtype=np.int64)
+    if len(candidates) == 0 or len(targets) == 0 or k == 0:
+        shape = (len(targets), len(candidates))
+        return RetrievalResult(empty, np.zeros(0), empty, np.zeros(shape, np.int64), np.zeros(shape), targets, candidates)
+
+    visibility = dict(point_size=point_size, max_side=max_side, near=near, device=device)
+    target_sets = visible_points(xyz, target_cameras[targets], **visibility)
+    candidate_sets = visible_points(xyz, history_cameras[candidates], **visibility)
+    shared, iou = overlap_matrices(target_sets, candidate_sets)
+    matrix = iou if score == "iou" else shared.astype(np.float64)
+    columns, rows = assign(matrix, k)
+    return RetrievalResult(
+        indices=candidates[columns],
+        scores=matrix[rows, columns],
+        assigned_targets=targets[rows],
+        shared=shared,
+        iou=iou,
+        target_indices=targets,
+        candidate_indices=candidates,
+    )
+
+
+def retrieve_from_memory(memory, history_cameras: Cameras, target_cameras: Cameras, **kwargs) -> RetrievalResult:
+    """retrieve() for any object with `.xyz` and `.voxel_size` (e.g. a spatial memory)."""
+    kwargs.setdefault("point_size", float(memory.voxel_size))
+    return retrieve(memory.xyz, history_cameras, target_cameras, **kwargs)
