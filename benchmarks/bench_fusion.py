@@ -12,6 +12,7 @@ all frames against the final memory. Writes benchmarks/results/fusion.json.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -157,6 +158,7 @@ def main() -> None:
         "carve_s_per_frame": carve_timing["best_s"] / frames,
         "carve_removed_points": removed,
         "peak_rss_mb": harness.peak_rss_mb(),
+        "load_average_1_5_15": list(os.getloadavg()),  # other processes on the machine skew wall times
         "cuda_peak_mb": harness.cuda_peak_mb(),
     }
     harness.write("fusion_quick" if args.quick else "fusion", record)

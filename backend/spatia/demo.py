@@ -11,7 +11,6 @@ report.json, and the world folder.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .cameras import Cameras, Trajectory
+from .io import write_json
 from .memory import export_ply
 from .metrics import psnr
 from .models.preview import PreviewGenerator
@@ -124,5 +124,5 @@ def run_demo(options: DemoOptions, progress=None) -> dict:
     report = {"summary": summary, "options": {k: str(v) for k, v in asdict(options).items()}, "rounds": records,
               "outputs": {"video": str(video), "memory_ply": str(out / "memory.ply"), "blend": str(blend),
                           "world": str(world_dir)}}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "report.json", report)
     return report

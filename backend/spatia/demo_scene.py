@@ -125,7 +125,7 @@ def look_at_matrix_world(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     return m
 
 
-def look_away_and_back(frame_count: int, *, yaw_degrees: float = 110.0) -> list[np.ndarray]:
+def look_away_and_back(frame_count: int, *, yaw_degrees: float = 70.0) -> list[np.ndarray]:
     """Blender matrix_world per frame: from the south side of the room, the camera turns
     away from the far wall to the east, swings to the west and returns to where it began,
     drifting on a small circle (a closed loop)."""

@@ -7,12 +7,12 @@ half-written output.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .cameras import Trajectory, read_reference_case
+from .io import write_json
 from .memory import MemoryStore, export_ply
 from .models import get_depth_estimator, get_generator
 from .models.base import DepthEstimator, VideoGenerator
@@ -37,10 +37,10 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
     for version in store.versions():
         export_ply(store.load(version), ply_dir / f"v{version:04d}.ply")
     cams = world.cameras()
-    (out / "cameras.json").write_text(json.dumps({
+    write_json(out / "cameras.json", {
         "width": cams.width, "height": cams.height, "fps": world.fps,
-        "intrinsics": cams.intrinsics.tolist(), "w2c": cams.w2c.tolist(),
-    }))
+        "intrinsics": cams.intrinsics, "w2c": cams.w2c,
+    })
     summary = {
         "frames": world.frame_count,
         "rounds": len(records),
@@ -50,7 +50,7 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
         "video": str(video),
     }
     report = {"summary": summary, "rounds": records, **extra}
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    write_json(out / "report.json", report)
     return report
 
 

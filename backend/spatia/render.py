@@ -72,14 +72,17 @@ def as_points_tensor(xyz, device: torch.device) -> torch.Tensor:
     return points
 
 
-def _as_colours_tensor(rgb, count: int, device: torch.device) -> torch.Tensor:
+def _packed_colours(rgb, count: int, device: torch.device) -> torch.Tensor:
+    """[N,3] uint8 colours -> [N+1] int32, one RGB0 texel per point (a flat gather is much faster
+    than gathering rows), plus a black texel at index N for empty pixels."""
     colours = torch.as_tensor(rgb, device=device)
     if colours.dtype != torch.uint8:
         raise RenderError(f"rgb must be uint8, got {colours.dtype}")
     if colours.shape != (count, 3):
         raise RenderError(f"rgb must have shape [{count}, 3] to match xyz, got {list(colours.shape)}")
-    # One extra black row: empty pixels decode to index N and gather the background from it.
-    return torch.cat([colours, colours.new_zeros(1, 3)])
+    texels = torch.zeros((count + 1, 4), dtype=torch.uint8, device=device)
+    texels[:count, :3] = colours
+    return texels.view(torch.int32).squeeze(1)
 
 
 def _depth_keys(depth: torch.Tensor) -> torch.Tensor:
@@ -106,23 +109,28 @@ def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: 
     """
     chunk, canvas_h, canvas_w = canvas.shape
     count = points_t.shape[1]
-    cam = torch.matmul(rotation, points_t).add_(translation)  # [C,3,N]: (u z, v z, z)
-    z = cam[:, 2]
+    # One contiguous [C, N] tensor per coordinate, so the survivors gather with a flat index.
+    uz, vz, z = (torch.matmul(rotation[:, i], points_t).add_(translation[:, i]) for i in range(3))
     inv_z = z.reciprocal()
-    u = cam[:, 0].mul_(inv_z)
-    v = cam[:, 1].mul_(inv_z)
+    u = uz.mul_(inv_z)
+    v = vz.mul_(inv_z)
     # Centres up to `pad` pixels outside the image still reach into it with their splats.
     inside = z > near
     inside &= u >= -pad
     inside &= u < width + pad
     inside &= v >= -pad
     inside &= v < height + pad
-    frame, point = inside.nonzero(as_tuple=True)
-    z_in = z[frame, point]
-    col = u[frame, point].floor_().to(torch.int64).add_(pad)
-    row = v[frame, point].floor_().to(torch.int64).add_(pad)
-    pixel = (frame * canvas_h + row) * canvas_w + col
-    keys = _depth_keys(z_in) | point
+    flat = inside.view(-1).nonzero().squeeze(1)  # frame * N + point
+    z_in = z.view(-1).index_select(0, flat)
+    col = u.view(-1).index_select(0, flat).floor_().to(torch.int64).add_(pad)
+    row = v.view(-1).index_select(0, flat).floor_().to(torch.int64).add_(pad)
+    if chunk == 1:
+        frame, point, pixel = torch.zeros_like(flat), flat, row.mul_(canvas_w).add_(col)
+    else:
+        frame = flat // count
+        point = flat - frame * count
+        pixel = ((frame * canvas_h).add_(row)).mul_(canvas_w).add_(col)
+    keys = _depth_keys(z_in).bitwise_or_(point)
     canvas.view(-1).scatter_reduce_(0, pixel, keys, "amin", include_self=True)
     nearest = torch.full((chunk,), math.inf, device=z.device)
     return nearest.scatter_reduce_(0, frame, z_in, "amin", include_self=True)
@@ -136,18 +144,20 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
     # Pass t carries the winners nearer than f * s / (2t - 1), i.e. with half-width k >= t.
     widest = float(((focal * point_size / nearest + 1) / 2).ceil().sub(1).max())
     passes = int(min(max(widest, 0.0), max_radius_px))
-    carried = torch.empty_like(canvas)
     across = torch.empty_like(canvas)
+    block = torch.empty_like(canvas)
     for t in range(1, passes + 1):
+        # 3x3 min filter, separable: along rows into `across`, then down columns into `block`.
+        across[:, :, 0] = canvas[:, :, 0]
+        torch.minimum(canvas[:, :, 1:], canvas[:, :, :-1], out=across[:, :, 1:])
+        torch.minimum(across[:, :, :-1], canvas[:, :, 1:], out=across[:, :, :-1])
+        block[:, 0] = across[:, 0]
+        torch.minimum(across[:, 1:], across[:, :-1], out=block[:, 1:])
+        torch.minimum(block[:, :-1], across[:, 1:], out=block[:, :-1])
+        # The nearest neighbour is the one to carry unless it is too far to reach ring t; then none is.
         threshold = _depth_keys(focal * point_size / (2 * t - 1)).view(-1, 1, 1)
-        carried.copy_(canvas).masked_fill_(canvas >= threshold, empty_key)
-        # 3x3 min filter, separable: along rows into `across`, then down columns into the canvas.
-        across[:, :, 0] = carried[:, :, 0]
-        torch.minimum(carried[:, :, 1:], carried[:, :, :-1], out=across[:, :, 1:])
-        torch.minimum(across[:, :, :-1], carried[:, :, 1:], out=across[:, :, :-1])
-        torch.minimum(canvas, across, out=canvas)
-        torch.minimum(canvas[:, 1:], across[:, :-1], out=canvas[:, 1:])
-        torch.minimum(canvas[:, :-1], across[:, 1:], out=canvas[:, :-1])
+        block.masked_fill_(block >= threshold, empty_key)
+        torch.minimum(canvas, block, out=canvas)
 
 
 def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch.device | None = None,
@@ -171,7 +181,7 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     device = torch.device(device) if device is not None else torch.device("cpu")
     points = as_points_tensor(xyz, device)
     count = points.shape[0]
-    colours = None if depth_only else _as_colours_tensor(rgb, count, device)
+    colours = None if depth_only else _packed_colours(rgb, count, device)
     frames, height, width = len(cameras), cameras.height, cameras.width
     if chunk is None:
         chunk = max(1, CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cpu"]) // max(count, height * width))
@@ -188,10 +198,11 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     mask = torch.empty((frames, height, width), dtype=torch.bool, device=device)
     out_rgb = None if depth_only else torch.empty((frames, height, width, 3), dtype=torch.uint8, device=device)
     index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_index else None
+    canvas_buffer = torch.empty((min(chunk, frames), height + 2 * pad, width + 2 * pad), dtype=torch.int64, device=device)
 
     for start in range(0, frames, chunk):
         stop = min(start + chunk, frames)
-        canvas = torch.full((stop - start, height + 2 * pad, width + 2 * pad), empty_key, dtype=torch.int64, device=device)
+        canvas = canvas_buffer[: stop - start].fill_(empty_key)
         nearest = _splat_centres(points_t, rotation[start:stop], translation[start:stop], canvas, width, height, pad, near)
         _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key)
         keys = canvas[:, pad:pad + height, pad:pad + width]
@@ -199,7 +210,8 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
         depth[start:stop] = (keys >> INDEX_BITS).to(torch.int32).view(torch.float32)
         torch.ne(winner, count, out=mask[start:stop])
         if out_rgb is not None:
-            out_rgb[start:stop] = colours[winner]
+            texels = colours.index_select(0, winner.view(-1)).view(torch.uint8).view(stop - start, height, width, 4)
+            out_rgb[start:stop] = texels[..., :3]
         if index is not None:
             index[start:stop] = winner.masked_fill_(~mask[start:stop], -1)
     return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index)

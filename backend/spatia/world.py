@@ -30,6 +30,7 @@ from typing import Callable
 import numpy as np
 
 from .cameras import Cameras, Trajectory
+from .io import write_json
 from .memory import MemoryStore, SpatialMemory, import_ply, load_snapshot
 from .models.base import Cancelled, DepthEstimator, GenerationRequest, Segmenter, VideoGenerator
 from .plan import Round, plan_rounds
@@ -48,15 +49,6 @@ Progress = Callable[[float, str], None]
 
 class WorldError(ValueError):
     """The world cannot do what was asked; the message says why."""
-
-
-def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -125,7 +117,7 @@ class World:
         return cls(root, state)
 
     def _save_state(self) -> None:
-        _write_json_atomic(self.root / "world.json", self.state)
+        write_json(self.root / "world.json", self.state)
 
     # --- properties ---------------------------------------------------------------------
     @property
@@ -394,7 +386,7 @@ class World:
             "update": update_stats.as_dict() if update_stats else None,
             "timings": timings,
         }
-        _write_json_atomic(partial / "round.json", record)
+        write_json(partial / "round.json", record)
         final = self.root / "rounds" / f"{record['round']:04d}"
         if final.exists():
             shutil.rmtree(final)
@@ -427,7 +419,7 @@ class World:
         return memory
 
     def _write_camera_json(self, cams: Cameras, name: str = "cameras.json") -> None:
-        _write_json_atomic(self.root / name, {
+        write_json(self.root / name, {
             "width": cams.width, "height": cams.height, "fps": self.fps,
             "intrinsics": cams.intrinsics.tolist(), "w2c": cams.w2c.tolist(),
         })

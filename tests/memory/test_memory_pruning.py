@@ -106,3 +106,13 @@ def test_budget_coarsens_when_far_over_the_cap():
     assert len(kept) == 100
     assert set(kept.point_id.tolist()) <= set(range(4096))
     assert kept.conf.tolist() == [16.0] * 100  # each coarse point carries its 16 fine points' support
+
+
+def test_carving_keeps_the_voxel_index_consistent():
+    memory = memory_of(POINTS)
+    memory.voxel_index()
+    carved, _ = carve(memory, np.full((1, 6, 8), 5.0), camera_at_origin(), margin_abs=0.05, margin_rel=0.02)
+    cached = carved.voxel_index()
+    rebuilt = type(cached).build(carved.xyz, carved.side, carved.voxel_size)
+    assert torch.equal(cached.keys, rebuilt.keys)
+    assert torch.equal(carved.point_id[cached.order], carved.point_id[rebuilt.order])

@@ -202,7 +202,16 @@ class SpatialMemory:
         if selector.dtype == torch.bool and tuple(selector.shape) != (len(self),):
             raise MemoryFormatError(f"mask must have shape [{len(self)}], got {list(selector.shape)}")
         values = {name: getattr(self, name)[selector] for name in FIELDS}
-        return SpatialMemory(**values, voxel_size=self.voxel_size, next_id=self.next_id)
+        return SpatialMemory(**values, voxel_size=self.voxel_size, next_id=self.next_id, _index=self._subset_index(selector))
+
+    def _subset_index(self, selector: torch.Tensor) -> VoxelIndex | None:
+        """The cached voxel index filtered by a bool mask (positions renumbered), without re-sorting."""
+        if self._index is None or selector.dtype != torch.bool:
+            return None
+        index = self._index
+        kept = selector[index.order]
+        new_position = torch.cumsum(selector, 0) - 1
+        return VoxelIndex(index.voxel_size, index.keys[kept], new_position[index.order[kept]])
 
     def indices_of(self, ids, *, missing_ok: bool = False) -> torch.Tensor:
         """Positions of the points with the given ids (in the order given); unknown ids raise unless missing_ok."""

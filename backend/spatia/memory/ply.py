@@ -64,11 +64,16 @@ def _header_settings(path: Path) -> tuple[float | None, int | None]:
     return float(match.group(1)), int(match.group(2))
 
 
-def _vertex_table(loaded) -> np.ndarray | None:
+def _vertex_properties(loaded) -> dict[str, np.ndarray]:
+    """Vertex property name -> 1-D array, from trimesh's raw PLY elements (binary or ascii layout)."""
     raw = (getattr(loaded, "metadata", None) or {}).get("_ply_raw", {})
     vertex = raw.get("vertex", {}) if isinstance(raw, dict) else {}
     data = vertex.get("data") if isinstance(vertex, dict) else None
-    return data if isinstance(data, np.ndarray) and data.dtype.names else None
+    if isinstance(data, np.ndarray) and data.dtype.names:
+        return {name: data[name].reshape(len(data), -1)[:, 0] for name in data.dtype.names}
+    if isinstance(data, dict):
+        return {name: np.asarray(values).reshape(len(values), -1)[:, 0] for name, values in data.items()}
+    return {}
 
 
 def import_ply(path, *, voxel_size: float | None = None, frame: int = 0, device: torch.device | str = "cpu") -> SpatialMemory:
@@ -90,18 +95,17 @@ def import_ply(path, *, voxel_size: float | None = None, frame: int = 0, device:
     if not hasattr(loaded, "vertices"):
         raise MemoryFormatError(f"{path.name} holds no vertex element")
     xyz = np.asarray(loaded.vertices, dtype=np.float32)
-    table = _vertex_table(loaded)
-    names = set(table.dtype.names) if table is not None else set()
+    table = _vertex_properties(loaded)
     count = len(xyz)
-    if {"red", "green", "blue"} <= names:
+    if {"red", "green", "blue"} <= table.keys():
         rgb = np.stack([table[c] for c in ("red", "green", "blue")], axis=1)
         if rgb.dtype.kind == "f":
             rgb = np.clip(rgb * (255.0 if rgb.max(initial=0) <= 1 else 1.0), 0, 255).round()
         rgb = rgb.astype(np.uint8)
     else:
         rgb = np.full((count, 3), DEFAULT_GREY, dtype=np.uint8)
-    conf = table["conf"].astype(np.float32) if "conf" in names else np.ones(count, dtype=np.float32)
-    ids = table["point_id"].astype(np.int64) if "point_id" in names else None
+    conf = table["conf"].astype(np.float32) if "conf" in table else np.ones(count, dtype=np.float32)
+    ids = table["point_id"].astype(np.int64) if "point_id" in table else None
     if ids is None or len(np.unique(ids)) != count or (count and ids.min() < 0):
         memory = SpatialMemory.from_points(xyz, rgb, conf, voxel_size=size, frame=frame, device=device)
         return memory
@@ -110,5 +114,5 @@ def import_ply(path, *, voxel_size: float | None = None, frame: int = 0, device:
         next_id = max(next_id, recorded_next)
     frames = np.full(count, frame, dtype=np.int32)
     arrays = {"xyz": xyz, "rgb": rgb, "conf": conf, "point_id": ids, "first_frame": frames, "last_frame": frames}
-    arrays.update({name: table[name] for name in ("first_frame", "last_frame", "side") if name in names})
+    arrays.update({name: table[name] for name in ("first_frame", "last_frame", "side") if name in table})
     return SpatialMemory.from_arrays(arrays, voxel_size=size, next_id=next_id, device=device)

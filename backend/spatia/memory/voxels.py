@@ -38,30 +38,28 @@ def side_bins(vectors: torch.Tensor) -> torch.Tensor:
     return (axis * 2 + negative).to(torch.uint8)
 
 
-def voxel_coords(xyz: torch.Tensor, voxel_size: float) -> torch.Tensor:
-    """World points [N,3] -> integer voxel coordinates int64 [N,3] (voxel i spans [i, i+1) * size)."""
-    return torch.floor(xyz / voxel_size).to(torch.int64)
-
-
-def pack_keys(coords: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-    """Voxel coordinates int64 [N,3] and side bins [N] -> int64 keys [N] (order: x, y, z, side)."""
-    if len(coords):
-        lo, hi = int(coords.min()), int(coords.max())
-        if lo < MIN_VOXEL_COORD or hi > MAX_VOXEL_COORD:
-            raise VoxelRangeError(
-                f"voxel coordinates span [{lo}, {hi}] but a key addresses [{MIN_VOXEL_COORD}, {MAX_VOXEL_COORD}] "
-                "per axis; use a larger voxel size or keep points nearer the origin"
-            )
-    shifted = coords + AXIS_OFFSET
-    keys = shifted[:, 0] << (2 * AXIS_BITS + SIDE_BITS)
-    keys |= shifted[:, 1] << (AXIS_BITS + SIDE_BITS)
-    keys |= shifted[:, 2] << SIDE_BITS
-    keys |= side.to(torch.int64)
-    return keys
+def _check_range(lo: int, hi: int) -> None:
+    if lo < MIN_VOXEL_COORD or hi > MAX_VOXEL_COORD:
+        raise VoxelRangeError(
+            f"voxel coordinates span [{lo}, {hi}] but a key addresses [{MIN_VOXEL_COORD}, {MAX_VOXEL_COORD}] "
+            "per axis; use a larger voxel size or keep points nearer the origin"
+        )
 
 
 def point_keys(xyz: torch.Tensor, side: torch.Tensor, voxel_size: float) -> torch.Tensor:
-    return pack_keys(voxel_coords(xyz, voxel_size), side)
+    """World points [N,3] (voxel i spans [i, i+1) * voxel_size) and side bins [N] -> int64 keys [N]."""
+    coords = torch.floor(xyz / voxel_size)
+    if len(coords):
+        lo, hi = torch.aminmax(coords)
+        _check_range(int(lo), int(hi))  # checked on the floats: float32 holds every integer of the key range
+    coords = coords.to(torch.int64)
+    weights = torch.tensor(
+        [1 << (2 * AXIS_BITS + SIDE_BITS), 1 << (AXIS_BITS + SIDE_BITS), 1 << SIDE_BITS], device=xyz.device
+    )
+    # The weighted sum equals the bit-packed (coord + offset) fields; the offsets fold into one constant.
+    # CPU has an int64 matrix-vector product; CUDA matmul has no int64 kernel.
+    packed = coords @ weights if coords.device.type == "cpu" else (coords * weights).sum(dim=1)
+    return packed.add_(int(AXIS_OFFSET * weights.sum())).add_(side.to(torch.int64))
 
 
 def argsort(values: torch.Tensor, *, stable: bool = False) -> torch.Tensor:
@@ -129,21 +127,19 @@ class VoxelIndex:
         return torch.where(found, self.order[pos], torch.full_like(pos, -1))
 
     def insert(self, new_keys: torch.Tensor, first_index: int) -> "VoxelIndex":
-        """The index after appending points with sorted keys `new_keys` as indices first_index, first_index+1...
-
-        A linear-time merge of two sorted sequences: no re-sort of the memory keys.
-        """
+        """The index after appending points with sorted keys `new_keys` (none already present) as
+        indices first_index, first_index+1...: a linear-time merge, no re-sort of the memory keys."""
         count, added = len(self.keys), len(new_keys)
         if added == 0:
             return self
         device = self.keys.device
-        pos = torch.searchsorted(self.keys, new_keys)
-        new_slots = pos + torch.arange(added, device=device)
-        shift = torch.cumsum(torch.bincount(pos, minlength=count + 1), 0)[:count]
-        old_slots = torch.arange(count, device=device) + shift
-        keys = torch.empty(count + added, dtype=self.keys.dtype, device=device)
-        order = torch.empty(count + added, dtype=self.order.dtype, device=device)
-        keys[old_slots], keys[new_slots] = self.keys, new_keys
-        order[old_slots] = self.order
+        new_slots = torch.searchsorted(self.keys, new_keys) + torch.arange(added, device=device)
+        is_new = torch.zeros(count + added, dtype=torch.bool, device=device)
+        is_new[new_slots] = True
+        is_old = ~is_new
+        # masked_scatter fills the old slots in order: a sequential copy, no scattered writes.
+        keys = torch.empty(count + added, dtype=self.keys.dtype, device=device).masked_scatter_(is_old, self.keys)
+        order = torch.empty(count + added, dtype=self.order.dtype, device=device).masked_scatter_(is_old, self.order)
+        keys[new_slots] = new_keys
         order[new_slots] = torch.arange(first_index, first_index + added, device=device)
         return VoxelIndex(self.voxel_size, keys, order)

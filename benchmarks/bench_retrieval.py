@@ -1,0 +1,124 @@
+"""Reference-frame retrieval time: 200 history frames, 81 target frames, about 1,000,000 points.
+
+The scene of bench_render (a room sampled on a grid) and cameras of 1248x704 turning around
+inside it; the targets revisit part of the history path. Times retrieve() with its defaults
+(candidates at 6 fps and targets at 2 fps of 24 fps frames, visibility at 256 px), and with
+every frame used (no subsampling), and compares with a plain numpy implementation (per-frame
+z-buffer, np.unique visible sets, a double loop of np.intersect1d over frame pairs, Hungarian)
+on the default sampling. Writes benchmarks/results/retrieval.json.
+
+    python benchmarks/bench_retrieval.py                 # full size, CPU (and CUDA if present)
+    python benchmarks/bench_retrieval.py --quick         # small size, seconds
+    python benchmarks/bench_retrieval.py --device cuda   # CUDA only
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from bench_render import room_points, turning_cameras  # noqa: E402
+
+from spatia.cameras import Cameras  # noqa: E402
+from spatia.retrieval import reduced_size, retrieve, sample_at_rate  # noqa: E402
+
+FRAME_FPS = 24.0
+
+
+def numpy_visible_sets(xyz: np.ndarray, cameras: Cameras, near: float = 1e-2) -> list[np.ndarray]:
+    """Per frame, the sorted ids of the points that win a 1-pixel numpy z-buffer."""
+    sets = []
+    for f in range(len(cameras)):
+        fx, fy, cx, cy = cameras.intrinsics[f].astype(np.float32)
+        cam = xyz @ cameras.w2c[f, :3, :3].T.astype(np.float32) + cameras.w2c[f, :3, 3].astype(np.float32)
+        z = cam[:, 2]
+        front = z > near
+        cam, z, ids = cam[front], z[front], np.flatnonzero(front)
+        col = np.floor(fx * cam[:, 0] / z + cx).astype(np.int64)
+        row = np.floor(fy * cam[:, 1] / z + cy).astype(np.int64)
+        inside = (col >= 0) & (col < cameras.width) & (row >= 0) & (row < cameras.height)
+        pixel, z, ids = row[inside] * cameras.width + col[inside], z[inside], ids[inside]
+        order = np.lexsort((z, pixel))
+        pixel, ids = pixel[order], ids[order]
+        first = np.ones(len(pixel), dtype=bool)
+        first[1:] = pixel[1:] != pixel[:-1]
+        sets.append(np.unique(ids[first]))
+    return sets
+
+
+def numpy_retrieve(xyz, history: Cameras, targets: Cameras, k: int = 7, exclude_recent: int = 9) -> np.ndarray:
+    """The same selection written plainly: loops over frames and frame pairs."""
+    older = np.arange(len(history) - exclude_recent)
+    candidates = older[sample_at_rate(older / FRAME_FPS, 6.0)]
+    target_ids = sample_at_rate(np.arange(len(targets)) / FRAME_FPS, 2.0)
+    size = reduced_size(history.width, history.height, 256)
+    target_sets = numpy_visible_sets(xyz, targets[target_ids].resized(*size))
+    candidate_sets = numpy_visible_sets(xyz, history[candidates].resized(*size))
+    iou = np.zeros((len(target_sets), len(candidate_sets)))
+    for i, a in enumerate(target_sets):
+        for j, b in enumerate(candidate_sets):
+            shared = len(np.intersect1d(a, b, assume_unique=True))
+            iou[i, j] = shared / max(len(a) + len(b) - shared, 1)
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    keep = np.argsort(-iou[rows, cols])[:k]
+    return candidates[cols[keep][iou[rows, cols][keep] > 0]]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="200k points, 60 history and 24 target frames")
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device (default: CPU, and CUDA if present)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    count, history_frames, target_frames = (200_000, 60, 24) if args.quick else (1_000_000, 200, 81)
+    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in devices and not torch.cuda.is_available():
+        print("CUDA is not available", file=sys.stderr)
+        return 1
+
+    xyz, _, spacing = room_points(count)
+    history = turning_cameras(history_frames, 1248, 704, turns=2.0)
+    # The targets walk a stretch of the same path again, slightly offset in phase.
+    targets = turning_cameras(target_frames, 1248, 704, turns=2.0 * target_frames / history_frames, phase=0.13)
+    record = {"points": len(xyz), "history_frames": history_frames, "target_frames": target_frames, "quick": args.quick}
+
+    baseline = harness.timed(lambda: numpy_retrieve(xyz, history, targets), repeat=1, warmup=0)
+    record["numpy_baseline_s"] = baseline["best_s"]
+    record["numpy_baseline_chosen"] = numpy_retrieve(xyz, history, targets).tolist()
+    for device in devices:
+        sync = device == "cuda"
+        points = torch.as_tensor(xyz, device=device)
+        default = harness.timed(lambda: retrieve(points, history, targets, point_size=spacing, device=device),
+                                repeat=3, sync=sync)
+        every_frame = dict(history_fps=FRAME_FPS, target_fps=FRAME_FPS)
+        dense = harness.timed(lambda: retrieve(points, history, targets, point_size=spacing, device=device, **every_frame),
+                              repeat=1, sync=sync)
+        result = retrieve(points, history, targets, point_size=spacing, device=device)
+        record[device] = {
+            "default_s": default["best_s"],
+            "default_median_s": default["median_s"],
+            "default_matrix": list(result.shared.shape),
+            "chosen": result.indices.tolist(),
+            "chosen_iou": [round(float(x), 4) for x in result.scores],
+            "every_frame_s": dense["best_s"],
+            "every_frame_matrix": [target_frames, history_frames - 9],
+            "speedup_vs_numpy": baseline["best_s"] / default["best_s"],
+        }
+        if sync:
+            record[device]["cuda_peak_mb"] = harness.cuda_peak_mb()
+    record["peak_rss_mb"] = harness.peak_rss_mb()
+    harness.write("retrieval_quick" if args.quick else "retrieval", record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
