@@ -10,6 +10,7 @@ on the default sampling. Writes benchmarks/results/retrieval.json.
     python benchmarks/bench_retrieval.py                 # full size, CPU (and CUDA if present)
     python benchmarks/bench_retrieval.py --quick         # small size, seconds
     python benchmarks/bench_retrieval.py --device cuda   # CUDA only
+    python benchmarks/bench_retrieval.py --threads 1     # one CPU thread (steadier on a busy machine)
 """
 
 from __future__ import annotations

@@ -128,6 +128,11 @@ def test_empty_pixels_are_masked_black_infinite_and_index_minus_one():
     assert bool((out.index == -1).all())
 
 
+def test_an_empty_cloud_renders_empty_frames():
+    out = render(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), identity_camera(), point_size=0.1)
+    assert out.depth.shape == (1, H, W) and not bool(out.mask.any()) and bool(torch.isinf(out.depth).all())
+
+
 def test_each_point_lands_where_cameras_project_puts_it():
     rng = np.random.default_rng(0)
     xyz = (rng.random((300, 3)) * [2.0, 1.5, 3.0] + [-1.0, -0.75, 1.0]).astype(np.float32)

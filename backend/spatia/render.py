@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from spatia.cameras import Cameras
@@ -92,11 +91,7 @@ def _depth_keys(depth: torch.Tensor) -> torch.Tensor:
 
 def _projection_matrices(cameras: Cameras, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows (fx r0 + cx r2, fy r1 + cy r2, r2) and translations: world -> (u z, v z, z)."""
-    k = cameras.intrinsics
-    calib = np.zeros((len(cameras), 3, 3))
-    calib[:, 0, 0], calib[:, 1, 1] = k[:, 0], k[:, 1]
-    calib[:, 0, 2], calib[:, 1, 2], calib[:, 2, 2] = k[:, 2], k[:, 3], 1.0
-    proj = calib @ cameras.w2c[:, :3, :4]
+    proj = cameras.K @ cameras.w2c[:, :3, :4]
     proj_t = torch.as_tensor(proj, dtype=torch.float32, device=device)
     return proj_t[:, :, :3].contiguous(), proj_t[:, :, 3:].contiguous()
 
@@ -109,8 +104,11 @@ def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: 
     """
     chunk, canvas_h, canvas_w = canvas.shape
     count = points_t.shape[1]
-    # One contiguous [C, N] tensor per coordinate, so the survivors gather with a flat index.
-    uz, vz, z = (torch.matmul(rotation[:, i], points_t).add_(translation[:, i]) for i in range(3))
+    # Rows grouped by coordinate (all frames' u z, then v z, then z): one matmul, and each
+    # coordinate a contiguous [C, N] block, so the survivors gather with a flat index.
+    projected = torch.addmm(translation.transpose(0, 1).reshape(3 * chunk, 1),
+                            rotation.transpose(0, 1).reshape(3 * chunk, 3), points_t)
+    uz, vz, z = projected.view(3, chunk, count).unbind(0)
     inv_z = z.reciprocal()
     u = uz.mul_(inv_z)
     v = vz.mul_(inv_z)
@@ -167,7 +165,8 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
 
     xyz: [N,3] float world points, numpy or torch. rgb: [N,3] uint8 (ignored when depth_only).
     point_size: world-space spacing of the points (the memory's voxel size), metres; 0 draws
-    one pixel per point. Points with z <= near are dropped. chunk: frames rendered together
+    one pixel per point. Points with z <= near are dropped. device: where to render (default:
+    where xyz lives if it is a tensor, else the CPU). chunk: frames rendered together
     (default: about 1M projected points per batch on CPU, 64M on CUDA).
     """
     if not isinstance(cameras, Cameras):
@@ -178,7 +177,9 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
         raise RenderError(f"near must be a finite number >= 0, got {near}")
     if max_radius_px < 0:
         raise RenderError(f"max_radius_px must be >= 0, got {max_radius_px}")
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device is None:
+        device = xyz.device if isinstance(xyz, torch.Tensor) else torch.device("cpu")
+    device = torch.device(device)
     points = as_points_tensor(xyz, device)
     count = points.shape[0]
     colours = None if depth_only else _packed_colours(rgb, count, device)

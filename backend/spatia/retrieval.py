@@ -76,7 +76,7 @@ def reduced_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 def visible_points(xyz, cameras: Cameras, *, point_size: float, max_side: int = 256, near: float = 1e-2,
                    device: str | torch.device | None = None) -> scipy.sparse.csr_matrix:
-    """Front-most visible points of each camera, as a boolean sparse matrix [F, N] (row f: points frame f sees).
+    """Front-most visible points of each camera, as a 0/1 sparse matrix [F, N] (row f: points frame f sees).
 
     Rendered at a reduced size (longer side max_side pixels) with the renderer's z-buffer.
     """
@@ -88,7 +88,7 @@ def visible_points(xyz, cameras: Cameras, *, point_size: float, max_side: int = 
                      near=near).index
     winners = winners.reshape(len(small), -1)
     # Sort each frame's winners; empty pixels (-1) sort first. Keep the first of each run of equal ids.
-    winners = torch.sort(winners, dim=1).values
+    winners = torch.sort(winners.to(torch.int32), dim=1).values  # N < 2^31; int32 sorts faster
     first = torch.ones_like(winners, dtype=torch.bool)
     first[:, 1:] = winners[:, 1:] != winners[:, :-1]
     first &= winners >= 0

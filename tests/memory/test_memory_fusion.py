@@ -5,7 +5,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spatia.cameras import Cameras
-from spatia.memory import MemoryFormatError, SpatialMemory, VoxelRangeError, fuse, fuse_points, points_from_depth
+from spatia.memory import (
+    MemoryFormatError,
+    SpatialMemory,
+    VoxelRangeError,
+    coarsen,
+    fuse,
+    fuse_points,
+    points_from_depth,
+)
 
 PLUS_X, MINUS_X, PLUS_Z = 0, 1, 4
 TOWARD_MINUS_Z = np.array([[0.0, 0.0, -1.0]])  # viewing ray pointing down: side +z
@@ -191,3 +199,26 @@ def test_fusion_keeps_ids_stable_and_conserves_counts(batch_list):
         cached = memory.voxel_index()
         rebuilt = type(cached).build(memory.xyz, memory.side, VOXEL)
         assert torch.equal(cached.keys, rebuilt.keys)
+
+
+def test_fuse_leaves_the_input_memory_unchanged():
+    memory = fuse(SpatialMemory.empty(1.0), [[0.5, 0.5, 0.5]], [[10, 10, 10]], frame=0, view_dirs=TOWARD_MINUS_Z)
+    before = memory.sha256()
+    fused = fuse(memory, [[0.7, 0.5, 0.5], [3.5, 0.5, 0.5]], [[30, 30, 30]] * 2, frame=1,
+                 view_dirs=np.repeat(TOWARD_MINUS_Z, 2, 0))
+    assert memory.sha256() == before and len(memory) == 1
+    assert fused.conf.tolist() == [2.0, 1.0]
+
+
+def test_coarsen_keeps_the_most_confident_id_per_coarse_voxel():
+    xyz = [[0.25, 0.25, 0.25], [0.75, 0.25, 0.25], [0.25, 0.75, 0.25], [0.75, 0.75, 0.75], [1.5, 0.5, 0.5]]
+    memory = SpatialMemory.from_points(xyz, [[0, 0, 0]] * 4 + [[9, 9, 9]], [1.0, 3.0, 3.0, 1.0, 2.0], voxel_size=0.5)
+    memory = memory.replace(first_frame=torch.tensor([4, 1, 2, 3, 0], dtype=torch.int32),
+                            last_frame=torch.tensor([9, 5, 6, 7, 0], dtype=torch.int32))
+    coarse = coarsen(memory, 1.0)
+    assert coarse.voxel_size == 1.0 and coarse.next_id == 5
+    assert coarse.point_id.tolist() == [1, 4]  # conf 3 twice: the smaller id wins
+    assert coarse.conf.tolist() == [8.0, 2.0]
+    # x: (0.25 + 2.25 + 0.75 + 0.75) / 8 = 0.5; y: (0.25 + 0.75 + 2.25 + 0.75) / 8 = 0.5; z: (0.25*7 + 0.75) / 8
+    np.testing.assert_allclose(coarse.xyz.numpy(), [[0.5, 0.5, 0.3125], [1.5, 0.5, 0.5]])
+    assert coarse.first_frame.tolist() == [1, 0] and coarse.last_frame.tolist() == [9, 0]

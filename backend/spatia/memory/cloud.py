@@ -139,7 +139,11 @@ class SpatialMemory:
         if xyz.ndim != 2 or xyz.shape[1] != 3:
             raise MemoryFormatError(f"xyz must have shape [N, 3], got {list(xyz.shape)}")
         n = len(xyz)
-        full = lambda name, value: torch.full((n, *FIELDS[name][1]), value, dtype=FIELDS[name][0], device=device)  # noqa: E731
+
+        def full(name: str, value) -> torch.Tensor:
+            dtype, trailing = FIELDS[name]
+            return torch.full((n, *trailing), value, dtype=dtype, device=device)
+
         return cls(
             xyz=xyz,
             rgb=full("rgb", 128) if rgb is None else _as_tensor(rgb, "rgb", device),

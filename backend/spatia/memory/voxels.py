@@ -101,7 +101,8 @@ def group_by_key(keys: torch.Tensor, *, order: torch.Tensor | None = None) -> Gr
     group_of_sorted = torch.cumsum(starts, 0) - 1
     inverse = torch.empty_like(order)
     inverse[order] = group_of_sorted
-    return Groups(keys=sorted_keys[starts], inverse=inverse, first=order[starts])
+    first = starts.nonzero()[:, 0]
+    return Groups(keys=sorted_keys[first], inverse=inverse, first=order[first])
 
 
 @dataclass(frozen=True)
@@ -118,22 +119,24 @@ class VoxelIndex:
         order = argsort(keys)
         return cls(voxel_size, keys[order], order)
 
-    def lookup(self, query: torch.Tensor) -> torch.Tensor:
-        """Keys [Q] -> index of a memory point holding each key, or -1 where none does."""
+    def lookup(self, query: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys [Q] -> (index of a memory point holding each key or -1, insertion slot of each key)."""
+        slots = torch.searchsorted(self.keys, query)
         if len(self.keys) == 0:
-            return torch.full_like(query, -1)
-        pos = torch.searchsorted(self.keys, query).clamp_(max=len(self.keys) - 1)
-        found = self.keys[pos] == query
-        return torch.where(found, self.order[pos], torch.full_like(pos, -1))
+            return torch.full_like(query, -1), slots
+        probe = slots.clamp(max=len(self.keys) - 1)
+        found = self.keys[probe] == query
+        return torch.where(found, self.order[probe], torch.full_like(probe, -1)), slots
 
-    def insert(self, new_keys: torch.Tensor, first_index: int) -> "VoxelIndex":
-        """The index after appending points with sorted keys `new_keys` (none already present) as
-        indices first_index, first_index+1...: a linear-time merge, no re-sort of the memory keys."""
+    def insert(self, new_keys: torch.Tensor, slots: torch.Tensor, first_index: int) -> "VoxelIndex":
+        """The index after appending points with sorted keys `new_keys` (none already present,
+        `slots` their searchsorted positions) as indices first_index, first_index+1...: a
+        linear-time merge, no re-sort of the memory keys."""
         count, added = len(self.keys), len(new_keys)
         if added == 0:
             return self
         device = self.keys.device
-        new_slots = torch.searchsorted(self.keys, new_keys) + torch.arange(added, device=device)
+        new_slots = slots + torch.arange(added, device=device)
         is_new = torch.zeros(count + added, dtype=torch.bool, device=device)
         is_new[new_slots] = True
         is_old = ~is_new

@@ -59,7 +59,9 @@ def _lookup(table: dict, role: str, name: str):
         return table[name]
     known = sorted(p.name for p in PRESETS.values() if p.role == role)
     if name in known:
-        raise ModelUnavailable(f"the {role} {name!r} has no implementation installed in this build; available: {', '.join(sorted(table))}")
+        raise ModelUnavailable(
+            f"the {role} {name!r} has no implementation installed in this build; available: {', '.join(sorted(table))}"
+        )
     raise KeyError(f"unknown {role} {name!r}; known: {', '.join(known)}")
 
 

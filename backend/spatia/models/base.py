@@ -80,6 +80,8 @@ class DepthResult:
     confidence: np.ndarray
 
     def __post_init__(self):
+        if self.depth.ndim != 3:
+            raise ModelInputError(f"depth must be [F, H, W], got shape {list(self.depth.shape)}")
         f, h, w = self.depth.shape
         if self.depth.dtype != np.float32 or self.confidence.dtype != np.float32:
             raise ModelInputError("depth and confidence must be float32")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .base import DepthEstimator, DepthResult, ModelInputError, ModelRequirements, check_images, check_intrinsics
-from .imaging import edge_confidence
 
 
 class ExactDepth(DepthEstimator):
@@ -51,7 +49,3 @@ class ExactDepth(DepthEstimator):
         confidence = (self.depth > 0).astype(np.float32)
         return DepthResult(self.depth.copy(), k, confidence)
 
-
-def depth_edge_confidence(depth: np.ndarray) -> np.ndarray:
-    """Confidence for known depth that should still distrust discontinuities (float32 [F,H,W])."""
-    return edge_confidence(torch.from_numpy(np.asarray(depth, dtype=np.float32))).numpy()

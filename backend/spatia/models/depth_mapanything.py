@@ -40,7 +40,8 @@ class MapAnythingEstimator(PretrainedAdapter, DepthEstimator):
             raise ModelInputError(f"w2c must be [{frames}, 4, 4], got {list(np.asarray(w2c).shape)}")
         net_h = max(14, int(round(height * NETWORK_WIDTH / width / 14)) * 14)
         sx, sy = NETWORK_WIDTH / width, net_h / height
-        x = normalize(resize(images_to_tensor(images, self.device), (net_h, NETWORK_WIDTH), "bicubic").clamp(0, 1), IMAGENET_MEAN, IMAGENET_STD)
+        x = resize(images_to_tensor(images, self.device), (net_h, NETWORK_WIDTH), "bicubic").clamp(0, 1)
+        x = normalize(x, IMAGENET_MEAN, IMAGENET_STD)
         views = []
         for i in range(frames):
             view = {"img": x[i : i + 1], "data_norm_type": ["dinov2"]}

@@ -31,8 +31,11 @@ def resize(image: np.ndarray, width: int, height: int, interpolation: int = cv2.
 
 def build_pyramid(values: np.ndarray, weights: np.ndarray) -> list[Level]:
     """values [H,W,C] (finite) and weights [H,W,C] or [H,W,1] (bool, or float in [0,1]) -> levels down to 1x1."""
-    if values.ndim != 3 or weights.ndim != 3 or weights.shape[:2] != values.shape[:2] or weights.shape[2] not in (1, values.shape[2]):
-        raise ValueError(f"values must be [H, W, C] and weights [H, W, C] or [H, W, 1], got {list(values.shape)} and {list(weights.shape)}")
+    shapes_ok = values.ndim == 3 and weights.ndim == 3 and weights.shape[:2] == values.shape[:2]
+    if not shapes_ok or weights.shape[2] not in (1, values.shape[2]):
+        raise ValueError(
+            f"values must be [H, W, C] and weights [H, W, C] or [H, W, 1], got {list(values.shape)} and {list(weights.shape)}"
+        )
     colour = values.astype(np.float32, copy=False)
     trust = weights.astype(np.float32) if weights.dtype == np.bool_ else np.clip(weights, 0, 1).astype(np.float32, copy=False)
     if trust.shape != colour.shape:  # same-shape arithmetic is several times faster than broadcasting

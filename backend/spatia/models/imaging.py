@@ -46,6 +46,8 @@ def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> to
     """[N,C,h,w] -> [N,C,H,W]; bicubic overshoot is the caller's to clamp."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode=mode)
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 

@@ -11,7 +11,6 @@ import importlib.util
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 
 from .base import (
@@ -25,7 +24,6 @@ from .base import (
     raise_if_cancelled,
     report,
 )
-from .fill import build_pyramid, pull
 
 # Confidence given to depth that the fill invented (memory depth has confidence 1).
 FILLED_DEPTH_CONFIDENCE = 0.2
@@ -62,6 +60,7 @@ class PreviewGenerator(VideoGenerator):
         progress: ProgressFn | None = None,
         should_cancel: CancelFn | None = None,
     ) -> GenerationResult:
+        self.check_available()
         frames_total = request.num_frames
         colour_valid = ~request.hole_mask
         depth_valid = colour_valid & (request.projection_depth > 0)
@@ -113,6 +112,8 @@ class PreviewGenerator(VideoGenerator):
         Holes at full resolution take exactly the upsampled half-resolution fill (their own
         weight is 0), so the full-resolution pull step is skipped; known pixels are copied.
         """
+        from .fill import build_pyramid, pull  # OpenCV is imported on first use, not with the package
+
         colour = build_pyramid(rgb.astype(np.float32), colour_valid[..., None])
         depth = build_pyramid(depth[..., None], depth_valid[..., None])
         level = min(1, len(colour) - 1)
@@ -121,16 +122,23 @@ class PreviewGenerator(VideoGenerator):
         return estimate, holes
 
     @staticmethod
-    def _paste_holes(estimate: np.ndarray, colour_valid: np.ndarray, depth_valid: np.ndarray, rgb_out: np.ndarray, depth_out: np.ndarray) -> None:
+    def _paste_holes(
+        estimate: np.ndarray, colour_valid: np.ndarray, depth_valid: np.ndarray, rgb_out: np.ndarray, depth_out: np.ndarray
+    ) -> None:
         """Upsample the half-resolution estimate and write it into the hole pixels, in place.
         Colour is rounded to uint8 before upsampling: bilinear uint8 resizing is the fast path."""
+        import cv2
         height, width = depth_out.shape
-        colour = cv2.resize(np.ascontiguousarray(estimate[..., :3] + 0.5).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
-        depth = cv2.resize(np.ascontiguousarray(np.maximum(estimate[..., 3], 0)), (width, height), interpolation=cv2.INTER_LINEAR)
+        colour_half = np.ascontiguousarray(estimate[..., :3] + 0.5).astype(np.uint8)
+        depth_half = np.ascontiguousarray(np.maximum(estimate[..., 3], 0))
+        colour = cv2.resize(colour_half, (width, height), interpolation=cv2.INTER_LINEAR)
+        depth = cv2.resize(depth_half, (width, height), interpolation=cv2.INTER_LINEAR)
         cv2.copyTo(colour, (~colour_valid).view(np.uint8), rgb_out)
         cv2.copyTo(depth, (~depth_valid).view(np.uint8), depth_out)
 
-    def _blend_with_previous(self, estimate: np.ndarray, holes: np.ndarray, prev_estimate: np.ndarray, prev_holes: np.ndarray) -> np.ndarray:
+    def _blend_with_previous(
+        self, estimate: np.ndarray, holes: np.ndarray, prev_estimate: np.ndarray, prev_holes: np.ndarray
+    ) -> np.ndarray:
         """Where a region is a hole in this frame and the previous one, pull its fill towards the
         previous output: damps the flicker of a pyramid fill under small camera motion."""
         both = holes & prev_holes

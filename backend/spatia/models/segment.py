@@ -141,7 +141,8 @@ class Sam2VideoSegmenter(PretrainedAdapter, Segmenter):
         inputs = self._group_prompts(_typed(prompts), count, width, height)
         model = self.model
         size = int(model.config.image_size)
-        pixels = normalize(resize(images_to_tensor(frames, self.device, self.dtype), (size, size)), IMAGENET_MEAN, IMAGENET_STD)
+        pixels = resize(images_to_tensor(frames, self.device, self.dtype), (size, size))
+        pixels = normalize(pixels, IMAGENET_MEAN, IMAGENET_STD)
         session = Sam2VideoInferenceSession(
             video=pixels, video_height=height, video_width=width, inference_device=self.device,
             inference_state_device=self.device, video_storage_device=self.device, dtype=self.dtype,
