@@ -104,9 +104,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None)
     parser.add_argument("--voxel-size", type=float, default=None)
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads, 0 for torch's default; 1 by default because on a small shared machine "
+        "intra-op threads spin against other processes and run several times slower",
+    )
     args = parser.parse_args()
-    if args.threads:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
     width, height, frames, voxel = (312, 176, 12, 0.04) if args.quick else (1248, 704, 81, 0.0125)
     frames = args.frames or frames

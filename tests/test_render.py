@@ -45,13 +45,16 @@ def test_single_point_lands_on_hand_computed_pixel_with_its_colour():
 
 
 def test_splat_is_the_square_of_half_width_ceil_radius_minus_half():
-    # radius = f * s / (2 z) = 100 * 0.1 / 4 = 2.5 px -> half-width 2 -> a 5x5 square around (21, 37)
+    # stretch at the corner: sqrt(1 + 0.32^2 + 0.24^2) = sqrt(1.16); radius = 100 * sqrt(1.16) * 0.1 / 4 = 2.69 px
+    # -> half-width ceil(2.19) = 3 -> a 7x7 square around (21, 37)
     xyz = np.array([[0.113, -0.047, 2.0]], dtype=np.float32)
     out = render(xyz, grey(1), identity_camera(), point_size=0.1)
     expected = torch.zeros((H, W), dtype=torch.bool)
-    expected[19:24, 35:40] = True
+    expected[18:25, 34:41] = True
     assert torch.equal(out.mask[0], expected)
     assert torch.all(out.depth[0][expected] == 2.0)
+    # point_size 0.08: radius 2.15 px -> half-width 2 -> 5x5
+    assert render(xyz, grey(1), identity_camera(), point_size=0.08).mask.sum().item() == 25
 
 
 def test_splat_is_clamped_to_max_radius():
@@ -61,7 +64,7 @@ def test_splat_is_clamped_to_max_radius():
 
 
 def test_point_just_outside_the_image_reaches_in_with_its_splat():
-    # u = 100 * -0.33 / 1 + 32 = -1.0 -> column -1; radius 100 * 0.06 / 2 = 3 px -> half-width 3 -> columns 0..2
+    # u = 100 * -0.33 / 1 + 32 = -1.0 -> column -1; radius 100 * 1.077 * 0.06 / 2 = 3.2 px -> half-width 3 -> columns 0..2
     xyz = np.array([[-0.33, 0.005, 1.0]], dtype=np.float32)  # v = 24.5 -> row 24
     out = render(xyz, grey(1), identity_camera(), point_size=0.06)
     cols = torch.nonzero(out.mask[0].any(dim=0)).flatten().tolist()
@@ -88,8 +91,9 @@ def test_equal_depth_tie_goes_to_the_lower_index():
 
 
 def test_nearer_splat_covers_a_farther_splat_inside_its_footprint():
-    # Near point: z=1, pixel (24, 32), radius 100 * 0.1 / 2 = 5 px, clamped to half-width 3 -> rows 21..27, cols 29..35.
-    # Far point: z=4, pixel (24, 34), radius 1.25 px -> half-width 1 -> rows 23..25, cols 33..35, all behind the near one.
+    # Near point: z=1, pixel (24, 32), radius 100 * 1.077 * 0.1 / 2 = 5.4 px, clamped to half-width 3 -> rows 21..27,
+    # cols 29..35. Far point: z=4, pixel (24, 34), radius 1.35 px -> half-width 1 -> rows 23..25, cols 33..35, all
+    # behind the near one.
     xyz = np.array([[0.0005, 0.0025, 1.0], [0.0825, 0.0101, 4.0]], dtype=np.float32)
     out = render(xyz, grey(2), identity_camera(), point_size=0.1, max_radius_px=3, return_index=True)
     assert torch.all(out.index[0, 21:28, 29:36] == 0)
@@ -100,7 +104,7 @@ def test_nearer_splat_covers_a_farther_splat_inside_its_footprint():
 
 
 def test_plane_at_known_depth_renders_that_depth_without_pinholes():
-    z0, spacing = 2.5, 0.06  # 2.4 px between neighbours -> radius 1.2 px -> half-width 1
+    z0, spacing = 2.5, 0.06  # 2.4 px between neighbours -> radius 1.2 * 1.077 = 1.29 px -> half-width 1
     xyz = plane_points(z0, spacing, half_x=0.48, half_y=0.27)  # centres at u in [12.8, 51.2], v in [13.2, 34.8]
     out = render(xyz, grey(len(xyz)), identity_camera(), point_size=spacing)
     covered = out.mask[0]
@@ -112,7 +116,7 @@ def test_plane_at_known_depth_renders_that_depth_without_pinholes():
 
 
 def test_plane_filling_the_view_covers_every_pixel():
-    z0, spacing = 2.0, 0.05  # 2.5 px apart -> half-width 1
+    z0, spacing = 2.0, 0.05  # 2.5 px apart -> radius 1.35 px -> half-width 1
     xyz = plane_points(z0, spacing, half_x=0.8, half_y=0.6)
     out = render(xyz, grey(len(xyz)), identity_camera(), point_size=spacing)
     assert bool(out.mask.all())
@@ -188,7 +192,7 @@ def test_render_memory_reads_voxel_size_from_the_object():
     xyz = np.array([[0.113, -0.047, 2.0]], dtype=np.float32)
     memory = SimpleNamespace(xyz=xyz, rgb=np.array([[1, 2, 3]], dtype=np.uint8), voxel_size=0.1)
     out = render_memory(memory, identity_camera())
-    assert out.mask.sum().item() == 25
+    assert out.mask.sum().item() == 49
     assert out.rgb[0, 21, 37].tolist() == [1, 2, 3]
 
 

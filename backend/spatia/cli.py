@@ -3,6 +3,7 @@
     spatia demo [--out DIR]                       the built-in demo (CPU, no weights)
     spatia generate --case DIR | --shot FILE      generate a video along a camera path
     spatia cameras convert IN OUT --to FORMAT     convert camera files
+    spatia models list | download NAME | verify   model weights
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .models.base import ModelUnavailable
 
 
 class CliError(Exception):
@@ -70,6 +72,36 @@ def _cmd_cameras_convert(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    from .models.registry import PRESETS, download, find_weights, get_preset
+    from .models.verify import verify_preset
+
+    if args.models_command == "list":
+        print(f"{'preset':34} {'role':10} {'VRAM GB':>7}  {'present':8} weights")
+        for preset in PRESETS.values():
+            present = "yes" if not preset.sources or find_weights(preset) else "no"
+            weights = ", ".join(preset.repo_ids) or "(none)"
+            print(f"{preset.name:34} {preset.role:10} {preset.vram_gb:7.1f}  {present:8} {weights}")
+        return 0
+    if args.models_command == "download":
+        for name in args.names:
+            for folder in download(get_preset(name)):
+                print(f"{name}: {folder}")
+        return 0
+    names = args.names or list(PRESETS)
+    failed = 0
+    for name in names:
+        report = verify_preset(name)
+        status = "ok" if report.ok else ("missing" if not report.present else "BAD")
+        print(f"{name}: {status} ({report.files} files)")
+        for problem in report.problems:
+            print(f"  {problem}")
+        damaged = report.present and report.problems
+        missing_but_asked_for = bool(args.names) and not report.present
+        failed += bool(damaged or missing_but_asked_for)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spatia", description="Video generation with an updatable 3D spatial memory.")
     parser.add_argument("--version", action="version", version=f"spatia {__version__}")
@@ -94,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--steps", type=int, default=None)
     gen.set_defaults(func=_cmd_generate)
 
+    models = sub.add_parser("models", help="model weights: list presets, download, verify")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="presets and whether their weights are present")
+    dl = models_sub.add_parser("download", help="fetch presets' weights into the Hugging Face cache (needs internet)")
+    dl.add_argument("names", nargs="+")
+    ver = models_sub.add_parser("verify", help="check downloaded weights (sha256, safetensors headers)")
+    ver.add_argument("names", nargs="*")
+    models.set_defaults(func=_cmd_models)
+
     cams = sub.add_parser("cameras", help="camera file tools")
     cams_sub = cams.add_subparsers(dest="cameras_command", required=True)
     conv = cams_sub.add_parser("convert", help="convert between camera formats")
@@ -113,7 +154,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, FileNotFoundError) as exc:
+    except (CliError, ValueError, FileNotFoundError, ModelUnavailable) as exc:
         print(f"spatia {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

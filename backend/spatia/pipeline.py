@@ -54,7 +54,7 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
     return report
 
 
-def run_case(case_dir, out, *, generator: str | VideoGenerator = "preview",
+def run_case(case_dir, out, *, generator: str | VideoGenerator | None = None,
              depth: str | DepthEstimator = "depth-pro", seed: int = 0, steps: int | None = None,
              settings: GenerateSettings | None = None, progress=None) -> dict:
     """Generate the video of a reference test case folder into `out`."""
@@ -62,7 +62,7 @@ def run_case(case_dir, out, *, generator: str | VideoGenerator = "preview",
     settings = settings or GenerateSettings(seed=seed, steps=steps)
     plan_rounds(len(case.trajectory), case.prompts, first_round_frames=settings.first_round_frames,
                 round_frames=settings.round_frames, overlap=settings.overlap)
-    gen = get_generator(generator) if isinstance(generator, str) else generator
+    gen = generator if isinstance(generator, VideoGenerator) else get_generator(generator or "preview")
     gen.check_available()
     depth_estimator = get_depth_estimator(depth) if isinstance(depth, str) else depth
     depth_estimator.check_available()

@@ -4,17 +4,20 @@ Each point is a square splat of constant depth centred on the pixel it projects 
 OpenCV pinhole, continuous pixel coordinates, a point at (u, v) lands in pixel
 (floor(u), floor(v)). The splat's half-width in pixels is
 
-    k = ceil(radius_px - 1/2),  radius_px = f * point_size / (2 z),  f = max(fx, fy),
+    k = ceil(radius_px - 1/2),  radius_px = f * stretch * point_size / (2 z),  f = max(fx, fy),
 
-clamped to `max_radius_px`, so k = 0 (the centre pixel alone) while neighbouring points
-of a surface sampled every `point_size` metres land at most one pixel apart, and in
-general the splats of such a surface tile the image without pinholes.
+clamped to `max_radius_px`: k = 0 (the centre pixel alone) while neighbouring points of a
+surface sampled every `point_size` metres land at most one pixel apart. `stretch` =
+sqrt(1 + (dx/fx)^2 + (dy/fy)^2) at the image corner farthest from the principal point is
+the most a surface element can be stretched by the projection anywhere in the frame (the
+largest singular value of the projection's Jacobian is f |p| / z^2), so the splats of such
+a surface tile the image without pinholes at any viewing angle.
 
 How: every point is written to its centre pixel with one scatter-min of a packed int64
 key (float32 depth bits << 31 | point index: nearest wins, ties go to the lower index,
 so the result is deterministic on any device). The footprints then grow in image space:
 pass t (t = 1..k_max) takes a 3x3 min filter of the pixels whose winner reaches radius
-t (depth below f * point_size / (2t - 1)), so a splat grows one ring per pass, only
+t (depth below f * stretch * point_size / (2t - 1)), so a splat grows one ring per pass, only
 into empty pixels or over farther points. A far point whose ring is cut by a nearer
 splat does not grow around it, a negligible difference from exact square splats.
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from spatia.cameras import Cameras
@@ -134,12 +138,21 @@ def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: 
     return nearest.scatter_reduce_(0, frame, z_in, "amin", include_self=True)
 
 
+def _pixels_per_metre_at_unit_depth(cameras: Cameras) -> list[float]:
+    """f * stretch per frame (see the module docstring): a splat's radius is this * point_size / (2 z)."""
+    fx, fy, cx, cy = cameras.intrinsics.T
+    dx = np.maximum(cx, cameras.width - cx) / fx
+    dy = np.maximum(cy, cameras.height - cy) / fy
+    return (np.maximum(fx, fy) * np.sqrt(1 + dx**2 + dy**2)).tolist()
+
+
 def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tensor, point_size: float,
                  max_radius_px: int, empty_key: int) -> None:
     """Grow each centre into its square footprint, in place (see the module docstring)."""
     if point_size <= 0 or max_radius_px <= 0:
         return
-    # Pass t carries the winners nearer than f * s / (2t - 1), i.e. with half-width k >= t.
+    # focal: f * stretch per frame. Pass t carries the winners nearer than focal * s / (2t - 1),
+    # i.e. with half-width k >= t.
     widest = float(((focal * point_size / nearest + 1) / 2).ceil().sub(1).max())
     passes = int(min(max(widest, 0.0), max_radius_px))
     across = torch.empty_like(canvas)
@@ -192,7 +205,7 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     pad = max_radius_px if point_size > 0 else 0
     empty_key = (INF_BITS << INDEX_BITS) | count
     rotation, translation = _projection_matrices(cameras, device)
-    focal = torch.as_tensor(cameras.intrinsics[:, :2].max(axis=1), dtype=torch.float32, device=device)
+    focal = torch.tensor(_pixels_per_metre_at_unit_depth(cameras), dtype=torch.float32, device=device)
     points_t = points.t().contiguous()
 
     depth = torch.empty((frames, height, width), dtype=torch.float32, device=device)

@@ -1,0 +1,129 @@
+"""The `spatia` command line and the file-driven pipeline, on a small synthetic case."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spatia.cameras import Cameras, ReferenceCase, Trajectory, read_reference_case, write_reference_case
+from spatia.cli import main
+from spatia.models.depth_exact import ExactDepth
+from spatia.pipeline import run_case
+from spatia.world import GenerateSettings
+
+W, H = 64, 48
+
+
+def box_room_case(tmp_path: Path, frames: int = 30, prompts=("a grey box room",)) -> tuple[Path, np.ndarray]:
+    """A camera turning inside a box; the first image is a gradient, depth a plane at 3 m."""
+    yaw = np.radians(np.linspace(0, 40, frames))
+    eye = np.zeros((frames, 3))
+    target = np.stack([np.sin(yaw), np.cos(yaw), np.zeros(frames)], axis=1)
+    cams = Cameras.look_at(eye, target, up=(0, 0, 1), width=W, height=H)
+    image = np.zeros((H, W, 3), dtype=np.uint8)
+    image[..., 0] = np.linspace(0, 255, W, dtype=np.uint8)[None]
+    image[..., 1] = np.linspace(0, 255, H, dtype=np.uint8)[:, None]
+    image[..., 2] = 128
+    folder = tmp_path / "case"
+    write_reference_case(folder, ReferenceCase(image=image, trajectory=Trajectory(cams, 24.0), prompts=list(prompts)))
+    depth = np.full((H, W), 3.0, dtype=np.float32)
+    return folder, depth
+
+
+def small_rounds():
+    return GenerateSettings(first_round_frames=17, round_frames=13, overlap=5)
+
+
+def test_run_case_writes_video_memory_versions_cameras_and_report(tmp_path):
+    folder, depth = box_room_case(tmp_path, frames=25)
+    case = read_reference_case(folder)
+    out = tmp_path / "out"
+    report = run_case(folder, out, depth=ExactDepth(depth, case.cameras.intrinsics[0]), settings=small_rounds())
+    assert report["summary"]["frames"] == 25 and report["summary"]["rounds"] == 2  # 17, then 13 with 5 overlapping
+    assert (out / "output.mp4").stat().st_size > 0
+    assert sorted(p.name for p in (out / "memory").glob("*.ply")) == ["v0001.ply", "v0002.ply", "v0003.ply"]
+    cams = json.loads((out / "cameras.json").read_text())
+    np.testing.assert_allclose(cams["w2c"], case.cameras.w2c, atol=1e-12)
+    assert json.loads((out / "report.json").read_text())["summary"] == report["summary"]
+    # the first generated frame is the case's image
+    from spatia.video import read_image
+
+    np.testing.assert_array_equal(read_image(out / "world" / "frames" / "000000.png"), case.image)
+
+
+def test_generate_without_weights_names_the_download_command_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("SPATIA_MODELS_DIR", raising=False)
+    folder, _ = box_room_case(tmp_path)
+    out = tmp_path / "out"
+    assert main(["generate", "--case", str(folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "depth-pro" in err and "spatia models download depth-pro" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda f: (f / "w2c.txt").write_text("[[1, 0, 0, 0], [0, 1, 0]]\n"), "w2c.txt"),
+        (lambda f: (f / "prompt.txt").unlink(), "prompt.txt"),
+        (lambda f: (f / "img.jpg").write_bytes(b"not an image"), "img.jpg"),
+    ],
+)
+def test_bad_case_input_is_a_clear_error(tmp_path, capsys, breakage, message):
+    folder, _ = box_room_case(tmp_path)
+    breakage(folder)
+    out = tmp_path / "out"
+    assert main(["generate", "--case", str(folder), "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_fewer_prompts_than_rounds_is_refused_before_anything_runs(tmp_path):
+    folder, depth = box_room_case(tmp_path, frames=40, prompts=("one", "two"))
+    case = read_reference_case(folder)
+    settings = GenerateSettings(first_round_frames=13, round_frames=13, overlap=5)
+    with pytest.raises(ValueError, match="fewer prompts than rounds: 2 prompts for 5 rounds"):
+        run_case(folder, tmp_path / "out", depth=ExactDepth(depth, case.cameras.intrinsics[0]), settings=settings)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cameras_convert_case_to_colmap_and_shot(tmp_path):
+    folder, _ = box_room_case(tmp_path)
+    assert main(["cameras", "convert", str(folder), str(tmp_path / "colmap"), "--to", "colmap"]) == 0
+    assert main(["cameras", "convert", str(tmp_path / "colmap"), str(tmp_path / "shot.json"), "--to", "shot"]) == 0
+    from spatia.shot import load_shot
+
+    shot = load_shot(tmp_path / "shot.json")
+    assert shot.trajectory().cameras.equals(read_reference_case(folder).cameras, atol=1e-9)
+
+
+def test_models_verify_checks_sha256_and_safetensors(tmp_path, monkeypatch, capsys):
+    """Weights in a user folder: a blob that no longer matches its sha256 name is reported."""
+    import hashlib
+
+    from safetensors.numpy import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SPATIA_MODELS_DIR", str(tmp_path / "models"))
+    folder = tmp_path / "models" / "depth-anything-v2-metric-indoor"
+    blobs = tmp_path / "blobs"
+    folder.mkdir(parents=True)
+    blobs.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "preprocessor_config.json").write_text("{}")
+    save_file({"w": np.zeros(3, np.float32)}, str(tmp_path / "weights.safetensors"))
+    content = (tmp_path / "weights.safetensors").read_bytes()
+    blob = blobs / hashlib.sha256(content).hexdigest()
+    blob.write_bytes(content)
+    os.symlink(blob, folder / "model.safetensors")
+    assert main(["models", "verify", "depth-anything-v2-metric-indoor"]) == 0
+    assert "depth-anything-v2-metric-indoor: ok (3 files)" in capsys.readouterr().out
+
+    blob.write_bytes(content[:-4])  # a truncated download
+    assert main(["models", "verify", "depth-anything-v2-metric-indoor"]) == 1
+    out = capsys.readouterr().out
+    assert "BAD" in out and "does not match its sha256" in out
