@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -143,9 +142,8 @@ def main(argv=None) -> int:
     }
     # The baseline renders every ninth frame (spread over the path) to keep the run short.
     sampled = cameras[:: max(1, frames // 9)]
-    t0 = time.perf_counter()
-    numpy_render(xyz, rgb, sampled)
-    numpy_seconds = (time.perf_counter() - t0) / len(sampled)
+    baseline = harness.timed(lambda: numpy_render(xyz, rgb, sampled), repeat=3, warmup=0)
+    numpy_seconds = baseline["best_s"] / len(sampled)
     record["numpy_baseline_seconds_per_frame"] = numpy_seconds
     for device in devices:
         result = measure(xyz, rgb, cameras, spacing, device, repeat=1 if args.quick else 2)

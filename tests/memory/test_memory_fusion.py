@@ -222,3 +222,17 @@ def test_coarsen_keeps_the_most_confident_id_per_coarse_voxel():
     # x: (0.25 + 2.25 + 0.75 + 0.75) / 8 = 0.5; y: (0.25 + 0.75 + 2.25 + 0.75) / 8 = 0.5; z: (0.25*7 + 0.75) / 8
     np.testing.assert_allclose(coarse.xyz.numpy(), [[0.5, 0.5, 0.3125], [1.5, 0.5, 0.5]])
     assert coarse.first_frame.tolist() == [1, 0] and coarse.last_frame.tolist() == [9, 0]
+
+
+@pytest.mark.cuda
+def test_fusion_on_cuda_matches_cpu():
+    cameras = look_along([0.0, 0.0, 1.0], [1, 0, -0.58], (0, 0, 1))
+    depth = floor_depth(cameras)
+    rgb = np.random.default_rng(0).integers(0, 256, (1, 30, 40, 3), dtype=np.uint8)
+    on_cpu = fuse_points(SpatialMemory.empty(0.05), points_from_depth(depth, rgb, cameras))
+    on_gpu = fuse_points(SpatialMemory.empty(0.05, device="cuda"),
+                         points_from_depth(torch.from_numpy(depth).cuda(), rgb, cameras))
+    assert on_gpu.device.type == "cuda"
+    assert on_gpu.point_id.tolist() == on_cpu.point_id.tolist()
+    np.testing.assert_allclose(on_gpu.xyz.cpu().numpy(), on_cpu.xyz.numpy(), atol=1e-5)
+    assert on_gpu.conf.cpu().tolist() == on_cpu.conf.tolist()

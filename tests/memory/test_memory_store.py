@@ -151,3 +151,13 @@ def test_concurrent_process_saves_get_distinct_versions(tmp_path):
         worker.join(timeout=120)
     assert versions == list(range(1, 13))
     assert MemoryStore(tmp_path).versions() == list(range(1, 13))
+
+
+def test_history_reports_a_damaged_version_instead_of_failing(tmp_path):
+    store = MemoryStore(tmp_path)
+    store.save(sample_memory(seed=1), message="good")
+    store.save(sample_memory(seed=2), message="will break")
+    store.path(2).write_bytes(b"\x00" * 3)
+    history = store.history()
+    assert history[0]["message"] == "good"
+    assert history[1]["version"] == 2 and "truncated" in history[1]["error"]

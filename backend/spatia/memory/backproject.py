@@ -129,9 +129,9 @@ def points_from_depth(
     rgb = colours_uint8(rgb.to(device))
     exclude = _frames_tensor(exclude, "exclude", (count, height, width), torch.bool, device)
     conf = _frames_tensor(conf, "conf", (count, height, width), torch.float32, device)
-    frames = torch.arange(count) if frames is None else torch.as_tensor(np.asarray(frames))
-    if tuple(frames.shape) != (count,):
-        raise MemoryFormatError(f"frames must have shape [{count}], got {list(frames.shape)}")
+    frames = torch.arange(count) if frames is None else torch.as_tensor(frames).reshape(-1).cpu()
+    if len(frames) != count:
+        raise MemoryFormatError(f"frames must hold {count} frame indices, got {len(frames)}")
 
     u = torch.arange(width, dtype=torch.float32, device=device) + 0.5
     v = torch.arange(height, dtype=torch.float32, device=device) + 0.5

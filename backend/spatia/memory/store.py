@@ -246,5 +246,11 @@ class MemoryStore:
         }
 
     def history(self) -> list[dict]:
-        """Metadata of every version, oldest first."""
-        return [self.metadata(v) for v in self.versions()]
+        """Metadata of every version, oldest first; a version whose header is unreadable gets an "error" entry."""
+        entries = []
+        for version in self.versions():
+            try:
+                entries.append(self.metadata(version))
+            except (MemoryIntegrityError, ValueError, OSError) as err:
+                entries.append({"version": version, "error": str(err)})
+        return entries
