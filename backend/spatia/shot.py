@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from spatia.cameras.core import MAX_IMAGE_SIZE, ORTHONORMAL_TOLERANCE, Cameras, Trajectory, interpolate_poses
-from spatia.cameras.reference_case import write_atomic
+from spatia.io import write_atomic
 
 SHOT_SCHEMA = "spatia.shot"
 SHOT_VERSION = 1

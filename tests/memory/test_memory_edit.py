@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from spatia.memory import (
     MemoryFormatError,

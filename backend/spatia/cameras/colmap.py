@@ -29,7 +29,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from .core import CameraError, Cameras
-from .reference_case import write_atomic
+from spatia.io import write_atomic
 
 # model name -> (parameter names, index of fx, fy, cx, cy within them, first distortion index)
 CAMERA_MODELS: dict[str, tuple[tuple[str, ...], tuple[int, int, int, int], int]] = {

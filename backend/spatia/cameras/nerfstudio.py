@@ -23,7 +23,7 @@ import numpy as np
 from spatia_blender.camera_math import BLENDER_TO_OPENCV_AXES
 
 from .core import CameraError, Cameras
-from .reference_case import write_atomic
+from spatia.io import write_atomic
 
 TRANSFORMS_NAME = "transforms.json"
 INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy")

@@ -17,12 +17,13 @@ from __future__ import annotations
 import io
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from spatia.io import write_atomic
 
 from .core import CameraError, Cameras, Trajectory, normalized_to_pixels, pixels_to_normalized
 
@@ -58,22 +59,6 @@ class ReferenceCase:
     @property
     def cameras(self) -> Cameras:
         return self.trajectory.cameras
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write a whole file so readers see either the old or the new content, never a part."""
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- parsing ---------------------------------------------------------------------------------

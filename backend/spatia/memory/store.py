@@ -19,6 +19,8 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+from spatia.io import fsync_dir
+
 from .cloud import FIELDS, SpatialMemory
 from .errors import MemoryFormatError, MemoryIntegrityError
 
@@ -32,19 +34,6 @@ HASHED_META_EXCLUDED = {"meta_sha256"}
 def _meta_hash(meta: dict[str, str]) -> str:
     items = sorted((k, v) for k, v in meta.items() if k not in HASHED_META_EXCLUDED)
     return hashlib.sha256(json.dumps(items, separators=(",", ":")).encode()).hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # directories cannot be opened on some platforms (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_temp(directory: Path, data: bytes) -> Path:
@@ -103,7 +92,7 @@ def save_snapshot(path, memory: SpatialMemory, meta: dict | None = None) -> Path
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -205,7 +194,7 @@ class MemoryStore:
             finally:
                 temp.unlink(missing_ok=True)
             if published:
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
                 return version
         raise RuntimeError(f"could not claim a version number in {self.root} after {MAX_SAVE_ATTEMPTS} attempts")
 
