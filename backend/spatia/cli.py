@@ -9,12 +9,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 from . import __version__
 from .models.base import ModelUnavailable
+
+
+COMMAND_MODULES = [name for name in ("spatia.service.commands", "spatia.eval.commands", "spatia.batch.commands")
+                   if importlib.util.find_spec(name.rsplit(".", 1)[0]) and importlib.util.find_spec(name)]
 
 
 class CliError(Exception):
@@ -143,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--to", required=True, choices=["case", "shot", "colmap", "nerfstudio"])
     conv.add_argument("--fps", type=float, default=24.0)
     conv.set_defaults(func=_cmd_cameras_convert)
+
+    # Command groups that live with their packages: each module's register(subparsers) adds them.
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from .cameras import Trajectory, read_reference_case
 from .io import write_json
 from .memory import MemoryStore, export_ply
-from .models import get_depth_estimator, get_generator
+from .models import get_depth_estimator, get_generator, get_segmenter
 from .models.base import DepthEstimator, VideoGenerator
 from .plan import plan_rounds
 from .shot import load_shot
@@ -95,11 +95,15 @@ def run_shot(shot_path, out, *, generator: str | VideoGenerator | None = None,
     gen = get_generator(generator or spec.generator) if not isinstance(generator, VideoGenerator) else generator
     gen.check_available()
     depth_estimator = depth if isinstance(depth, DepthEstimator) else (get_depth_estimator(depth) if depth else None)
+    segmenter = None
+    if spec.dynamic_prompts:  # people, cars...: masked out of the memory by SAM3 video
+        segmenter = get_segmenter("sam3")
+        segmenter.check_available()
     out = _prepare_out(out)
     world = _shot_world(spec, Path(shot_path).parent if not isinstance(shot_path, dict) else Path.cwd(), out,
                         trajectory, depth_estimator)
     records = world.generate(trajectory, list(spec.prompts), gen, settings, depth_estimator=depth_estimator,
-                             progress=progress)
+                             segmenter=segmenter, progress=progress)
     return _write_outputs(world, out, records, {"shot": str(shot_path)})
 
 
