@@ -127,3 +127,26 @@ def test_models_verify_checks_sha256_and_safetensors(tmp_path, monkeypatch, caps
     assert main(["models", "verify", "depth-anything-v2-metric-indoor"]) == 1
     out = capsys.readouterr().out
     assert "BAD" in out and "does not match its sha256" in out
+
+
+def test_generate_shot_from_a_render_init(tmp_path, capsys):
+    from PIL import Image
+
+    from spatia.shot import ShotSpec, save_shot
+
+    folder, depth = box_room_case(tmp_path, frames=25)
+    case = read_reference_case(folder)
+    Image.fromarray(case.image).save(tmp_path / "first.png")
+    np.save(tmp_path / "first_depth.npy", depth)
+    spec = ShotSpec.from_trajectory(
+        case.trajectory, ["a grey box room"], name="box",
+        init={"kind": "render", "image": "first.png", "depth": "first_depth.npy"},
+        rounds={"first_round_frames": 17, "round_frames": 13, "overlap": 5},
+    )
+    save_shot(tmp_path / "shot.json", spec)
+    assert main(["generate", "--shot", str(tmp_path / "shot.json"), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["summary"]["frames"] == 25 and report["summary"]["rounds"] == 2
+    # a second run into the same folder is refused rather than mixing two runs
+    assert main(["generate", "--shot", str(tmp_path / "shot.json"), "--out", str(tmp_path / "out")]) == 2
+    assert "already holds a run" in capsys.readouterr().err

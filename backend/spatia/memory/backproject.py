@@ -123,7 +123,9 @@ def points_from_depth(
         device = depth.device if isinstance(depth, torch.Tensor) else "cpu"
     count, height, width = len(cameras), cameras.height, cameras.width
     depth = _frames_tensor(depth, "depth", (count, height, width), torch.float32, device)
-    rgb = rgb if isinstance(rgb, torch.Tensor) else torch.from_numpy(np.asarray(rgb))
+    if not isinstance(rgb, torch.Tensor):
+        rgb = np.asarray(rgb)
+        rgb = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy())  # e.g. frames read from PNG
     if tuple(rgb.shape) != (count, height, width, 3):
         raise MemoryFormatError(f"rgb must have shape [{count}, {height}, {width}, 3], got {list(rgb.shape)}")
     rgb = colours_uint8(rgb.to(device))
