@@ -1,15 +1,41 @@
 """Spatia for Blender: direct generative video with your camera and a persistent world.
 
-Submodules that touch Blender are imported in register(), so the pure-math modules of
-this package (camera_math) can be used without Blender.
+Submodules that touch Blender are imported in register(), so the pure modules of this
+package (camera_math, payloads, plan, presets, safetensors_io, client, tasks) can be used
+without Blender; the backend imports camera_math.
 """
 
 _modules = []
 
 
+def _submodules():
+    from . import operators, preferences, properties, ui
+
+    return [properties, preferences, operators, ui]
+
+
 def register():
-    pass
+    global _modules
+    if _modules:  # registered already
+        return
+    modules = _submodules()
+    done = []
+    try:
+        for module in modules:
+            module.register()
+            done.append(module)
+    except Exception:
+        for module in reversed(done):
+            module.unregister()
+        raise
+    _modules = modules
 
 
 def unregister():
-    pass
+    global _modules
+    from . import runtime
+
+    runtime.shutdown()
+    for module in reversed(_modules):
+        module.unregister()
+    _modules = []

@@ -86,9 +86,14 @@ def test_closed_loop_projection_matches_the_first_frame(tmp_path, room):
     covered = last.mask[0].numpy()
     surfaces = depth[0] > 0  # the room is open to the sky, which has no depth
     assert (covered & surfaces).sum() > 0.97 * surfaces.sum()
-    # the memory blends every view into 2 cm voxels, so fine texture is softer than a render
-    assert psnr(last.rgb[0].numpy(), frames[0], covered) > 20.0
-    assert psnr(frames[6], frames[0]) < 14.0  # what an unrelated view scores
+    # The memory blends every view into 2 cm voxels, about a pixel here, so it is compared at
+    # half resolution (2x2 means, blocks fully covered).
+    def half(a):
+        return a.reshape(32, 2, 48, 2, -1).astype(np.float64).mean(axis=(1, 3))
+
+    blocks = half(covered[..., None])[..., 0] == 1.0
+    assert psnr(half(last.rgb[0].numpy()), half(frames[0]), blocks) > 23.0
+    assert psnr(half(frames[8]), half(frames[0])) < 14.0  # what an unrelated view scores
     # exact depth in, exact depth out (up to splat size)
     err = np.abs(last.depth[0].numpy() - depth[0])[covered & (depth[0] > 0)]
     assert np.median(err) < 0.03

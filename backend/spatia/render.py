@@ -37,6 +37,8 @@ from spatia.cameras import Cameras
 INDEX_BITS = 31
 INDEX_MASK = (1 << INDEX_BITS) - 1
 MAX_POINTS = INDEX_MASK  # index N (one past the last point) marks an empty pixel
+OCCLUSION_MARGIN_VOXELS = 2.0  # a splat covers a neighbour's pixel only if nearer by this many voxels
+OCCLUSION_MARGIN_REL = 0.01  # ... plus this share of the depth
 INF_BITS = 0x7F800000  # float32 +inf: every finite depth packs to a smaller key
 # Projected points (or pixels) per batch of frames: CPU batches stay small enough for the
 # allocator to reuse memory; a GPU wants large batches to fill the device.
@@ -146,6 +148,10 @@ def _pixels_per_metre_at_unit_depth(cameras: Cameras) -> list[float]:
     return (np.maximum(fx, fy) * np.sqrt(1 + dx**2 + dy**2)).tolist()
 
 
+def _key_depths(keys: torch.Tensor) -> torch.Tensor:
+    return (keys >> INDEX_BITS).to(torch.int32).view(torch.float32)
+
+
 def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tensor, point_size: float,
                  max_radius_px: int, empty_key: int) -> None:
     """Grow each centre into its square footprint, in place (see the module docstring)."""
@@ -155,6 +161,7 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
     # i.e. with half-width k >= t.
     widest = float(((focal * point_size / nearest + 1) / 2).ceil().sub(1).max())
     passes = int(min(max(widest, 0.0), max_radius_px))
+    occlusion_margin = OCCLUSION_MARGIN_VOXELS * point_size
     across = torch.empty_like(canvas)
     block = torch.empty_like(canvas)
     for t in range(1, passes + 1):
@@ -168,7 +175,12 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
         # The nearest neighbour is the one to carry unless it is too far to reach ring t; then none is.
         threshold = _depth_keys(focal * point_size / (2 * t - 1)).view(-1, 1, 1)
         block.masked_fill_(block >= threshold, empty_key)
-        torch.minimum(canvas, block, out=canvas)
+        # A splat takes an empty pixel, or one whose point lies clearly behind it: within
+        # `occlusion_margin` the pixel's own point keeps it, so neighbours on the same surface
+        # (a floor seen at an angle) do not paint over each other's centres.
+        current, grown = _key_depths(canvas), _key_depths(block)
+        take = (canvas == empty_key) | (grown < current - (occlusion_margin + OCCLUSION_MARGIN_REL * current))
+        torch.where(take, block, canvas, out=canvas)
 
 
 def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch.device | None = None,
@@ -221,7 +233,7 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
         _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key)
         keys = canvas[:, pad:pad + height, pad:pad + width]
         winner = keys & INDEX_MASK  # == count where empty
-        depth[start:stop] = (keys >> INDEX_BITS).to(torch.int32).view(torch.float32)
+        depth[start:stop] = _key_depths(keys)
         torch.ne(winner, count, out=mask[start:stop])
         if out_rgb is not None:
             texels = colours.index_select(0, winner.view(-1)).view(torch.uint8).view(stop - start, height, width, 4)

@@ -54,6 +54,26 @@ def register_generator(name: str, factory: Callable[..., VideoGenerator]) -> Non
     _GENERATORS[name] = factory
 
 
+def _spatia_generator(**kwargs) -> VideoGenerator:
+    from .spatia import SpatiaGenerator  # imports no diffusers until weights load
+
+    return SpatiaGenerator("spatia-5b", **kwargs)
+
+
+def _wan_vace_generator(preset: str) -> Callable[..., VideoGenerator]:
+    def factory(**kwargs) -> VideoGenerator:
+        from .wan_vace import WanVaceGenerator
+
+        return WanVaceGenerator(preset, **kwargs)
+
+    return factory
+
+
+register_generator("spatia-5b", _spatia_generator)
+register_generator("wan-vace-1.3b", _wan_vace_generator("wan-vace-1.3b"))
+register_generator("wan-vace-14b", _wan_vace_generator("wan-vace-14b"))
+
+
 def _lookup(table: dict, role: str, name: str):
     if name in table:
         return table[name]

@@ -1,0 +1,187 @@
+"""`spatia` behind the VideoGenerator interface: Wan2.2-TI2V-5B + the Spatia control branch + LoRA.
+
+Per request:
+- round 0 (no history): image-to-video from `first_frame` (its latent held clean, TI2V style),
+  LoRA off; later rounds: the history frames' latents held clean, LoRA on (scale 1, as the
+  reference); retrieved reference frames prepended as clean latent frames.
+- F frames of any count: padded to 4k+1 by repeating the last frame, cropped after decoding.
+- Steps and guidance come from the request when it sets them, else Spatia's 40 and 3.5.
+
+What comes back for known frames: the history latents are exactly the encoded history in the
+output latents; their decoded pixels are a VAE round trip of the history. With
+`pin_known_frames` (default) the returned frames are overwritten with the caller's own history
+frames (or the first image in round 0), so they come back bit-identical; the world keeps the
+previous clip's frames for the overlap in any case.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..base import (
+    CancelFn,
+    GenerationRequest,
+    GenerationResult,
+    ModelRequirements,
+    ModelUnavailable,
+    ProgressFn,
+    VideoGenerator,
+    report,
+)
+from ..gpu import RuntimeOptions, apply_runtime, out_of_memory_as_unavailable
+from ..loading import require_modules
+from ..registry import get_preset, require_weights
+from .config import (
+    DEFAULT_CONTROL_SCALE,
+    DEFAULT_GUIDANCE,
+    DEFAULT_LORA_SCALE,
+    DEFAULT_SHIFT,
+    DEFAULT_STEPS,
+    NEGATIVE_PROMPT,
+    PROMPT_SUFFIX,
+)
+
+# Progress fractions: conditioning encode, denoising steps, decode.
+_DENOISE_START, _DENOISE_END = 0.05, 0.95
+
+
+class SpatiaGenerator(VideoGenerator):
+    """The paper's model. Weights load lazily on first use from local folders (`spatia models
+    download spatia-5b`), or pass a ready `pipeline` (and its `lora`) as the tests do."""
+
+    name = "spatia-5b"
+
+    def __init__(
+        self,
+        preset: str = "spatia-5b",
+        *,
+        pipeline=None,
+        lora=None,
+        base_dir: str | Path | None = None,
+        spatia_dir: str | Path | None = None,
+        control_path: str | Path | None = None,
+        lora_path: str | Path | None = None,
+        runtime: RuntimeOptions | None = None,
+        steps: int = DEFAULT_STEPS,
+        guidance: float = DEFAULT_GUIDANCE,
+        shift: float = DEFAULT_SHIFT,
+        control_scale: float = DEFAULT_CONTROL_SCALE,
+        lora_scale: float = DEFAULT_LORA_SCALE,
+        prompt_suffix: str = PROMPT_SUFFIX,
+        negative_prompt: str = NEGATIVE_PROMPT,
+        pin_known_frames: bool = True,
+    ):
+        self.preset = get_preset(preset)
+        self.name = self.preset.name
+        self.runtime = runtime or RuntimeOptions()
+        self.base_dir = Path(base_dir) if base_dir else None
+        self.spatia_dir = Path(spatia_dir) if spatia_dir else None
+        self.control_path = Path(control_path) if control_path else None
+        self.lora_path = Path(lora_path) if lora_path else None
+        self.steps, self.guidance, self.shift = steps, guidance, shift
+        self.control_scale, self.lora_scale = control_scale, lora_scale
+        self.prompt_suffix, self.negative_prompt = prompt_suffix, negative_prompt
+        self.pin_known_frames = pin_known_frames
+        self._pipe, self._lora = pipeline, lora
+        self._placed = False
+        self._lock = threading.Lock()
+
+    @property
+    def requirements(self) -> ModelRequirements:
+        return ModelRequirements(needs_gpu=True, weights=self.preset.repo_ids, min_vram_gb=self.preset.vram_gb)
+
+    def check_available(self) -> None:
+        if self._pipe is not None:
+            return
+        require_modules(self.name, ("diffusers", "transformers", "accelerate", "safetensors"))
+        device = self.runtime.resolved_device()
+        if device.type == "cpu" and self.runtime.device is None:
+            raise ModelUnavailable(
+                f"{self.name} needs a CUDA GPU with about {self.preset.vram_gb:.0f} GB (or lower with "
+                "vram_mode='model'/'group'); none is available here. Use the 'preview' generator on this machine."
+            )
+        if self.base_dir is None or (self.spatia_dir is None and self.control_path is None):
+            require_weights(self.preset)
+
+    def _pipeline(self):
+        with self._lock:
+            if self._pipe is None:
+                from .loading import load_spatia_pipeline
+
+                base_dir, spatia_dir = self.base_dir, self.spatia_dir
+                if base_dir is None or (spatia_dir is None and self.control_path is None):
+                    base_dir, spatia_dir = require_weights(self.preset)
+                self._pipe, self._lora = load_spatia_pipeline(
+                    base_dir, spatia_dir, control_path=self.control_path, lora_path=self.lora_path,
+                    lora_scale=self.lora_scale, dtype=self.runtime.resolved_dtype(),
+                )
+            if not self._placed:
+                with out_of_memory_as_unavailable(self.runtime, "loading"):
+                    apply_runtime(self._pipe, self.runtime)
+                self._placed = True
+            return self._pipe
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        progress: ProgressFn | None = None,
+        should_cancel: CancelFn | None = None,
+    ) -> GenerationResult:
+        self.check_available()
+        report(progress, 0.0, "loading model")
+        pipe = self._pipeline()
+        continuation = request.history is not None and len(request.history) > 0
+        if self._lora is not None:
+            self._lora.enabled = continuation
+            self._lora.scale = self.lora_scale
+        steps = request.steps if request.steps is not None else self.steps
+        guidance = request.guidance if request.guidance is not None else self.guidance
+
+        def on_step(done: int, total: int) -> None:
+            report(progress, _DENOISE_START + (_DENOISE_END - _DENOISE_START) * done / total, f"denoising step {done}/{total}")
+
+        report(progress, 0.01, "encoding prompt and conditions")
+        with out_of_memory_as_unavailable(self.runtime, "generation"):
+            output = pipe(
+                request.prompt + self.prompt_suffix,
+                request.projection,
+                request.hole_mask,
+                negative_prompt=request.negative_prompt or self.negative_prompt,
+                history=request.history if continuation else None,
+                references=request.references,
+                first_frame=None if continuation else request.first_frame,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                shift=self.shift,
+                control_scale=self.control_scale,
+                seed=request.seed,
+                callback=on_step,
+                should_cancel=should_cancel,
+            )
+        frames = output.frames
+        if self.pin_known_frames:
+            frames = frames.copy()
+            if continuation:
+                frames[: len(request.history)] = request.history
+            elif request.first_frame is not None:
+                frames[0] = request.first_frame
+        report(progress, 1.0, "done")
+        return GenerationResult(
+            frames=np.ascontiguousarray(frames),
+            info={
+                "generator": self.name,
+                "steps": steps,
+                "guidance": guidance,
+                "shift": self.shift,
+                "seed": request.seed,
+                "lora": bool(self._lora is not None and continuation),
+                "mode": "continuation" if continuation else "image-to-video",
+                **output.info,
+            },
+        )
+
+
+__all__ = ["SpatiaGenerator"]

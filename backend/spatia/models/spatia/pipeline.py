@@ -1,0 +1,230 @@
+"""SpatiaPipeline: one clip from a prompt, the memory projection, history and reference frames.
+
+Read top to bottom, `__call__` does what the reference implementation does per round:
+1. pad the clip to 4k+1 frames (the VAE's temporal grid) by repeating the last frame;
+2. encode the prompts with UMT5 (padded to 512 tokens with zeros, as Wan);
+3. encode with the VAE: the projection video (holes black, [-1, 1]) and the hole "score" video
+   (1 in holes, 0 where the memory is known, in [0, 1]), concatenated as control latents;
+   the known leading frames (round 0: the first image; later rounds: the history frames);
+   each reference frame on its own, one latent frame each;
+4. start from seeded Gaussian noise, write the known latents over it, prepend the references;
+5. denoise with UniPC and classifier-free guidance, clean frames at timestep 0, re-imposing the
+   clean latents after every step; progress per step, cancellation between steps;
+6. drop the references, decode, crop to the requested frame count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan, DiffusionPipeline, UniPCMultistepScheduler
+from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+from ..base import Cancelled, ModelInputError
+from .transformer import SpatiaTransformer3DModel
+
+StepCallback = Callable[[int, int], None]
+
+
+@dataclass
+class SpatiaPipelineOutput:
+    """frames uint8 [F,H,W,3]; latents [1, z, L, h, w] of the clip (references dropped)."""
+
+    frames: np.ndarray | None
+    latents: torch.Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def padded_frame_count(frames: int, temporal_factor: int = 4) -> int:
+    """The smallest k * temporal_factor + 1 >= frames: the VAE encodes 1 + 4k frames."""
+    return ((max(frames, 1) - 1 + temporal_factor - 1) // temporal_factor) * temporal_factor + 1
+
+
+def known_latent_frames(frames: int, temporal_factor: int = 4) -> int:
+    """Latent frames fully determined by `frames` leading pixel frames (9 -> 3)."""
+    return (frames - 1) // temporal_factor + 1 if frames > 0 else 0
+
+
+class SpatiaPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "text_encoder->transformer->vae"
+
+    def __init__(self, tokenizer, text_encoder, vae: AutoencoderKLWan, transformer: SpatiaTransformer3DModel,
+                 scheduler: UniPCMultistepScheduler):
+        super().__init__()
+        self.register_modules(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                              scheduler=scheduler)
+
+    # --- sizes ------------------------------------------------------------------------------------
+    @property
+    def temporal_factor(self) -> int:
+        return int(getattr(self.vae.config, "scale_factor_temporal", None) or 4)
+
+    @property
+    def spatial_factor(self) -> int:
+        return int(getattr(self.vae.config, "scale_factor_spatial", None) or 8)
+
+    @property
+    def size_multiple(self) -> int:
+        """Height and width must be multiples of this (VAE factor x transformer patch)."""
+        return self.spatial_factor * int(self.transformer.config.patch_size[1])
+
+    # --- text -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompt(self, prompt: str, max_sequence_length: int, device) -> torch.Tensor:
+        """UMT5 states [1, max_len, D], zero beyond the prompt's tokens (as the Wan models were trained)."""
+        inputs = self.tokenizer(
+            [prompt_clean(prompt)], padding="max_length", max_length=max_sequence_length, truncation=True,
+            add_special_tokens=True, return_attention_mask=True, return_tensors="pt",
+        )
+        ids, mask = inputs.input_ids.to(device), inputs.attention_mask.to(device)
+        states = self.text_encoder(ids, mask).last_hidden_state
+        length = int(mask.gt(0).sum())
+        states[:, length:] = 0
+        return states.to(self.transformer.dtype)
+
+    # --- VAE --------------------------------------------------------------------------------------
+    def _latent_stats(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.vae.config
+        shape = (1, cfg.z_dim, 1, 1, 1)
+        mean = torch.tensor(cfg.latents_mean, dtype=torch.float32, device=device).view(shape)
+        std = torch.tensor(cfg.latents_std, dtype=torch.float32, device=device).view(shape)
+        return mean, std
+
+    @torch.no_grad()
+    def encode_video(self, video: torch.Tensor, device) -> torch.Tensor:
+        """[F,H,W,3] float in the VAE's range -> normalised latents [1, z, L, h, w] float32 (posterior mode)."""
+        x = video.permute(3, 0, 1, 2).unsqueeze(0).to(device=device, dtype=self.vae.dtype)
+        z = self.vae.encode(x).latent_dist.mode().float()
+        mean, std = self._latent_stats(z.device)
+        return (z - mean) / std
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        mean, std = self._latent_stats(latents.device)
+        z = (latents.float() * std + mean).to(self.vae.dtype)
+        video = self.vae.decode(z, return_dict=False)[0]  # [1, 3, F, H, W] in [-1, 1]
+        video = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return video.permute(1, 2, 3, 0).cpu().numpy()
+
+    @staticmethod
+    def _signed(images: np.ndarray) -> torch.Tensor:
+        """uint8 images -> float32 in [-1, 1]."""
+        return torch.from_numpy(np.ascontiguousarray(images)).float() / 127.5 - 1.0
+
+    def control_latents(self, projection: np.ndarray, hole_mask: np.ndarray, device) -> torch.Tensor:
+        """Projection (holes black, [-1, 1]) and score (1 = hole, in [0, 1]) latents, channel-concatenated."""
+        projection = np.where(hole_mask[..., None], np.uint8(0), projection)
+        score = torch.from_numpy(np.repeat(hole_mask[..., None], 3, axis=-1).astype(np.float32))
+        return torch.cat([self.encode_video(self._signed(projection), device), self.encode_video(score, device)], dim=1)
+
+    # --- denoising --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str,
+        projection: np.ndarray,
+        hole_mask: np.ndarray,
+        *,
+        negative_prompt: str = "",
+        history: np.ndarray | None = None,
+        references: np.ndarray | None = None,
+        first_frame: np.ndarray | None = None,
+        num_inference_steps: int = 40,
+        guidance_scale: float = 3.5,
+        shift: float = 5.0,
+        control_scale: float = 1.0,
+        seed: int = 0,
+        max_sequence_length: int = 512,
+        output_type: str = "np",
+        callback: StepCallback | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> SpatiaPipelineOutput:
+        """projection uint8 [F,H,W,3], hole_mask bool [F,H,W] (True = unknown); history uint8
+        [Hh,H,W,3] = this clip's first Hh frames; references uint8 [R,H,W,3]; first_frame uint8
+        [H,W,3] (used only without history). Returns frames uint8 [F,H,W,3] (output_type "np")."""
+        frames, height, width = projection.shape[:3]
+        multiple = self.size_multiple
+        if height % multiple or width % multiple:
+            raise ModelInputError(f"the clip is {width}x{height}; width and height must be multiples of {multiple}")
+        device = self._execution_device
+        tf = self.temporal_factor
+
+        # 1. Pad to 4k+1 frames by repeating the last frame; cropped again after decoding.
+        padded = padded_frame_count(frames, tf)
+        if padded != frames:
+            repeat = np.repeat(np.arange(frames), [1] * (frames - 1) + [padded - frames + 1])
+            projection, hole_mask = projection[repeat], hole_mask[repeat]
+
+        # 2. Prompts.
+        do_cfg = guidance_scale != 1.0
+        context = self.encode_prompt(prompt, max_sequence_length, device)
+        negative_context = self.encode_prompt(negative_prompt, max_sequence_length, device) if do_cfg else None
+
+        # 3. Conditions through the VAE.
+        control = self.control_latents(projection, hole_mask, device).to(self.transformer.dtype)
+        known = None
+        if history is not None and len(history):
+            count = known_latent_frames(len(history), tf)
+            known = self.encode_video(self._signed(history[: (count - 1) * tf + 1]), device)
+        elif first_frame is not None:
+            known = self.encode_video(self._signed(first_frame[None]), device)
+        refs = None
+        if references is not None and len(references):
+            refs = torch.cat([self.encode_video(self._signed(r[None]), device) for r in references], dim=2)
+        num_refs = 0 if refs is None else refs.shape[2]
+        num_known = 0 if known is None else known.shape[2]
+
+        # 4. Initial latents: noise drawn on the CPU (same numbers on every device), known frames over it.
+        latent_frames = (padded - 1) // tf + 1
+        z = self.vae.config.z_dim
+        shape = (1, z, latent_frames, height // self.spatial_factor, width // self.spatial_factor)
+        generator = torch.Generator("cpu").manual_seed(int(seed))
+        latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+        if known is not None:
+            latents[:, :, :num_known] = known
+        if refs is not None:
+            latents = torch.cat([refs, latents], dim=2)
+        clean = torch.zeros(num_refs + latent_frames, dtype=torch.bool, device=device)
+        clean[: num_refs + num_known] = True
+        clean_latents = latents[:, :, : num_refs + num_known].clone()
+
+        # 5. Denoising loop.
+        scheduler = self.scheduler.__class__.from_config(self.scheduler.config, flow_shift=float(shift))
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = scheduler.timesteps
+        model_dtype = self.transformer.dtype
+        for i, t in enumerate(timesteps):
+            if should_cancel is not None and should_cancel():
+                raise Cancelled("generation cancelled")
+            per_frame_t = torch.where(clean, torch.zeros((), device=device), t.to(device).float())[None]
+            model_input = latents.to(model_dtype)
+            noise_pred = self.transformer(
+                model_input, per_frame_t, context, control_latents=control, control_scale=control_scale,
+                num_reference_frames=num_refs, return_dict=False,
+            )[0].float()
+            if do_cfg:
+                uncond = self.transformer(
+                    model_input, per_frame_t, negative_context, control_latents=control, control_scale=control_scale,
+                    num_reference_frames=num_refs, return_dict=False,
+                )[0].float()
+                noise_pred = uncond + guidance_scale * (noise_pred - uncond)
+            latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
+            latents[:, :, : num_refs + num_known] = clean_latents
+            if callback is not None:
+                callback(i + 1, len(timesteps))
+
+        # 6. Drop the references, decode, crop.
+        latents = latents[:, :, num_refs:]
+        info = {"padded_frames": padded, "latent_frames": latent_frames, "reference_latents": num_refs,
+                "known_latents": num_known, "steps": len(timesteps)}
+        if output_type == "latent":
+            return SpatiaPipelineOutput(frames=None, latents=latents, info=info)
+        video = self.decode_latents(latents)[:frames]
+        return SpatiaPipelineOutput(frames=video, latents=latents, info=info)
+
+
+__all__ = ["SpatiaPipeline", "SpatiaPipelineOutput", "known_latent_frames", "padded_frame_count"]

@@ -1,0 +1,141 @@
+"""The FastAPI application: a Service (storage, job store, models, workers) behind /v1 routes."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import logging.handlers
+import threading
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+
+from spatia import __version__
+from spatia.memory import SpatialMemory
+from spatia.world import World
+
+from .auth import TokenCheck, load_or_create_token
+from .config import ServiceConfig
+from .errors import install_handlers
+from .jobstore import JobStore
+from .models import GeneratorFactory, ModelCache
+from .queries import RenderCache
+from .runner import WorkerPool
+from .storage import WorldStorage
+from .uploads import BodyLimit
+
+log = logging.getLogger("spatia.service")
+MEMORY_CACHE_ENTRIES = 4
+
+
+class DataDirBusy(RuntimeError):
+    """Another service instance already uses the data folder."""
+
+
+class Service:
+    """Everything one running service holds. Routes reach it as `request.app.state.service`."""
+
+    def __init__(self, config: ServiceConfig, extra_generators: dict[str, GeneratorFactory] | None = None):
+        self.config = config
+        config.make_dirs()
+        self._lock_file = self._claim_data_dir()
+        self._log_handler = self._start_log()
+        self.token = load_or_create_token(config.token_path)
+        self.auth = TokenCheck(self.token, config.token_required)
+        self.storage = WorldStorage(config.worlds_dir)
+        self.jobs = JobStore(config.db_path)
+        interrupted = self.jobs.recover()
+        if interrupted:
+            log.warning("jobs interrupted by the previous shutdown: %s", ", ".join(interrupted))
+        self.models = ModelCache(extra_generators)
+        self.renders = RenderCache(config.render_cache_dir)
+        self.pool = WorkerPool(self.storage, self.jobs, self.models, config.jobs_dir, config.workers)
+        self._memories: OrderedDict[tuple, SpatialMemory] = OrderedDict()
+        self._memories_lock = threading.Lock()
+
+    def _claim_data_dir(self):
+        handle = open(self.config.data_dir / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise DataDirBusy(f"another spatia service is using {self.config.data_dir}") from None
+        return handle
+
+    def _start_log(self) -> logging.Handler:
+        handler = logging.handlers.RotatingFileHandler(self.config.logs_dir / "service.log", maxBytes=10 * 2**20,
+                                                       backupCount=3)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        return handler
+
+    def start(self) -> None:
+        self.pool.start()
+        log.info("service %s started on %s:%d (token %s)", __version__, self.config.host, self.config.port,
+                 "required" if self.config.token_required else "optional")
+
+    def stop(self) -> None:
+        self.pool.stop()
+        self.jobs.close()
+        log.info("service stopped")
+        log.removeHandler(self._log_handler)
+        self._log_handler.close()
+        fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        self._lock_file.close()
+
+    def memory(self, world: World, version: int | None) -> tuple[int, SpatialMemory]:
+        """(version, memory) of a world, verified when read from disk and kept for a few reuses
+        (versions never change once written)."""
+        from .errors import invalid, not_found
+
+        if version is None:
+            version = world.memory_version
+            if version is None:
+                raise invalid("the world has no memory yet")
+        path = world.store.path(version)
+        if not path.is_file():
+            raise not_found("memory version", version)
+        key = (str(world.root), version, path.stat().st_mtime_ns)
+        with self._memories_lock:
+            if key in self._memories:
+                self._memories.move_to_end(key)
+                return version, self._memories[key]
+        memory = world.store.load(version)
+        with self._memories_lock:
+            self._memories[key] = memory
+            while len(self._memories) > MEMORY_CACHE_ENTRIES:
+                self._memories.popitem(last=False)
+        return version, memory
+
+
+def create_app(config: ServiceConfig, *, extra_generators: dict[str, GeneratorFactory] | None = None):
+    """The ASGI app. Workers start with the app's lifespan and stop (jobs -> interrupted) with it."""
+    from fastapi import FastAPI
+
+    from .routes import jobs, memory, queries, system, worlds
+
+    service = Service(config, extra_generators)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        service.start()
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title="Spatia backend",
+        version=__version__,
+        description="Spatial memory, worlds and generation jobs. See docs/http-api.md.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_handlers(app)
+    for module in (system, worlds, memory, queries, jobs):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
+    return app
+
+
+__all__ = ["DataDirBusy", "Service", "create_app"]

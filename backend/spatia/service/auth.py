@@ -1,0 +1,60 @@
+"""The API token: created once, kept in the data folder with owner-only permissions,
+compared in constant time."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from .errors import ApiError
+
+TOKEN_BYTES = 32
+
+
+def load_or_create_token(path: Path) -> str:
+    """The token stored at `path`, creating it (mode 0600, exclusive create) on first start."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            os.chmod(path, 0o600)  # readable by others: tighten rather than serve a leaked token
+        token = path.read_text().strip()
+        if not token:
+            raise RuntimeError(f"{path} is empty; delete it to generate a new token")
+        return token
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return token
+
+
+class TokenCheck:
+    """Checks `Authorization: Bearer <token>`.
+
+    When the token is required a request without it gets 401. When it is optional (loopback
+    without --require-token) a request without it passes, but a wrong token is still
+    refused, so a misconfigured client learns about it at once.
+    """
+
+    def __init__(self, token: str, required: bool):
+        self._token = token.encode()
+        self.required = required
+
+    def check(self, authorization: str | None) -> None:
+        if not authorization:
+            if self.required:
+                raise ApiError(401, "unauthorized", "this server requires a token: send `Authorization: Bearer <token>` "
+                               "(the token is in the server's data folder, file `token`)")
+            return
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise ApiError(401, "unauthorized", "the Authorization header must be `Bearer <token>`")
+        if not hmac.compare_digest(given.strip().encode(), self._token):
+            raise ApiError(401, "unauthorized", "invalid token")

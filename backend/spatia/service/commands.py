@@ -1,0 +1,66 @@
+"""`spatia serve`: run the backend service (added to the CLI by spatia.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, ServiceConfig
+
+DEFAULT_DATA_DIR = Path("~/.spatia/service")
+
+
+def register(subparsers) -> None:
+    serve = subparsers.add_parser("serve", help="run the local backend service (HTTP API for Blender and the CLI)",
+                                  description="Run the HTTP API of docs/http-api.md. Binds to loopback by default; "
+                                              "any other address requires the token.")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=_cmd_serve)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                        help=f"worlds, job queue, token and logs (default {DEFAULT_DATA_DIR})")
+    parser.add_argument("--require-token", action="store_true",
+                        help="require the token even on loopback (always required on other addresses)")
+    parser.add_argument("--workers", type=int, default=1, help="job worker threads (default 1)")
+    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                        help=f"largest request body accepted, MB (default {DEFAULT_MAX_UPLOAD_MB})")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def config_from_args(args) -> ServiceConfig:
+    return ServiceConfig(data_dir=Path(args.data_dir).expanduser(), host=args.host, port=args.port,
+                         require_token=args.require_token, workers=args.workers, max_upload_mb=args.max_upload_mb)
+
+
+def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "info") -> int:
+    """Run until interrupted; running jobs become `interrupted` on shutdown and can be resumed."""
+    import uvicorn
+
+    from .app import DataDirBusy, create_app
+
+    try:
+        app = create_app(config, extra_generators=extra_generators)
+    except DataDirBusy as err:
+        print(f"spatia serve: error: {err}", file=sys.stderr)
+        return 2
+    token_note = (f"required (Authorization: Bearer <token>; the token is in {config.token_path})"
+                  if config.token_required else f"optional on loopback (in {config.token_path})")
+    print(f"spatia service: http://{config.host}:{config.port}/v1  data: {config.data_dir}  token: {token_note}",
+          file=sys.stderr, flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, timeout_graceful_shutdown=30)
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    return serve(config_from_args(args), log_level=args.log_level)
+
+
+if __name__ == "__main__":  # python -m spatia.service.commands [serve options]
+    parser = argparse.ArgumentParser(prog="spatia serve")
+    add_serve_arguments(parser)
+    sys.exit(_cmd_serve(parser.parse_args()))

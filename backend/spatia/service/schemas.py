@@ -1,0 +1,253 @@
+"""Request and response bodies of the API (pydantic). Requests reject unknown fields, so a
+typo fails with a message naming it rather than being ignored."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from spatia.cameras import Cameras
+from spatia.cameras.core import MAX_IMAGE_SIZE
+from spatia.shot import ShotSpec
+
+ID_PATTERN = r"^[a-z0-9-]{1,64}$"
+MAX_INT64 = 2**63 - 1
+MAX_QUERY_FRAMES = 512
+MAX_QUERY_PIXELS = 64_000_000  # frames x height x width of one render query
+MAX_RAYS = 4096
+MAX_IDS = 20_000_000
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Vec3 = Annotated[list[FiniteFloat], Field(min_length=3, max_length=3)]
+Vec4 = Annotated[list[FiniteFloat], Field(min_length=4, max_length=4)]
+Matrix4 = Annotated[list[Vec4], Field(min_length=4, max_length=4)]
+Rgb = Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)]
+PointId = Annotated[int, Field(ge=0, le=MAX_INT64)]
+Version = Annotated[int, Field(ge=1, le=MAX_INT64)]
+ObjectId = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- cameras -------------------------------------------------------------------------------------
+class CameraIn(_Request):
+    """One camera of a world's size: pixel intrinsics and an OpenCV world-to-camera matrix."""
+
+    intrinsics: Vec4 = Field(description="fx, fy, cx, cy in pixels")
+    w2c: Matrix4 = Field(default_factory=lambda: np.eye(4).tolist(), description="OpenCV world-to-camera 4x4")
+
+
+class CamerasIn(_Request):
+    width: int = Field(ge=1, le=MAX_IMAGE_SIZE)
+    height: int = Field(ge=1, le=MAX_IMAGE_SIZE)
+    intrinsics: Annotated[list[Vec4], Field(min_length=1, max_length=MAX_QUERY_FRAMES)]
+    w2c: Annotated[list[Matrix4], Field(min_length=1, max_length=MAX_QUERY_FRAMES)]
+
+    def to_cameras(self) -> Cameras:
+        from .errors import invalid
+
+        if len(self.intrinsics) != len(self.w2c):
+            raise invalid(f"cameras: {len(self.intrinsics)} intrinsics for {len(self.w2c)} poses", "cameras")
+        if len(self.w2c) * self.width * self.height > MAX_QUERY_PIXELS:
+            raise invalid(f"cameras: {len(self.w2c)} frames of {self.width}x{self.height} exceed the "
+                          f"{MAX_QUERY_PIXELS} pixels one query may render", "cameras")
+        try:
+            return Cameras(self.intrinsics, self.w2c, self.width, self.height)
+        except ValueError as err:
+            raise invalid(f"cameras: {err}", "cameras") from None
+
+
+# --- worlds --------------------------------------------------------------------------------------
+class RoundOut(BaseModel):
+    round: int
+    prompt: str
+    start: int
+    end: int
+    memory_version_in: int | None
+    memory_version_out: int | None
+
+
+class WorldOut(BaseModel):
+    id: str
+    name: str
+    width: int
+    height: int
+    fps: float
+    voxel_size: float
+    frames: int
+    memory_version: int | None
+    rounds: list[RoundOut]
+    created: float
+
+
+# --- memory --------------------------------------------------------------------------------------
+class MemoryVersionOut(BaseModel):
+    version: int
+    parent: int | None
+    points: int | None
+    message: str
+    created: str | None
+    sha256: str | None
+
+
+class VersionOut(BaseModel):
+    version: int
+
+
+class MemoryEditIn(_Request):
+    parent: Version = Field(description="the current memory version; the edit's ids refer to it")
+    message: Annotated[str, Field(max_length=1000)] = "edited"
+    delete_ids: Annotated[list[PointId], Field(max_length=MAX_IDS)] = []
+    move_ids: Annotated[list[PointId], Field(max_length=MAX_IDS)] = []
+    move_xyz: Annotated[list[Vec3], Field(max_length=MAX_IDS)] = []
+    add_xyz: Annotated[list[Vec3], Field(max_length=MAX_IDS)] = []
+    add_rgb: Annotated[list[Rgb], Field(max_length=MAX_IDS)] | None = Field(
+        None, description="one colour per added point; mid grey when omitted")
+
+
+class MemoryEditOut(BaseModel):
+    version: int
+    deleted: int
+    moved: int
+    added: int
+    added_ids: list[int] = Field(description="point ids given to the added points, in order")
+
+
+class MemoryDiffOut(BaseModel):
+    deleted: list[int]
+    moved: list[int]
+    added: list[int]
+
+
+class RevertIn(_Request):
+    version: Version
+
+
+# --- queries -------------------------------------------------------------------------------------
+class RenderQueryIn(_Request):
+    cameras: CamerasIn
+    version: Version | None = None
+
+
+class RenderQueryOut(BaseModel):
+    frames: int
+    coverage: list[float]
+    token: str = Field(description="GET .../query/render/{token}/{i}.png for frame i")
+    urls: list[str]
+
+
+class CoverageQueryIn(_Request):
+    cameras: CamerasIn
+    version: Version | None = None
+
+
+class CoverageOut(BaseModel):
+    coverage: list[float]
+
+
+class BoxQueryIn(_Request):
+    min: Vec3
+    max: Vec3
+    limit: Annotated[int, Field(ge=0, le=MAX_IDS)] = 100_000
+    version: Version | None = None
+
+
+class BoxQueryOut(BaseModel):
+    count: int = Field(description="points inside the box; the lists hold at most `limit` of them")
+    point_id: list[int]
+    xyz: list[list[float]]
+
+
+class RaycastIn(_Request):
+    origins: Annotated[list[Vec3], Field(min_length=1, max_length=MAX_RAYS)]
+    directions: Annotated[list[Vec3], Field(min_length=1, max_length=MAX_RAYS)]
+    radius: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = Field(
+        None, description="a ray hits points within this distance of it, metres (default: the memory's voxel size)")
+    version: Version | None = None
+
+
+class RaycastOut(BaseModel):
+    hit: list[bool]
+    distance: list[float | None]
+    point_id: list[int | None]
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
+
+
+class JobSubmitIn(_Request):
+    world_id: ObjectId
+    shot: ShotSpec
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class JobFiles(BaseModel):
+    video: str
+    cameras: str
+    frames: list[str]
+
+
+class JobResultOut(BaseModel):
+    frames: list[int] = Field(description="[first, end): the world frames this job generated")
+    rounds: list[RoundOut]
+    memory_version: int | None
+    files: JobFiles
+
+
+class JobOut(BaseModel):
+    id: str
+    world_id: str
+    status: JobStatus
+    stage: str
+    fraction: float
+    eta_s: float | None
+    messages: list[str]
+    error: JobError | None
+    created: float
+    started: float | None
+    finished: float | None
+    result: JobResultOut | None
+
+
+# --- system --------------------------------------------------------------------------------------
+class HealthOut(BaseModel):
+    version: str
+    api_version: int
+    device: Literal["cpu", "cuda"]
+    gpu_name: str | None
+    vram_free_gb: float | None
+    loaded_models: list[str]
+    queue_depth: int
+
+
+class ModelOut(BaseModel):
+    name: str
+    role: str
+    present: bool
+    vram_gb: float
+    weights: list[str]
+    description: str
+
+
+class ErrorDetail(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (401, 404, 409, 413, 422, 503)
+}

@@ -1,0 +1,121 @@
+"""Worlds on disk, by server-generated id.
+
+A client's id string is matched against ID_PATTERN before it is joined to a path, and file
+paths inside a world or job folder are only ever built from fixed patterns (see files.py).
+A world appears under its id only once fully initialised (it is built in a hidden folder
+and renamed into place) and disappears by an atomic rename before it is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from spatia.io import write_json
+from spatia.world import World
+
+from .errors import ApiError, not_found
+
+ID_RE = re.compile(r"^[a-z0-9-]{1,64}$")
+SERVICE_FILE = "service.json"
+HIDDEN_PREFIX = "."
+STALE_CREATION_S = 24 * 3600
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def check_id(value: str, what: str) -> str:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise ApiError(404, "not_found", f"{what} {value!r} does not exist (ids match [a-z0-9-]{{1,64}})")
+    return value
+
+
+class WorldStorage:
+    """The `worlds/` folder: one World folder per id, plus a lock per world for writers."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.RLock] = {}
+        self._guard = threading.Lock()
+        self._remove_leftovers()
+
+    def _remove_leftovers(self) -> None:
+        """Hidden folders are half-created or half-deleted worlds from a previous run."""
+        for entry in self.root.iterdir():
+            if entry.name.startswith(HIDDEN_PREFIX) and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def lock(self, world_id: str) -> threading.RLock:
+        """Held while a world's memory is written or a job is marked running on it."""
+        with self._guard:
+            return self._locks.setdefault(world_id, threading.RLock())
+
+    def path(self, world_id: str) -> Path:
+        check_id(world_id, "world")
+        path = self.root / world_id
+        if not (path / "world.json").is_file():
+            raise not_found("world", world_id)
+        return path
+
+    def exists(self, world_id: str) -> bool:
+        return bool(ID_RE.match(world_id)) and (self.root / world_id / "world.json").is_file()
+
+    def open(self, world_id: str) -> World:
+        return World.open(self.path(world_id))
+
+    def ids(self) -> list[str]:
+        found = [entry for entry in self.root.iterdir()
+                 if ID_RE.match(entry.name) and (entry / "world.json").is_file()]
+        return [entry.name for entry in sorted(found, key=lambda e: (e.stat().st_mtime, e.name))]
+
+    def record(self, world_id: str, world: World | None = None) -> dict:
+        """The World object of the API."""
+        world = world or self.open(world_id)
+        info_path = world.root / SERVICE_FILE
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        state = world.state
+        return {
+            "id": world_id,
+            "name": info.get("name", world_id),
+            "width": state["width"],
+            "height": state["height"],
+            "fps": state["fps"],
+            "voxel_size": state["voxel_size"],
+            "frames": state["frames"],
+            "memory_version": state["memory_version"],
+            "rounds": state["rounds"],
+            "created": info.get("created", state.get("created", 0.0)),
+        }
+
+    @contextmanager
+    def creating(self, name: str) -> Iterator[tuple[str, Path]]:
+        """Yields (id, folder to build the world in); publishes it under its id on success,
+        removes it on failure."""
+        world_id = new_id("w")
+        building = self.root / f"{HIDDEN_PREFIX}creating-{world_id}"
+        building.mkdir()
+        try:
+            yield world_id, building
+            write_json(building / SERVICE_FILE, {"name": name, "created": time.time()})
+            building.rename(self.root / world_id)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+
+    def delete(self, world_id: str) -> None:
+        path = self.path(world_id)
+        trash = self.root / f"{HIDDEN_PREFIX}deleted-{world_id}-{secrets.token_hex(4)}"
+        path.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        with self._guard:
+            self._locks.pop(world_id, None)

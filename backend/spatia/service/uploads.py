@@ -1,0 +1,128 @@
+"""What clients may upload, decoded defensively: PNG/JPEG images, `.npy` arrays (never
+pickles), PLY and safetensors point clouds; and a cap on every request body's size."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+from starlette.exceptions import HTTPException
+
+from .errors import invalid
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+NPY_MAGIC = b"\x93NUMPY"
+PLY_MAGIC = b"ply"
+MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from inside body reading, so FastAPI passes it on unchanged (it re-raises HTTPException)."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body exceeds the limit of {limit / 2**20:g} MB (server option --max-upload-mb)")
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a declared Content-Length over the limit, and for a body that
+    grows over it while streaming (chunked uploads declare no length)."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self._reject(send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _reject(self, send) -> None:
+        body = json.dumps({"error": {"type": "payload_too_large", "message": BodyTooLarge(self.limit).detail,
+                                     "field": None}}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _open_image(data: bytes, field: str, width: int, height: int):
+    from PIL import Image, UnidentifiedImageError
+
+    if not (data.startswith(PNG_MAGIC) or data.startswith(JPEG_MAGIC)):
+        raise invalid(f"{field}: only PNG and JPEG images are accepted", field)
+    try:
+        image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise invalid(f"{field}: cannot read the image ({err})", field) from None
+    if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
+        raise invalid(f"{field}: {image.size[0]}x{image.size[1]} is too large", field)
+    if image.size != (width, height):
+        raise invalid(f"{field}: image is {image.size[0]}x{image.size[1]}, the world is {width}x{height}", field)
+    return image
+
+
+def decode_image(data: bytes, field: str, width: int, height: int) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 [H, W, 3] (alpha dropped, grey expanded)."""
+    image = _open_image(data, field, width, height)
+    try:
+        return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as err:  # truncated or corrupt image data
+        raise invalid(f"{field}: cannot decode the image ({err})", field) from None
+
+
+def decode_mask(data: bytes, field: str, width: int, height: int) -> np.ndarray:
+    """PNG/JPEG bytes -> bool [H, W], True where the image is bright (> 127)."""
+    image = _open_image(data, field, width, height)
+    try:
+        return np.asarray(image.convert("L")) > 127
+    except (OSError, ValueError, SyntaxError) as err:
+        raise invalid(f"{field}: cannot decode the mask ({err})", field) from None
+
+
+def decode_npy(data: bytes, field: str) -> np.ndarray:
+    """`.npy` bytes -> array; pickled (object) arrays are refused."""
+    if not data.startswith(NPY_MAGIC):
+        raise invalid(f"{field}: expected a .npy file (numpy.save)", field)
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise invalid(f"{field}: cannot read the .npy array ({err})", field) from None
+
+
+def decode_depth(data: bytes, field: str, width: int, height: int) -> np.ndarray:
+    """`.npy` z-depth in metres -> float32 [H, W]; 0 and non-finite values mean "no depth"."""
+    depth = decode_npy(data, field)
+    if depth.dtype.kind != "f":
+        raise invalid(f"{field}: depth must be a float array, got {depth.dtype}", field)
+    if depth.shape != (height, width):
+        raise invalid(f"{field}: depth must be [{height}, {width}], got {list(depth.shape)}", field)
+    depth = depth.astype(np.float32)
+    depth[~np.isfinite(depth)] = 0.0  # renderers write inf where nothing was hit
+    if (depth < 0).any():
+        raise invalid(f"{field}: depth must not be negative (0 means no depth)", field)
+    return depth
+
+
+def point_cloud_suffix(data: bytes, field: str) -> str:
+    """".ply" or ".safetensors" by content, or a 422 for anything else."""
+    if data.startswith(PLY_MAGIC):
+        return ".ply"
+    if len(data) > 9 and data[8:9] == b"{":
+        return ".safetensors"
+    raise invalid(f"{field}: expected a PLY file or a memory snapshot (.safetensors)", field)

@@ -1,0 +1,157 @@
+"""Add-on preferences: where the backend is, its token, and a local backend this Blender
+session can start and stop (its log opens in a Text datablock)."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy.props import BoolProperty, IntProperty, StringProperty
+
+from . import runtime
+from .backend_process import BackendProcessError, tail
+from .client import DEFAULT_URL
+
+LOG_TEXT = "Spatia backend log"
+
+
+class SpatiaPreferences(bpy.types.AddonPreferences):
+    bl_idname = runtime.ADDON_ID
+
+    backend_url: StringProperty(name="Backend URL", default=DEFAULT_URL,
+                                description="Address of the Spatia backend (`spatia serve`); a URL that is not on this "
+                                            "computer needs Blender's online access")
+    token: StringProperty(name="Token", subtype="PASSWORD", default="",
+                          description="The backend's token (<data dir>/token); empty: read it from the data directory")
+    auto_token: BoolProperty(name="Read token from data directory", default=True,
+                             description="When the token is empty, use the one a local backend wrote to its data directory")
+    python_path: StringProperty(name="Backend Python", subtype="FILE_PATH", default="",
+                                description="The python (or environment folder) where the `spatia` backend is installed")
+    port: IntProperty(name="Port", default=runtime.DEFAULT_PORT, min=1024, max=65535)
+    data_dir: StringProperty(name="Data directory", subtype="DIR_PATH", default="",
+                             description="Where a local backend keeps worlds, memory and clips (default: the extension's user folder)")
+    presets_dir: StringProperty(name="Presets folder", subtype="DIR_PATH", default="",
+                                description="Folder with quality, model, VRAM and camera path presets (default: the repository's presets/)")
+
+    def draw(self, context):
+        draw_preferences(self.layout, self)
+
+
+def draw_preferences(layout, prefs) -> None:
+    col = layout.column()
+    col.prop(prefs, "backend_url")
+    row = col.row(align=True)
+    row.prop(prefs, "token")
+    col.prop(prefs, "auto_token")
+    row = col.row()
+    row.operator("spatia.test_connection", icon="LINKED")
+    status = runtime.connection
+    line = col.row()
+    line.alert = bool(status.error)
+    line.label(text=status.summary(), icon="CHECKMARK" if status.connected else "ERROR" if status.error else "QUESTION")
+
+    box = layout.box()
+    box.label(text="Local backend", icon="CONSOLE")
+    box.prop(prefs, "python_path")
+    box.prop(prefs, "port")
+    box.prop(prefs, "data_dir")
+    row = box.row(align=True)
+    if runtime.backend.running:
+        row.operator("spatia.backend_stop", icon="CANCEL")
+        box.label(text=f"running (pid {runtime.backend.process.pid})", icon="PLAY")
+    else:
+        row.operator("spatia.backend_start", icon="PLAY")
+        code = runtime.backend.exit_code
+        if code is not None:
+            box.label(text=f"exited with status {code}", icon="ERROR")
+    row.operator("spatia.backend_log", icon="TEXT")
+    layout.prop(prefs, "presets_dir")
+
+
+class SPATIA_OT_backend_start(bpy.types.Operator):
+    """Start a Spatia backend on this computer (`python -m spatia.cli serve`)"""
+
+    bl_idname = "spatia.backend_start"
+    bl_label = "Start Backend"
+
+    @classmethod
+    def poll(cls, context):
+        return not runtime.backend.running
+
+    def execute(self, context):
+        prefs = runtime.prefs()
+        url = f"http://127.0.0.1:{prefs.port}"
+        try:
+            command = runtime.backend.start(bpy.path.abspath(prefs.python_path), prefs.port, runtime.data_dir(),
+                                            runtime.log_path())
+        except (BackendProcessError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        if hasattr(prefs, "bl_rna") and prefs.backend_url != url:
+            prefs.backend_url = url
+        self.report({"INFO"}, f"started: {' '.join(command)} (log: {runtime.log_path()})")
+        if bpy.app.background:
+            try:
+                runtime.backend.wait_ready(lambda: runtime.client(timeout=5).health())
+            except BackendProcessError as exc:
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
+        else:
+            from .operators import check_connection_async
+
+            check_connection_async(context, wait_s=60.0)
+        return {"FINISHED"}
+
+
+class SPATIA_OT_backend_stop(bpy.types.Operator):
+    """Stop the backend this Blender session started"""
+
+    bl_idname = "spatia.backend_stop"
+    bl_label = "Stop Backend"
+
+    @classmethod
+    def poll(cls, context):
+        return runtime.backend.running
+
+    def execute(self, context):
+        code = runtime.backend.stop()
+        runtime.connection.set_error("", "backend stopped")
+        self.report({"INFO"}, f"backend stopped (status {code})")
+        return {"FINISHED"}
+
+
+class SPATIA_OT_backend_log(bpy.types.Operator):
+    """Open the local backend's log in a Text datablock (Text Editor)"""
+
+    bl_idname = "spatia.backend_log"
+    bl_label = "View Backend Log"
+
+    def execute(self, context):
+        path = runtime.backend.log_path or runtime.log_path()
+        if not os.path.isfile(path):
+            self.report({"WARNING"}, f"no log yet ({path})")
+            return {"CANCELLED"}
+        text = bpy.data.texts.get(LOG_TEXT) or bpy.data.texts.new(LOG_TEXT)
+        text.clear()
+        text.write(tail(path))
+        text.use_fake_user = False
+        for area in getattr(context.screen, "areas", []):
+            if area.type == "TEXT_EDITOR":
+                area.spaces.active.text = text
+                break
+        self.report({"INFO"}, f"log in the Text Editor as '{LOG_TEXT}'")
+        return {"FINISHED"}
+
+
+CLASSES = (SpatiaPreferences, SPATIA_OT_backend_start, SPATIA_OT_backend_stop, SPATIA_OT_backend_log)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+

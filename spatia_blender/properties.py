@@ -1,0 +1,130 @@
+"""Everything a shot needs lives on the Scene (`scene.spatia`), so a saved .blend reproduces
+its shots in batch. Job progress is kept here too (written only on the main thread)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+from . import plan, presets, runtime
+
+# Blender keeps only pointers to enum item strings: the lists must outlive the callback.
+_ENUM_CACHE: dict[str, list] = {}
+
+
+def _enum_items(kind: str):
+    def items(self, context):
+        found = presets.preset_items(kind, runtime.presets_dir())
+        _ENUM_CACHE[kind] = found
+        return found
+    return items
+
+
+def _camera_path_items(self, context):
+    found = presets.camera_presets(runtime.presets_dir())
+    items = [(key, value.get("name", key), value.get("description", "")) for key, value in found.items()]
+    _ENUM_CACHE["camera_path"] = items
+    return items
+
+
+class SpatiaPrompt(bpy.types.PropertyGroup):
+    text: StringProperty(name="Prompt", description="What the clip shows (one per round, or one for all)")
+
+
+class SpatiaVersion(bpy.types.PropertyGroup):
+    version: IntProperty(name="Version")
+    parent: IntProperty(name="Parent", default=-1)
+    points: IntProperty(name="Points")
+    message: StringProperty(name="Message")
+    created: StringProperty(name="Created")
+
+
+class SpatiaClip(bpy.types.PropertyGroup):
+    job_id: StringProperty(name="Job")
+    frame_start: IntProperty(name="Start")
+    frame_count: IntProperty(name="Frames")
+    video: StringProperty(name="Video", subtype="FILE_PATH")
+    frames_dir: StringProperty(name="Image sequence", subtype="DIR_PATH")
+    memory_version: IntProperty(name="Memory version", default=-1)
+    prompt: StringProperty(name="Prompt")
+
+
+class SpatiaWorldEntry(bpy.types.PropertyGroup):
+    world_id: StringProperty(name="World")
+
+
+class SpatiaSceneSettings(bpy.types.PropertyGroup):
+    # world
+    world_id: StringProperty(name="World", description="The backend world this scene generates into")
+    world_name: StringProperty(name="World name", default="", description="Name for a new world (default: the scene's)")
+    world_frames: IntProperty(name="World frames", description="Frames the world has generated so far")
+    world_frame_start: IntProperty(name="First frame", default=1,
+                                   description="Scene frame of the world's first frame (the frame it was initialised at)")
+    memory_version: IntProperty(name="Memory version", default=-1)
+    voxel_size: FloatProperty(name="Voxel size", default=0.02, min=0.001, max=1.0, unit="LENGTH",
+                              description="Memory resolution of a new world (metres)")
+    point_radius: FloatProperty(name="Point size", default=0.6, min=0.05, max=4.0,
+                                description="Drawn point radius as a fraction of the voxel size")
+    versions: CollectionProperty(type=SpatiaVersion)
+    version_index: IntProperty(name="Memory version", default=0)
+    clips: CollectionProperty(type=SpatiaClip)
+    clip_index: IntProperty(name="Clip", default=0)
+    known_worlds: CollectionProperty(type=SpatiaWorldEntry)
+
+    # shot
+    prompts: CollectionProperty(type=SpatiaPrompt)
+    prompt_index: IntProperty(default=0)
+    negative_prompt: StringProperty(name="Negative prompt")
+    dynamic_prompts: StringProperty(name="Dynamic objects", description='Things that move, kept out of the memory, '
+                                    'comma-separated (e.g. "person, car")')
+    generator: EnumProperty(name="Generator", items=_enum_items("generator"))
+    quality: EnumProperty(name="Quality", items=_enum_items("quality"))
+    vram: EnumProperty(name="VRAM", items=_enum_items("vram"))
+    seed: IntProperty(name="Seed", default=0, min=0)
+    steps: IntProperty(name="Steps", default=0, min=0, max=1000, description="Denoising steps (0: the quality preset's)")
+    guidance: FloatProperty(name="Guidance", default=0.0, min=0.0, max=100.0, description="Guidance scale (0: the preset's)")
+    use_scene_range: BoolProperty(name="Scene frame range", default=True,
+                                  description="Generate the scene's frame range; off: the range below")
+    frame_start: IntProperty(name="Start", default=1)
+    frame_end: IntProperty(name="End", default=121)
+    first_round_frames: IntProperty(name="First round", default=plan.FIRST_ROUND_FRAMES, min=2, max=10000)
+    round_frames: IntProperty(name="Later rounds", default=plan.ROUND_FRAMES, min=2, max=10000)
+    overlap: IntProperty(name="Overlap", default=plan.OVERLAP, min=0, max=9999)
+    camera_path: EnumProperty(name="Camera path", items=_camera_path_items)
+
+    # job (written by the main thread as the backend reports)
+    job_id: StringProperty(name="Job")
+    job_status: StringProperty(name="Status", default="")
+    job_stage: StringProperty(name="Stage", default="")
+    job_fraction: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    job_error: StringProperty(name="Error", default="")
+    status: StringProperty(name="Last message", default="")
+
+    # coverage
+    coverage_mean: FloatProperty(name="Mean coverage", default=-1.0, subtype="FACTOR")
+    coverage_min: FloatProperty(name="Lowest coverage", default=-1.0, subtype="FACTOR")
+    coverage_min_frame: IntProperty(name="At frame")
+
+    def frame_range(self, scene) -> tuple[int, int]:
+        if self.use_scene_range:
+            return scene.frame_start, scene.frame_end
+        return self.frame_start, self.frame_end
+
+    def rounds_dict(self) -> dict:
+        return {"first_round_frames": self.first_round_frames, "round_frames": self.round_frames, "overlap": self.overlap}
+
+
+CLASSES = (SpatiaPrompt, SpatiaVersion, SpatiaClip, SpatiaWorldEntry, SpatiaSceneSettings)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.spatia = PointerProperty(type=SpatiaSceneSettings)
+
+
+def unregister():
+    del bpy.types.Scene.spatia
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,146 @@
+"""State that lives for one Blender session (not saved): the task runner, the backend
+process this session started, the last connection check; plus small bpy helpers shared by
+the operators and panels."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import bpy
+
+from . import presets
+from .backend_process import BackendProcess, read_token
+from .client import DEFAULT_URL, Client
+from .tasks import TaskRunner
+
+ADDON_ID = __package__
+DEFAULT_PORT = 8765
+
+
+def _blocking() -> bool:
+    return bool(bpy.app.background)
+
+
+def _tick():
+    runner.drain()
+    redraw()
+    return 0.1 if runner.pending else None
+
+
+def _wake():
+    if not bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.register(_tick, first_interval=0.05)
+
+
+runner = TaskRunner(blocking=_blocking, wake=_wake)
+backend = BackendProcess()
+
+
+class Connection:
+    """The last health check: `health` (dict) when connected, `error` (str) otherwise."""
+
+    def __init__(self):
+        self.health: dict | None = None
+        self.error: str = ""
+        self.url: str = ""
+
+    @property
+    def connected(self) -> bool:
+        return self.health is not None
+
+    def set_ok(self, url: str, health: dict) -> None:
+        self.url, self.health, self.error = url, health, ""
+
+    def set_error(self, url: str, error: str) -> None:
+        self.url, self.health, self.error = url, None, error
+
+    def summary(self) -> str:
+        if self.health:
+            h = self.health
+            gpu = h.get("gpu_name") or h.get("device", "cpu")
+            vram = h.get("vram_free_gb")
+            vram_text = f", {vram:.1f} GB VRAM free" if isinstance(vram, (int, float)) else ""
+            return f"spatia {h.get('version', '?')} on {gpu}{vram_text}"
+        return self.error or "not connected"
+
+
+connection = Connection()
+
+
+class _Defaults:
+    """Preference values when the extension is registered without Blender's add-on system."""
+
+    backend_url = DEFAULT_URL
+    token = ""
+    python_path = ""
+    port = DEFAULT_PORT
+    data_dir = ""
+    presets_dir = ""
+    auto_token = True
+
+
+def prefs():
+    addon = bpy.context.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon is not None and addon.preferences is not None else _Defaults()
+
+
+def user_dir(*parts: str, create: bool = True) -> str:
+    """The extension's user data folder (never the extension's own folder)."""
+    base = os.environ.get("SPATIA_BLENDER_USER_DIR", "")
+    if not base:
+        try:
+            base = bpy.utils.extension_path_user(ADDON_ID, create=create)
+        except ValueError:  # not installed as an extension (development checkout)
+            base = bpy.utils.user_resource("DATAFILES", path="spatia", create=create) or os.path.join(tempfile.gettempdir(), "spatia")
+    path = os.path.join(base, *parts)
+    if create:
+        os.makedirs(path, exist_ok=True)
+    return path
+
+
+def data_dir() -> str:
+    configured = bpy.path.abspath(prefs().data_dir) if prefs().data_dir else ""
+    return configured or user_dir("backend")
+
+
+def log_path() -> str:
+    return os.path.join(user_dir("logs"), "backend.log")
+
+
+def token() -> str:
+    p = prefs()
+    if p.token.strip():
+        return p.token.strip()
+    return read_token(data_dir()) if getattr(p, "auto_token", True) else ""
+
+
+def client(timeout: float | None = None) -> Client:
+    """A client for the configured backend; raises OnlineAccessDenied for a remote URL offline."""
+    kwargs = {} if timeout is None else {"timeout": timeout}
+    return Client(prefs().backend_url, token(), online_access=bool(bpy.app.online_access), **kwargs)
+
+
+def presets_dir():
+    return presets.find_presets_dir(bpy.path.abspath(prefs().presets_dir) if prefs().presets_dir else "")
+
+
+def redraw() -> None:
+    wm = getattr(bpy.context, "window_manager", None)
+    if wm is None:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type in {"VIEW_3D", "PREFERENCES", "GRAPH_EDITOR", "DOPESHEET_EDITOR", "SEQUENCE_EDITOR"}:
+                area.tag_redraw()
+
+
+def scene_by_name(name: str):
+    return bpy.data.scenes.get(name)
+
+
+def shutdown() -> None:
+    runner.cancel_all()
+    if bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.unregister(_tick)
+    backend.stop()

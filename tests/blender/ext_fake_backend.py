@@ -1,0 +1,67 @@
+"""A tiny stand-in for the backend's HTTP API (memory and query endpoints only), recording requests."""
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeBackend:
+    def __init__(self, snapshots: dict[int, bytes], voxel_size: float = 0.05, coverage=None):
+        self.snapshots = dict(snapshots)
+        self.voxel_size = voxel_size
+        self.coverage = coverage
+        self.requests: list[tuple[str, str, object]] = []
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, body, raw=False):
+                data = body if raw else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream" if raw else "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                backend.requests.append(("GET", path, None))
+                if path == "/v1/health":
+                    return self._send(200, {"version": "fake", "api_version": 1, "device": "cpu"})
+                if path == "/v1/worlds/w":
+                    return self._send(200, {"id": "w", "frames": 0, "memory_version": max(backend.snapshots),
+                                            "voxel_size": backend.voxel_size, "width": 64, "height": 48})
+                if path == "/v1/worlds/w/memory":
+                    return self._send(200, [{"version": v, "parent": v - 1 if v > 1 else None, "points": 0,
+                                             "message": f"v{v}"} for v in sorted(backend.snapshots)])
+                match = re.fullmatch(r"/v1/worlds/w/memory/(\d+)", path)
+                if match and int(match.group(1)) in backend.snapshots:
+                    return self._send(200, backend.snapshots[int(match.group(1))], raw=True)
+                return self._send(404, {"error": {"type": "not_found", "message": path, "field": None}})
+
+            def do_POST(self):
+                path = self.path.split("?")[0]
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                backend.requests.append(("POST", path, body))
+                if path == "/v1/worlds/w/memory/edits":
+                    version = max(backend.snapshots) + 1
+                    backend.snapshots[version] = backend.snapshots[body["parent"]]
+                    return self._send(201, {"version": version})
+                if path == "/v1/worlds/w/query/coverage":
+                    n = len(body["cameras"]["w2c"])
+                    return self._send(200, {"coverage": backend.coverage or [i / max(n - 1, 1) for i in range(n)]})
+                return self._send(404, {"error": {"type": "not_found", "message": path, "field": None}})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def posted(self, path):
+        return [body for method, p, body in self.requests if method == "POST" and p == path]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

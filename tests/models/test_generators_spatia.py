@@ -1,0 +1,258 @@
+"""The native Spatia generator on tiny random-weight components: transformer, key conversion,
+LoRA, pipeline invariants and the VideoGenerator interface. CPU only, no hub access."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spatia.cameras import Cameras
+from spatia.models import Cancelled, GenerationRequest, ModelUnavailable, get_generator
+from spatia.models.gpu import RuntimeOptions
+from spatia.models.spatia import SpatiaGenerator
+from spatia.models.spatia.convert import (
+    WeightsMismatch,
+    convert_control_state_dict,
+    convert_key,
+    convert_lora_state_dict,
+    load_strict,
+)
+from spatia.models.spatia.lora import SwitchableLoRA
+from spatia.models.spatia.pipeline import known_latent_frames, padded_frame_count
+from spatia.models.spatia.tiny import tiny_spatia_pipeline, tiny_spatia_transformer
+from spatia.models.spatia.transformer import rotary_for_grid
+
+H = W = 32
+CPU = RuntimeOptions(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_spatia_pipeline(seed=0)
+
+
+def _request(frames=11, *, history=0, refs=0, first=False, seed=3, steps=2, guidance=2.0):
+    rng = np.random.default_rng(7)
+    img = lambda n: rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)  # noqa: E731
+    return GenerationRequest(
+        prompt="a room with a table", negative_prompt="blur", projection=img(frames),
+        projection_depth=np.ones((frames, H, W), np.float32), hole_mask=rng.random((frames, H, W)) < 0.3,
+        cameras=Cameras.look_at([[0, -3, 1]] * frames, [0, 0, 1], width=W, height=H),
+        history=img(history) if history else None, references=img(refs) if refs else None,
+        first_frame=img(1)[0] if first else None, seed=seed, steps=steps, guidance=guidance,
+    )
+
+
+# --- numbers and small functions ---------------------------------------------------------------
+def test_frame_grid_helpers():
+    assert [padded_frame_count(f) for f in (1, 2, 5, 9, 10, 81, 82, 121)] == [1, 5, 5, 9, 13, 81, 85, 121]
+    assert [known_latent_frames(f) for f in (0, 1, 4, 5, 9, 12)] == [0, 1, 1, 2, 3, 3]
+
+
+def test_rotary_matches_diffusers_on_the_regular_grid():
+    model = tiny_spatia_transformer()
+    cos, sin = model.rope(torch.zeros(1, 4, 3, 4, 6))  # grid 3 x 2 x 3 after the 1x2x2 patch
+    mine = rotary_for_grid(model.rope, torch.arange(3), torch.arange(2), torch.arange(3))
+    torch.testing.assert_close(mine[0], cos.float())
+    torch.testing.assert_close(mine[1], sin.float())
+
+
+def test_reference_tokens_get_negative_time_and_offset_rows():
+    model = tiny_spatia_transformer()
+    cos, _ = model._rotary(frames=2, refs=1, height=2, width=2, device="cpu")
+    expected_ref, _ = rotary_for_grid(model.rope, torch.tensor([-1]), torch.arange(2, 4), torch.arange(2))
+    assert cos.shape[1] == (1 + 2) * 4
+    torch.testing.assert_close(cos[:, :4], expected_ref)
+
+
+# --- key conversion ----------------------------------------------------------------------------
+def _diffsynth_control_state_dict(model) -> dict[str, torch.Tensor]:
+    """A random control checkpoint in DiffSynth's VaceWanModel naming for `model`'s sizes."""
+    dim = model.config.num_attention_heads * model.config.attention_head_dim
+    ffn, cin = model.config.ffn_dim, model.config.control_in_channels
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    sd = {"vace_patch_embedding.weight": r(dim, cin, 1, 2, 2), "vace_patch_embedding.bias": r(dim)}
+    for k in range(len(model.config.control_layers)):
+        p = f"vace_blocks.{k}."
+        for attn in ("self_attn", "cross_attn"):
+            for m in "qkvo":
+                sd[f"{p}{attn}.{m}.weight"], sd[f"{p}{attn}.{m}.bias"] = r(dim, dim), r(dim)
+            sd[f"{p}{attn}.norm_q.weight"], sd[f"{p}{attn}.norm_k.weight"] = r(dim), r(dim)
+        sd[f"{p}norm3.weight"], sd[f"{p}norm3.bias"] = r(dim), r(dim)
+        sd[f"{p}ffn.0.weight"], sd[f"{p}ffn.0.bias"] = r(ffn, dim), r(ffn)
+        sd[f"{p}ffn.2.weight"], sd[f"{p}ffn.2.bias"] = r(dim, ffn), r(dim)
+        sd[f"{p}modulation"] = r(1, 6, dim)
+        sd[f"{p}after_proj.weight"], sd[f"{p}after_proj.bias"] = r(dim, dim), r(dim)
+        if k == 0:
+            sd[f"{p}before_proj.weight"], sd[f"{p}before_proj.bias"] = r(dim, dim), r(dim)
+    return sd
+
+
+def _base_state_dict(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("control_")}
+
+
+def test_diffsynth_control_checkpoint_fills_every_parameter():
+    target = tiny_spatia_transformer(seed=1)
+    source = _diffsynth_control_state_dict(target)
+    control = convert_control_state_dict(source)
+    assert len(control) == len(source)
+    load_strict(target, {**_base_state_dict(tiny_spatia_transformer(seed=2)), **control}, source="test")
+    torch.testing.assert_close(target.control_blocks[1].attn2.to_out[0].weight, source["vace_blocks.1.cross_attn.o.weight"])
+    torch.testing.assert_close(target.control_blocks[0].norm2.weight, source["vace_blocks.0.norm3.weight"])
+    torch.testing.assert_close(target.control_blocks[0].proj_in.bias, source["vace_blocks.0.before_proj.bias"])
+    torch.testing.assert_close(target.control_blocks[1].scale_shift_table, source["vace_blocks.1.modulation"])
+    torch.testing.assert_close(target.control_patch_embedding.weight, source["vace_patch_embedding.weight"])
+
+
+def test_missing_control_key_fails_naming_it():
+    target = tiny_spatia_transformer()
+    source = _diffsynth_control_state_dict(target)
+    del source["vace_blocks.1.ffn.2.bias"]
+    with pytest.raises(WeightsMismatch, match=r"control_blocks\.1\.ffn\.net\.2\.bias"):
+        load_strict(target, {**_base_state_dict(target), **convert_control_state_dict(source)}, source="test")
+
+
+def test_extra_or_unknown_key_fails_naming_it():
+    target = tiny_spatia_transformer()
+    source = _diffsynth_control_state_dict(target)
+    with pytest.raises(WeightsMismatch, match=r"vace_blocks\.0\.mystery\.weight"):
+        convert_control_state_dict({**source, "vace_blocks.0.mystery.weight": torch.zeros(1)})
+    extra_block = {k.replace("vace_blocks.1.", "vace_blocks.5."): v for k, v in source.items() if "vace_blocks.1." in k}
+    with pytest.raises(WeightsMismatch, match=r"unexpected .*control_blocks\.5\."):
+        load_strict(target, {**_base_state_dict(target), **convert_control_state_dict({**source, **extra_block})},
+                    source="test")
+
+
+def test_wrong_shape_fails_naming_it():
+    target = tiny_spatia_transformer()
+    source = _diffsynth_control_state_dict(target)
+    source["vace_blocks.0.after_proj.weight"] = torch.zeros(3, 3)
+    with pytest.raises(WeightsMismatch, match=r"wrong shape control_blocks\.0\.proj_out\.weight"):
+        load_strict(target, {**_base_state_dict(target), **convert_control_state_dict(source)}, source="test")
+
+
+def test_original_wan_dit_keys_map_to_diffusers_names():
+    assert convert_key("blocks.3.self_attn.o.weight") == "blocks.3.attn1.to_out.0.weight"
+    assert convert_key("blocks.3.cross_attn.norm_k.weight") == "blocks.3.attn2.norm_k.weight"
+    assert convert_key("blocks.0.norm3.bias") == "blocks.0.norm2.bias"
+    assert convert_key("blocks.0.modulation") == "blocks.0.scale_shift_table"
+    assert convert_key("head.modulation") == "scale_shift_table"
+    assert convert_key("time_projection.1.weight") == "condition_embedder.time_proj.weight"
+    assert convert_key("blocks.0.unknown.weight") is None
+
+
+def test_lora_conversion_and_switching():
+    model = tiny_spatia_transformer()
+    dim = 24
+    g = torch.Generator().manual_seed(0)
+    raw = {
+        "pipe.dit.blocks.1.self_attn.q.lora_A.default.weight": torch.randn(4, dim, generator=g),
+        "pipe.dit.blocks.1.self_attn.q.lora_B.default.weight": torch.randn(dim, 4, generator=g),
+    }
+    factors = convert_lora_state_dict(raw)
+    assert list(factors) == ["blocks.1.attn1.to_q"]
+    layer = model.blocks[1].attn1.to_q
+    x = torch.randn(2, dim)
+    base = layer(x)
+    lora = SwitchableLoRA(scale=0.5)
+    lora.attach(model, factors)
+    torch.testing.assert_close(layer(x), base)  # attached but off
+    lora.enabled = True
+    up, down = factors["blocks.1.attn1.to_q"]
+    torch.testing.assert_close(layer(x), base + 0.5 * x @ down.T @ up.T)
+    with pytest.raises(WeightsMismatch, match="lora_A or lora_B"):
+        convert_lora_state_dict({"pipe.dit.blocks.1.self_attn.q.lora_A.default.weight": torch.zeros(4, dim)})
+    with pytest.raises(WeightsMismatch, match="not LoRA weights"):
+        convert_lora_state_dict({"pipe.dit.blocks.1.self_attn.zz.lora_A.default.weight": torch.zeros(4, dim)})
+
+
+# --- pipeline invariants -----------------------------------------------------------------------
+def test_history_latents_are_held_and_references_stripped(pipe):
+    req = _request(frames=11, history=9, refs=2)
+    out = pipe(req.prompt, req.projection, req.hole_mask, negative_prompt="blur", history=req.history,
+               references=req.references, num_inference_steps=2, guidance_scale=2.0, seed=1)
+    assert out.frames.shape == (11, H, W, 3) and out.frames.dtype == np.uint8
+    assert out.info["padded_frames"] == 13 and out.info["known_latents"] == 3 and out.info["reference_latents"] == 2
+    assert out.latents.shape[2] == 4  # references dropped: only the clip's 4 latent frames
+    expected = pipe.encode_video(pipe._signed(req.history), "cpu")
+    torch.testing.assert_close(out.latents[:, :, :3], expected)
+
+
+def test_first_frame_latent_is_held_in_round_zero(pipe):
+    req = _request(frames=9, first=True)
+    out = pipe(req.prompt, req.projection, req.hole_mask, first_frame=req.first_frame, num_inference_steps=2,
+               guidance_scale=1.0, seed=1, output_type="latent")
+    assert out.frames is None
+    torch.testing.assert_close(out.latents[:, :, :1], pipe.encode_video(pipe._signed(req.first_frame[None]), "cpu"))
+
+
+def test_control_inputs_steer_the_result(pipe):
+    req = _request(frames=5)
+    kwargs = dict(num_inference_steps=2, guidance_scale=1.0, seed=1, output_type="latent")
+    a = pipe(req.prompt, req.projection, req.hole_mask, **kwargs).latents
+    b = pipe(req.prompt, req.projection, ~req.hole_mask, **kwargs).latents
+    c = pipe(req.prompt, req.projection, req.hole_mask, control_scale=0.0, **kwargs).latents
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
+
+
+def test_size_not_a_multiple_of_32_fails(pipe):
+    with pytest.raises(ValueError, match="multiples of 32"):
+        pipe("x", np.zeros((5, 48, 64, 3), np.uint8), np.zeros((5, 48, 64), bool), num_inference_steps=1)
+
+
+# --- the VideoGenerator interface --------------------------------------------------------------
+@pytest.mark.slow
+def test_generator_end_to_end_is_deterministic_with_progress(pipe):
+    gen = SpatiaGenerator(pipeline=pipe, runtime=CPU)
+    seen, stages = [], []
+    req = _request(frames=10, history=5, refs=1)
+    a = gen.generate(req, progress=lambda f, s: (seen.append(f), stages.append(s)))
+    b = gen.generate(req)
+    assert a.frames.shape == (10, H, W, 3)
+    np.testing.assert_array_equal(a.frames, b.frames)
+    np.testing.assert_array_equal(a.frames[:5], req.history)  # pinned history
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    assert "denoising step 2/2" in stages
+    assert a.info["mode"] == "continuation" and a.info["steps"] == 2
+    c = gen.generate(_request(frames=10, history=5, refs=1, seed=4))
+    assert not np.array_equal(a.frames[5:], c.frames[5:])
+
+
+def test_lora_is_off_in_round_zero_and_on_later(pipe):
+    lora = SwitchableLoRA(scale=1.0)
+    gen = SpatiaGenerator(pipeline=pipe, lora=lora, runtime=CPU)
+    states = []
+    hook = pipe.transformer.blocks[0].register_forward_pre_hook(lambda *a: states.append(lora.enabled))
+    try:
+        r0 = gen.generate(_request(frames=5, first=True, guidance=1.0))
+        gen.generate(_request(frames=5, history=1, guidance=1.0))
+    finally:
+        hook.remove()
+    assert r0.info["mode"] == "image-to-video" and not r0.info["lora"]
+    assert states == [False, False, True, True]
+
+
+def test_cancel_raises_between_steps(pipe):
+    gen = SpatiaGenerator(pipeline=pipe, runtime=CPU)
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 1
+
+    with pytest.raises(Cancelled):
+        gen.generate(_request(frames=5, steps=3), should_cancel=cancel)
+    assert len(calls) == 2
+
+
+def test_registered_and_unavailable_without_weights_or_gpu(monkeypatch):
+    gen = get_generator("spatia-5b")
+    assert isinstance(gen, SpatiaGenerator) and gen.requirements.needs_gpu
+    with pytest.raises(ModelUnavailable, match="CUDA GPU|spatia models download spatia-5b"):
+        gen.check_available()
+    gen = SpatiaGenerator(runtime=CPU)
+    with pytest.raises(ModelUnavailable, match="spatia models download spatia-5b"):
+        gen.check_available()
