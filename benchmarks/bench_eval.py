@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-
-from spatia.eval import EvalOptions, render_ground_truth  # noqa: E402
-from spatia.eval.report import write_report  # noqa: E402
-from spatia.eval.runner import evaluate_scene  # noqa: E402
-from spatia.models.oracle import FrameTable, OracleGenerator  # noqa: E402
+import harness
+from spatia.eval import EvalOptions, render_ground_truth
+from spatia.eval.report import write_report
+from spatia.eval.runner import evaluate_scene
+from spatia.models.oracle import FrameTable, OracleGenerator
 
 
 def main() -> None:

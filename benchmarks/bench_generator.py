@@ -28,13 +28,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-
-from spatia.cameras import Cameras  # noqa: E402
-from spatia.models import GenerationRequest  # noqa: E402
-from spatia.models.gpu import RuntimeOptions  # noqa: E402
-from spatia.models.spatia.config import CONTROL_IN_CHANNELS, CONTROL_LAYERS, TI2V_5B_TRANSFORMER  # noqa: E402
-from spatia.models.spatia.transformer import transformer_flops  # noqa: E402
+import harness
+from spatia.cameras import Cameras
+from spatia.models import GenerationRequest
+from spatia.models.gpu import RuntimeOptions
+from spatia.models.spatia.config import (
+    CONTROL_IN_CHANNELS,
+    CONTROL_LAYERS,
+    TI2V_5B_TRANSFORMER,
+)
+from spatia.models.spatia.transformer import transformer_flops
 
 # Dense bf16 tensor-core peaks (FLOP/s), by device-name substring.
 BF16_PEAK = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12, "L40S": 362.0e12,
@@ -63,7 +66,7 @@ class TransformerTimer:
 
 def tiny_request(frames: int, size: int, steps: int) -> GenerationRequest:
     rng = np.random.default_rng(0)
-    img = lambda n: rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)  # noqa: E731
+    img = lambda n: rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
     return GenerationRequest(
         prompt="a room with a table", negative_prompt="blur", projection=img(frames),
         projection_depth=np.ones((frames, size, size), np.float32), hole_mask=rng.random((frames, size, size)) < 0.3,
@@ -188,7 +191,7 @@ def gpu_section(quick: bool, modes: list[str]) -> list[dict]:
         for refs in ((0,) if quick or mode != "gpu" else (0, 7)):
             cmd = [sys.executable, __file__, "--gpu-child", mode, "--frames", str(frames), "--width", str(width),
                    "--height", str(height), "--refs", str(refs), "--repeat", "2" if quick else "4"]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if proc.returncode != 0:
                 tail = (proc.stderr or proc.stdout)[-2000:]
                 results.append({"mode": mode, "reference_frames": refs, "error": tail})

@@ -19,6 +19,9 @@ def register():
     if _modules:  # registered already
         return
     modules = _submodules()
+    from . import runtime
+
+    runtime.user_dir()  # resolve the user folder on the main thread
     done = []
     try:
         for module in modules:

@@ -114,16 +114,20 @@ def fetch_memory(client, world_id: str, version=None) -> dict:
         if not history:
             raise SpatiaError(f"world {world_id} has no memory yet")
         version = int(history[-1]["version"])
-    path = scene_data.memory_cache_path(world_id, version)
+    path = scene_data.memory_cache_path(world_id, version)  # versions never change: cache them
+    memory = None
     if os.path.isfile(path):
         with open(path, "rb") as handle:
-            data = handle.read()
-    else:
+            try:
+                memory = scene_data.parse_memory(handle.read(), f"memory v{version}")
+            except ValueError:  # a damaged cache file: fetch it again
+                memory = None
+    if memory is None:
         data = client.memory_bytes(world_id, version)
+        memory = scene_data.parse_memory(data, f"memory v{version}")
         with open(path + ".part", "wb") as handle:
             handle.write(data)
         os.replace(path + ".part", path)
-    memory = scene_data.parse_memory(data, f"memory v{version}")
     return {"world": world, "history": history, "version": int(version), "memory": memory}
 
 
@@ -247,6 +251,7 @@ class SPATIA_OT_world_from_render(bpy.types.Operator):
         name, voxel = _world_name(context), settings.voxel_size
 
         def work(task, report):
+            client.health()  # a backend of another API version is refused before anything is sent
             world = client.create_world(name=name, kind="rgbd", width=shot["width"], height=shot["height"], fps=fps,
                                         voxel_size=voxel, camera=camera, files=files)
             return fetch_memory(client, world["id"])
@@ -316,6 +321,7 @@ class SPATIA_OT_world_from_image(bpy.types.Operator):
         name, voxel = _world_name(context), settings.voxel_size
 
         def work(task, report):
+            client.health()  # a backend of another API version is refused before anything is sent
             world = client.create_world(name=name, kind="image", width=width, height=height, fps=fps, voxel_size=voxel,
                                         camera=camera, files=files)
             return fetch_memory(client, world["id"])
@@ -632,6 +638,21 @@ def follow_and_fetch(client, job: dict, task, report, clips_dir: str) -> dict:
     return {"job": job, "video": video, "frames_dir": os.path.join(folder, "frames"), "fetched": fetched}
 
 
+def _retire_older_clips(scene, imported: dict) -> None:
+    """A world's newest video holds every frame so far: hide the earlier clips behind the camera
+    and mute their strips (they stay in the file, and in the Clips list, for comparison)."""
+    camera = scene.camera
+    if camera is not None and camera.type == "CAMERA":
+        for background in camera.data.background_images:
+            if background.clip is not None and background.clip != imported["clip"] and background.clip.name.startswith("Spatia "):
+                background.show_background_image = False
+    editor = scene.sequence_editor
+    if editor is not None:
+        for strip in editor.strips:
+            if strip != imported["strip"] and strip.name.startswith("Spatia "):
+                strip.mute = True
+
+
 def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> str:
     """Main thread: the clip behind the camera and in the sequencer, the new memory, the lists."""
     from .clip_import import import_clip
@@ -640,7 +661,8 @@ def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> 
     video_start, count, _ = payloads.clip_span(job)
     frame_start = shot_first_frame + video_start
     name = f"Spatia {job['id'][:12]}"
-    import_clip(scene, scene.camera, result["video"], frame_start, name=name)
+    imported = import_clip(scene, scene.camera, result["video"], frame_start, name=name)
+    _retire_older_clips(scene, imported)
     clip = settings.clips.add()
     clip.name, clip.job_id, clip.frame_start, clip.frame_count = name, job["id"], frame_start, count
     clip.video, clip.frames_dir, clip.prompt = result["video"], result["frames_dir"], prompt
@@ -656,6 +678,7 @@ def _start_follow(op, context, client, submit_job, shot_first_frame: int, prompt
     clips_dir = runtime.user_dir("worlds", context.scene.spatia.world_id, "clips")
 
     def work(task, report):
+        client.health()  # a backend of another API version is refused before anything is sent
         return follow_and_fetch(client, submit_job(), task, report, clips_dir)
 
     def done(scene, result):

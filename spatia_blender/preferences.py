@@ -127,7 +127,7 @@ class SPATIA_OT_backend_log(bpy.types.Operator):
     bl_label = "View Backend Log"
 
     def execute(self, context):
-        path = runtime.backend.log_path or runtime.log_path()
+        path = runtime.log_path()
         if not os.path.isfile(path):
             self.report({"WARNING"}, f"no log yet ({path})")
             return {"CANCELLED"}

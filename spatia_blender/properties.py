@@ -51,7 +51,7 @@ class SpatiaClip(bpy.types.PropertyGroup):
 
 
 class SpatiaWorldEntry(bpy.types.PropertyGroup):
-    world_id: StringProperty(name="World")
+    """A world id on the backend (its `name`), for the world field's search list."""
 
 
 class SpatiaSceneSettings(bpy.types.PropertyGroup):

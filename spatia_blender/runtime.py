@@ -30,7 +30,7 @@ def _tick():
 
 def _wake():
     if not bpy.app.timers.is_registered(_tick):
-        bpy.app.timers.register(_tick, first_interval=0.05)
+        bpy.app.timers.register(_tick, first_interval=0.05, persistent=True)
 
 
 runner = TaskRunner(blocking=_blocking, wake=_wake)
@@ -85,14 +85,22 @@ def prefs():
     return addon.preferences if addon is not None and addon.preferences is not None else _Defaults()
 
 
+_user_base: str | None = None
+
+
 def user_dir(*parts: str, create: bool = True) -> str:
-    """The extension's user data folder (never the extension's own folder)."""
+    """The extension's user data folder (never the extension's own folder). The base is
+    looked up on the main thread (at register) and remembered, so worker threads can use it."""
+    global _user_base
     base = os.environ.get("SPATIA_BLENDER_USER_DIR", "")
     if not base:
-        try:
-            base = bpy.utils.extension_path_user(ADDON_ID, create=create)
-        except ValueError:  # not installed as an extension (development checkout)
-            base = bpy.utils.user_resource("DATAFILES", path="spatia", create=create) or os.path.join(tempfile.gettempdir(), "spatia")
+        if _user_base is None:
+            try:
+                _user_base = bpy.utils.extension_path_user(ADDON_ID, create=True)
+            except ValueError:  # not installed as an extension (a development checkout)
+                _user_base = bpy.utils.user_resource("DATAFILES", path="spatia", create=True) or \
+                    os.path.join(tempfile.gettempdir(), "spatia")
+        base = _user_base
     path = os.path.join(base, *parts)
     if create:
         os.makedirs(path, exist_ok=True)

@@ -232,7 +232,33 @@ class SPATIA_PT_clips(_SpatiaPanel, bpy.types.Panel):
         draw_clips(self.layout, context)
 
 
-CLASSES = (SPATIA_UL_prompts, SPATIA_UL_versions, SPATIA_UL_clips, SPATIA_PT_main, SPATIA_PT_shot, SPATIA_PT_generate,
+class SPATIA_MT_menu(bpy.types.Menu):
+    """Every Spatia command, so menu search (F3) finds them; in Render > Spatia."""
+
+    bl_idname = "SPATIA_MT_menu"
+    bl_label = "Spatia"
+
+    def draw(self, context):
+        layout = self.layout
+        for idname in ("spatia.generate", "spatia.cancel", "spatia.follow", "spatia.coverage", "spatia.camera_path"):
+            layout.operator(idname)
+        layout.separator()
+        for idname in ("spatia.world_from_render", "spatia.world_from_image", "spatia.world_refresh"):
+            layout.operator(idname)
+        layout.separator()
+        for idname in ("spatia.memory_import", "spatia.memory_push", "spatia.memory_revert"):
+            layout.operator(idname)
+        layout.separator()
+        for idname in ("spatia.test_connection", "spatia.backend_start", "spatia.backend_stop", "spatia.backend_log"):
+            layout.operator(idname)
+
+
+def _menu_entry(self, context):
+    self.layout.separator()
+    self.layout.menu(SPATIA_MT_menu.bl_idname)
+
+
+CLASSES = (SPATIA_MT_menu, SPATIA_UL_prompts, SPATIA_UL_versions, SPATIA_UL_clips, SPATIA_PT_main, SPATIA_PT_shot, SPATIA_PT_generate,
            SPATIA_PT_clips)
 PANELS = (SPATIA_PT_main, SPATIA_PT_shot, SPATIA_PT_generate, SPATIA_PT_clips)
 
@@ -240,8 +266,10 @@ PANELS = (SPATIA_PT_main, SPATIA_PT_shot, SPATIA_PT_generate, SPATIA_PT_clips)
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_render.append(_menu_entry)
 
 
 def unregister():
+    bpy.types.TOPBAR_MT_render.remove(_menu_entry)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -42,7 +42,7 @@ def ssim_map(a: np.ndarray, b: np.ndarray, *, data_range: float = 255.0, sigma: 
     from scipy.ndimage import gaussian_filter
 
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    blur = lambda x: gaussian_filter(x, sigma, mode="reflect", truncate=3.5)  # noqa: E731
+    blur = lambda x: gaussian_filter(x, sigma, mode="reflect", truncate=3.5)
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a**2
     var_b = blur(b * b) - mu_b**2
@@ -225,8 +225,8 @@ def geometry_scores(pred: np.ndarray, gt: np.ndarray, thresholds=(0.02, 0.05, 0.
     d_pred = nearest_distances(pred, gt)
     d_gt = nearest_distances(gt, pred)
     out = {
-        "pred_points": int(len(d_pred)),
-        "gt_points": int(len(d_gt)),
+        "pred_points": len(d_pred),
+        "gt_points": len(d_gt),
         "chamfer_m": float(0.5 * (d_pred.mean() + d_gt.mean())),
         "accuracy_mean_m": float(d_pred.mean()),
         "accuracy_median_m": float(np.median(d_pred)),

@@ -315,7 +315,7 @@ class World:
             prompt=rnd.prompt, negative_prompt=settings.negative_prompt, projection=proj_rgb,
             projection_depth=proj_depth, hole_mask=hole_mask, history=history, references=references,
             first_frame=first_frame, cameras=cams, fps=self.fps, seed=settings.seed + len(self.state["rounds"]),
-            **{k: v for k, v in (("steps", settings.steps), ("guidance", settings.guidance)) if v is not None},
+            steps=settings.steps, guidance=settings.guidance,
         )
         result = generator.generate(request, progress=lambda f, s: progress(0.1 + 0.7 * f, s),
                                     should_cancel=should_cancel)

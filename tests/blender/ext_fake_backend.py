@@ -12,6 +12,10 @@ class FakeBackend:
         self.voxel_size = voxel_size
         self.coverage = coverage
         self.requests: list[tuple[str, str, object]] = []
+        self.job_polls = 0
+        self.api_version = 1
+        self.job_states = [("running", 0.5, "round 1/1: denoising"),
+                           ("failed", 0.5, "round 1/1: denoising")]
         backend = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -30,13 +34,19 @@ class FakeBackend:
                 path = self.path.split("?")[0]
                 backend.requests.append(("GET", path, None))
                 if path == "/v1/health":
-                    return self._send(200, {"version": "fake", "api_version": 1, "device": "cpu"})
+                    return self._send(200, {"version": "fake", "api_version": backend.api_version, "device": "cpu"})
                 if path == "/v1/worlds/w":
                     return self._send(200, {"id": "w", "frames": 0, "memory_version": max(backend.snapshots),
                                             "voxel_size": backend.voxel_size, "width": 64, "height": 48})
                 if path == "/v1/worlds/w/memory":
                     return self._send(200, [{"version": v, "parent": v - 1 if v > 1 else None, "points": 0,
                                              "message": f"v{v}"} for v in sorted(backend.snapshots)])
+                if path == "/v1/jobs/j1":
+                    status, fraction, stage = backend.job_states[min(backend.job_polls, len(backend.job_states) - 1)]
+                    backend.job_polls += 1
+                    error = {"type": "OutOfMemoryError", "message": "CUDA out of memory"} if status == "failed" else None
+                    return self._send(200, {"id": "j1", "world_id": "w", "status": status, "fraction": fraction,
+                                            "stage": stage, "error": error, "messages": [], "result": None})
                 match = re.fullmatch(r"/v1/worlds/w/memory/(\d+)", path)
                 if match and int(match.group(1)) in backend.snapshots:
                     return self._send(200, backend.snapshots[int(match.group(1))], raw=True)
@@ -44,12 +54,20 @@ class FakeBackend:
 
             def do_POST(self):
                 path = self.path.split("?")[0]
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                multipart = self.headers.get("Content-Type", "").startswith("multipart/form-data")
+                body = raw if multipart else json.loads(raw or b"{}")
                 backend.requests.append(("POST", path, body))
+                if path == "/v1/worlds" and multipart:
+                    return self._send(201, {"id": "w", "frames": 0, "memory_version": max(backend.snapshots),
+                                            "voxel_size": backend.voxel_size})
                 if path == "/v1/worlds/w/memory/edits":
                     version = max(backend.snapshots) + 1
                     backend.snapshots[version] = backend.snapshots[body["parent"]]
                     return self._send(201, {"version": version})
+                if path == "/v1/jobs":
+                    return self._send(201, {"id": "j1", "world_id": "w", "status": "queued", "fraction": 0.0,
+                                            "stage": "queued", "error": None, "messages": [], "result": None})
                 if path == "/v1/worlds/w/query/coverage":
                     n = len(body["cameras"]["w2c"])
                     return self._send(200, {"coverage": backend.coverage or [i / max(n - 1, 1) for i in range(n)]})

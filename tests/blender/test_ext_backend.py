@@ -49,6 +49,8 @@ def room(tmp_path, monkeypatch):
 
 def test_generate_against_real_backend(room, tmp_path):
     bpy, info = room
+    from spatia.demo_scene import keyframe_camera, look_away_and_back
+
     from spatia_blender import memory_object, runtime
 
     scene, camera = info.scene, info.camera
@@ -90,6 +92,19 @@ def test_generate_against_real_backend(room, tmp_path):
     assert version > first_version and clip.memory_version == version == settings.memory_version
     assert [v.version for v in settings.versions][-1] == version
     assert settings.world_frames == 20
+
+    # continue the same path 8 frames further: one more round; the new video holds all 28 frames
+    keyframe_camera(scene, camera, look_away_and_back(20) + look_away_and_back(9)[1:])
+    assert scene.frame_end == 28
+    assert bpy.ops.spatia.generate() == {"FINISHED"}, settings.status
+    first, second = settings.clips
+    assert second.frame_start == 1 and second.frame_count == 28 and settings.world_frames == 28
+    assert len(os.listdir(second.frames_dir)) == 8  # only the new frames are downloaded
+    shown = [bg.clip.name for bg in camera.data.background_images if bg.show_background_image]
+    assert shown == [second.name]
+    assert scene.sequence_editor.strips[first.name].mute and not scene.sequence_editor.strips[second.name].mute
+    version = memory["spatia_memory_version"]
+    assert version == second.memory_version > clip.memory_version
 
     # delete a tenth of the points and push; then revert to the generated version
     points = memory_object.read_memory(memory)

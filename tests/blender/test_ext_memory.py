@@ -141,3 +141,130 @@ def test_coverage_becomes_an_fcurve(addon, fake_backend):
     scene.frame_set(7)
     assert scene["spatia_coverage"] == pytest.approx(0.1)
     assert scene.spatia.coverage_min == pytest.approx(0.1) and scene.spatia.coverage_min_frame == 7
+
+
+@pytest.fixture
+def threaded(addon, monkeypatch):
+    """The interactive path: work on a thread, callbacks when the main thread drains the queue
+    (what bpy.app.timers does in the UI, which does not run in background mode)."""
+    import time
+
+    from spatia_blender import runtime
+
+    monkeypatch.setattr(runtime.runner, "_blocking", lambda: False)
+    monkeypatch.setattr(runtime.runner, "_wake", None)
+
+    def drain(timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while runtime.runner.pending and time.monotonic() < deadline:
+            runtime.runner.drain()
+            time.sleep(0.01)
+        assert not runtime.runner.pending
+    return drain
+
+
+def test_operators_return_at_once_and_apply_on_drain(addon, fake_backend, threaded):
+    bpy = addon
+    from spatia_blender import scene_data
+
+    backend, _ = fake_backend
+    scene = bpy.context.scene
+    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    scene.frame_start, scene.frame_end = 1, 5
+    scene.spatia.world_id = "w"
+    assert bpy.ops.spatia.coverage() == {"FINISHED"}
+    assert scene.spatia.status == "computing coverage..."  # nothing applied yet: the main thread has not drained
+    threaded()
+    frames, values = scene_data.read_coverage_curve(scene)
+    assert frames.tolist() == [1, 2, 3, 4, 5] and values[-1] == pytest.approx(1.0)
+    assert scene.spatia.status.startswith("coverage: mean 50%")
+
+
+@pytest.mark.parametrize("mode", ["blocking", "threaded"])
+def test_failed_job_is_reported(addon, fake_backend, request, mode):
+    bpy = addon
+    from spatia_blender import ui
+
+    backend, _ = fake_backend
+    scene = bpy.context.scene
+    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    scene.frame_start, scene.frame_end = 1, 5
+    settings = scene.spatia
+    settings.world_id, settings.world_frame_start = "w", 1
+    settings.prompts.add().text = "x"
+    if mode == "blocking":
+        with pytest.raises(RuntimeError, match="CUDA out of memory"):
+            bpy.ops.spatia.generate()
+    else:
+        drain = request.getfixturevalue("threaded")
+        assert bpy.ops.spatia.generate() == {"FINISHED"}
+        assert ui.panel_state(settings) == "running"
+        drain()
+    (posted,) = backend.posted("/v1/jobs")
+    assert posted["world_id"] == "w" and posted["shot"]["frames"][0]["frame"] == 1
+    assert settings.job_id == "j1" and settings.job_status == "failed"
+    assert "OutOfMemoryError: CUDA out of memory" in settings.job_error
+    assert ui.panel_state(settings) == "failed" and settings.status.startswith("Error: ")
+    assert len(settings.clips) == 0
+
+
+def test_world_from_image_uploads_image_and_camera(addon, fake_backend, tmp_path):
+    bpy = addon
+    import json
+    import re
+
+    from spatia_blender import payloads
+    from spatia_blender.camera_export import camera_at_current_frame
+
+    backend, arrays = fake_backend
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 64, 48, 100
+    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    cam.location = (1, 2, 3)
+    scene.frame_start = 4
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:, :32] = 200
+    path = tmp_path / "photo.png"
+    path.write_bytes(payloads.encode_png(image))
+    assert bpy.ops.spatia.world_from_image(filepath=str(path)) == {"FINISHED"}, scene.spatia.status
+    (body,) = backend.posted("/v1/worlds")
+
+    def field(name):
+        match = re.search(rb'name="' + name.encode() + rb'"(?:; filename="[^"]*")?\r\n(?:Content-Type: [^\r]*\r\n)?\r\n(.*?)\r\n--',
+                          body, re.S)
+        assert match, name
+        return match.group(1)
+
+    assert field("kind") == b"image" and field("width") == b"64" and field("height") == b"48"
+    assert field("image") == path.read_bytes()
+    camera = json.loads(field("camera"))
+    k, w2c, _, _ = camera_at_current_frame(scene, cam)
+    np.testing.assert_allclose(camera["intrinsics"], k)
+    np.testing.assert_allclose(camera["w2c"], w2c)
+    settings = scene.spatia
+    assert settings.world_id == "w" and settings.world_frame_start == 4
+    assert bpy.data.objects["Spatia Memory"]["spatia_memory_version"] == 1
+    with pytest.raises(RuntimeError, match="PNG or JPEG"):
+        bpy.ops.spatia.world_from_image(filepath=str(tmp_path / "missing.exr"))
+
+
+def test_version_skew_stops_generation_before_submitting(addon, fake_backend):
+    bpy = addon
+    backend, _ = fake_backend
+    backend.api_version = 2
+    scene = bpy.context.scene
+    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    scene.frame_start, scene.frame_end = 1, 3
+    scene.spatia.world_id, scene.spatia.world_frame_start = "w", 1
+    scene.spatia.prompts.add().text = "x"
+    with pytest.raises(RuntimeError, match="speaks API version 2"):
+        bpy.ops.spatia.generate()
+    assert backend.posted("/v1/jobs") == [] and scene.spatia.job_status == "failed"

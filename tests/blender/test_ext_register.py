@@ -31,9 +31,18 @@ def test_register_unregister_reregister(addon):
         cls = getattr(bpy.types, "SPATIA_OT_" + name)
         assert {"REGISTER", "UNDO"} <= set(cls.bl_options), name
     assert bpy.context.preferences.addons["spatia_blender"].preferences.backend_url.startswith("http://127.0.0.1")
+    # every operator is in the Render > Spatia menu, where menu search (F3) finds it
+    from spatia_blender import ui
+
+    log = []
+    ui.SPATIA_MT_menu.draw(type("M", (), {"layout": FakeLayout(bpy, log)})(), bpy.context)
+    assert {entry[1] for entry in log if entry[0] == "operator"} >= {
+        "spatia." + name for name in OPERATORS if not name.startswith("prompt_")}
+    assert ui._menu_entry in bpy.types.TOPBAR_MT_render._dyn_ui_initialize()
 
     addon_utils.disable("spatia_blender", default_set=True, handle_error=None)
     assert not _registered(bpy)
+    assert ui._menu_entry not in bpy.types.TOPBAR_MT_render._dyn_ui_initialize()
     assert not hasattr(bpy.ops.spatia, "generate") or "generate" not in dir(bpy.ops.spatia)
     spatia_blender.register()  # directly, as a script would
     assert _registered(bpy)
@@ -42,6 +51,7 @@ def test_register_unregister_reregister(addon):
     assert not _registered(bpy)
     addon_utils.enable("spatia_blender", default_set=True, handle_error=None)
     assert _registered(bpy)
+    assert bpy.types.TOPBAR_MT_render._dyn_ui_initialize().count(ui._menu_entry) == 1
     scene = bpy.context.scene
     scene.spatia.prompts.add().text = "a room"
     assert bpy.ops.spatia.prompt_add(text="later") == {"FINISHED"}
@@ -95,6 +105,9 @@ class FakeLayout:
 
     def separator(self, **kwargs):
         pass
+
+    def menu(self, idname, **kwargs):
+        assert hasattr(self.bpy.types, idname), idname
 
     def prop(self, data, name, **kwargs):
         assert name in data.bl_rna.properties, name

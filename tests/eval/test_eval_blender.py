@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-
 from spatia.eval import EvalOptions, render_ground_truth, run_eval
 from spatia.eval import groundtruth as groundtruth_module
 from spatia.eval.scenes import terrain_height

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
-
 from spatia.metrics import (
     chamfer_distance,
     coverage_fraction,

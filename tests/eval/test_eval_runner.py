@@ -7,10 +7,15 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-
 from spatia.cameras import Cameras
 from spatia.cli import main
-from spatia.eval import EvalOptions, GroundTruth, evaluate_scene, round_plan, true_overlap
+from spatia.eval import (
+    EvalOptions,
+    GroundTruth,
+    evaluate_scene,
+    round_plan,
+    true_overlap,
+)
 from spatia.eval.plots import line_chart
 from spatia.eval.report import json_safe, write_report
 from spatia.models.oracle import FrameTable, OracleGenerator
@@ -90,7 +95,7 @@ def test_true_overlap_of_the_analytic_views():
 
 
 def test_oracle_evaluation_reports_a_consistent_loop_and_accurate_memory(evaluated):
-    gt, result, report, _ = evaluated
+    gt, result = evaluated[:2]
     loop = result["closed_loop"]
     assert loop["pose_difference"] < 1e-9
     assert loop["generated_revisit_vs_generated_start"]["psnr_db"] == math.inf
@@ -113,7 +118,7 @@ def test_oracle_evaluation_reports_a_consistent_loop_and_accurate_memory(evaluat
 
 
 def test_report_files(evaluated):
-    _, result, report, out = evaluated
+    out = evaluated[3]
     data = json.loads((out / "report.json").read_text())
     assert data["schema"] == "spatia.eval"
     summary = data["scenes"]["planes"]["summary"]

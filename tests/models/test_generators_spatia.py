@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from spatia.cameras import Cameras
 from spatia.models import Cancelled, GenerationRequest, ModelUnavailable, get_generator
 from spatia.models.gpu import RuntimeOptions
@@ -34,7 +33,7 @@ def pipe():
 
 def _request(frames=11, *, history=0, refs=0, first=False, seed=3, steps=2, guidance=2.0):
     rng = np.random.default_rng(7)
-    img = lambda n: rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)  # noqa: E731
+    img = lambda n: rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)
     return GenerationRequest(
         prompt="a room with a table", negative_prompt="blur", projection=img(frames),
         projection_depth=np.ones((frames, H, W), np.float32), hole_mask=rng.random((frames, H, W)) < 0.3,
@@ -72,7 +71,7 @@ def _diffsynth_control_state_dict(model) -> dict[str, torch.Tensor]:
     dim = model.config.num_attention_heads * model.config.attention_head_dim
     ffn, cin = model.config.ffn_dim, model.config.control_in_channels
     g = torch.Generator().manual_seed(0)
-    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=g)
     sd = {"vace_patch_embedding.weight": r(dim, cin, 1, 2, 2), "vace_patch_embedding.bias": r(dim)}
     for k in range(len(model.config.control_layers)):
         p = f"vace_blocks.{k}."
@@ -191,7 +190,7 @@ def test_first_frame_latent_is_held_in_round_zero(pipe):
 
 def test_control_inputs_steer_the_result(pipe):
     req = _request(frames=5)
-    kwargs = dict(num_inference_steps=2, guidance_scale=1.0, seed=1, output_type="latent")
+    kwargs = {"num_inference_steps": 2, "guidance_scale": 1.0, "seed": 1, "output_type": "latent"}
     a = pipe(req.prompt, req.projection, req.hole_mask, **kwargs).latents
     b = pipe(req.prompt, req.projection, ~req.hole_mask, **kwargs).latents
     c = pipe(req.prompt, req.projection, req.hole_mask, control_scale=0.0, **kwargs).latents
@@ -256,3 +255,75 @@ def test_registered_and_unavailable_without_weights_or_gpu(monkeypatch):
     gen = SpatiaGenerator(runtime=CPU)
     with pytest.raises(ModelUnavailable, match="spatia models download spatia-5b"):
         gen.check_available()
+
+
+# --- loading from folders laid out like the downloads ------------------------------------------
+_TO_ORIGINAL = [
+    ("condition_embedder.time_embedder.linear_", "time_embedding."), ("condition_embedder.text_embedder.linear_", "text_embedding."),
+    ("condition_embedder.time_proj", "time_projection.1"), ("attn1.to_out.0", "self_attn.o"), ("attn2.to_out.0", "cross_attn.o"),
+    ("attn1.to_", "self_attn."), ("attn2.to_", "cross_attn."), ("attn1.", "self_attn."), ("attn2.", "cross_attn."),
+    ("norm2", "norm3"), ("ffn.net.0.proj", "ffn.0"), ("ffn.net.2", "ffn.2"),
+]
+
+
+def _original_name(key: str) -> str:
+    """Our diffusers key -> the original Wan name (the inverse of the conversion table)."""
+    if key == "scale_shift_table":
+        return "head.modulation"
+    if key.startswith("proj_out."):
+        return key.replace("proj_out.", "head.head.")
+    for ours, original in _TO_ORIGINAL:
+        key = key.replace(ours, original)
+    key = key.replace("time_embedding.1", "time_embedding.0").replace("text_embedding.1", "text_embedding.0")
+    return key.replace("scale_shift_table", "modulation")
+
+
+def _write_download_folders(tmp_path, pipe, *, original_naming: bool = False):
+    """tmp/base: a Wan2.2-TI2V-5B-Diffusers-like folder of the tiny pipeline; tmp/spatia: the
+    control branch and a LoRA in DiffSynth naming, under the names the release does not fix."""
+    from safetensors.torch import save_file
+
+    base, spatia = tmp_path / "base", tmp_path / "spatia"
+    pipe.tokenizer.save_pretrained(base / "tokenizer")
+    pipe.text_encoder.save_pretrained(base / "text_encoder")
+    pipe.vae.save_pretrained(base / "vae")
+    (base / "transformer").mkdir(parents=True)
+    pipe.transformer.save_config(base / "transformer")
+    weights = _base_state_dict(pipe.transformer)
+    if original_naming:
+        weights = {_original_name(k): v for k, v in weights.items()}
+        assert all(convert_key(k) is not None for k in weights)
+    half = len(weights) // 2
+    items = sorted(weights.items())
+    save_file({k: v.contiguous() for k, v in items[:half]}, base / "transformer" / "model-00001-of-00002.safetensors")
+    save_file({k: v.contiguous() for k, v in items[half:]}, base / "transformer" / "model-00002-of-00002.safetensors")
+    spatia.mkdir()
+    control = _diffsynth_control_state_dict(pipe.transformer)
+    save_file(control, spatia / "control.safetensors")
+    g = torch.Generator().manual_seed(5)
+    save_file({"pipe.dit.blocks.2.ffn.0.lora_A.default.weight": torch.randn(4, 24, generator=g),
+               "pipe.dit.blocks.2.ffn.0.lora_B.default.weight": torch.randn(32, 4, generator=g)},
+              spatia / "lora.safetensors")
+    return base, spatia, control
+
+
+@pytest.mark.slow
+def test_generator_loads_download_folders_and_runs(tmp_path, pipe):
+    base, spatia, control = _write_download_folders(tmp_path, pipe)
+    gen = SpatiaGenerator(base_dir=base, spatia_dir=spatia, runtime=CPU)
+    gen.check_available()
+    result = gen.generate(_request(frames=5, history=1, guidance=1.0))
+    assert result.frames.shape == (5, H, W, 3) and result.info["lora"]
+    loaded = gen._pipe.transformer
+    torch.testing.assert_close(loaded.control_blocks[0].attn1.to_k.weight, control["vace_blocks.0.self_attn.k.weight"])
+    torch.testing.assert_close(loaded.blocks[3].ffn.net[2].weight, pipe.transformer.blocks[3].ffn.net[2].weight)
+    assert loaded.blocks[2].ffn.net[0].proj.lora_up.shape == (32, 4)
+
+
+def test_base_transformer_in_original_naming_loads_too(tmp_path, pipe):
+    from spatia.models.spatia.loading import load_spatia_transformer
+
+    base, spatia, _ = _write_download_folders(tmp_path, pipe, original_naming=True)
+    model = load_spatia_transformer(base / "transformer", spatia / "control.safetensors", dtype=torch.float32,
+                                    control_layers=(0, 2), control_in_channels=8)
+    torch.testing.assert_close(model.blocks[0].attn1.to_q.weight, pipe.transformer.blocks[0].attn1.to_q.weight)

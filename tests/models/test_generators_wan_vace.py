@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from spatia.cameras import Cameras
 from spatia.models import Cancelled, GenerationRequest, ModelUnavailable, get_generator
 from spatia.models.gpu import RuntimeOptions, next_vram_mode, oom_advice
@@ -22,7 +21,7 @@ def generator():
 
 def _request(frames=7, *, history=0, refs=0, first=False, seed=0, steps=2):
     rng = np.random.default_rng(11)
-    img = lambda n: rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)  # noqa: E731
+    img = lambda n: rng.integers(0, 256, (n, H, W, 3), dtype=np.uint8)
     return GenerationRequest(
         prompt="a street with a car", projection=img(frames), projection_depth=np.ones((frames, H, W), np.float32),
         hole_mask=rng.random((frames, H, W)) < 0.4,

@@ -10,5 +10,15 @@ Importing this package imports neither bpy nor any model.
 from .groundtruth import SCENES, EvalScene, GroundTruth, get_scene, render_ground_truth
 from .runner import EvalOptions, evaluate_scene, round_plan, run_eval, true_overlap
 
-__all__ = ["EvalOptions", "EvalScene", "GroundTruth", "SCENES", "evaluate_scene", "get_scene", "render_ground_truth",
-           "round_plan", "run_eval", "true_overlap"]
+__all__ = [
+           "SCENES",
+           "EvalOptions",
+           "EvalScene",
+           "GroundTruth",
+           "evaluate_scene",
+           "get_scene",
+           "render_ground_truth",
+           "round_plan",
+           "run_eval",
+           "true_overlap",
+]

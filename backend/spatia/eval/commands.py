@@ -24,6 +24,8 @@ def _cmd_eval(args) -> int:
     overrides = {"scenes": scenes, "generator": args.generator, "out": Path(args.out), "seed": args.seed}
     if args.cache:
         overrides["cache_dir"] = Path(args.cache)
+    if args.no_align:
+        overrides["align"] = False
     if args.depth:
         overrides["depth"] = args.depth
     for name in ("frames", "rounds", "samples", "voxel_size"):
@@ -56,6 +58,8 @@ def register(subparsers) -> None:
     p.add_argument("--rounds", type=int, default=None, help="generation rounds (default 4; --quick 3)")
     p.add_argument("--samples", type=int, default=None, help="Cycles samples (default 16; --quick 4)")
     p.add_argument("--voxel-size", dest="voxel_size", type=float, default=None, help="memory voxel in metres (0.02)")
+    p.add_argument("--no-align", action="store_true",
+                   help="update the memory with the generated depth as is, without fitting it to the memory")
     p.add_argument("--depth", default=None, help="depth estimator for generators that return no depth (depth-pro)")
     p.add_argument("--out", default="out/eval", help="output folder (default: out/eval)")
     p.add_argument("--cache", default=None, help="ground-truth render cache (default: $SPATIA_EVAL_CACHE or "

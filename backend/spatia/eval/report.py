@@ -114,13 +114,13 @@ def _markdown(report: dict, pictures: dict) -> str:
     lines = [
         "# Spatial-consistency evaluation",
         "",
-        f"Generator **{opts['generator']}**, {opts['width']}x{opts['height']}, {opts['frames']} frames in "
-        f"{opts['rounds']} rounds, Cycles {opts['samples']} samples, memory voxel {opts['voxel_size']} m. "
-        "Every path is a closed loop: the last frame's camera is the first frame's, so the revisit is "
-        "compared with the start view. Ground truth: Cycles colour and exact depth from Blender.",
+        (f"Generator **{opts['generator']}**, {opts['width']}x{opts['height']}, {opts['frames']} frames in "
+         f"{opts['rounds']} rounds, Cycles {opts['samples']} samples, memory voxel {opts['voxel_size']} m. "
+         "Every path is a closed loop: the last frame's camera is the first frame's, so the revisit is "
+         "compared with the start view. Ground truth: Cycles colour and exact depth from Blender."),
         "",
-        "| scene | revisit PSNR | revisit SSIM | revisit match acc. | memory@revisit PSNR | coverage@revisit | "
-        "memory points | accuracy median | completeness median | F@5cm |",
+        ("| scene | revisit PSNR | revisit SSIM | revisit match acc. | memory@revisit PSNR | coverage@revisit | "
+         "memory points | accuracy median | completeness median | F@5cm |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, scene in report["scenes"].items():
@@ -159,16 +159,19 @@ def _markdown(report: dict, pictures: dict) -> str:
             label = "initial" if r["round"] == "init" else str(r["round"] + 1)
             lines.append(
                 f"| {label} | {r['frames_seen']} | {r['memory_points']} | {r['memory_bytes'] / 1e6:.2f} | "
-                f"{_cm(g['accuracy_median_m'])} | {_cm(g['completeness_median_m'])} | {_cm(g['chamfer_m'])} | {prf} | {_fmt(proj['psnr_db']) if proj else '–'} | "
+                f"{_cm(g['accuracy_median_m'])} | {_cm(g['completeness_median_m'])} | {_cm(g['chamfer_m'])} | {prf} | "
+                f"{_fmt(proj['psnr_db']) if proj else '–'} | "
                 f"{_cm(proj['depth']['median_abs_m']) if proj else '–'} | {overlap} |")
         lines += ["", f"![coverage]({name}/{files['coverage']}) ![geometry]({name}/{files['geometry']})",
                   f"![F-score]({name}/{files['fscore']}) ![PSNR]({name}/{files['frame_psnr']})", "",
                   f"![generated vs truth]({name}/{files['frames']})"]
-    lines += ["", "Metrics: PSNR; SSIM (gaussian window, luma); match accuracy = RANSAC fundamental-matrix inliers / "
-              "SIFT ratio-test matches; accuracy = memory point to nearest true surface point, completeness = true "
-              "surface point to nearest memory point, precision/recall/F-score at thresholds (Tanks and Temples); "
-              "coverage = share of surface pixels the memory covers; reference true overlap = share of a retrieved "
-              "reference frame's surface that the round's cameras truly see.", ""]
+    lines += ["", (
+        "Metrics: PSNR; SSIM (gaussian window, luma); match accuracy = RANSAC fundamental-matrix inliers / SIFT "
+        "ratio-test matches; accuracy = memory point to nearest true surface point, completeness = true surface point "
+        "of every frame seen so far to nearest memory point, precision/recall/F-score at thresholds (Tanks and "
+        "Temples; at small thresholds recall is bounded by the pixel footprint on far surfaces); coverage = share of "
+        "surface pixels the memory covers; reference true overlap = share of a retrieved reference frame's surface "
+        "that the round's cameras truly see (best possible: the best past frames by that measure)."), ""]
     return "\n".join(lines)
 
 

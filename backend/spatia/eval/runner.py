@@ -32,6 +32,7 @@ from spatia.models.base import DepthEstimator, VideoGenerator
 from spatia.models.oracle import FrameTable, OracleGenerator
 from spatia.models.preview import PreviewGenerator
 from spatia.render import render_memory
+from spatia.update import UpdateSettings
 from spatia.world import GenerateSettings, World
 
 from .groundtruth import SCENES, GroundTruth, get_scene, render_ground_truth
@@ -54,6 +55,7 @@ class EvalOptions:
     keyframe_step: int = 2  # every n-th new frame updates the memory
     thresholds: tuple[float, ...] = (0.02, 0.05, 0.10)
     gt_voxel: float = 0.01  # ground-truth surface points are thinned to one per cell of this size
+    align: bool = True  # fit each new depth map to the memory (off: trust the generator's depth as is)
     depth: str | None = None  # depth estimator for generators that return no depth
     out: Path = Path("out/eval")
     cache_dir: Path | None = None
@@ -61,9 +63,9 @@ class EvalOptions:
     progress: bool = True
 
     @classmethod
-    def quick(cls, **overrides) -> "EvalOptions":
+    def quick(cls, **overrides) -> EvalOptions:
         """Tiny and fast: 96x64, 25 frames, 3 rounds, 4 samples."""
-        return cls(**{**dict(width=96, height=64, frames=25, rounds=3, samples=4), **overrides})
+        return cls(**{"width": 96, "height": 64, "frames": 25, "rounds": 3, "samples": 4, **overrides})
 
     def validate(self) -> None:
         for name in self.scenes:
@@ -151,7 +153,8 @@ def evaluate_scene(gt: GroundTruth, generator: VideoGenerator, options: EvalOpti
         shutil.rmtree(world_dir)
     n, cams = len(gt), gt.cameras
     plan = round_plan(n, options.rounds)
-    settings = GenerateSettings(seed=options.seed, update_fps=gt.fps / options.keyframe_step, **plan)
+    settings = GenerateSettings(seed=options.seed, update_fps=gt.fps / options.keyframe_step,
+                                update=UpdateSettings(align=options.align), **plan)
 
     t0 = time.perf_counter()
     world = World.create(world_dir, width=cams.width, height=cams.height, fps=gt.fps, voxel_size=options.voxel_size)
@@ -175,8 +178,17 @@ def evaluate_scene(gt: GroundTruth, generator: VideoGenerator, options: EvalOpti
     thresholds = options.thresholds
 
     # Per round: memory geometry, the projection the generator saw, memory size, references.
+    loaded: dict[int, object] = {}
+
+    def memory(version: int):  # each version is read once: a round's output is the next one's input
+        if version not in loaded:
+            if len(loaded) > 2:
+                loaded.clear()
+            loaded[version] = world.memory(version)
+        return loaded[version]
+
     init_version = world.state["initial_memory_version"]
-    init_memory = world.memory(init_version)
+    init_memory = memory(init_version)
     rounds = [{
         "round": "init",
         "frames_seen": 1,
@@ -188,8 +200,8 @@ def evaluate_scene(gt: GroundTruth, generator: VideoGenerator, options: EvalOpti
     before_coverage = np.full(n, np.nan)
     projection_psnr = np.full(n, np.nan)
     for record in records:
-        memory_in = world.memory(record["memory_version_in"])
-        memory_out = world.memory(record["memory_version_out"])
+        memory_in = memory(record["memory_version_in"])
+        memory_out = memory(record["memory_version_out"])
         new = np.arange(record["start"] + record["overlap"], record["end"])
         proj_rgb, proj_depth, known = _render(memory_in, cams[new])
         before_coverage[new] = metrics.coverage_fraction(known, surfaces[new])
@@ -274,7 +286,8 @@ def evaluate_scene(gt: GroundTruth, generator: VideoGenerator, options: EvalOpti
     return {
         "summary": summary,
         "settings": {**plan, "update_fps": settings.update_fps, "voxel_size": options.voxel_size,
-                     "keyframe_step": options.keyframe_step, "samples": gt.samples},
+                     "keyframe_step": options.keyframe_step, "samples": gt.samples,
+                     "align": options.align},
         "closed_loop": closed_loop,
         "rounds": rounds,
         "per_frame": {
@@ -310,5 +323,13 @@ def run_eval(options: EvalOptions) -> dict:
     return write_report(results, options, out)
 
 
-__all__ = ["EvalOptions", "GENERATORS", "SCENES", "check_generator", "evaluate_scene",
-           "round_plan", "run_eval", "true_overlap"]
+__all__ = [
+    "GENERATORS",
+    "SCENES",
+    "EvalOptions",
+    "check_generator",
+    "evaluate_scene",
+    "round_plan",
+    "run_eval",
+    "true_overlap",
+]

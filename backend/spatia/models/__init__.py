@@ -100,6 +100,7 @@ def get_generator(name: str = "preview", **kwargs) -> VideoGenerator:
 
 
 __all__ = [
+    "PRESETS",
     "BoxPrompt",
     "Cancelled",
     "DepthAnythingMetricEstimator",
@@ -114,7 +115,6 @@ __all__ = [
     "ModelPreset",
     "ModelRequirements",
     "ModelUnavailable",
-    "PRESETS",
     "PointPrompt",
     "PreviewGenerator",
     "Prompt",

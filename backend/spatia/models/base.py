@@ -208,8 +208,8 @@ class GenerationRequest:
     first_frame: np.ndarray | None = None
     fps: float = 24.0
     seed: int = 0
-    steps: int = 50
-    guidance: float = 5.0
+    steps: int | None = None  # None: the generator's own default
+    guidance: float | None = None
 
     def __post_init__(self):
         self.validate()
@@ -254,7 +254,7 @@ class GenerationRequest:
                 raise ModelInputError(f"first_frame is {self.first_frame.shape[1]}x{self.first_frame.shape[0]}, the clip is {w}x{h}")
         if not (np.isfinite(self.fps) and self.fps > 0):
             raise ModelInputError(f"fps must be positive, got {self.fps}")
-        if self.steps < 1:
+        if self.steps is not None and self.steps < 1:
             raise ModelInputError(f"steps must be >= 1, got {self.steps}")
 
 

@@ -146,5 +146,13 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-__all__ = ["RuntimeOptions", "VRAM_MODES", "apply_runtime", "free_memory", "next_vram_mode", "oom_advice",
-           "out_of_memory_as_unavailable", "set_attention_backend"]
+__all__ = [
+    "VRAM_MODES",
+    "RuntimeOptions",
+    "apply_runtime",
+    "free_memory",
+    "next_vram_mode",
+    "oom_advice",
+    "out_of_memory_as_unavailable",
+    "set_attention_backend",
+]

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import (
-    Cancelled,
     CancelFn,
+    Cancelled,
     GenerationRequest,
     GenerationResult,
     ModelInputError,

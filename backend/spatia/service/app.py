@@ -46,11 +46,20 @@ class Service:
         interrupted = self.jobs.recover()
         if interrupted:
             log.warning("jobs interrupted by the previous shutdown: %s", ", ".join(interrupted))
+        self._recover_worlds()
         self.models = ModelCache(extra_generators)
         self.renders = RenderCache(config.render_cache_dir)
         self.pool = WorkerPool(self.storage, self.jobs, self.models, config.jobs_dir, config.workers)
         self._memories: OrderedDict[tuple, SpatialMemory] = OrderedDict()
         self._memories_lock = threading.Lock()
+
+    def _recover_worlds(self) -> None:
+        """No job runs yet: remove what rounds cut off by a crash left in every world."""
+        for world_id in self.storage.ids():
+            try:
+                self.storage.open(world_id, recover=True)
+            except Exception as err:  # one unreadable world must not keep the service down
+                log.error("world %s cannot be opened: %s", world_id, err)
 
     def _claim_data_dir(self):
         handle = open(self.config.data_dir / ".lock", "a+")

@@ -38,11 +38,6 @@ def conflict(message: str, field: str | None = None) -> ApiError:
     return ApiError(409, "conflict", message, field)
 
 
-def too_large(limit_bytes: int) -> ApiError:
-    return ApiError(413, "payload_too_large", f"request body exceeds the limit of {limit_bytes / 2**20:g} MB "
-                    "(server option --max-upload-mb)")
-
-
 def location(loc: tuple | list) -> str | None:
     """A pydantic error location as a field name: ('body', 'shot', 'frames', 0, 'w2c') -> 'shot.frames[0].w2c'."""
     parts = list(loc)
@@ -91,7 +86,8 @@ def install_handlers(app) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request, exc: HTTPException):
-        kind = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(exc.status_code, "http_error")
+        kind = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
+                413: "payload_too_large"}.get(exc.status_code, "http_error")
         return respond(exc.status_code, error_body(kind, str(exc.detail)), getattr(exc, "headers", None))
 
     domain_errors = (WorldError, ShotError, PlanError, MemoryFormatError, CameraError, RenderError, VideoError,

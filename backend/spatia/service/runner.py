@@ -15,7 +15,7 @@ from spatia.io import write_json
 from spatia.models.base import Cancelled
 from spatia.shot import ShotSpec, load_shot
 from spatia.video import write_video
-from spatia.world import GenerateSettings, World
+from spatia.world import GenerateSettings, World, WorldError
 
 from .jobstore import JobStore, shot_of
 from .models import ModelCache
@@ -150,12 +150,16 @@ class WorkerPool:
     def _execute(self, job: dict, should_cancel) -> dict:
         job_id, world_id = job["id"], job["world_id"]
         shot = load_shot(shot_of(job))
-        world = self.storage.open(world_id)
+        world = self.storage.open(world_id, recover=True)
         self.jobs.set_start_point(job_id, world.frame_count, len(world.state["rounds"]))
         job = self.jobs.internal(job_id)
         trajectory = shot.trajectory()
         report = ProgressReporter(self.jobs, job_id)
-        if world.frame_count < len(trajectory):  # else a previous attempt finished generating
+        if world.frame_count >= len(trajectory):  # a previous attempt generated every frame
+            existing = world.cameras()
+            if existing is None or not existing[: len(trajectory)].equals(trajectory.cameras, atol=1e-6):
+                raise WorldError("the shot's cameras differ from the frames this world already generated")
+        else:
             report(0.0, "loading models")
             generator, generator_lock = self.models.generator(shot.generator)
             depth_estimator, _ = self.models.depth_estimator()
@@ -169,22 +173,22 @@ class WorkerPool:
                                depth_estimator=depth_estimator, segmenter=segmenter,
                                progress=report, should_cancel=should_cancel)
         report(0.0, "writing video", share=1 - GENERATION_SHARE, offset=GENERATION_SHARE)
-        return self._write_result(job, world)
+        return self._write_result(job, world, len(trajectory))
 
-    def _write_result(self, job: dict, world: World) -> dict:
-        """The job's video and cameras, written atomically before the result is recorded."""
+    def _write_result(self, job: dict, world: World, end: int) -> dict:
+        """The video and cameras of the shot's frames [0, end), written atomically before the
+        result is recorded."""
         folder = self.jobs_dir / job["id"]
         folder.mkdir(parents=True, exist_ok=True)
-        end = world.frame_count
         write_video(folder / "video.mp4", world.frames(range(end)), world.fps)
-        cams = world.cameras()
+        cams = world.cameras()[:end]
         write_json(folder / "cameras.json", {
             "width": cams.width, "height": cams.height, "fps": world.fps,
             "intrinsics": cams.intrinsics.tolist(), "w2c": cams.w2c.tolist(),
         })
         first_round = job["first_round"] or 0
         return {
-            "frames": [int(job["first_frame"] or 0), end],
+            "frames": [min(int(job["first_frame"] or 0), end), end],
             "rounds": world.state["rounds"][first_round:],
             "memory_version": world.memory_version,
             "files": job_files(end),

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Iterator
 
 from spatia.io import write_json
+from spatia.world import SCHEMA as WORLD_SCHEMA
+from spatia.world import SCHEMA_VERSION as WORLD_SCHEMA_VERSION
 from spatia.world import World
 
 from .errors import ApiError, not_found
@@ -70,8 +72,20 @@ class WorldStorage:
     def exists(self, world_id: str) -> bool:
         return bool(ID_RE.match(world_id)) and (self.root / world_id / "world.json").is_file()
 
-    def open(self, world_id: str) -> World:
-        return World.open(self.path(world_id))
+    def open(self, world_id: str, *, recover: bool = False) -> World:
+        """The world, read from its world.json. `recover=True` (only for the job about to run
+        on it) goes through World.open, which also removes folders a crashed round left;
+        readers must not do that, as a running round's folder looks the same."""
+        path = self.path(world_id)
+        if recover:
+            return World.open(path)
+        try:
+            state = json.loads((path / "world.json").read_text())
+        except (OSError, ValueError) as err:
+            raise ApiError(500, "internal_error", f"world {world_id} is unreadable: {err}") from None
+        if state.get("schema") != WORLD_SCHEMA or state.get("version") != WORLD_SCHEMA_VERSION:
+            raise ApiError(500, "internal_error", f"world {world_id} is not a {WORLD_SCHEMA} v{WORLD_SCHEMA_VERSION} world")
+        return World(path, state)
 
     def ids(self) -> list[str]:
         found = [entry for entry in self.root.iterdir()

@@ -22,7 +22,8 @@ class BodyTooLarge(HTTPException):
     """Raised from inside body reading, so FastAPI passes it on unchanged (it re-raises HTTPException)."""
 
     def __init__(self, limit: int):
-        super().__init__(413, f"request body exceeds the limit of {limit / 2**20:g} MB (server option --max-upload-mb)")
+        super().__init__(413, f"request body exceeds the limit of {round(limit / 2**20, 3):g} MB "
+                              "(server option --max-upload-mb)")
 
 
 class BodyLimit:

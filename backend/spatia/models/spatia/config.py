@@ -38,8 +38,8 @@ NEGATIVE_PROMPT = (
 )
 
 # Wan2.2-TI2V-5B transformer (diffusers config of Wan-AI/Wan2.2-TI2V-5B-Diffusers/transformer).
-TI2V_5B_TRANSFORMER = dict(
-    patch_size=(1, 2, 2), num_attention_heads=24, attention_head_dim=128, in_channels=48, out_channels=48,
-    text_dim=4096, freq_dim=256, ffn_dim=14336, num_layers=30, cross_attn_norm=True,
-    qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
-)
+TI2V_5B_TRANSFORMER = {
+    "patch_size": (1, 2, 2), "num_attention_heads": 24, "attention_head_dim": 128, "in_channels": 48,
+    "out_channels": 48, "text_dim": 4096, "freq_dim": 256, "ffn_dim": 14336, "num_layers": 30,
+    "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "rope_max_seq_len": 1024,
+}

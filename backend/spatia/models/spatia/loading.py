@@ -43,16 +43,21 @@ def _transformer_files(folder: Path) -> list[Path]:
 
 def load_spatia_transformer(
     transformer_dir: Path, control_path: Path, *, dtype: torch.dtype = torch.bfloat16,
-    control_layers=CONTROL_LAYERS, control_in_channels: int = CONTROL_IN_CHANNELS,
+    control_layers=None, control_in_channels: int | None = None,
 ) -> SpatiaTransformer3DModel:
-    """Base DiT (diffusers folder, or original Wan naming) + control branch, strictly loaded."""
+    """Base DiT (diffusers folder, or original Wan naming) + control branch, strictly loaded.
+    The control layout defaults to the config's `control_layers` / `control_in_channels` when
+    it has them (our own saved configs), else to Spatia's (layers 0, 4, ..., 28; 96 channels)."""
     from accelerate import init_empty_weights
 
     transformer_dir = Path(transformer_dir)
     config_path = transformer_dir / "config.json"
     if not config_path.is_file():
         raise ModelUnavailable(f"{transformer_dir} holds no config.json; expected the transformer/ folder of Wan2.2-TI2V-5B-Diffusers")
-    base_config = {k: v for k, v in json.loads(config_path.read_text()).items() if k in _TRANSFORMER_KEYS}
+    config = json.loads(config_path.read_text())
+    base_config = {k: v for k, v in config.items() if k in _TRANSFORMER_KEYS}
+    control_layers = control_layers or config.get("control_layers") or CONTROL_LAYERS
+    control_in_channels = control_in_channels or config.get("control_in_channels") or CONTROL_IN_CHANNELS
     with init_empty_weights():
         model = SpatiaTransformer3DModel(**base_config, control_layers=tuple(control_layers),
                                          control_in_channels=control_in_channels)

@@ -6,14 +6,9 @@ downloaded; a seed makes them deterministic.
 
 from __future__ import annotations
 
-import torch
-
 from ..tiny import _seeded
 
-TINY_WORDS = (
-    "a room with wooden floor table chair window light camera moves forward left right street tree car "
-    "person house sky cloud garden bench lamp wall door blur noise low quality"
-).split()
+TINY_WORDS = ["a", "room", "with", "wooden", "floor", "table", "chair", "window", "light", "camera", "moves", "forward", "left", "right", "street", "tree", "car", "person", "house", "sky", "cloud", "garden", "bench", "lamp", "wall", "door", "blur", "noise", "low", "quality"]
 
 
 def tiny_tokenizer():

@@ -23,12 +23,15 @@ and `control_blocks.*`, so the base checkpoint loads unchanged.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-import torch.nn as nn
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.transformers.transformer_wan import WanTransformer3DModel, WanTransformerBlock
+from diffusers.models.transformers.transformer_wan import (
+    WanTransformer3DModel,
+    WanTransformerBlock,
+)
+from torch import nn
 
 
 class SpatiaTransformerBlock(WanTransformerBlock):
@@ -106,9 +109,9 @@ def rotary_for_grid(
 class SpatiaTransformer3DModel(WanTransformer3DModel):
     """Wan2.2-TI2V DiT with the Spatia control branch (see the module docstring)."""
 
-    _no_split_modules = ["SpatiaTransformerBlock", "SpatiaControlBlock"]
-    _repeated_blocks = ["SpatiaTransformerBlock", "SpatiaControlBlock"]
-    _skip_layerwise_casting_patterns = ["patch_embedding", "condition_embedder", "norm"]
+    _no_split_modules: ClassVar[list[str]] = ["SpatiaTransformerBlock", "SpatiaControlBlock"]
+    _repeated_blocks: ClassVar[list[str]] = ["SpatiaTransformerBlock", "SpatiaControlBlock"]
+    _skip_layerwise_casting_patterns: ClassVar[list[str]] = ["patch_embedding", "condition_embedder", "norm"]
 
     @register_to_config
     def __init__(
@@ -145,7 +148,7 @@ class SpatiaTransformer3DModel(WanTransformer3DModel):
         if control_layers[-1] >= num_layers:
             raise ValueError(f"control layer {control_layers[-1]} does not exist in a {num_layers}-layer transformer")
         inner_dim = num_attention_heads * attention_head_dim
-        block_args = dict(qk_norm=qk_norm, cross_attn_norm=cross_attn_norm, eps=eps, added_kv_proj_dim=added_kv_proj_dim)
+        block_args = {"qk_norm": qk_norm, "cross_attn_norm": cross_attn_norm, "eps": eps, "added_kv_proj_dim": added_kv_proj_dim}
         self.blocks = nn.ModuleList(
             SpatiaTransformerBlock(inner_dim, ffn_dim, num_attention_heads, **block_args) for _ in range(num_layers)
         )
@@ -162,7 +165,7 @@ class SpatiaTransformer3DModel(WanTransformer3DModel):
 
     def _rotary(self, frames: int, refs: int, height: int, width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Positions: references at t = -refs..-1 and rows height..2*height-1; the clip at t = 0.."""
-        arange = lambda start, n: torch.arange(start, start + n)  # noqa: E731
+        arange = lambda start, n: torch.arange(start, start + n)
         cos, sin = rotary_for_grid(self.rope, arange(0, frames), arange(0, height), arange(0, width))
         if refs:
             ref_cos, ref_sin = rotary_for_grid(self.rope, arange(-refs, refs), arange(height, height), arange(0, width))
