@@ -60,10 +60,7 @@ def normalize_url(url: str) -> str:
     url = (url or "").strip() or DEFAULT_URL
     if "://" not in url:
         url = "http://" + url
-    url = url.rstrip("/")
-    if url.endswith("/v1"):
-        url = url[:-3]
-    return url
+    return url.rstrip("/").removesuffix("/v1")
 
 
 def is_loopback(url: str) -> bool:

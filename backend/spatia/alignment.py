@@ -39,22 +39,25 @@ def fit_scale_shift(estimate, reference, valid, *, iterations: int = 5, trim_sig
     if overlap < max(16, MIN_OVERLAP_FRACTION * estimate.size):
         return DepthAlignment(1.0, 0.0, 0, overlap, False)
     x, y = estimate[valid], reference[valid]
-    # Start from the median depth ratio (robust to a large share of outliers), then refit
-    # on the pixels that agree with the current model.
+    # Start from the median depth ratio (robust to a large share of outliers), then refit on
+    # the pixels that agree with the current model within a relative band: disagreement
+    # scales with depth, so a fixed threshold would let far pixels dominate.
     scale, shift = float(np.median(y / x)), 0.0
     keep = None
     for _ in range(iterations):
-        residual = np.abs(scale * x + shift - y)
-        mad = 1.4826 * np.median(residual)
-        new_keep = residual <= max(trim_sigmas * mad, 1e-6 * np.median(y))
+        relative = np.abs(scale * x + shift - y) / y
+        band = max(trim_sigmas * 1.4826 * float(np.median(relative)), 1e-6)
+        new_keep = relative <= band
         if new_keep.sum() < 16 or (keep is not None and np.array_equal(new_keep, keep)):
             break
         keep = new_keep
         xs, ys = x[keep], y[keep]
+        w = 1.0 / ys  # relative residuals: weight each pixel by 1/depth
         if with_shift:
-            (scale, shift), *_ = np.linalg.lstsq(np.stack([xs, np.ones_like(xs)], axis=1), ys, rcond=None)
+            a = np.stack([xs, np.ones_like(xs)], axis=1) * w[:, None]
+            (scale, shift), *_ = np.linalg.lstsq(a, ys * w, rcond=None)
         else:
-            scale, shift = float(xs @ ys / (xs @ xs)), 0.0
+            scale, shift = float((w * w * xs) @ ys / ((w * w * xs) @ xs)), 0.0
     if keep is None:
         keep = np.ones(len(x), dtype=bool)
     if not (np.isfinite(scale) and scale > 0):

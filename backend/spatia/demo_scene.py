@@ -20,7 +20,7 @@ class DemoScene:
     camera: object  # bpy.types.Object
 
 
-def _material(bpy, name: str, kind: str, color_a, color_b, scale: float):
+def material(bpy, name: str, kind: str, color_a, color_b, scale: float):
     mat = bpy.data.materials.new(name)
     if mat.node_tree is None:  # Blender < 5 creates node trees on demand
         mat.use_nodes = True
@@ -47,7 +47,7 @@ def _material(bpy, name: str, kind: str, color_a, color_b, scale: float):
     return mat
 
 
-def _add_box(bpy, name, location, size, material):
+def add_box(bpy, name, location, size, material):
     bpy.ops.mesh.primitive_cube_add(size=1.0, location=location)
     obj = bpy.context.active_object
     obj.name = name
@@ -79,8 +79,8 @@ def build_demo_room(width: int = 320, height: int = 176, fps: int = 24):
     scene.world = world
 
     h, t = ROOM_HALF, 0.1
-    floor = _material(bpy, "Floor", "checker", (0.85, 0.8, 0.7), (0.25, 0.2, 0.18), 8.0)
-    _add_box(bpy, "Floor", (0, 0, -t / 2), (2 * h, 2 * h, t), floor)
+    floor = material(bpy, "Floor", "checker", (0.85, 0.8, 0.7), (0.25, 0.2, 0.18), 8.0)
+    add_box(bpy, "Floor", (0, 0, -t / 2), (2 * h, 2 * h, t), floor)
     walls = [
         ("Wall North", (0, h + t / 2, ROOM_HEIGHT / 2), (2 * h, t, ROOM_HEIGHT), ("noise", (0.75, 0.3, 0.15), (0.95, 0.85, 0.7), 2.5)),
         ("Wall South", (0, -h - t / 2, ROOM_HEIGHT / 2), (2 * h, t, ROOM_HEIGHT), ("wave", (0.15, 0.35, 0.7), (0.85, 0.9, 0.95), 2.0)),
@@ -88,14 +88,14 @@ def build_demo_room(width: int = 320, height: int = 176, fps: int = 24):
         ("Wall West", (-h - t / 2, 0, ROOM_HEIGHT / 2), (t, 2 * h, ROOM_HEIGHT), ("noise", (0.55, 0.2, 0.6), (0.95, 0.8, 0.4), 3.0)),
     ]
     for name, loc, size, (kind, a, b, scale) in walls:
-        _add_box(bpy, name, loc, size, _material(bpy, name, kind, a, b, scale))
+        add_box(bpy, name, loc, size, material(bpy, name, kind, a, b, scale))
 
-    _add_box(bpy, "Table", (1.2, 1.5, 0.4), (1.4, 0.8, 0.8), _material(bpy, "Table", "wave", (0.45, 0.3, 0.15), (0.7, 0.5, 0.3), 6.0))
-    _add_box(bpy, "Cabinet", (-2.8, 2.6, 0.9), (1.0, 1.2, 1.8), _material(bpy, "Cabinet", "checker", (0.1, 0.1, 0.12), (0.95, 0.6, 0.1), 10.0))
+    add_box(bpy, "Table", (1.2, 1.5, 0.4), (1.4, 0.8, 0.8), material(bpy, "Table", "wave", (0.45, 0.3, 0.15), (0.7, 0.5, 0.3), 6.0))
+    add_box(bpy, "Cabinet", (-2.8, 2.6, 0.9), (1.0, 1.2, 1.8), material(bpy, "Cabinet", "checker", (0.1, 0.1, 0.12), (0.95, 0.6, 0.1), 10.0))
     bpy.ops.mesh.primitive_uv_sphere_add(radius=0.45, location=(-1.0, -0.5, 0.45), segments=48, ring_count=24)
     ball = bpy.context.active_object
     ball.name = "Ball"
-    ball.data.materials.append(_material(bpy, "Ball", "checker", (0.9, 0.1, 0.1), (0.95, 0.95, 0.95), 6.0))
+    ball.data.materials.append(material(bpy, "Ball", "checker", (0.9, 0.1, 0.1), (0.95, 0.95, 0.95), 6.0))
     bpy.ops.object.shade_smooth()
 
     # Open to the sky (no ceiling): sun and sky light the room evenly with little noise.

@@ -22,7 +22,7 @@ class UpdateSettings:
     carve_margin_abs: float = 0.05  # metres
     carve_margin_rel: float = 0.05  # share of depth: generated depth is noisier far away
     align: bool = True
-    align_shift: bool = True
+    align_shift: bool = False  # metric depth models need a scale; a shift is for affine-invariant ones
     max_points: int | None = 4_000_000
     render_device: str | None = None
 
@@ -54,7 +54,9 @@ def align_to_memory(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, 
     """Fit each depth map [F,H,W] to the memory's rendered depth on static covered pixels."""
     if len(memory) == 0 or not settings.align:
         return depth.astype(np.float32), [DepthAlignment(1.0, 0.0, 0, 0, False)] * len(depth)
-    rendered = render_memory(memory, cameras, depth_only=True, device=settings.render_device)
+    # Only the pixels a memory point projects into (no splat footprints): splats stand in front
+    # of farther surfaces at silhouettes and grazing angles, which would bias the fit.
+    rendered = render_memory(memory, cameras, depth_only=True, point_size=0.0, device=settings.render_device)
     reference = rendered.depth.cpu().numpy()
     covered = rendered.mask.cpu().numpy()
     aligned, fits = np.empty_like(depth, dtype=np.float32), []

@@ -336,10 +336,15 @@ class World:
         memory_out, update_stats = memory_in, None
         if len(keys):
             key_frames = frames[local]
+            confidence = None
             if result.depth is not None:
                 depth = result.depth[local]
+                # a generator that invents depth (the preview's hole filling) says how much to trust it
+                if isinstance(result.info.get("depth_confidence"), np.ndarray):
+                    confidence = result.info["depth_confidence"][local]
             elif depth_estimator is not None:
-                depth = depth_estimator.estimate(key_frames, key_cams.intrinsics).depth
+                estimate = depth_estimator.estimate(key_frames, key_cams.intrinsics)
+                depth, confidence = estimate.depth, estimate.confidence
             else:
                 raise WorldError("the generator returns no depth: a depth estimator is needed to update the memory")
             dynamic = np.zeros(depth.shape, dtype=bool)
@@ -348,12 +353,14 @@ class World:
             if user_masks is not None:
                 dynamic |= np.asarray(user_masks, dtype=bool)[keys]
             new_memory, aligned, update_stats = update_memory(memory, key_frames, depth, key_cams, keys,
-                                                              dynamic=dynamic, settings=settings.update)
+                                                              dynamic=dynamic, confidence=confidence,
+                                                              settings=settings.update)
             for j, g in enumerate(keys):
+                conf = np.ones(aligned[j].shape, np.float16) if confidence is None else confidence[j].astype(np.float16)
                 np.savez_compressed(self.root / "keyframes" / f"{g:06d}.npz", depth=aligned[j].astype(np.float16),
-                                    dynamic=dynamic[j])
+                                    dynamic=dynamic[j], confidence=conf)
             if settings.full_rebuild:
-                new_memory = self.rebuild_memory(extra=(key_frames, aligned, key_cams, keys, dynamic),
+                new_memory = self.rebuild_memory(extra=(key_frames, aligned, key_cams, keys, dynamic, confidence),
                                                  settings=settings.update)
             memory_out = self.store.save(new_memory, parent=memory_in,
                                          message=f"round {len(self.state['rounds'])}: {rnd.prompt[:80]}")
@@ -382,7 +389,7 @@ class World:
             "keyframes": keys.tolist(),
             "seed": request.seed,
             "generator": getattr(generator, "name", type(generator).__name__),
-            "generator_info": result.info,
+            "generator_info": {k: v for k, v in result.info.items() if not isinstance(v, np.ndarray)},
             "update": update_stats.as_dict() if update_stats else None,
             "timings": timings,
         }
@@ -408,13 +415,15 @@ class World:
         keys = [k for k in keys if past is not None and k < self.frame_count]
         replay = dict(settings.__dict__, align=False)
         if keys:
-            depth = np.stack([np.load(self.root / "keyframes" / f"{k:06d}.npz")["depth"].astype(np.float32) for k in keys])
-            dynamic = np.stack([np.load(self.root / "keyframes" / f"{k:06d}.npz")["dynamic"] for k in keys])
+            saved = [np.load(self.root / "keyframes" / f"{k:06d}.npz") for k in keys]
+            depth = np.stack([d["depth"].astype(np.float32) for d in saved])
+            dynamic = np.stack([d["dynamic"] for d in saved])
+            confidence = np.stack([d["confidence"].astype(np.float32) for d in saved])
             memory, _, _ = update_memory(memory, self.frames(keys), depth, past[keys], keys, dynamic=dynamic,
-                                         settings=UpdateSettings(**replay))
+                                         confidence=confidence, settings=UpdateSettings(**replay))
         if extra is not None:
-            frames, depth, cams, keys, dynamic = extra
-            memory, _, _ = update_memory(memory, frames, depth, cams, keys, dynamic=dynamic,
+            frames, depth, cams, keys, dynamic, confidence = extra
+            memory, _, _ = update_memory(memory, frames, depth, cams, keys, dynamic=dynamic, confidence=confidence,
                                          settings=UpdateSettings(**replay))
         return memory
 

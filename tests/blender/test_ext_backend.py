@@ -44,7 +44,8 @@ def room(tmp_path, monkeypatch):
     runtime.backend.stop()
     addon_utils.disable("spatia_blender", default_set=True, handle_error=None)
     if log and os.path.isfile(log):
-        print(open(log).read()[-4000:])
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            print(handle.read()[-4000:])
 
 
 def test_generate_against_real_backend(room, tmp_path):

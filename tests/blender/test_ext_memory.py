@@ -167,7 +167,6 @@ def test_operators_return_at_once_and_apply_on_drain(addon, fake_backend, thread
     bpy = addon
     from spatia_blender import scene_data
 
-    backend, _ = fake_backend
     scene = bpy.context.scene
     cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
     scene.collection.objects.link(cam)
@@ -220,7 +219,7 @@ def test_world_from_image_uploads_image_and_camera(addon, fake_backend, tmp_path
     from spatia_blender import payloads
     from spatia_blender.camera_export import camera_at_current_frame
 
-    backend, arrays = fake_backend
+    backend, _ = fake_backend
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 64, 48, 100
     cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))

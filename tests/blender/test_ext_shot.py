@@ -44,7 +44,7 @@ def test_shot_from_animated_camera_validates_and_matches_export(addon):
     settings.dynamic_prompts = "person, car"
     settings.seed, settings.steps = 42, 12
     settings.first_round_frames, settings.round_frames, settings.overlap = 9, 7, 2
-    shot, exported = shot_for_scene(scene)
+    shot, _ = shot_for_scene(scene)
     spec = load_shot(shot)
     reference = export_camera(scene, obj)
     assert spec.frame_numbers.tolist() == list(range(5, 25)) == reference["frames"]

@@ -120,3 +120,71 @@ def test_fuzz_the_api_surface(server, surface):
     assert state["requests"] == EXAMPLES
     assert (world_dir / "world.json").is_file()
     json.loads((world_dir / "world.json").read_text())
+
+
+def leaf_paths(value, prefix=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaf_paths(item, prefix + (key,))
+    elif isinstance(value, list) and value:
+        for index, item in enumerate(value):
+            yield from leaf_paths(item, prefix + (index,))
+    else:
+        yield prefix
+
+
+def replaced(value, path, new):
+    if not path:
+        return new
+    value = json.loads(json.dumps(value))
+    target = value
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = new
+    return value
+
+
+def test_fuzz_nearly_valid_bodies(server, client, surface):
+    """Valid bodies with one value replaced: the checks behind the schema (ids, shapes, ranges)."""
+    from service_fixtures import HEIGHT, INTRINSICS, WIDTH
+
+    world_id = surface["world"]
+    world_dir = server.data_dir / "worlds" / world_id
+    other = client.create_world("other", "points", WIDTH, HEIGHT,
+                                points=client.get_memory(world_id, 1))["id"]  # jobs land here, not on world_id
+    state = {"digest": digest(world_dir)}
+    camera = {"width": WIDTH, "height": HEIGHT, "intrinsics": [INTRINSICS], "w2c": [[[1, 0, 0, 0], [0, 1, 0, 0],
+                                                                                   [0, 0, 1, 0], [0, 0, 0, 1]]]}
+    session = requests.Session()
+    replacements = st.one_of(scalars, numeric_lists, st.sampled_from([2**63 - 1, 2**63, -1, 256, 3.5e38, 1e39, [],
+                                                                      [[]], {}, 0, 1e-12]))
+
+    @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.data())
+    def run(data):
+        current = json.loads((world_dir / "world.json").read_text())["memory_version"]
+        templates = [
+            (f"/v1/worlds/{world_id}/memory/edits", {"parent": current, "delete_ids": [0, 1], "move_ids": [2],
+                                                      "move_xyz": [[0, 0, 1]], "add_xyz": [[0, 0, 1]],
+                                                      "add_rgb": [[1, 2, 3]]}),
+            (f"/v1/worlds/{world_id}/memory/revert", {"version": 1}),
+            (f"/v1/worlds/{world_id}/query/render", {"cameras": camera, "version": None}),
+            (f"/v1/worlds/{world_id}/query/coverage", {"cameras": camera}),
+            (f"/v1/worlds/{world_id}/query/points-in-box", {"min": [-1, -1, 0], "max": [1, 1, 3], "limit": 10}),
+            (f"/v1/worlds/{world_id}/query/raycast", {"origins": [[0, 0, 0]], "directions": [[0, 0, 1]]}),
+            ("/v1/jobs", {"world_id": other, "shot": shot(12, first_round=12)}),
+        ]
+        path, body = data.draw(st.sampled_from(templates))
+        leaf = data.draw(st.sampled_from(list(leaf_paths(body))))
+        body = replaced(body, leaf, data.draw(replacements))
+        response = session.post(server.url + path, json=body, timeout=30)
+        assert response.status_code < 500, (path, body, response.text[:500])
+        if response.status_code >= 400:
+            assert response.json()["error"]["message"]
+            assert digest(world_dir) == state["digest"], (path, body, response.text)
+        else:
+            state["digest"] = digest(world_dir)
+
+    run()
+    for job in client.list_jobs(other):  # anything the fuzzer managed to queue is stopped
+        client.cancel_job(job["id"])

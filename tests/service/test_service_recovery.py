@@ -67,6 +67,7 @@ def test_kill_restart_resume(tmp_path):
         server.stop()
 
 
+@pytest.mark.slow
 def test_second_server_on_the_same_data_dir_is_refused(tmp_path):
     server = start_server(tmp_path / "data")
     try:

@@ -14,6 +14,7 @@ from spatia.client import SpatiaClient, SpatiaClientError
 from spatia.service.config import ServiceConfig, is_loopback
 
 
+@pytest.mark.slow
 def test_token_required_with_require_token(tmp_path):
     server = start_server(tmp_path / "data", "--require-token", "--max-upload-mb", "0.01")
     try:
@@ -65,6 +66,7 @@ def test_token_needed_off_loopback():
         ServiceConfig("d", workers=0)
 
 
+@pytest.mark.slow
 def test_spatia_serve_command(tmp_path):
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1")

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from spatia.demo_scene import DemoScene, _add_box, _material, build_demo_room
+from spatia.demo_scene import DemoScene, add_box, material, build_demo_room
 
 
 def _empty_scene(width: int, height: int, fps: int = 24, sky=(0.6, 0.7, 0.9)):
@@ -99,38 +99,38 @@ def build_street(width: int, height: int) -> DemoScene:
     by appearance."""
     bpy, scene, camera = _empty_scene(width, height)
     asphalt = _object_space_material(bpy, "Asphalt", (0.12, 0.12, 0.13), (0.35, 0.34, 0.33), 3.0, detail=8.0)
-    _add_box(bpy, "Road", (0.0, 15.0, -0.05), (8.0, 70.0, 0.1), asphalt)
-    paving = _material(bpy, "Pavement", "checker", (0.7, 0.68, 0.64), (0.5, 0.48, 0.45), 40.0)
+    add_box(bpy, "Road", (0.0, 15.0, -0.05), (8.0, 70.0, 0.1), asphalt)
+    paving = material(bpy, "Pavement", "checker", (0.7, 0.68, 0.64), (0.5, 0.48, 0.45), 40.0)
     for side in (-1, 1):
-        _add_box(bpy, f"Pavement {side:+d}", (side * 5.25, 15.0, 0.05), (2.5, 70.0, 0.3), paving)
-    marking = _material(bpy, "Marking", "checker", (0.95, 0.95, 0.9), (0.95, 0.95, 0.9), 1.0)
+        add_box(bpy, f"Pavement {side:+d}", (side * 5.25, 15.0, 0.05), (2.5, 70.0, 0.3), paving)
+    marking = material(bpy, "Marking", "checker", (0.95, 0.95, 0.9), (0.95, 0.95, 0.9), 1.0)
     for k in range(-6, 30):  # dashed centre line, 1.5 m dashes every 3 m
-        _add_box(bpy, f"Dash {k}", (0.0, 1.5 * k * 2 + 0.75, 0.005), (0.15, 1.5, 0.01), marking)
+        add_box(bpy, f"Dash {k}", (0.0, 1.5 * k * 2 + 0.75, 0.005), (0.15, 1.5, 0.01), marking)
 
     # Three facade looks repeat along the street: neighbours differ, houses 3 apart look alike.
     facades = [
-        _material(bpy, "Brick", "wave", (0.55, 0.22, 0.15), (0.8, 0.55, 0.4), 4.0),
-        _material(bpy, "Plaster", "noise", (0.85, 0.8, 0.65), (0.6, 0.55, 0.45), 3.0),
-        _material(bpy, "Siding", "checker", (0.35, 0.45, 0.6), (0.75, 0.8, 0.85), 9.0),
+        material(bpy, "Brick", "wave", (0.55, 0.22, 0.15), (0.8, 0.55, 0.4), 4.0),
+        material(bpy, "Plaster", "noise", (0.85, 0.8, 0.65), (0.6, 0.55, 0.45), 3.0),
+        material(bpy, "Siding", "checker", (0.35, 0.45, 0.6), (0.75, 0.8, 0.85), 9.0),
     ]
-    glass = _material(bpy, "Glass", "checker", (0.08, 0.1, 0.14), (0.2, 0.25, 0.3), 3.0)
-    door = _material(bpy, "Door", "wave", (0.3, 0.18, 0.1), (0.45, 0.3, 0.15), 8.0)
-    metal = _material(bpy, "Lamp", "noise", (0.15, 0.15, 0.16), (0.3, 0.3, 0.32), 8.0)
+    glass = material(bpy, "Glass", "checker", (0.08, 0.1, 0.14), (0.2, 0.25, 0.3), 3.0)
+    door = material(bpy, "Door", "wave", (0.3, 0.18, 0.1), (0.45, 0.3, 0.15), 8.0)
+    metal = material(bpy, "Lamp", "noise", (0.15, 0.15, 0.16), (0.3, 0.3, 0.32), 8.0)
     for side in (-1, 1):
         face_x = side * 7.0  # the facade facing the road
         for i in STREET_HOUSES:
             y = i * STREET_HOUSE_SPACING
             storeys = 2 + (i % 2)
             h = 2.8 * storeys
-            _add_box(bpy, f"House {side:+d} {i}", (face_x + side * 2.5, y, h / 2), (5.0, 5.5, h), facades[i % 3])
-            _add_box(bpy, f"Door {side:+d} {i}", (face_x - side * 0.03, y - 1.2, 1.05), (0.08, 1.0, 2.1), door)
+            add_box(bpy, f"House {side:+d} {i}", (face_x + side * 2.5, y, h / 2), (5.0, 5.5, h), facades[i % 3])
+            add_box(bpy, f"Door {side:+d} {i}", (face_x - side * 0.03, y - 1.2, 1.05), (0.08, 1.0, 2.1), door)
             for s in range(storeys):
                 for dy in ((0.8,) if s == 0 else (-1.3, 1.3)):
-                    _add_box(bpy, f"Window {side:+d} {i} {s} {dy}", (face_x - side * 0.03, y + dy, 1.5 + 2.8 * s),
+                    add_box(bpy, f"Window {side:+d} {i} {s} {dy}", (face_x - side * 0.03, y + dy, 1.5 + 2.8 * s),
                              (0.08, 1.1, 1.3), glass)
             lamp_y = y + STREET_HOUSE_SPACING / 2
             _add_cylinder(bpy, f"Lamp post {side:+d} {i}", (side * 4.4, lamp_y, 2.0), 0.08, 4.0, metal)
-            _add_box(bpy, f"Lamp head {side:+d} {i}", (side * 4.0, lamp_y, 4.0), (0.9, 0.3, 0.2), metal)
+            add_box(bpy, f"Lamp head {side:+d} {i}", (side * 4.0, lamp_y, 4.0), (0.9, 0.3, 0.2), metal)
     return DemoScene(scene, camera)
 
 
