@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from harness import peak_rss_mb, write
 from spatia.client import SpatiaClient
 from spatia.memory import SpatialMemory, parse_snapshot, snapshot_bytes

@@ -16,8 +16,9 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import requests
@@ -55,7 +56,7 @@ def _file_bytes(value: FileInput, kind: str) -> bytes:
 class SpatiaClient:
     def __init__(self, base_url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT):
         base = base_url.rstrip("/")
-        self.base_url = base[: -len("/v1")] if base.endswith("/v1") else base
+        self.base_url = base.removesuffix("/v1")
         self.timeout = timeout
         self.session = requests.Session()
         if token:

@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -352,9 +352,12 @@ class World:
                 dynamic |= segmenter.segment(key_frames, settings.dynamic_prompts)
             if user_masks is not None:
                 dynamic |= np.asarray(user_masks, dtype=bool)[keys]
+            # Depth a generator returns is already in the memory's frame (the preview's comes from
+            # the memory, the oracle's is exact); only estimated depth is aligned to the memory.
+            update_settings = replace(settings.update, align=settings.update.align and result.depth is None)
             new_memory, aligned, update_stats = update_memory(memory, key_frames, depth, key_cams, keys,
                                                               dynamic=dynamic, confidence=confidence,
-                                                              settings=settings.update)
+                                                              settings=update_settings)
             for j, g in enumerate(keys):
                 conf = np.ones(aligned[j].shape, np.float16) if confidence is None else confidence[j].astype(np.float16)
                 np.savez_compressed(self.root / "keyframes" / f"{g:06d}.npz", depth=aligned[j].astype(np.float16),

@@ -1,6 +1,5 @@
 import pytest
-
-from service_fixtures import first_view, start_server, WIDTH, HEIGHT
+from service_fixtures import HEIGHT, WIDTH, first_view, start_server
 from spatia.client import SpatiaClient
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import requests
-
 from spatia.cameras import Cameras
 
 LAUNCHER = Path(__file__).with_name("service_launcher.py")
@@ -63,7 +62,10 @@ def start_server(data_dir: Path, *args: str, port: int | None = None, step_s: fl
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / f"{data_dir.name}-server-{port}.log"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SPATIA_TEST_SLOW_STEP_S=str(step_s), OMP_NUM_THREADS="1")
+    # no network and an empty model cache, whatever this machine has
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(data_dir.parent / "hf-cache"),
+               SPATIA_TEST_SLOW_STEP_S=str(step_s), OMP_NUM_THREADS="1")
+    env.pop("SPATIA_MODELS_DIR", None)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, str(LAUNCHER), "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),

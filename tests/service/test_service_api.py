@@ -5,8 +5,15 @@ import json
 import numpy as np
 import pytest
 import requests
-
-from service_fixtures import HEIGHT, WIDTH, first_view, npy_bytes, png_bytes, shot, shot_cameras
+from service_fixtures import (
+    HEIGHT,
+    WIDTH,
+    first_view,
+    npy_bytes,
+    png_bytes,
+    shot,
+    shot_cameras,
+)
 from spatia.client import SpatiaClientError
 from spatia.memory import SpatialMemory, parse_snapshot, snapshot_bytes
 from spatia.memory.ply import ply_bytes
@@ -78,6 +85,18 @@ def test_create_world_rejects_bad_input_naming_the_field(server, client, fields,
     error = response.json()["error"]
     assert error["field"] == field and error["message"]
     assert sorted(p.name for p in (server.data_dir / "worlds").iterdir()) == before  # nothing half-created
+
+
+def test_missing_depth_weights_give_503_naming_the_fix(server):
+    rgb, _, _ = first_view()
+    response = requests.post(f"{server.url}/v1/worlds", timeout=30,
+                             data={"name": "photo", "kind": "image", "width": str(WIDTH), "height": str(HEIGHT)},
+                             files={"image": ("photo.png", png_bytes(rgb))})
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["type"] == "model_unavailable" and "spatia models download depth-pro" in error["message"]
+    models = {m["name"]: m for m in requests.get(f"{server.url}/v1/models", timeout=10).json()}
+    assert models["depth-pro"]["present"] is False
 
 
 def test_pickled_npy_is_refused(server):
@@ -171,6 +190,7 @@ def test_queries(client, world):
     arrays = client.render_arrays(world["id"], cams)
     assert arrays["rgb"].shape == (2, HEIGHT, WIDTH, 3) and arrays["mask"][1].sum() == 0
     import io
+
     from PIL import Image
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGB")), arrays["rgb"][0])
     assert np.abs(arrays["rgb"][0].astype(int) - first_view()[0]).mean() < 10

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import requests
-
 from service_fixtures import first_view, npy_bytes, png_bytes, shot
 from spatia.client import SpatiaClient, SpatiaClientError, generate_remote
 from spatia.video import read_image, read_video

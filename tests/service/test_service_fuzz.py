@@ -9,7 +9,6 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from service_fixtures import shot
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,6 @@ import threading
 import time
 
 import pytest
-
 from service_fixtures import HEIGHT, WIDTH, first_view, shot
 from spatia.client import SpatiaClient, SpatiaClientError
 
@@ -81,8 +80,11 @@ def test_concurrent_clients_every_job_accounted_for(server):
             ids = [client.submit_job(world["id"], shot(n, first_round=12), idempotency_key=f"c{index}-{n}")["id"]
                    for n in (12, 18)]
             # poll the first, follow the second over SSE
-            first = wait_until(lambda: (lambda j: j if j["status"] in ("succeeded", "failed") else None)(
-                client.get_job(ids[0])), timeout=120)
+            def first_done():
+                job = client.get_job(ids[0])
+                return job if job["status"] in ("succeeded", "failed") else None
+
+            first = wait_until(first_done, timeout=120)
             second = client.wait(ids[1], timeout=120)
             outcomes[index] = (world["id"], ids, first["status"], second["status"], second["result"]["frames"])
         except Exception as exc:  # reported below

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-
 from service_fixtures import shot
 from spatia.client import SpatiaClientError
 from spatia.memory import delete_ids, load_snapshot, parse_snapshot, snapshot_bytes

@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-
 from service_fixtures import HEIGHT, WIDTH, first_view, shot, start_server
 from spatia.client import SpatiaClient
 from spatia.memory import MemoryStore

@@ -8,7 +8,6 @@ import time
 
 import pytest
 import requests
-
 from service_fixtures import free_port, start_server
 from spatia.client import SpatiaClient, SpatiaClientError
 from spatia.service.config import ServiceConfig, is_loopback

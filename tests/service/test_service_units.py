@@ -1,21 +1,23 @@
 """Service parts without a server: job store states, file path rules, upload decoding, queries."""
 
 import io
-import json
 import os
 import stat
 
 import numpy as np
 import pytest
-import torch
-
 from spatia.memory import SpatialMemory
 from spatia.service.auth import TokenCheck, load_or_create_token
 from spatia.service.errors import ApiError, location
 from spatia.service.files import resolve_job_file
 from spatia.service.jobstore import JobStore
 from spatia.service.queries import points_in_box, raycast
-from spatia.service.uploads import decode_depth, decode_image, decode_npy, point_cloud_suffix
+from spatia.service.uploads import (
+    decode_depth,
+    decode_image,
+    decode_npy,
+    point_cloud_suffix,
+)
 
 
 def always(world_id, switch):

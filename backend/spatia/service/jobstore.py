@@ -12,8 +12,9 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import conflict, not_found
 from .storage import check_id, new_id
@@ -108,7 +109,7 @@ class JobStore:
     def internal(self, job_id: str) -> dict:
         """Every column, including the shot and where the job started in its world."""
         row = self._row(job_id)
-        return {key: row[key] for key in row.keys()}
+        return dict(zip(row.keys(), row))
 
     def list(self, world_id: str | None = None) -> list[dict]:
         with self._lock:

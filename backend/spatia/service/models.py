@@ -4,7 +4,7 @@ estimator and segmenter), each used by one job at a time."""
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from spatia.models.base import DepthEstimator, Segmenter, VideoGenerator
 

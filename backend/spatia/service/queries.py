@@ -86,7 +86,7 @@ def points_in_box(memory: SpatialMemory, lo, hi, limit: int) -> dict:
     positions = torch.nonzero(inside).flatten()
     kept = positions[:limit]
     return {
-        "count": int(len(positions)),
+        "count": len(positions),
         "point_id": memory.point_id[kept].tolist(),
         "xyz": memory.xyz[kept].tolist(),
     }

@@ -14,9 +14,9 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from spatia.io import write_json
 from spatia.world import SCHEMA as WORLD_SCHEMA

@@ -65,7 +65,7 @@ class BodyLimit:
 def _open_image(data: bytes, field: str, width: int, height: int):
     from PIL import Image, UnidentifiedImageError
 
-    if not (data.startswith(PNG_MAGIC) or data.startswith(JPEG_MAGIC)):
+    if not data.startswith((PNG_MAGIC, JPEG_MAGIC)):
         raise invalid(f"{field}: only PNG and JPEG images are accepted", field)
     try:
         image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])

@@ -16,10 +16,26 @@ from fastapi import Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from spatia.memory import MemoryFormatError, SpatialMemory, delete_ids, diff, merge, parse_snapshot, ply_bytes
+from spatia.memory import (
+    MemoryFormatError,
+    SpatialMemory,
+    delete_ids,
+    diff,
+    merge,
+    parse_snapshot,
+    ply_bytes,
+)
 
 from ..errors import conflict, invalid, not_found
-from ..schemas import MAX_INT64, MemoryDiffOut, MemoryEditIn, MemoryEditOut, MemoryVersionOut, RevertIn, VersionOut
+from ..schemas import (
+    MAX_INT64,
+    MemoryDiffOut,
+    MemoryEditIn,
+    MemoryEditOut,
+    MemoryVersionOut,
+    RevertIn,
+    VersionOut,
+)
 from .common import service, v1_router
 
 router = v1_router("memory")

@@ -6,8 +6,16 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import FileResponse
 
 from ..queries import coverage_of, npz_bytes, points_in_box, raycast, render_arrays
-from ..schemas import (BoxQueryIn, BoxQueryOut, CoverageOut, CoverageQueryIn, RaycastIn, RaycastOut, RenderQueryIn,
-                       RenderQueryOut)
+from ..schemas import (
+    BoxQueryIn,
+    BoxQueryOut,
+    CoverageOut,
+    CoverageQueryIn,
+    RaycastIn,
+    RaycastOut,
+    RenderQueryIn,
+    RenderQueryOut,
+)
 from .common import service, v1_router
 
 router = v1_router("queries")

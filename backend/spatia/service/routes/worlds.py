@@ -12,7 +12,7 @@ from spatia.cameras.core import MAX_IMAGE_SIZE
 from spatia.shot import MIN_IMAGE_SIZE
 from spatia.world import World
 
-from ..errors import conflict, invalid, location
+from ..errors import ApiError, conflict, invalid, location, log
 from ..schemas import CameraIn, WorldOut
 from ..uploads import decode_depth, decode_image, decode_mask, point_cloud_suffix
 from .common import service, v1_router
@@ -100,8 +100,8 @@ def list_worlds(svc=Depends(service)) -> list[dict]:
     for world_id in svc.storage.ids():
         try:
             records.append(svc.storage.record(world_id))
-        except Exception:  # deleted meanwhile, or unreadable: listing the rest matters more
-            continue
+        except (ApiError, OSError, ValueError) as err:  # deleted meanwhile, or unreadable: list the rest
+            log.warning("world %s left out of the listing: %s", world_id, err)
     return records
 
 
