@@ -171,3 +171,37 @@ def test_cancel_leaves_the_world_as_it_was(tmp_path, room):
     assert json.loads((world.root / "world.json").read_text()) == state
     assert not list((world.root / "rounds").glob("*.partial"))
     assert World.open(world.root).frame_count == 13
+
+
+def test_estimated_depth_with_a_scale_error_is_aligned_to_the_memory(tmp_path, room):
+    """A depth model that is 30% off: fitted to the memory, the update stays metric."""
+    from spatia.models.base import DepthEstimator, DepthResult, GenerationResult, ModelRequirements
+
+    traj, frames, depth = room
+    table = FrameTable(traj.cameras, frames, depth)
+
+    class FramesOnly(OracleGenerator):  # a generator that knows no depth, like a diffusion model
+        def generate(self, request, progress=None, should_cancel=None):
+            return GenerationResult(frames=super().generate(request).frames)
+
+    class ScaledDepth(DepthEstimator):
+        name = "scaled"
+        requirements = ModelRequirements()
+
+        def check_available(self):
+            return None
+
+        def estimate(self, images, intrinsics=None):
+            index = [int(np.argmin(np.abs(frames.astype(int) - im.astype(int)).reshape(len(frames), -1).sum(1)))
+                     for im in images]
+            d = depth[index] * 1.3
+            return DepthResult(d.astype(np.float32), np.asarray(intrinsics), (d > 0).astype(np.float32))
+
+    world = new_world(tmp_path, room)
+    records = world.generate(traj, ["a room"], FramesOnly(table), GenerateSettings(**SETTINGS),
+                             depth_estimator=ScaledDepth())
+    scales = [a["scale"] for r in records for a in r["update"]["alignment"] if a["fitted"]]
+    assert scales and all(abs(s - 1 / 1.3) < 0.02 for s in scales)
+    views = render_memory(world.memory(), traj.cameras[::6])
+    known = (views.mask.numpy() & (depth[::6] > 0))
+    assert np.median(np.abs(views.depth.numpy() - depth[::6])[known]) < 0.03

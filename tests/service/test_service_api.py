@@ -142,6 +142,8 @@ def test_generate_a_shot_and_fetch_its_files(client, world, tmp_path):
     # continuing the same world: a longer shot whose first 24 cameras match
     longer = client.wait(client.submit_job(world["id"], shot(30))["id"])
     assert longer["status"] == "succeeded" and longer["result"]["frames"] == [24, 30]
+    loaded = client.health()["loaded_models"]
+    assert "preview" in loaded and "depth-pro" not in loaded  # built, but its weights were never needed
 
 
 def test_submit_rejects_shots_that_do_not_fit_the_world(client, world):

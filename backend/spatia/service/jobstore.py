@@ -210,7 +210,8 @@ class JobStore:
 
     def finish(self, job_id: str, status: str, *, error: dict | None = None, result: dict | None = None,
                message: str | None = None) -> dict:
-        assert status in FINAL
+        if status not in FINAL:
+            raise ValueError(f"{status!r} is not a final job state ({', '.join(FINAL)})")
         with self._lock:
             row = self._db.execute("SELECT messages, fraction FROM jobs WHERE id = ?", (job_id,)).fetchone()
             messages = json.loads(row[0]) + ([message] if message else [])

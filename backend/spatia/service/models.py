@@ -74,5 +74,8 @@ class ModelCache:
             raise invalid(f"unknown depth model {name!r}; known: {', '.join(known)}", field)
 
     def loaded(self) -> list[str]:
+        """Models whose weights are in memory: pretrained adapters load theirs on first use
+        (`_model` stays None until then); models without weights count once built."""
         with self._guard:
-            return sorted(name for (_, name) in self._models)
+            return sorted(name for (_, name), model in self._models.items()
+                          if getattr(model, "_model", True) is not None)
