@@ -2,6 +2,7 @@
 
     spatia demo [--out DIR]                       the built-in demo (CPU, no weights)
     spatia generate --case DIR | --shot FILE      generate a video along a camera path
+    spatia serve                                  the local backend service (HTTP API)
     spatia cameras convert IN OUT --to FORMAT     convert camera files
     spatia models list | download NAME | verify   model weights
 """
@@ -12,6 +13,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,7 +61,13 @@ def _cmd_generate(args) -> int:
 
     update, close = progress_bar(desc="generating")
     try:
-        if args.case:
+        if args.server:
+            if not args.shot:
+                raise CliError("--server needs --shot (a reference case runs locally)")
+            from .client import generate_remote
+
+            report = generate_remote(args.server, Path(args.shot), Path(args.out), token=args.token, progress=update)
+        elif args.case:
             report = run_case(Path(args.case), Path(args.out), generator=args.generator, seed=args.seed,
                               steps=args.steps, progress=update)
         else:
@@ -130,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--generator", default=None, help="generator preset (default: the shot's, else preview)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--steps", type=int, default=None)
+    gen.add_argument("--server", help="run on a Spatia service at this URL (with --shot), e.g. http://127.0.0.1:8765")
+    gen.add_argument("--token", default=os.environ.get("SPATIA_TOKEN"), help="the service's token (default: $SPATIA_TOKEN)")
     gen.set_defaults(func=_cmd_generate)
 
     models = sub.add_parser("models", help="model weights: list presets, download, verify")

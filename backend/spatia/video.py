@@ -54,21 +54,49 @@ def read_frames(paths) -> np.ndarray:
     return np.stack([read_image(p) for p in paths])
 
 
-def write_video(path, frames: np.ndarray, fps: float, *, quality: int = 8) -> Path:
-    """Write an H.264 mp4 (yuv420p, playable everywhere). Odd sizes are padded by one pixel."""
-    import imageio.v3 as iio
+def write_video(path, frames, fps: float, *, quality: int = 8) -> Path:
+    """Write an H.264 mp4 (yuv420p, playable everywhere) from an array [F,H,W,3] or any
+    iterable of uint8 [H,W,3] frames, streamed so a long video never sits in memory whole.
+    Odd sizes are padded by one pixel."""
+    import imageio_ffmpeg
 
-    frames = _check_frames(frames)
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    if pad_h or pad_w:
-        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    iio.imwrite(tmp, frames, extension=".mp4", plugin="FFMPEG", fps=float(fps), codec="libx264",
-                quality=quality, pixelformat="yuv420p", macro_block_size=1)
-    os.replace(tmp, path)
+    writer, size, count = None, None, 0
+    try:
+        for frame in frames:
+            frame = np.asarray(frame)
+            if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+                raise VideoError(f"frame {count} must be uint8 [H, W, 3], got {frame.dtype} {list(frame.shape)}")
+            if writer is None:
+                size = frame.shape[:2]
+                padded = (size[1] + size[1] % 2, size[0] + size[0] % 2)
+                writer = imageio_ffmpeg.write_frames(str(tmp), padded, fps=float(fps), codec="libx264",
+                                                     quality=quality, pix_fmt_out="yuv420p", macro_block_size=1)
+                writer.send(None)
+            elif frame.shape[:2] != size:
+                raise VideoError(f"frame {count} is {frame.shape[1]}x{frame.shape[0]}, the video is {size[1]}x{size[0]}")
+            if size[0] % 2 or size[1] % 2:
+                frame = np.pad(frame, ((0, size[0] % 2), (0, size[1] % 2), (0, 0)), mode="edge")
+            writer.send(np.ascontiguousarray(frame))
+            count += 1
+        if writer is None:
+            raise VideoError(f"no frames to write to {path}")
+        writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def iter_frames(paths):
+    """Frames read one at a time (for streaming into write_video)."""
+    for p in paths:
+        yield read_image(p)
 
 
 def read_video(path) -> np.ndarray:

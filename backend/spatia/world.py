@@ -13,7 +13,9 @@ Layout of a world folder:
     video.mp4           all frames
 
 world.json is replaced atomically after each round, once its frames, keyframes and memory
-version are on disk, so a crash mid-round leaves the world as it was before that round.
+version are on disk, so a crash mid-round leaves the world as it was before that round (a
+round writes into rounds/NNNN.partial/, cleared when that round runs again). Opening a world
+only reads it, so readers may open a world while a round runs.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from .plan import Round, plan_rounds
 from .render import render_memory
 from .retrieval import retrieve_from_memory
 from .update import UpdateSettings, update_memory
-from .video import read_frames, write_frames, write_video
+from .video import iter_frames, read_frames, write_frames, write_video
 
 SCHEMA = "spatia.world"
 SCHEMA_VERSION = 1
@@ -112,8 +114,6 @@ class World:
         state = json.loads(path.read_text())
         if state.get("schema") != SCHEMA or state.get("version") != SCHEMA_VERSION:
             raise WorldError(f"{path} is not a {SCHEMA} v{SCHEMA_VERSION} file")
-        for partial in (root / "rounds").glob("*.partial"):
-            shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted round
         return cls(root, state)
 
     def _save_state(self) -> None:
@@ -266,7 +266,8 @@ class World:
 
     def _generate_round(self, rnd: Round, *args) -> dict:
         partial = self.root / "rounds" / f"{len(self.state['rounds']):04d}.partial"
-        partial.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(partial, ignore_errors=True)  # left by a round that was interrupted
+        partial.mkdir(parents=True)
         try:
             return self._run_round(rnd, partial, *args)
         finally:
@@ -438,7 +439,7 @@ class World:
 
     def export_video(self, path=None) -> Path:
         path = Path(path) if path else self.root / "video.mp4"
-        write_video(path, self.frames(range(self.frame_count)), self.fps)
+        write_video(path, iter_frames(self.root / "frames" / f"{i:06d}.png" for i in range(self.frame_count)), self.fps)
         return path
 
 

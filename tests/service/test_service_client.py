@@ -58,3 +58,19 @@ def test_wait_falls_back_to_polling(client, world, monkeypatch):
     stages = []
     done = client.wait(job["id"], progress=lambda fraction, stage: stages.append(stage), poll_interval=0.05)
     assert done["status"] == "succeeded" and stages[-1] == "succeeded"
+
+
+def test_cli_generate_with_server(server, tmp_path, capsys):
+    from spatia.cli import main
+
+    rgb, depth, _ = first_view()
+    (tmp_path / "first.png").write_bytes(png_bytes(rgb))
+    (tmp_path / "depth.npy").write_bytes(npy_bytes(depth))
+    spec = shot(12, first_round=12)
+    spec["init"] = {"kind": "render", "image": "first.png", "depth": "depth.npy"}
+    (tmp_path / "shot.json").write_text(json.dumps(spec))
+    assert main(["generate", "--shot", str(tmp_path / "shot.json"), "--out", str(tmp_path / "out"),
+                 "--server", server.url]) == 0
+    assert read_video(tmp_path / "out" / "output.mp4").shape[0] == 12
+    assert main(["generate", "--case", str(tmp_path), "--out", str(tmp_path / "o2"), "--server", server.url]) == 2
+    assert "--server needs --shot" in capsys.readouterr().err

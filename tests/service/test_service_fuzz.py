@@ -62,7 +62,7 @@ def body_properties(schema: dict, op: dict) -> list[str]:
 
 @st.composite
 def requests_for(draw, surface):
-    method, path, op = draw(st.sampled_from(surface["operations"]))
+    method, path, op = surface["operations"][draw(st.integers(0, len(surface["operations"]) - 1))]
     params = {}
     for parameter in op.get("parameters", []):
         name, where = parameter["name"], parameter["in"]

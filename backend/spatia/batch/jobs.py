@@ -21,6 +21,8 @@ SUMMARY = "summary.json"
 REPORT = "report.json"
 LOG = "log.txt"
 PARTIAL_PREFIX = "."
+REPORT_SCHEMA = "spatia.batch.shot"
+PROGRESS_PREFIX = "@@spatia-batch-progress"  # worker stderr lines carrying {"fraction", "stage"}
 RESOLUTIONS = ("scene", "quality")
 
 

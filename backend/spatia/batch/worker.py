@@ -21,17 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sys
 import time
 import traceback
 from pathlib import Path
 
 from ..io import write_json
-from .jobs import REPORT, ShotJob, sha256_file
-
-PROGRESS_PREFIX = "@@spatia-batch-progress"
-REPORT_SCHEMA = "spatia.batch.shot"
+from .jobs import PROGRESS_PREFIX, REPORT, REPORT_SCHEMA, ShotJob, sha256_file
 STAGES = ("open", "camera", "settings", "model", "init", "generate", "outputs", "blend")
 # Fractions of the shot's progress bar at which each stage starts.
 _STAGE_START = {"open": 0.0, "camera": 0.04, "settings": 0.05, "model": 0.07, "init": 0.08, "generate": 0.15,
@@ -96,6 +92,7 @@ class ShotRun:
         self.report.update(generator=shot.generator, quality=shot.quality, seed=shot.spec["seed"],
                            size=f"{shot.spec['width']}x{shot.spec['height']}", frames=len(shot.spec["frames"]))
         models = self.stage("model", shot_scene.prepare_models, shot)
+        self.report["runtime"] = models["runtime"]
         world, world_source = self.stage("init", shot_scene.init_world, scene, shot, out / "world", job)
         self.report["world_source"] = world_source
 
@@ -120,8 +117,7 @@ class ShotRun:
                                   "world": "world", "shot": "shot.json"}
         self.report["hashes"] = {"frames_sha256": frames_sha, "memory_ply_sha256": sha256_file(out / "memory.ply")}
         self.report["summary"] = {
-            "frames": world.frame_count, "new_frames": count if not records else world.frame_count - records[0]["start"] - records[0]["overlap"],
-            "rounds": len(records), "memory_points": len(memory), "memory_version": world.memory_version,
+            "frames": world.frame_count, "frame_files": count, "rounds": len(records), "memory_points": len(memory), "memory_version": world.memory_version,
             "coverage_per_round": [round(r["coverage"], 4) for r in records],
         }
 
@@ -133,7 +129,7 @@ def run_job(job: ShotJob) -> dict:
     run = ShotRun(job)
     try:
         report = run.run()
-        report["status"] = "ok"
+        report["status"], report["stage"] = "ok", "done"
     except StageError as exc:
         report = run.report
         report["status"] = "failed"
@@ -155,13 +151,6 @@ def main(argv=None) -> int:
     job = ShotJob.from_json(Path(argv[0]).read_text(encoding="utf-8"))
     report = run_job(job)
     return 0 if report["status"] == "ok" else 1
-
-
-def copy_world(source: Path, target: Path) -> None:
-    """A world folder copied for a shot to continue, so the original stays as it was."""
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target)
 
 
 if __name__ == "__main__":

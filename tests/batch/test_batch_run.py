@@ -1,0 +1,178 @@
+"""`spatia batch` end to end on three small .blend shots: two succeed, one (an orthographic
+camera) fails with a clear report; a rerun skips the finished shots and retries the failed
+one; the Ray path on a local instance writes the same outputs as the local path."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from spatia.cli import main
+
+pytestmark = [pytest.mark.bpy, pytest.mark.slow]
+
+SAMPLES = "2"
+
+
+def _files_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.png")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _summary(out: Path) -> dict:
+    return {entry["name"]: entry for entry in json.loads((out / "summary.json").read_text())["shots"]}
+
+
+@pytest.fixture(scope="module")
+def local_run(shot_blends, tmp_path_factory):
+    out = tmp_path_factory.mktemp("batch") / "out"
+    code = main(["batch", str(shot_blends), "--out", str(out), "--samples", SAMPLES])
+    return out, code
+
+
+def test_two_shots_succeed_and_the_broken_one_reports_why(local_run):
+    from spatia.video import read_video
+
+    out, code = local_run
+    assert code == 1  # one failed shot
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"ok": 2, "skipped": 0, "failed": 1}
+    shots = _summary(out)
+    for name in ("alpha", "beta"):
+        folder = out / "shots" / name
+        report = json.loads((folder / "report.json").read_text())
+        assert report["status"] == "ok" and report["error"] is None and shots[name]["status"] == "ok"
+        assert report["generator"] == "preview" and report["quality"] == "draft" and report["size"] == "48x32"
+        assert report["summary"]["rounds"] == 2 and report["summary"]["frames"] == 20
+        assert read_video(folder / "video.mp4").shape == (20, 32, 48, 3)
+        assert len(list((folder / "world" / "frames").glob("*.png"))) == 20
+        assert report["hashes"]["frames_sha256"] == _files_digest(folder / "world" / "frames")
+        assert report["hashes"]["memory_ply_sha256"] == _sha(folder / "memory.ply")
+        assert (folder / f"{name}.blend").is_file() and not (folder / f"{name}.blend1").exists()
+        shot = json.loads((folder / "shot.json").read_text())
+        assert shot["steps"] == 12 and shot["guidance"] == 3.0  # the draft preset fills what the scene leaves unset
+        assert shot["rounds"] == {"first_round_frames": 12, "round_frames": 10, "overlap": 2}
+    assert shots["alpha"]["hashes"] != shots["beta"]["hashes"]  # different cameras, different videos
+
+    failed = json.loads((out / "shots" / "gamma" / "report.json").read_text())
+    assert failed["status"] == "failed" and failed["stage"] == "camera"
+    assert failed["error"]["type"] == "CameraExportError" and failed["error"]["stage"] == "camera"
+    assert "orthographic" in failed["error"]["message"] and "Perspective" in failed["error"]["message"]
+    assert shots["gamma"]["error"].startswith("CameraExportError: camera 'Camera' is orthographic")
+    assert not (out / "shots" / "gamma" / "video.mp4").exists()
+    assert not list((out / "shots").glob(".*"))  # no stage folders left behind
+
+
+def test_output_blend_holds_the_memory_and_the_clips(local_run):
+    bpy = pytest.importorskip("bpy")
+    out, _ = local_run
+    folder = out / "shots" / "alpha"
+    report = json.loads((folder / "report.json").read_text())
+    bpy.ops.wm.open_mainfile(filepath=str(folder / "alpha.blend"))
+    try:
+        memory = bpy.data.objects["Spatia Memory"]
+        assert len(memory.data.vertices) == report["summary"]["memory_points"]
+        assert memory["spatia_memory_version"] == report["summary"]["memory_version"]
+        strips = sorted((s.name, s.frame_start, s.filepath) for s in bpy.context.scene.sequence_editor.strips)
+        assert [(name, start) for name, start, _ in strips] == [("Spatia round 0", 1), ("Spatia round 1", 11)]
+        # relative paths: the shot folder can be moved (or gathered from another machine)
+        assert all(path.startswith("//world/rounds/") for _, _, path in strips)
+        assert all(bpy.path.abspath(path).startswith(str(folder)) for _, _, path in strips)
+        assert bpy.context.scene.camera.data.background_images[0].clip is not None
+    finally:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+def test_rerun_skips_finished_shots_and_retries_the_failed_one(local_run, tmp_path):
+    from conftest import build_blends
+
+    first, _ = local_run
+    out = tmp_path / "out"
+    shutil.copytree(first, out)
+    shots = tmp_path / "shots"
+    shutil.copytree(local_run[0].parent.parent / "shots0" if False else _source_folder(first), shots)
+    before = {name: (out / "shots" / name / "report.json").read_bytes() for name in ("alpha", "beta", "gamma")}
+
+    assert main(["batch", str(shots), "--out", str(out), "--samples", SAMPLES]) == 1
+    statuses = {name: entry["status"] for name, entry in _summary(out).items()}
+    assert statuses == {"alpha": "skipped", "beta": "skipped", "gamma": "failed"}
+    for name in ("alpha", "beta"):  # untouched
+        assert (out / "shots" / name / "report.json").read_bytes() == before[name]
+    retried = json.loads((out / "shots" / "gamma" / "report.json").read_text())
+    assert (out / "shots" / "gamma" / "report.json").read_bytes() != before["gamma"]  # a new attempt
+    assert retried["stage"] == "camera"
+
+    build_blends(tmp_path / "fixed", "gamma")  # a perspective camera this time
+    shutil.copyfile(tmp_path / "fixed" / "gamma.blend", shots / "gamma.blend")
+    assert main(["batch", str(shots), "--out", str(out), "--samples", SAMPLES]) == 0
+    statuses = {name: entry["status"] for name, entry in _summary(out).items()}
+    assert statuses == {"alpha": "skipped", "beta": "skipped", "gamma": "ok"}
+    assert json.loads((out / "shots" / "gamma" / "report.json").read_text())["status"] == "ok"
+
+    # --force runs a finished shot again, into the same place, with the same result
+    alpha = json.loads((out / "shots" / "alpha" / "report.json").read_text())
+    assert main(["batch", str(shots / "alpha.blend"), "--out", str(out), "--samples", SAMPLES, "--force"]) == 0
+    again = json.loads((out / "shots" / "alpha" / "report.json").read_text())
+    assert _summary(out)["alpha"]["status"] == "ok" and again["hashes"] == alpha["hashes"]
+    assert set(_summary(out)) == {"alpha", "beta", "gamma"}  # earlier entries kept
+
+
+def _source_folder(out: Path) -> Path:
+    """The folder the first run's shots came from."""
+    report = json.loads((out / "shots" / "alpha" / "report.json").read_text())
+    return Path(report["source"]).parent
+
+
+def test_ray_path_writes_the_same_outputs(local_run, shot_blends, tmp_path):
+    ray = pytest.importorskip("ray")
+    from spatia.batch import BatchOptions, run_batch
+
+    out_local, _ = local_run
+    out = tmp_path / "ray"
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        result = run_batch([shot_blends], out, BatchOptions(samples=int(SAMPLES)), ray="local", progress=False)
+    finally:
+        ray.shutdown()
+    assert result.exit_code == 1
+    assert [(e["name"], e["status"]) for e in result.entries] == [("alpha", "ok"), ("beta", "ok"), ("gamma", "failed")]
+    for name in ("alpha", "beta"):
+        here, there = out_local / "shots" / name, out / "shots" / name
+        assert _files_digest(there / "world" / "frames") == _files_digest(here / "world" / "frames")
+        assert _sha(there / "memory.ply") == _sha(here / "memory.ply")
+        assert _sha(there / "video.mp4") == _sha(here / "video.mp4")
+        assert sorted(p.relative_to(there).as_posix() for p in there.rglob("*") if p.name != "log.txt") == \
+            sorted(p.relative_to(here).as_posix() for p in here.rglob("*") if p.name != "log.txt")
+        report = json.loads((there / "report.json").read_text())
+        assert report["hashes"] == json.loads((here / "report.json").read_text())["hashes"]
+    gamma = json.loads((out / "shots" / "gamma" / "report.json").read_text())
+    assert gamma["stage"] == "camera" and gamma["error"]["type"] == "CameraExportError"
+
+
+def test_ray_task_runs_from_the_blend_bytes_alone(shot_blends, tmp_path):
+    """A node that cannot see the .blend gets its bytes: the shot opens them from a temporary copy."""
+    from spatia.batch.jobs import BatchOptions, sha256_file
+    from spatia.batch.ray_runner import shot_task, untar_folder
+    from spatia.batch.runner import plan_jobs
+
+    blend = tmp_path / "elsewhere" / "gamma.blend"
+    blend.parent.mkdir()
+    shutil.copyfile(shot_blends / "gamma.blend", blend)
+    job = plan_jobs([blend], tmp_path / "out", BatchOptions(samples=2))[0]
+    data, sha = blend.read_bytes(), sha256_file(blend)
+    blend.unlink()  # the worker node does not have it
+    from dataclasses import asdict
+
+    report, archive = shot_task(asdict(job), data, sha)
+    assert report["stage"] == "camera"  # the copy opened: the failure is the camera's, not the file's
+    untar_folder(archive, tmp_path / "back")
+    assert json.loads((tmp_path / "back" / "report.json").read_text()) == report
+    assert "Read blend" in (tmp_path / "back" / "log.txt").read_text()
