@@ -64,9 +64,13 @@ def _cmd_generate(args) -> int:
         if args.server:
             if not args.shot:
                 raise CliError("--server needs --shot (a reference case runs locally)")
-            from .client import generate_remote
+            from .client import SpatiaClientError, generate_remote
 
-            report = generate_remote(args.server, Path(args.shot), Path(args.out), token=args.token, progress=update)
+            try:
+                report = generate_remote(args.server, Path(args.shot), Path(args.out), token=args.token,
+                                         progress=update)
+            except SpatiaClientError as exc:
+                raise CliError(str(exc)) from exc
         elif args.case:
             report = run_case(Path(args.case), Path(args.out), generator=args.generator, seed=args.seed,
                               steps=args.steps, progress=update)

@@ -5,6 +5,7 @@ Run as a script in a fresh process (`python shot_blends.py OUT NAME[:broken] ...
 extension's property classes never stay registered in the test process.
 """
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def build(path: Path, *, broken: bool = False, seed: int = 0, yaw: float = 50.0)
     if broken:
         camera.data.type = "ORTHO"
     bpy.ops.wm.save_as_mainfile(filepath=str(path), check_existing=False)
+
+
+def build_blends(folder: Path, *specs: str) -> Path:
+    """Build "name" or "name:broken" shots into `folder` in a fresh process."""
+    subprocess.run([sys.executable, __file__, str(folder), *specs], check=True, capture_output=True, timeout=120)
+    return Path(folder)
 
 
 if __name__ == "__main__":

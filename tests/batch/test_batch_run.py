@@ -5,6 +5,7 @@ one; the Ray path on a local instance writes the same outputs as the local path.
 import hashlib
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -92,13 +93,13 @@ def test_output_blend_holds_the_memory_and_the_clips(local_run):
 
 
 def test_rerun_skips_finished_shots_and_retries_the_failed_one(local_run, tmp_path):
-    from conftest import build_blends
+    from shot_blends import build_blends
 
     first, _ = local_run
     out = tmp_path / "out"
     shutil.copytree(first, out)
     shots = tmp_path / "shots"
-    shutil.copytree(local_run[0].parent.parent / "shots0" if False else _source_folder(first), shots)
+    shutil.copytree(_source_folder(first), shots)
     before = {name: (out / "shots" / name / "report.json").read_bytes() for name in ("alpha", "beta", "gamma")}
 
     assert main(["batch", str(shots), "--out", str(out), "--samples", SAMPLES]) == 1
@@ -169,8 +170,6 @@ def test_ray_task_runs_from_the_blend_bytes_alone(shot_blends, tmp_path):
     job = plan_jobs([blend], tmp_path / "out", BatchOptions(samples=2))[0]
     data, sha = blend.read_bytes(), sha256_file(blend)
     blend.unlink()  # the worker node does not have it
-    from dataclasses import asdict
-
     report, archive = shot_task(asdict(job), data, sha)
     assert report["stage"] == "camera"  # the copy opened: the failure is the camera's, not the file's
     untar_folder(archive, tmp_path / "back")
