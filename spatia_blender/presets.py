@@ -38,7 +38,7 @@ BUILTIN = {
     "quality": [
         ("standard", "Standard", "The default balance of speed and quality"),
         ("draft", "Draft", "Few denoising steps, for blocking out"),
-        ("high", "High", "More steps, slower"),
+        ("final", "Final", "The Spatia reference settings: 40 steps, 1248x704, slower"),
     ],
     "vram": [
         ("auto", "Auto", "Choose from the free VRAM"),

@@ -13,12 +13,13 @@ from . import plan, presets, runtime
 _ENUM_CACHE: dict[str, list] = {}
 
 
-def _enum_items(kind: str):
-    def items(self, context):
-        found = presets.preset_items(kind, runtime.presets_dir())
-        _ENUM_CACHE[kind] = found
-        return found
-    return items
+def _search(kind: str):
+    """Suggestions for a preset-name field. Names are stored as strings (not enum positions),
+    so a .blend keeps its choice whatever presets folder it is opened with."""
+    def search(self, context, edit_text):
+        return [(name, description) for name, _label, description in presets.preset_items(kind, runtime.presets_dir())
+                if edit_text.lower() in name.lower()]
+    return search
 
 
 def _camera_path_items(self, context):
@@ -78,9 +79,12 @@ class SpatiaSceneSettings(bpy.types.PropertyGroup):
     negative_prompt: StringProperty(name="Negative prompt")
     dynamic_prompts: StringProperty(name="Dynamic objects", description='Things that move, kept out of the memory, '
                                     'comma-separated (e.g. "person, car")')
-    generator: EnumProperty(name="Generator", items=_enum_items("generator"))
-    quality: EnumProperty(name="Quality", items=_enum_items("quality"))
-    vram: EnumProperty(name="VRAM", items=_enum_items("vram"))
+    generator: StringProperty(name="Generator", default=presets.BUILTIN["generator"][0][0], search=_search("generator"),
+                              description="Video generator preset")
+    quality: StringProperty(name="Quality", default=presets.BUILTIN["quality"][0][0], search=_search("quality"),
+                            description="Quality preset: steps, resolution, frames per round")
+    vram: StringProperty(name="VRAM", default=presets.BUILTIN["vram"][0][0], search=_search("vram"),
+                         description="How weights are placed on the GPU")
     seed: IntProperty(name="Seed", default=0, min=0)
     steps: IntProperty(name="Steps", default=0, min=0, max=1000, description="Denoising steps (0: the quality preset's)")
     guidance: FloatProperty(name="Guidance", default=0.0, min=0.0, max=100.0, description="Guidance scale (0: the preset's)")

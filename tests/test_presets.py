@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from spatia import presets as P
+
 from spatia_blender import presets as ext
 
 ROOT = Path(__file__).resolve().parents[1] / "presets"
@@ -30,6 +30,14 @@ def test_every_file_validates_and_is_plain_json(loaded):
     assert set(loaded.quality) == {"draft", "standard", "final"}
     assert set(loaded.models) == {"spatia-5b", "wan-vace-1.3b", "wan-vace-14b", "preview"}
     assert [name for name in loaded.vram] == ["auto", "8gb", "12gb", "16gb", "24gb", "48gb", "80gb"]
+
+
+def test_built_in_ids_keep_the_extension_defaults(loaded):
+    """Files override the extension's built-in paths by id: the same motion, more metadata."""
+    for key, builtin in ext.BUILTIN_CAMERA_PATHS.items():
+        preset = loaded.cameras[key].as_dict()
+        assert {k: preset.get(k) for k in ("type", "degrees", "distance")} == \
+            {k: builtin.get(k) for k in ("type", "degrees", "distance")}, key
 
 
 def test_extension_reads_the_same_names(loaded):
@@ -130,12 +138,15 @@ def test_camera_paths_make_sane_keyframes(loaded, key):
         for m in mats:  # always looking at the pivot
             to_pivot = (pivot - m[:3, 3]) / 3.0
             np.testing.assert_allclose(_forward(m), to_pivot, atol=1e-9)
-        assert turned == pytest.approx(180.0, abs=1e-6) or turned == pytest.approx(-180.0, abs=1e-6)
+        assert sum(angles) == pytest.approx(360.0, abs=1e-6)  # the full circle, back where it began
+        np.testing.assert_allclose(mats[-1], mats[0], atol=1e-9)
     elif key == "look_away_and_back":
         np.testing.assert_allclose(mats[-1], mats[0], atol=1e-9)
         assert loaded.cameras[key].closed_loop
         assert max(abs(math.degrees(math.atan2(np.cross(_forward(mats[0]), _forward(m))[2], _forward(mats[0]) @ _forward(m))))
                    for m in mats) == pytest.approx(70.0, abs=0.5)
+    if loaded.cameras[key].closed_loop:
+        np.testing.assert_allclose(mats[-1], mats[0], atol=1e-9)
     if loaded.cameras[key].parameters.get("easing") == "ease_in_out" and key != "tilt":
         assert steps[0] < 0.5 * steps[len(steps) // 2]  # starts gently
 

@@ -171,6 +171,11 @@ def test_cancel_leaves_the_world_as_it_was(tmp_path, room):
     assert json.loads((world.root / "world.json").read_text()) == state
     assert not list((world.root / "rounds").glob("*.partial"))
     assert World.open(world.root).frame_count == 13
+    # a crash leaves a partial round folder: opening only reads, recover() clears it
+    (world.root / "rounds" / "0001.partial").mkdir()
+    assert (world.root / "rounds" / "0001.partial").exists() and World.open(world.root)
+    World.open(world.root).recover()
+    assert not list((world.root / "rounds").glob("*.partial"))
 
 
 def test_estimated_depth_with_a_scale_error_is_aligned_to_the_memory(tmp_path, room):

@@ -160,7 +160,7 @@ def _walk_keys(distance: float, degrees: float, easing: str, samples: int, turn_
     if not 0.1 <= turn_at <= 0.9:
         raise ValueError(f"turn_at must be in [0.1, 0.9], got {turn_at}")
     arc = 0.2
-    a0, a1 = turn_at - arc / 2, turn_at + arc / 2
+    a0 = turn_at - arc / 2
     turn = math.radians(degrees)
 
     def heading(s: float) -> float:  # radians, positive turns left

@@ -116,6 +116,13 @@ class World:
             raise WorldError(f"{path} is not a {SCHEMA} v{SCHEMA_VERSION} file")
         return cls(root, state)
 
+    def recover(self) -> "World":
+        """Remove what an interrupted round left behind. Call it only while no round runs on
+        this world (e.g. when a service starts); a running round's folder looks the same."""
+        for partial in (self.root / "rounds").glob("*.partial"):
+            shutil.rmtree(partial, ignore_errors=True)
+        return self
+
     def _save_state(self) -> None:
         write_json(self.root / "world.json", self.state)
 

@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-
 from spatia.cli import main
 
 pytestmark = [pytest.mark.bpy, pytest.mark.slow]

@@ -71,7 +71,7 @@ def test_shot_from_animated_camera_validates_and_matches_export(addon):
 def test_camera_path_presets_key_the_camera(addon, preset):
     bpy = addon
 
-    from spatia_blender import presets
+    from spatia_blender import presets, runtime
     from spatia_blender.camera_export import export_camera
     from spatia_blender.camera_math import blender_to_w2c
 
@@ -84,7 +84,7 @@ def test_camera_path_presets_key_the_camera(addon, preset):
     bpy.context.view_layer.update()
     base = np.array(obj.matrix_world)
     assert bpy.ops.spatia.camera_path(preset=preset) == {"FINISHED"}
-    expected = presets.camera_path(presets.BUILTIN_CAMERA_PATHS[preset], base, 25)
+    expected = presets.camera_path(presets.camera_presets(runtime.presets_dir())[preset], base, 25)
     exported = export_camera(scene, obj)
     np.testing.assert_allclose(exported["w2c"], blender_to_w2c(np.stack(expected)), atol=1e-5)
     np.testing.assert_allclose(exported["w2c"][0], blender_to_w2c(base), atol=1e-5)

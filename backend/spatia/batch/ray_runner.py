@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .jobs import ShotJob, sha256_file, stage_dir
+from .jobs import BatchError, ShotJob, sha256_file, stage_dir
 from .runner import execute_shot, failure_report
 
 
@@ -74,7 +74,7 @@ def run_on_ray(jobs: list[ShotJob], out: Path, address: str, record, *, cpus_per
     try:
         ray, started = _connect(address)
     except ImportError:
-        raise ImportError("--ray needs Ray: pip install ray") from None
+        raise BatchError("--ray needs Ray on this machine and every node: pip install ray") from None
     try:
         resources = task_resources(ray.cluster_resources(), cpus_per_shot)
         task = ray.remote(shot_task).options(max_retries=0, **resources)
@@ -88,7 +88,7 @@ def run_on_ray(jobs: list[ShotJob], out: Path, address: str, record, *, cpus_per
             stage = stage_dir(out, job.name)
             try:
                 report, archive = ray.get(done[0])
-            except Exception as exc:  # noqa: BLE001 - a lost node or a task error fails this shot only
+            except Exception as exc:
                 report = failure_report(job, "ray", type(exc).__name__, f"the Ray task failed: {exc}")
                 stage.mkdir(parents=True, exist_ok=True)
             else:

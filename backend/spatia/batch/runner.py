@@ -25,8 +25,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import write_json
-from .jobs import (LOG, PROGRESS_PREFIX, REPORT, REPORT_SCHEMA, SUMMARY, BatchOptions, ShotJob, code_version, find_shots,
-                   presets_digest, sha256_file, shot_dir, shot_key, shot_names, stage_dir)
+from .jobs import (
+    LOG,
+    PROGRESS_PREFIX,
+    REPORT,
+    REPORT_SCHEMA,
+    SUMMARY,
+    BatchOptions,
+    ShotJob,
+    code_version,
+    find_shots,
+    presets_digest,
+    sha256_file,
+    shot_dir,
+    shot_key,
+    shot_names,
+    stage_dir,
+)
 
 SUMMARY_SCHEMA = "spatia.batch"
 LOG_TAIL_LINES = 30
@@ -259,7 +274,7 @@ def plan_jobs(paths, out: Path, options: BatchOptions) -> list[ShotJob]:
             for name, blend in zip(names, blends)]
 
 
-def run_batch(paths, out, options: BatchOptions = BatchOptions(), *, force: bool = False, ray: str | None = None,
+def run_batch(paths, out, options: BatchOptions | None = None, *, force: bool = False, ray: str | None = None,
               ray_cpus: int | None = None, progress: bool = True) -> BatchResult:
     """Run every shot in `paths` (.blend files or folders of them) into `out`.
 
@@ -269,7 +284,7 @@ def run_batch(paths, out, options: BatchOptions = BatchOptions(), *, force: bool
     instead of one GPU (CPU-only clusters are detected without it).
     """
     out = Path(out).resolve()
-    jobs = plan_jobs(paths, out, options)
+    jobs = plan_jobs(paths, out, options or BatchOptions())
     out.mkdir(parents=True, exist_ok=True)
     code = jobs[0].options["code_version"]
     bar = _Bar(len(jobs), progress)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..io import write_json
 from .jobs import PROGRESS_PREFIX, REPORT, REPORT_SCHEMA, ShotJob, sha256_file
+
 STAGES = ("open", "camera", "settings", "model", "init", "generate", "outputs", "blend")
 # Fractions of the shot's progress bar at which each stage starts.
 _STAGE_START = {"open": 0.0, "camera": 0.04, "settings": 0.05, "model": 0.07, "init": 0.08, "generate": 0.15,
@@ -74,7 +75,7 @@ class ShotRun:
         t = time.perf_counter()
         try:
             return fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - every failure is reported with its stage
+        except BaseException as exc:
             raise StageError(name, exc) from exc
         finally:
             self.report["timings"][f"{name}_s"] = round(time.perf_counter() - t, 3)

@@ -74,11 +74,11 @@ class WorldStorage:
 
     def open(self, world_id: str, *, recover: bool = False) -> World:
         """The world, read from its world.json. `recover=True` (only for the job about to run
-        on it) goes through World.open, which also removes folders a crashed round left;
-        readers must not do that, as a running round's folder looks the same."""
+        on it, or at start-up) also removes folders a crashed round left; readers must not do
+        that, as a running round's folder looks the same."""
         path = self.path(world_id)
         if recover:
-            return World.open(path)
+            return World.open(path).recover()
         try:
             state = json.loads((path / "world.json").read_text())
         except (OSError, ValueError) as err:
