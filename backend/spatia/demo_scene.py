@@ -56,8 +56,10 @@ def add_box(bpy, name, location, size, material):
     return obj
 
 
-def build_demo_room(width: int = 320, height: int = 176, fps: int = 24):
-    """Reset Blender to an empty file and build the room; returns DemoScene(scene, camera)."""
+def empty_scene(width: int, height: int, fps: int = 24, *, sky=(0.6, 0.7, 0.9), sun_energy: float = 2.5,
+                clip_end: float = 100.0):
+    """Reset Blender to an empty file set up for fast CPU Cycles renders, open to a sky and lit
+    by a sun (little bounce light needed, so few samples look clean); returns (scene, camera)."""
     import bpy
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -66,18 +68,37 @@ def build_demo_room(width: int = 320, height: int = 176, fps: int = 24):
     scene.cycles.device = "CPU"
     scene.cycles.samples = 16
     scene.cycles.use_denoising = False
-    scene.cycles.max_bounces = 2  # an open room lit by sun and sky: little bounce light needed
+    scene.cycles.max_bounces = 2
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = width, height, 100
     scene.render.fps = fps
     scene.view_settings.view_transform = "Standard"
 
-    world = bpy.data.worlds.new("Spatia Demo World")
+    world = bpy.data.worlds.new("Spatia Sky")
     if world.node_tree is None:  # Blender < 5 creates node trees on demand
         world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.6, 0.7, 0.9, 1.0)
+    world.node_tree.nodes["Background"].inputs["Color"].default_value = (*sky, 1.0)
     world.node_tree.nodes["Background"].inputs["Strength"].default_value = 1.0
     scene.world = world
 
+    light = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
+    light.data.energy = sun_energy
+    light.rotation_euler = (0.7, 0.0, 0.4)  # from the south: lights the room's far (north) wall
+    scene.collection.objects.link(light)
+
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    camera.data.lens = 24.0
+    camera.data.sensor_width = 36.0
+    camera.data.clip_end = clip_end
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    return scene, camera
+
+
+def build_demo_room(width: int = 320, height: int = 176, fps: int = 24):
+    """Reset Blender to an empty file and build the room; returns DemoScene(scene, camera)."""
+    import bpy
+
+    scene, camera = empty_scene(width, height, fps)
     h, t = ROOM_HALF, 0.1
     floor = material(bpy, "Floor", "checker", (0.85, 0.8, 0.7), (0.25, 0.2, 0.18), 8.0)
     add_box(bpy, "Floor", (0, 0, -t / 2), (2 * h, 2 * h, t), floor)
@@ -98,17 +119,6 @@ def build_demo_room(width: int = 320, height: int = 176, fps: int = 24):
     ball.data.materials.append(material(bpy, "Ball", "checker", (0.9, 0.1, 0.1), (0.95, 0.95, 0.95), 6.0))
     bpy.ops.object.shade_smooth()
 
-    # Open to the sky (no ceiling): sun and sky light the room evenly with little noise.
-    light = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
-    light.data.energy = 2.5
-    light.rotation_euler = (0.7, 0.0, 0.4)
-    scene.collection.objects.link(light)
-
-    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    camera.data.lens = 24.0
-    camera.data.sensor_width = 36.0
-    scene.collection.objects.link(camera)
-    scene.camera = camera
     return DemoScene(scene, camera)
 
 

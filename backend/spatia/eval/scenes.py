@@ -11,42 +11,14 @@ import math
 
 import numpy as np
 
-from spatia.demo_scene import DemoScene, add_box, material, build_demo_room
+from spatia.demo_scene import DemoScene, add_box, build_demo_room, empty_scene, material
 
 
 def _empty_scene(width: int, height: int, fps: int = 24, sky=(0.6, 0.7, 0.9)):
-    """Factory-empty file with the render, sky, sun and camera settings of the demo room."""
+    """The demo room's empty scene, with a stronger sun and a far clip for large outdoor scenes."""
     import bpy
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene = bpy.context.scene
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = 16
-    scene.cycles.use_denoising = False
-    scene.cycles.max_bounces = 2
-    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = width, height, 100
-    scene.render.fps = fps
-    scene.view_settings.view_transform = "Standard"
-
-    world = bpy.data.worlds.new("Spatia Eval Sky")
-    if world.node_tree is None:  # Blender < 5 creates node trees on demand
-        world.use_nodes = True
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (*sky, 1.0)
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = 1.0
-    scene.world = world
-
-    light = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", "SUN"))
-    light.data.energy = 3.0
-    light.rotation_euler = (0.7, 0.0, 0.4)
-    scene.collection.objects.link(light)
-
-    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
-    camera.data.lens = 24.0
-    camera.data.sensor_width = 36.0
-    camera.data.clip_end = 500.0
-    scene.collection.objects.link(camera)
-    scene.camera = camera
+    scene, camera = empty_scene(width, height, fps, sky=sky, sun_energy=3.0, clip_end=500.0)
     return bpy, scene, camera
 
 
