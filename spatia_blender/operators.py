@@ -214,6 +214,26 @@ def _world_name(context) -> str:
     return context.scene.spatia.world_name.strip() or context.scene.name
 
 
+def _create_world(operator, context, client, *, kind, size, camera, files, start, started):
+    """Create a world on the backend off the main thread, then import its first memory."""
+    scene, settings = context.scene, context.scene.spatia
+    fps = scene.render.fps / scene.render.fps_base
+    name, voxel = _world_name(context), settings.voxel_size
+
+    def work(task, report):
+        client.health()  # a backend of another API version is refused before anything is sent
+        world = client.create_world(name=name, kind=kind, width=size[0], height=size[1], fps=fps, voxel_size=voxel,
+                                    camera=camera, files=files)
+        return fetch_memory(client, world["id"])
+
+    def done(scene, fetched):
+        scene.spatia.world_frame_start = start
+        scene.spatia.clips.clear()
+        return "new " + apply_memory(scene, fetched)
+
+    return run_async(operator, context, WORLD_TASK, work, done, started=started)
+
+
 class SPATIA_OT_world_from_render(bpy.types.Operator):
     """Create a new world from the active camera's render at the first frame (colour + exact depth + camera)"""
 
@@ -247,21 +267,8 @@ class SPATIA_OT_world_from_render(bpy.types.Operator):
         files = {"image": ("image.png", payloads.encode_png(shot["rgb"]), "image/png"),
                  "depth": ("depth.npy", payloads.encode_npy(shot["depth"]), "application/octet-stream")}
         camera = payloads.single_camera(shot["intrinsics"], shot["w2c"])
-        fps = scene.render.fps / scene.render.fps_base
-        name, voxel = _world_name(context), settings.voxel_size
-
-        def work(task, report):
-            client.health()  # a backend of another API version is refused before anything is sent
-            world = client.create_world(name=name, kind="rgbd", width=shot["width"], height=shot["height"], fps=fps,
-                                        voxel_size=voxel, camera=camera, files=files)
-            return fetch_memory(client, world["id"])
-
-        def done(scene, fetched):
-            scene.spatia.world_frame_start = start
-            scene.spatia.clips.clear()
-            return "new " + apply_memory(scene, fetched)
-
-        return run_async(self, context, WORLD_TASK, work, done, started="creating the world...")
+        return _create_world(self, context, client, kind="rgbd", size=(shot["width"], shot["height"]), camera=camera,
+                             files=files, start=start, started="creating the world...")
 
 
 class SPATIA_OT_world_from_image(bpy.types.Operator):
@@ -317,21 +324,8 @@ class SPATIA_OT_world_from_image(bpy.types.Operator):
             data = handle.read()
         mime = "image/png" if ext == ".png" else "image/jpeg"
         files = {"image": (os.path.basename(path), data, mime)}
-        fps = scene.render.fps / scene.render.fps_base
-        name, voxel = _world_name(context), settings.voxel_size
-
-        def work(task, report):
-            client.health()  # a backend of another API version is refused before anything is sent
-            world = client.create_world(name=name, kind="image", width=width, height=height, fps=fps, voxel_size=voxel,
-                                        camera=camera, files=files)
-            return fetch_memory(client, world["id"])
-
-        def done(scene, fetched):
-            scene.spatia.world_frame_start = start
-            scene.spatia.clips.clear()
-            return "new " + apply_memory(scene, fetched)
-
-        return run_async(self, context, WORLD_TASK, work, done, started="creating the world (estimating depth)...")
+        return _create_world(self, context, client, kind="image", size=(width, height), camera=camera, files=files,
+                             start=start, started="creating the world (estimating depth)...")
 
 
 class SPATIA_OT_world_refresh(bpy.types.Operator):

@@ -1,4 +1,3 @@
-import math
 from types import SimpleNamespace
 
 import numpy as np
