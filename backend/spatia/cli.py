@@ -73,7 +73,7 @@ def _cmd_generate(args) -> int:
                 raise CliError(str(exc)) from exc
         elif args.case:
             report = run_case(Path(args.case), Path(args.out), generator=args.generator, seed=args.seed,
-                              steps=args.steps, progress=update)
+                              steps=args.steps, vram=args.vram, progress=update)
         else:
             report = run_shot(Path(args.shot), Path(args.out), generator=args.generator, progress=update)
     finally:
@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--generator", default=None, help="generator preset (default: the shot's, else preview)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--steps", type=int, default=None)
+    gen.add_argument("--vram", default="auto", help="VRAM preset (8gb ... 80gb, see presets/vram.json), a mode "
+                     "(gpu, model, group, sequential) or auto (default); a shot file's own setting wins")
     gen.add_argument("--server", help="run on a Spatia service at this URL (with --shot), e.g. http://127.0.0.1:8765")
     gen.add_argument("--token", default=os.environ.get("SPATIA_TOKEN"), help="the service's token (default: $SPATIA_TOKEN)")
     gen.set_defaults(func=_cmd_generate)

@@ -21,6 +21,15 @@ from .shot import load_shot
 from .world import GenerateSettings, World, WorldError
 
 
+def generator_for(name: str, vram: str = "auto") -> VideoGenerator:
+    """The generator preset `name`, placed on the GPU as the `vram` setting says (a VRAM preset
+    such as "24gb", a mode such as "model" offload, or "auto" from the free memory)."""
+    from . import presets
+
+    runtime = presets.runtime_settings(vram, name)
+    return get_generator(name, **({"runtime": runtime.runtime_options()} if runtime else {}))
+
+
 def _prepare_out(out: Path) -> Path:
     out = Path(out)
     if (out / "world" / "world.json").exists():
@@ -56,13 +65,13 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
 
 def run_case(case_dir, out, *, generator: str | VideoGenerator | None = None,
              depth: str | DepthEstimator = "depth-pro", seed: int = 0, steps: int | None = None,
-             settings: GenerateSettings | None = None, progress=None) -> dict:
+             vram: str = "auto", settings: GenerateSettings | None = None, progress=None) -> dict:
     """Generate the video of a reference test case folder into `out`."""
     case = read_reference_case(case_dir)
     settings = settings or GenerateSettings(seed=seed, steps=steps)
     plan_rounds(len(case.trajectory), case.prompts, first_round_frames=settings.first_round_frames,
                 round_frames=settings.round_frames, overlap=settings.overlap)
-    gen = generator if isinstance(generator, VideoGenerator) else get_generator(generator or "preview")
+    gen = generator if isinstance(generator, VideoGenerator) else generator_for(generator or "preview", vram)
     gen.check_available()
     depth_estimator = get_depth_estimator(depth) if isinstance(depth, str) else depth
     depth_estimator.check_available()
@@ -92,7 +101,7 @@ def run_shot(shot_path, out, *, generator: str | VideoGenerator | None = None,
         dynamic_prompts=list(spec.dynamic_prompts), first_round_frames=plan.first_round_frames,
         round_frames=plan.round_frames, overlap=plan.overlap,
     )
-    gen = get_generator(generator or spec.generator) if not isinstance(generator, VideoGenerator) else generator
+    gen = generator if isinstance(generator, VideoGenerator) else generator_for(generator or spec.generator, spec.vram)
     gen.check_available()
     depth_estimator = depth if isinstance(depth, DepthEstimator) else (get_depth_estimator(depth) if depth else None)
     segmenter = None

@@ -25,6 +25,7 @@ class UpdateSettings:
     align_shift: bool = False  # metric depth models need a scale; a shift is for affine-invariant ones
     max_points: int | None = 4_000_000
     render_device: str | None = None
+    chunk_frames: int = 4  # frames back-projected and fused together
 
 
 @dataclass
@@ -95,29 +96,29 @@ def update_memory(
     stats = UpdateStats(points_before=len(memory), excluded_pixels=int(dynamic.sum()))
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
 
-    aligned, stats.alignments = align_to_memory(memory, depth, cameras, ~dynamic, settings)
-    static_valid = (aligned > 0) & ~dynamic
-    if len(memory):
-        memory, stats.carved = carve(memory, aligned, cameras, margin_abs=settings.carve_margin_abs,
-                                     margin_rel=settings.carve_margin_rel, valid=static_valid)
-    points = points_from_depth(aligned, frames, cameras, exclude=dynamic, conf=confidence,
-                               frames=np.asarray(frame_indices, dtype=np.int64))
-    stats.added_pixels = len(points)
-    memory = fuse_points(memory, points)
+    # A few frames at a time: back-projected points of a whole clip at full resolution would
+    # not fit in memory (about 100 bytes a pixel in flight), and later frames then align to a
+    # memory that already holds the earlier ones.
+    aligned = np.empty_like(depth)
+    indices = np.asarray(frame_indices, dtype=np.int64)
+    for start in range(0, count, settings.chunk_frames):
+        part = slice(start, min(start + settings.chunk_frames, count))
+        cams = cameras[part]
+        aligned[part], fits = align_to_memory(memory, depth[part], cams, ~dynamic[part], settings)
+        stats.alignments += fits
+        static_valid = (aligned[part] > 0) & ~dynamic[part]
+        if len(memory):
+            memory, carved = carve(memory, aligned[part], cams, margin_abs=settings.carve_margin_abs,
+                                   margin_rel=settings.carve_margin_rel, valid=static_valid)
+            stats.carved += carved
+        points = points_from_depth(aligned[part], frames[part], cams, exclude=dynamic[part],
+                                   conf=None if confidence is None else confidence[part], frames=indices[part])
+        stats.added_pixels += len(points)
+        memory = fuse_points(memory, points)
     if settings.max_points is not None and len(memory) > settings.max_points:
         memory = apply_budget(memory, max_points=settings.max_points)
     stats.points_after = len(memory)
     return memory, aligned, stats
-
-
-def seed_memory(frames: np.ndarray, depth: np.ndarray, cameras: Cameras, *, voxel_size: float,
-                dynamic: np.ndarray | None = None, frame_indices=None) -> SpatialMemory:
-    """A first memory from frames with known (exact or estimated metric) depth."""
-    empty = SpatialMemory.empty(voxel_size)
-    indices = np.arange(len(cameras)) if frame_indices is None else frame_indices
-    memory, _, _ = update_memory(empty, frames, depth, cameras, indices, dynamic=dynamic,
-                                 settings=UpdateSettings(align=False, max_points=None))
-    return memory
 
 
 def coverage(memory: SpatialMemory, cameras: Cameras, *, device: str | None = None) -> np.ndarray:
@@ -128,4 +129,4 @@ def coverage(memory: SpatialMemory, cameras: Cameras, *, device: str | None = No
     return result.mask.float().mean(dim=(1, 2)).cpu().numpy()
 
 
-__all__ = ["UpdateSettings", "UpdateStats", "align_to_memory", "coverage", "seed_memory", "update_memory"]
+__all__ = ["UpdateSettings", "UpdateStats", "align_to_memory", "coverage", "update_memory"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,15 @@ def write_frames(target, frames: np.ndarray, *, start: int = 0, single: bool = F
     else:
         target.mkdir(parents=True, exist_ok=True)
         paths = [target / f"{start + i:06d}.png" for i in range(len(frames))]
-    for frame, path in zip(frames, paths):
+    def save(item):
+        frame, path = item
         tmp = path.with_name(f".{path.name}.tmp")
         Image.fromarray(frame).save(tmp, format="PNG", compress_level=1)
         os.replace(tmp, path)
+
+    # PNG encoding releases the GIL: a few threads keep every core busy.
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(pool.map(save, zip(frames, paths)))
     return paths
 
 

@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -379,9 +380,12 @@ class World:
 
         progress(0.9, "saving clip")
         t = time.perf_counter()
-        write_frames(self.root / "frames", frames[rnd.overlap:], start=rnd.new_start)
-        write_video(partial / "clip.mp4", frames, self.fps)
-        write_video(partial / "projection.mp4", proj_rgb, self.fps)
+        with ThreadPoolExecutor(max_workers=2) as pool:  # the encoders run in ffmpeg processes alongside
+            videos = [pool.submit(write_video, partial / "clip.mp4", frames, self.fps),
+                      pool.submit(write_video, partial / "projection.mp4", proj_rgb, self.fps)]
+            write_frames(self.root / "frames", frames[rnd.overlap:], start=rnd.new_start)
+            for video in videos:
+                video.result()
         self._write_camera_json(cams if past is None else past.concat(cams[rnd.overlap:]))
         timings["save_s"] = time.perf_counter() - t
         timings["total_s"] = time.perf_counter() - t_start
@@ -425,12 +429,13 @@ class World:
         keys = sorted(int(p.stem) for p in (self.root / "keyframes").glob("[0-9]*.npz"))
         keys = [k for k in keys if past is not None and k < self.frame_count]
         replay = dict(settings.__dict__, align=False)
-        if keys:
-            saved = [np.load(self.root / "keyframes" / f"{k:06d}.npz") for k in keys]
+        for start in range(0, len(keys), settings.chunk_frames):  # a few keyframes in memory at a time
+            part = keys[start:start + settings.chunk_frames]
+            saved = [np.load(self.root / "keyframes" / f"{k:06d}.npz") for k in part]
             depth = np.stack([d["depth"].astype(np.float32) for d in saved])
             dynamic = np.stack([d["dynamic"] for d in saved])
             confidence = np.stack([d["confidence"].astype(np.float32) for d in saved])
-            memory, _, _ = update_memory(memory, self.frames(keys), depth, past[keys], keys, dynamic=dynamic,
+            memory, _, _ = update_memory(memory, self.frames(part), depth, past[part], part, dynamic=dynamic,
                                          confidence=confidence, settings=UpdateSettings(**replay))
         if extra is not None:
             frames, depth, cams, keys, dynamic, confidence = extra

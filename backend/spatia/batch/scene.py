@@ -85,10 +85,11 @@ def read_shot(scene, options: dict) -> Shot:
 
 def prepare_models(shot: Shot) -> dict:
     """The generator (and the depth and segmentation models it needs), checked before any work."""
-    from ..models import get_depth_estimator, get_generator, get_segmenter
+    from ..models import get_depth_estimator, get_segmenter
+    from ..pipeline import generator_for
 
     runtime = presets.runtime_settings(shot.spec["vram"], shot.generator)
-    generator = get_generator(shot.generator, **({"runtime": runtime.runtime_options()} if runtime else {}))
+    generator = generator_for(shot.generator, shot.spec["vram"])
     generator.check_available()
     models = {"generator": generator, "depth": None, "segmenter": None,
               "runtime": None if runtime is None else runtime.model_dump()}
