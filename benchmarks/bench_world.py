@@ -24,8 +24,14 @@ from spatia.world import GenerateSettings, World
 ROOM = np.array([6.0, 6.0, 3.0])  # half extents x, y and full height z, metres
 
 
-def box_room_views(cameras: Cameras) -> tuple[np.ndarray, np.ndarray]:
-    """Exact colour and z-depth of a box room [-6,6]x[-6,6]x[0,3] with checkered walls."""
+def box_room_views(cameras: Cameras, chunk: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Exact colour and z-depth of a box room [-6,6]x[-6,6]x[0,3] with checkered walls
+    (a few frames at a time, so the ground truth does not dominate the peak memory)."""
+    parts = [_box_room_views(cameras[i:i + chunk]) for i in range(0, len(cameras), chunk)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _box_room_views(cameras: Cameras) -> tuple[np.ndarray, np.ndarray]:
     f, h, w = len(cameras), cameras.height, cameras.width
     u = np.arange(w) + 0.5
     v = np.arange(h) + 0.5

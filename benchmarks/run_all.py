@@ -41,9 +41,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--only", nargs="*", help="benchmark names (e.g. render fusion)")
+    parser.add_argument("--collect", action="store_true", help="run nothing: gather the results already written")
     args, extra = parser.parse_known_args(argv)
     scripts = [p for p in discover() if not args.only or p.stem.removeprefix("bench_") in args.only]
     summary = {"machine": machine(), "quick": args.quick, "results": {}, "failed": []}
+    if args.collect:
+        scripts = []
+        for result in sorted(RESULTS_DIR.glob("*.json")):
+            if result.stem != "summary":
+                summary["results"][result.stem] = json.loads(result.read_text())
     for script in scripts:
         name = script.stem.removeprefix("bench_")
         print(f"== {name}", flush=True)

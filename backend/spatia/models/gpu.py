@@ -16,12 +16,13 @@ A CUDA out-of-memory error becomes `ModelUnavailable` naming the next mode to tr
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
-from .base import ModelUnavailable
+from .base import ModelUnavailable, VideoGenerator
 
 VRAM_MODES = ("gpu", "model", "group", "sequential")
 
@@ -156,3 +157,32 @@ __all__ = [
     "out_of_memory_as_unavailable",
     "set_attention_backend",
 ]
+
+
+class DiffusersGenerator(VideoGenerator):
+    """What the diffusers-based generators share: the pipeline loads lazily, once, from any
+    thread, and is placed on the GPU as the runtime options say; subclasses provide _load()."""
+
+    def _setup_pipeline(self, pipeline, runtime: RuntimeOptions | None) -> None:
+        self.runtime = runtime or RuntimeOptions()
+        self._pipe = pipeline
+        self._placed = False
+        self._lock = threading.Lock()
+
+    def _load(self):
+        raise NotImplementedError
+
+    def _pipeline(self):
+        with self._lock:
+            if self._pipe is None:
+                self._pipe = self._load()
+            if not self._placed:
+                with out_of_memory_as_unavailable(self.runtime, "loading"):
+                    apply_runtime(self._pipe, self.runtime)
+                self._placed = True
+            return self._pipe
+
+    def _require_gpu(self, message: str) -> None:
+        """ModelUnavailable(message) unless a GPU is there or a device was chosen explicitly."""
+        if self.runtime.resolved_device().type == "cpu" and self.runtime.device is None:
+            raise ModelUnavailable(message)

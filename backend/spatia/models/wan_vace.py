@@ -13,7 +13,6 @@ VACE treats known pixels as strong conditioning, not as a hard constraint; with
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +26,9 @@ from .base import (
     ModelRequirements,
     ModelUnavailable,
     ProgressFn,
-    VideoGenerator,
     report,
 )
-from .gpu import RuntimeOptions, apply_runtime, out_of_memory_as_unavailable
+from .gpu import DiffusersGenerator, RuntimeOptions, out_of_memory_as_unavailable
 from .loading import require_modules
 from .registry import get_preset, require_weights
 
@@ -62,7 +60,7 @@ def vace_inputs(request: GenerationRequest, frames: int) -> tuple[np.ndarray, np
     return video, mask
 
 
-class WanVaceGenerator(VideoGenerator):
+class WanVaceGenerator(DiffusersGenerator):
     """Weights load lazily from the preset's local folder; or pass a ready `pipeline`."""
 
     def __init__(
@@ -82,14 +80,11 @@ class WanVaceGenerator(VideoGenerator):
         self.preset = get_preset(preset)
         self.name = self.preset.name
         self.model_dir = Path(model_dir) if model_dir else None
-        self.runtime = runtime or RuntimeOptions()
+        self._setup_pipeline(pipeline, runtime)
         self.steps, self.guidance, self.shift = steps, guidance, shift
         self.conditioning_scale = conditioning_scale
         self.use_references = use_references
         self.pin_known_frames = pin_known_frames
-        self._pipe = pipeline
-        self._placed = False
-        self._lock = threading.Lock()
 
     @property
     def requirements(self) -> ModelRequirements:
@@ -100,8 +95,7 @@ class WanVaceGenerator(VideoGenerator):
         if self._pipe is not None:
             return
         require_modules(self.name, ("diffusers", "transformers", "accelerate"))
-        if self.runtime.resolved_device().type == "cpu" and self.runtime.device is None:
-            raise ModelUnavailable(f"{self.name} needs a CUDA GPU; none is available here. Use the 'preview' generator.")
+        self._require_gpu(f"{self.name} needs a CUDA GPU; none is available here. Use the 'preview' generator.")
         if self.model_dir is None:
             require_weights(self.preset)
         elif not (self.model_dir / "model_index.json").is_file():
@@ -118,16 +112,6 @@ class WanVaceGenerator(VideoGenerator):
         if self.shift is not None:
             pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=self.shift)
         return pipe
-
-    def _pipeline(self):
-        with self._lock:
-            if self._pipe is None:
-                self._pipe = self._load()
-            if not self._placed:
-                with out_of_memory_as_unavailable(self.runtime, "loading"):
-                    apply_runtime(self._pipe, self.runtime)
-                self._placed = True
-            return self._pipe
 
     def generate(
         self,

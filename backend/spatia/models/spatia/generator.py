@@ -16,7 +16,6 @@ previous clip's frames for the overlap in any case.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +25,10 @@ from ..base import (
     GenerationRequest,
     GenerationResult,
     ModelRequirements,
-    ModelUnavailable,
     ProgressFn,
-    VideoGenerator,
     report,
 )
-from ..gpu import RuntimeOptions, apply_runtime, out_of_memory_as_unavailable
+from ..gpu import DiffusersGenerator, RuntimeOptions, out_of_memory_as_unavailable
 from ..loading import require_modules
 from ..registry import get_preset, require_weights
 from .config import (
@@ -48,7 +45,7 @@ from .config import (
 _DENOISE_START, _DENOISE_END = 0.05, 0.95
 
 
-class SpatiaGenerator(VideoGenerator):
+class SpatiaGenerator(DiffusersGenerator):
     """The paper's model. Weights load lazily on first use from local folders (`spatia models
     download spatia-5b`), or pass a ready `pipeline` (and its `lora`) as the tests do."""
 
@@ -76,7 +73,7 @@ class SpatiaGenerator(VideoGenerator):
     ):
         self.preset = get_preset(preset)
         self.name = self.preset.name
-        self.runtime = runtime or RuntimeOptions()
+        self._setup_pipeline(pipeline, runtime)
         self.base_dir = Path(base_dir) if base_dir else None
         self.spatia_dir = Path(spatia_dir) if spatia_dir else None
         self.control_path = Path(control_path) if control_path else None
@@ -85,9 +82,7 @@ class SpatiaGenerator(VideoGenerator):
         self.control_scale, self.lora_scale = control_scale, lora_scale
         self.prompt_suffix, self.negative_prompt = prompt_suffix, negative_prompt
         self.pin_known_frames = pin_known_frames
-        self._pipe, self._lora = pipeline, lora
-        self._placed = False
-        self._lock = threading.Lock()
+        self._lora = lora
 
     @property
     def requirements(self) -> ModelRequirements:
@@ -97,32 +92,24 @@ class SpatiaGenerator(VideoGenerator):
         if self._pipe is not None:
             return
         require_modules(self.name, ("diffusers", "transformers", "accelerate", "safetensors"))
-        device = self.runtime.resolved_device()
-        if device.type == "cpu" and self.runtime.device is None:
-            raise ModelUnavailable(
-                f"{self.name} needs a CUDA GPU with about {self.preset.vram_gb:.0f} GB (or lower with "
-                "vram_mode='model'/'group'); none is available here. Use the 'preview' generator on this machine."
-            )
+        self._require_gpu(
+            f"{self.name} needs a CUDA GPU with about {self.preset.vram_gb:.0f} GB (or lower with "
+            "vram_mode='model'/'group'); none is available here. Use the 'preview' generator on this machine."
+        )
         if self.base_dir is None or (self.spatia_dir is None and self.control_path is None):
             require_weights(self.preset)
 
-    def _pipeline(self):
-        with self._lock:
-            if self._pipe is None:
-                from .loading import load_spatia_pipeline
+    def _load(self):
+        from .loading import load_spatia_pipeline
 
-                base_dir, spatia_dir = self.base_dir, self.spatia_dir
-                if base_dir is None or (spatia_dir is None and self.control_path is None):
-                    base_dir, spatia_dir = require_weights(self.preset)
-                self._pipe, self._lora = load_spatia_pipeline(
-                    base_dir, spatia_dir, control_path=self.control_path, lora_path=self.lora_path,
-                    lora_scale=self.lora_scale, dtype=self.runtime.resolved_dtype(),
-                )
-            if not self._placed:
-                with out_of_memory_as_unavailable(self.runtime, "loading"):
-                    apply_runtime(self._pipe, self.runtime)
-                self._placed = True
-            return self._pipe
+        base_dir, spatia_dir = self.base_dir, self.spatia_dir
+        if base_dir is None or (spatia_dir is None and self.control_path is None):
+            base_dir, spatia_dir = require_weights(self.preset)
+        pipe, self._lora = load_spatia_pipeline(
+            base_dir, spatia_dir, control_path=self.control_path, lora_path=self.lora_path,
+            lora_scale=self.lora_scale, dtype=self.runtime.resolved_dtype(),
+        )
+        return pipe
 
     def generate(
         self,
