@@ -282,8 +282,8 @@ class World:
             shutil.rmtree(partial, ignore_errors=True)  # renamed away on success
 
     def _run_round(self, rnd: Round, partial: Path, trajectory: Trajectory, generator: VideoGenerator,
-                        settings: GenerateSettings, depth_estimator, segmenter, user_masks,
-                        progress: Progress, should_cancel) -> dict:
+                   settings: GenerateSettings, depth_estimator, segmenter, user_masks,
+                   progress: Progress, should_cancel) -> dict:
         t_start = time.perf_counter()
         timings = {}
         cams = trajectory.cameras[rnd.start:rnd.end]
