@@ -9,9 +9,9 @@ _modules = []
 
 
 def _submodules():
-    from . import operators, preferences, properties, ui
+    from . import coverage_overlay, operators, preferences, properties, ui
 
-    return [properties, preferences, operators, ui]
+    return [properties, preferences, operators, ui, coverage_overlay]
 
 
 def register():

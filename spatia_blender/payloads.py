@@ -240,3 +240,26 @@ def coverage_summary(frames, coverage, threshold: float = 0.5) -> dict:
     worst = int(np.argmin(coverage))
     return {"mean": float(coverage.mean()), "min": float(coverage[worst]), "min_frame": int(frames[worst]),
             "low_frames": frames[coverage < threshold].tolist()}
+
+
+COVERAGE_LOW = np.array([0.85, 0.22, 0.16, 0.85], np.float32)  # nothing known: the model must invent
+COVERAGE_HIGH = np.array([0.25, 0.72, 0.35, 0.55], np.float32)  # all known: the memory steers the frame
+
+
+def coverage_bars(frames, coverage, *, frame_to_x: tuple[float, float], bottom: float, height: float):
+    """A bar per frame for the timeline overlay: vertices [4F, 2] in region pixels, RGBA
+    colours [4F, 4] (red where little is known, green where the memory covers the view) and
+    triangle indices [2F, 3]. `frame_to_x` is the (scale, offset) of the view's frame axis."""
+    frames = np.asarray(frames, dtype=np.float32)
+    coverage = np.clip(np.nan_to_num(np.asarray(coverage, dtype=np.float32)), 0.0, 1.0)
+    if frames.shape != coverage.shape or frames.ndim != 1:
+        raise ValueError(f"{len(coverage)} coverage values for {len(frames)} frames")
+    scale, offset = frame_to_x
+    left, right = (frames - 0.45) * scale + offset, (frames + 0.45) * scale + offset
+    top = bottom + height * np.maximum(coverage, 0.04)  # an empty frame still shows as a red sliver
+    verts = np.stack([np.stack([left, np.full_like(left, bottom)], 1), np.stack([right, np.full_like(left, bottom)], 1),
+                      np.stack([right, top], 1), np.stack([left, top], 1)], axis=1).reshape(-1, 2)
+    colours = np.repeat(COVERAGE_LOW + coverage[:, None] * (COVERAGE_HIGH - COVERAGE_LOW), 4, axis=0)
+    base = np.arange(len(frames), dtype=np.int32)[:, None] * 4
+    indices = (base[:, None, :] + np.array([[0, 1, 2], [0, 2, 3]], np.int32)[None]).reshape(-1, 3)
+    return verts, colours, indices

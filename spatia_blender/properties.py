@@ -109,6 +109,8 @@ class SpatiaSceneSettings(bpy.types.PropertyGroup):
     coverage_mean: FloatProperty(name="Mean coverage", default=-1.0, subtype="FACTOR")
     coverage_min: FloatProperty(name="Lowest coverage", default=-1.0, subtype="FACTOR")
     coverage_min_frame: IntProperty(name="At frame")
+    show_coverage: BoolProperty(name="Show in Timeline", default=True,
+                                description="Draw the coverage of each frame as bars in the Timeline and Dope Sheet")
 
     def frame_range(self, scene) -> tuple[int, int]:
         if self.use_scene_range:

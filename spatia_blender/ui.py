@@ -159,7 +159,9 @@ def draw_generate(layout, context) -> None:
         row = layout.row()
         row.alert = settings.status.startswith("Error")
         row.label(text=settings.status[:120])
-    layout.operator("spatia.coverage", icon="GRAPH")
+    row = layout.row(align=True)
+    row.operator("spatia.coverage", icon="GRAPH")
+    row.prop(settings, "show_coverage", text="", icon="SEQ_HISTOGRAM")
     if settings.coverage_mean >= 0:
         layout.label(text=f"coverage: mean {settings.coverage_mean:.0%}, lowest {settings.coverage_min:.0%} "
                           f"at frame {settings.coverage_min_frame}")

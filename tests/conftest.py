@@ -1,9 +1,17 @@
 import importlib.util
+import os
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 HAS_BPY = importlib.util.find_spec("bpy") is not None
+
+# The suite draws the same examples on every run, so a red run is reproducible and a green
+# one means something; SPATIA_HYPOTHESIS=explore draws fresh ones to hunt for new failures.
+settings.register_profile("repeatable", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile("explore" if os.environ.get("SPATIA_HYPOTHESIS") == "explore" else "repeatable")
 
 
 def pytest_collection_modifyitems(config, items):

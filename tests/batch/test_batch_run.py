@@ -174,3 +174,56 @@ def test_ray_task_runs_from_the_blend_bytes_alone(shot_blends, tmp_path):
     untar_folder(archive, tmp_path / "back")
     assert json.loads((tmp_path / "back" / "report.json").read_text()) == report
     assert "Read blend" in (tmp_path / "back" / "log.txt").read_text()
+
+
+BLENDER_STAND_IN = '''#!{python} -S
+"""Blender's command-line contract on the bpy module: `-b --factory-startup --python-exit-code N
+--python-expr EXPR -- ARGS`, sys.argv holding the whole command line, as the binary does.
+Started without `site`, so like Blender's own Python it sees bpy but not this environment's
+editable installs: spatia imports only through the paths the command gives it."""
+import sys
+sys.path.append({bpy_root!r})
+args = sys.argv[1:]
+assert args[:3] == ["-b", "--factory-startup", "--python-exit-code"], args
+exit_code, flag, expr = int(args[3]), args[4], args[5]
+assert flag == "--python-expr" and args[6] == "--", args
+import bpy
+bpy.ops.wm.read_factory_settings(use_empty=True)
+try:
+    import spatia
+    sys.exit("spatia must not be importable before the command adds its paths")
+except ImportError:
+    pass
+try:
+    exec(compile(expr, "<python-expr>", "exec"), {{"__name__": "__main__"}})
+except SystemExit as exc:
+    sys.exit(exc.code)
+except Exception:
+    import traceback
+    traceback.print_exc()
+    sys.exit(exit_code)
+'''
+
+
+def test_blender_binary_path_writes_the_same_outputs(local_run, shot_blends, tmp_path):
+    """`--blender PATH`: the shot runs in another program's Python, which gets our import
+    paths on its command line; the outputs match the bpy-module path."""
+    import stat
+    import sys
+
+    out_local, _ = local_run
+    blender = tmp_path / "bin" / "blender"
+    blender.parent.mkdir()
+    import site
+
+    bpy_root = next(root for root in site.getsitepackages() if (Path(root) / "bpy").is_dir())
+    blender.write_text(BLENDER_STAND_IN.format(python=sys.executable, bpy_root=bpy_root))
+    blender.chmod(blender.stat().st_mode | stat.S_IEXEC)
+    out = tmp_path / "out"
+    assert main(["batch", str(shot_blends / "alpha.blend"), "--out", str(out), "--samples", SAMPLES,
+                 "--blender", str(blender)]) == 0
+    here, there = out_local / "shots" / "alpha", out / "shots" / "alpha"
+    assert _files_digest(there / "world" / "frames") == _files_digest(here / "world" / "frames")
+    assert _sha(there / "memory.ply") == _sha(here / "memory.ply")
+    assert json.loads((there / "report.json").read_text())["hashes"] == \
+        json.loads((here / "report.json").read_text())["hashes"]

@@ -128,6 +128,21 @@ def test_linear_to_srgb():
 
 
 # --- encodings ----------------------------------------------------------------------------------
+def test_coverage_bars_geometry_and_colour():
+    frames, coverage = np.array([10, 11, 12]), np.array([0.0, 0.5, 1.0])
+    verts, colours, indices = payloads.coverage_bars(frames, coverage, frame_to_x=(20.0, -100.0), bottom=16, height=18)
+    assert verts.shape == (12, 2) and colours.shape == (12, 4) and indices.shape == (6, 3)
+    quads = verts.reshape(3, 4, 2)
+    np.testing.assert_allclose(quads[:, :, 0].mean(axis=1), frames * 20.0 - 100.0)  # centred on the frame
+    assert (quads[:, :, 0].max(axis=1) < quads[1:, :, 0].min(axis=1).tolist() + [np.inf]).all()  # bars do not overlap
+    np.testing.assert_allclose(quads[:, 2, 1] - 16, [18 * 0.04, 9.0, 18.0], rtol=1e-5)  # height follows coverage, never zero
+    np.testing.assert_allclose(colours[0], payloads.COVERAGE_LOW)  # red where the model must invent
+    np.testing.assert_allclose(colours[-1], payloads.COVERAGE_HIGH)
+    assert indices.max() == 11 and set(np.unique(indices[:2])) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="2 coverage values for 3 frames"):
+        payloads.coverage_bars(frames, coverage[:2], frame_to_x=(1, 0), bottom=0, height=1)
+
+
 def test_png_and_npy_decode():
     from PIL import Image
 

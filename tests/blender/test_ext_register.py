@@ -20,8 +20,9 @@ def test_register_unregister_reregister(addon):
     import addon_utils
 
     import spatia_blender
+    from spatia_blender import coverage_overlay
 
-    assert _registered(bpy)
+    assert _registered(bpy) and coverage_overlay.installed()
     for name in OPERATORS:
         op = getattr(bpy.ops.spatia, name)
         rna = op.get_rna_type()
@@ -41,7 +42,7 @@ def test_register_unregister_reregister(addon):
     assert ui._menu_entry in bpy.types.TOPBAR_MT_render._dyn_ui_initialize()
 
     addon_utils.disable("spatia_blender", default_set=True, handle_error=None)
-    assert not _registered(bpy)
+    assert not _registered(bpy) and not coverage_overlay.installed()
     assert ui._menu_entry not in bpy.types.TOPBAR_MT_render._dyn_ui_initialize()
     assert not hasattr(bpy.ops.spatia, "generate") or "generate" not in dir(bpy.ops.spatia)
     spatia_blender.register()  # directly, as a script would

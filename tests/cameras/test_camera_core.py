@@ -77,6 +77,10 @@ def test_look_at_points_the_optical_axis_at_the_target():
         (dict(intrinsics=[[100, 100, 16, 12]] * 2, w2c=np.tile(np.eye(4), (3, 1, 1))), "frame-count mismatch"),
         (dict(intrinsics=[100, 100, 16, 12], w2c=np.eye(4), width=0), "image size 0x24"),
         (dict(intrinsics=[100, 100, 16, 12], w2c=np.eye(3)), "w2c must have shape"),
+        # finite but far past any lens or scene: would overflow float32 projection to NaN
+        (dict(intrinsics=[3.07e38, 100, 16, 12], w2c=np.eye(4)), "frame 0: intrinsics .* exceed"),
+        (dict(intrinsics=[100, 100, 16, 12], w2c=np.diag([1.0, 1, 1, 1]) + np.eye(4, k=3) * 1e30),
+         "frame 0: pose translation .* exceeds"),
     ],
 )
 def test_validation_names_the_problem(kwargs, message):

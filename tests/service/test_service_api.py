@@ -204,6 +204,10 @@ def test_queries(client, world):
     with pytest.raises(SpatiaClientError) as err:
         client.raycast(world["id"], [[0, 0, 0]], [[0, 0, 0]])
     assert err.value.status == 422 and err.value.field == "directions[0]"
+    huge = dict(cams, intrinsics=[[3.07e38, 50.0, 32.0, 24.0]] * 2)  # finite, but NaN once projected in float32
+    with pytest.raises(SpatiaClientError) as err:
+        client.coverage(world["id"], huge)
+    assert err.value.status == 422 and "intrinsics" in str(err.value)
 
 
 def test_delete_world(client):

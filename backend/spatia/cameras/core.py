@@ -15,6 +15,9 @@ from spatia_blender.camera_math import rigid_inverse
 
 MAX_IMAGE_SIZE = 16384
 ORTHONORMAL_TOLERANCE = 1e-4
+# Bounds well past any real lens or scene; they keep projections finite in float32.
+MAX_INTRINSIC = 1e7  # pixels: focal lengths and principal points
+MAX_TRANSLATION = 1e7  # metres
 
 
 class CameraError(ValueError):
@@ -121,6 +124,10 @@ class Cameras:
         if f_bad.any():
             i = int(np.argmax(f_bad))
             raise CameraError(f"frame {i}: focal length must be positive, got fx={self.intrinsics[i, 0]}, fy={self.intrinsics[i, 1]}")
+        k_big = (np.abs(self.intrinsics) > MAX_INTRINSIC).any(axis=1)
+        if k_big.any():
+            i = int(np.argmax(k_big))
+            raise CameraError(f"frame {i}: intrinsics {self.intrinsics[i].tolist()} exceed {MAX_INTRINSIC:g} pixels")
         p_bad = ~np.isfinite(self.w2c).all(axis=(1, 2))
         if p_bad.any():
             raise CameraError(f"frame {int(np.argmax(p_bad))}: pose (w2c) is not finite")
@@ -128,6 +135,10 @@ class Cameras:
         if bottom_bad.any():
             i = int(np.argmax(bottom_bad))
             raise CameraError(f"frame {i}: pose (w2c) bottom row must be [0, 0, 0, 1], got {self.w2c[i, 3].tolist()}")
+        t_big = np.abs(self.w2c[:, :3, 3]).max(axis=1) > MAX_TRANSLATION
+        if t_big.any():
+            i = int(np.argmax(t_big))
+            raise CameraError(f"frame {i}: pose translation {self.w2c[i, :3, 3].tolist()} exceeds {MAX_TRANSLATION:g} m")
         rot = self.w2c[:, :3, :3]
         ortho_err = np.abs(rot @ np.swapaxes(rot, 1, 2) - np.eye(3)).max(axis=(1, 2))
         det = np.linalg.det(rot)
