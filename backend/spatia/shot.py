@@ -24,13 +24,15 @@ from typing import Annotated, Any, Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from spatia.cameras.core import MAX_IMAGE_SIZE, ORTHONORMAL_TOLERANCE, Cameras, Trajectory, interpolate_poses
+from spatia.cameras.core import MAX_IMAGE_SIZE, MAX_INTRINSIC, MAX_TRANSLATION, ORTHONORMAL_TOLERANCE, Cameras, Trajectory, interpolate_poses
 from spatia.io import write_atomic
 
 SHOT_SCHEMA = "spatia.shot"
 SHOT_VERSION = 1
 MIN_IMAGE_SIZE = 16
 MAX_SEED = 2**32 - 1
+MAX_FRAME_NUMBER = 1_048_574  # Blender's own frame limit (MAXFRAME)
+MAX_SHOT_FRAMES = 100_000  # first to last listed frame: over an hour at 24 fps
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 NonEmptyStr = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
@@ -47,7 +49,7 @@ class _Strict(BaseModel):
 class ShotFrame(_Strict):
     """The camera at one Blender frame."""
 
-    frame: int = Field(description="Blender frame number")
+    frame: int = Field(ge=-MAX_FRAME_NUMBER, le=MAX_FRAME_NUMBER, description="Blender frame number")
     intrinsics: Annotated[list[FiniteFloat], Field(min_length=4, max_length=4)] = Field(
         description="fx, fy, cx, cy in pixels for the shot's width and height"
     )
@@ -58,6 +60,8 @@ class ShotFrame(_Strict):
     def _positive_focal(cls, k: list[float]) -> list[float]:
         if k[0] <= 0 or k[1] <= 0:
             raise ValueError(f"focal lengths fx, fy must be positive, got {k[0]}, {k[1]}")
+        if max(abs(v) for v in k) > MAX_INTRINSIC:
+            raise ValueError(f"intrinsics {k} exceed {MAX_INTRINSIC:g} pixels")
         return k
 
     @field_validator("w2c")
@@ -68,6 +72,8 @@ class ShotFrame(_Strict):
         a = np.array(m)
         if np.abs(a[3] - [0.0, 0.0, 0.0, 1.0]).max() > 1e-9:
             raise ValueError(f"bottom row must be [0, 0, 0, 1], got {m[3]}")
+        if np.abs(a[:3, 3]).max() > MAX_TRANSLATION:
+            raise ValueError(f"translation {a[:3, 3].tolist()} exceeds {MAX_TRANSLATION:g} m")
         rot = a[:3, :3]
         err = np.abs(rot @ rot.T - np.eye(3)).max()
         if err > ORTHONORMAL_TOLERANCE or np.linalg.det(rot) <= 0:
@@ -150,6 +156,9 @@ class ShotSpec(_Strict):
             raise ValueError(
                 f"frame numbers must strictly increase: frames[{i}].frame = {numbers[i]} follows frames[{i - 1}].frame = {numbers[i - 1]}"
             )
+        span = int(numbers[-1] - numbers[0]) + 1 if len(numbers) else 0
+        if span > MAX_SHOT_FRAMES:  # the gaps are filled with one camera per frame
+            raise ValueError(f"frames {numbers[0]}..{numbers[-1]} span {span} frames; a shot holds at most {MAX_SHOT_FRAMES}")
         return frames
 
     # --- cameras -------------------------------------------------------------------------------

@@ -143,47 +143,88 @@ def replaced(value, path, new):
     return value
 
 
-def test_fuzz_nearly_valid_bodies(server, client, surface):
-    """Valid bodies with one value replaced: the checks behind the schema (ids, shapes, ranges)."""
+# Values at the edges of every type: overflow, float32 limits, empty containers, wrong kinds.
+EDGE_VALUES = [2**63 - 1, 2**63, -2**63 - 1, -1, 0, 1, 256, 1e-12, -1e-12, 3.0677e38, 3.5e38, 1e39, -1e308,
+               1e308, None, True, "1", "", [], [[]], {}, [1.0] * 5]
+
+
+def body_templates(world_id: str, other: str, version: int) -> list[tuple[str, dict]]:
+    """One valid body per POST operation; jobs land on `other` so `world_id` only sees queries and edits."""
     from service_fixtures import HEIGHT, INTRINSICS, WIDTH
 
-    world_id = surface["world"]
-    world_dir = server.data_dir / "worlds" / world_id
-    other = client.create_world("other", "points", WIDTH, HEIGHT,
-                                points=client.get_memory(world_id, 1))["id"]  # jobs land here, not on world_id
-    state = {"digest": digest(world_dir)}
-    camera = {"width": WIDTH, "height": HEIGHT, "intrinsics": [INTRINSICS], "w2c": [[[1, 0, 0, 0], [0, 1, 0, 0],
-                                                                                   [0, 0, 1, 0], [0, 0, 0, 1]]]}
-    session = requests.Session()
-    replacements = st.one_of(scalars, numeric_lists, st.sampled_from([2**63 - 1, 2**63, -1, 256, 3.5e38, 1e39, [],
-                                                                      [[]], {}, 0, 1e-12]))
+    camera = {"width": WIDTH, "height": HEIGHT, "intrinsics": [INTRINSICS],
+              "w2c": [[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]]}
+    return [
+        (f"/v1/worlds/{world_id}/memory/edits", {"parent": version, "delete_ids": [0, 1], "move_ids": [2],
+                                                  "move_xyz": [[0, 0, 1]], "add_xyz": [[0, 0, 1]],
+                                                  "add_rgb": [[1, 2, 3]]}),
+        (f"/v1/worlds/{world_id}/memory/revert", {"version": 1}),
+        (f"/v1/worlds/{world_id}/query/render", {"cameras": camera, "version": None}),
+        (f"/v1/worlds/{world_id}/query/coverage", {"cameras": camera}),
+        (f"/v1/worlds/{world_id}/query/points-in-box", {"min": [-1, -1, 0], "max": [1, 1, 3], "limit": 10}),
+        (f"/v1/worlds/{world_id}/query/raycast", {"origins": [[0, 0, 0]], "directions": [[0, 0, 1]]}),
+        ("/v1/jobs", {"world_id": other, "shot": shot(3, first_round=3, round_frames=3, overlap=1)}),
+    ]
+
+
+class Checker:
+    """Posts a body; asserts no 500, an error body on a 4xx, and an unchanged world after a rejection."""
+
+    def __init__(self, server, world_id: str):
+        self.url, self.world_dir = server.url, server.data_dir / "worlds" / world_id
+        self.session, self.digest, self.accepted = requests.Session(), digest(self.world_dir), 0
+
+    def version(self) -> int:
+        return json.loads((self.world_dir / "world.json").read_text())["memory_version"]
+
+    def post(self, path: str, body, changed=None) -> None:
+        response = self.session.post(self.url + path, json=body, timeout=30)
+        assert response.status_code < 500, (path, changed, response.text[:300], body)
+        if response.status_code >= 400:
+            assert response.json()["error"]["message"]
+            assert digest(self.world_dir) == self.digest, (path, body, response.text)
+        else:
+            self.accepted += 1
+            self.digest = digest(self.world_dir)
+
+
+@pytest.fixture
+def other_world(client, surface):
+    from service_fixtures import HEIGHT, WIDTH
+
+    other = client.create_world("other", "points", WIDTH, HEIGHT, points=client.get_memory(surface["world"], 1))["id"]
+    yield other
+    for job in client.list_jobs(other):  # anything a test managed to queue is stopped
+        client.cancel_job(job["id"])
+
+
+def test_every_field_takes_every_edge_value(server, surface, other_world):
+    """Deterministic sweep: each leaf of each valid body replaced by each edge value."""
+    checker = Checker(server, surface["world"])
+    posted = 0
+    for index in range(len(body_templates(surface["world"], other_world, 1))):
+        path, body = body_templates(surface["world"], other_world, checker.version())[index]
+        leaves = list(leaf_paths(body))
+        if path == "/v1/jobs":  # one camera's fields stand for all frames
+            leaves = [leaf for leaf in leaves if leaf[:2] != ("shot", "frames") or leaf[2] == 0]
+        for leaf in leaves:
+            for value in EDGE_VALUES:
+                path, body = body_templates(surface["world"], other_world, checker.version())[index]
+                checker.post(path, replaced(body, leaf, value), changed=(leaf, value))
+                posted += 1
+    assert posted > 1000 and 0 < checker.accepted < posted
+
+
+def test_fuzz_nearly_valid_bodies(server, surface, other_world):
+    """Valid bodies with one value replaced: the checks behind the schema (ids, shapes, ranges)."""
+    checker = Checker(server, surface["world"])
+    replacements = st.one_of(scalars, numeric_lists, st.sampled_from(EDGE_VALUES))
 
     @settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.data())
     def run(data):
-        current = json.loads((world_dir / "world.json").read_text())["memory_version"]
-        templates = [
-            (f"/v1/worlds/{world_id}/memory/edits", {"parent": current, "delete_ids": [0, 1], "move_ids": [2],
-                                                      "move_xyz": [[0, 0, 1]], "add_xyz": [[0, 0, 1]],
-                                                      "add_rgb": [[1, 2, 3]]}),
-            (f"/v1/worlds/{world_id}/memory/revert", {"version": 1}),
-            (f"/v1/worlds/{world_id}/query/render", {"cameras": camera, "version": None}),
-            (f"/v1/worlds/{world_id}/query/coverage", {"cameras": camera}),
-            (f"/v1/worlds/{world_id}/query/points-in-box", {"min": [-1, -1, 0], "max": [1, 1, 3], "limit": 10}),
-            (f"/v1/worlds/{world_id}/query/raycast", {"origins": [[0, 0, 0]], "directions": [[0, 0, 1]]}),
-            ("/v1/jobs", {"world_id": other, "shot": shot(12, first_round=12)}),
-        ]
-        path, body = data.draw(st.sampled_from(templates))
-        leaf = data.draw(st.sampled_from(list(leaf_paths(body))))
-        body = replaced(body, leaf, data.draw(replacements))
-        response = session.post(server.url + path, json=body, timeout=30)
-        assert response.status_code < 500, (path, body, response.text[:500])
-        if response.status_code >= 400:
-            assert response.json()["error"]["message"]
-            assert digest(world_dir) == state["digest"], (path, body, response.text)
-        else:
-            state["digest"] = digest(world_dir)
+        path, body = data.draw(st.sampled_from(body_templates(surface["world"], other_world, checker.version())))
+        leaf, value = data.draw(st.sampled_from(list(leaf_paths(body)))), data.draw(replacements)
+        checker.post(path, replaced(body, leaf, value), changed=(leaf, value))
 
     run()
-    for job in client.list_jobs(other):  # anything the fuzzer managed to queue is stopped
-        client.cancel_job(job["id"])
