@@ -182,7 +182,7 @@ class Checker:
         assert response.status_code < 500, (path, changed, response.text[:300], body)
         if response.status_code >= 400:
             assert response.json()["error"]["message"]
-            assert digest(self.world_dir) == self.digest, (path, body, response.text)
+            assert digest(self.world_dir) == self.digest, (path, changed, response.text[:300], body)
         else:
             self.accepted += 1
             self.digest = digest(self.world_dir)
