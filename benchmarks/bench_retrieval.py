@@ -75,13 +75,10 @@ def numpy_retrieve(xyz, history: Cameras, targets: Cameras, k: int = 7, exclude_
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200k points, 60 history and 24 target frames")
-    parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device (default: CPU, and CUDA if present)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    harness.add_device_options(parser)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     count, history_frames, target_frames = (200_000, 60, 24) if args.quick else (1_000_000, 200, 81)
-    devices = [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = harness.devices_from(args)
     if "cuda" in devices and not torch.cuda.is_available():
         print("CUDA is not available", file=sys.stderr)
         return 1

@@ -59,6 +59,18 @@ def cuda_peak_mb() -> float | None:
     return torch.cuda.max_memory_allocated() / 2**20
 
 
+def add_device_options(parser) -> None:
+    parser.add_argument("--device", choices=["cpu", "cuda"], help="only this device (default: CPU, and CUDA if present)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+
+
+def devices_from(args) -> list[str]:
+    """Apply --threads and return the devices to measure on."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return [args.device] if args.device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
 def write(name: str, record: dict) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": name, "machine": machine(), "unix_time": time.time(), **record}
