@@ -153,13 +153,16 @@ def _key_depths(keys: torch.Tensor) -> torch.Tensor:
 
 
 def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tensor, point_size: float,
-                 max_radius_px: int, empty_key: int) -> None:
-    """Grow each centre into its square footprint, in place (see the module docstring)."""
-    if point_size <= 0 or max_radius_px <= 0:
+                 max_radius_px: int, empty_key: int, sizes: torch.Tensor | None = None) -> None:
+    """Grow each centre into its square footprint, in place (see the module docstring).
+    `sizes` [N+1]: each point's own spacing (the last entry, for empty pixels, 0), else all
+    points have `point_size`, which also sets the occlusion margin."""
+    largest = point_size if sizes is None else float(sizes.max())
+    if largest <= 0 or max_radius_px <= 0:
         return
     # focal: f * stretch per frame. Pass t carries the winners nearer than focal * s / (2t - 1),
     # i.e. with half-width k >= t.
-    widest = float(((focal * point_size / nearest + 1) / 2).ceil().sub(1).max())
+    widest = float(((focal * largest / nearest + 1) / 2).ceil().sub(1).max())
     passes = int(min(max(widest, 0.0), max_radius_px))
     occlusion_margin = OCCLUSION_MARGIN_VOXELS * point_size
     across = torch.empty_like(canvas)
@@ -173,8 +176,12 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
         torch.minimum(across[:, 1:], across[:, :-1], out=block[:, 1:])
         torch.minimum(block[:, :-1], across[:, 1:], out=block[:, :-1])
         # The nearest neighbour is the one to carry unless it is too far to reach ring t; then none is.
-        threshold = _depth_keys(focal * point_size / (2 * t - 1)).view(-1, 1, 1)
-        block.masked_fill_(block >= threshold, empty_key)
+        if sizes is None:
+            threshold = _depth_keys(focal * point_size / (2 * t - 1)).view(-1, 1, 1)
+            block.masked_fill_(block >= threshold, empty_key)
+        else:
+            reach = focal.view(-1, 1, 1) * sizes[block & INDEX_MASK] / (2 * t - 1)
+            block.masked_fill_(_key_depths(block) >= reach, empty_key)
         # A splat takes an empty pixel, or one whose point lies clearly behind it: within
         # `occlusion_margin` the pixel's own point keeps it, so neighbours on the same surface
         # (a floor seen at an angle) do not paint over each other's centres.
@@ -189,13 +196,22 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     """Render points into every camera of `cameras` (see the module docstring for the splat model).
 
     xyz: [N,3] float world points, numpy or torch. rgb: [N,3] uint8 (ignored when depth_only).
-    point_size: world-space spacing of the points (the memory's voxel size), metres; 0 draws
-    one pixel per point. Points with z <= near are dropped. device: where to render (default:
+    point_size: world-space spacing of the points (the memory's voxel size), metres, one for all
+    or one per point [N]; 0 draws one pixel per point. Points with z <= near are dropped. device: where to render (default:
     where xyz lives if it is a tensor, else the CPU). chunk: frames rendered together
     (default: about 1M projected points per batch on CPU, 64M on CUDA).
     """
     if not isinstance(cameras, Cameras):
         raise RenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
+    sizes = None
+    if isinstance(point_size, (np.ndarray, torch.Tensor)) and np.ndim(point_size) == 1:
+        sizes = torch.as_tensor(point_size, dtype=torch.float32)
+        if len(sizes) != len(xyz):
+            raise RenderError(f"point_size must be a number or one per point ({len(xyz)}), got {len(sizes)}")
+        if len(sizes) and not bool((torch.isfinite(sizes) & (sizes >= 0)).all()):
+            raise RenderError("point_size must be finite and >= 0 for every point")
+        point_size = float(sizes.min()) if len(sizes) else 0.0
+    point_size = float(point_size)
     if not (math.isfinite(point_size) and point_size >= 0):
         raise RenderError(f"point_size must be a finite number >= 0, got {point_size}")
     if not (math.isfinite(near) and near >= 0):
@@ -214,7 +230,12 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     if chunk < 1:
         raise RenderError(f"chunk must be >= 1, got {chunk}")
 
-    pad = max_radius_px if point_size > 0 else 0
+    if sizes is not None:
+        if len(sizes) == 0 or bool((sizes == sizes[0]).all()):
+            sizes = None  # one size for all: the cheaper path
+        else:
+            sizes = torch.cat([sizes.to(device), torch.zeros(1, device=device)])  # entry N: empty pixels
+    pad = max_radius_px if point_size > 0 or sizes is not None else 0
     empty_key = (INF_BITS << INDEX_BITS) | count
     rotation, translation = _projection_matrices(cameras, device)
     focal = torch.tensor(_pixels_per_metre_at_unit_depth(cameras), dtype=torch.float32, device=device)
@@ -230,7 +251,7 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
         stop = min(start + chunk, frames)
         canvas = canvas_buffer[: stop - start].fill_(empty_key)
         nearest = _splat_centres(points_t, rotation[start:stop], translation[start:stop], canvas, width, height, pad, near)
-        _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key)
+        _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key, sizes)
         keys = canvas[:, pad:pad + height, pad:pad + width]
         winner = keys & INDEX_MASK  # == count where empty
         depth[start:stop] = _key_depths(keys)
@@ -243,8 +264,17 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index)
 
 
+def point_sizes(memory) -> float | torch.Tensor:
+    """Each point's spacing: the voxel size, times 2**level where the memory has cell levels."""
+    level = getattr(memory, "level", None)
+    if level is None or not bool(level.any()):
+        return float(memory.voxel_size)
+    return torch.exp2(level.to(torch.float32)) * float(memory.voxel_size)
+
+
 def render_memory(memory, cameras: Cameras, **kwargs) -> RenderResult:
-    """render() for any object with `.xyz`, `.rgb` and `.voxel_size` (e.g. a spatial memory)."""
-    kwargs.setdefault("point_size", float(memory.voxel_size))
+    """render() for any object with `.xyz`, `.rgb` and `.voxel_size` (e.g. a spatial memory),
+    splats sized by each point's cell."""
+    kwargs.setdefault("point_size", point_sizes(memory))
     rgb = None if kwargs.get("depth_only") else memory.rgb
     return render(memory.xyz, rgb, cameras, **kwargs)

@@ -1,8 +1,20 @@
 """The per-clip memory update: align new depth to the memory, keep dynamic pixels out,
-carve what the new views see through, fuse the rest.
+weigh every new pixel against what the memory already holds there, carve what the new views
+see through, fuse the rest.
 
-This step needs both the renderer (the memory's depth along the new cameras, for
-alignment) and the memory package (carving, fusion), so it sits above both.
+Each static pixel with depth is compared with the memory's own render at that camera (the
+z-buffer of splats, and which point won the pixel):
+- it **agrees** (|d - m| within agree_abs + agree_rel * m): a re-observation of the winning
+  point, which is refined along the line of sight by the confidence-weighted residual (a
+  well-observed point barely moves; re-fusing the memory's own render moves nothing) and adds
+  no new point;
+- it **conflicts** (nearer, or seen through the point's own pixel) with a point that outranks
+  the observation (a user point against a generated frame, or one observed with at least
+  `protect_conf` confidence): the pixel is kept out and counted, the point stays;
+- otherwise it is new: it may carve the points it sees through (never protected ones) and is
+  fused as a new point, in a cell about its pixel's footprint.
+
+This step needs both the renderer and the memory package, so it sits above both.
 """
 
 from __future__ import annotations
@@ -13,7 +25,11 @@ import numpy as np
 
 from .alignment import DepthAlignment, fit_scale_shift
 from .cameras import Cameras
-from .memory import SpatialMemory, apply_budget, carve, fuse_points, points_from_depth
+import torch
+
+from .memory import (
+    RANK_GENERATED, Merges, SpatialMemory, carve, coarsen_to_budget, fuse_points, points_from_depth, refine,
+)
 from .render import render_memory
 
 
@@ -25,7 +41,11 @@ class UpdateSettings:
     align_shift: bool = False  # metric depth models need a scale; a shift is for affine-invariant ones
     max_points: int | None = 4_000_000
     render_device: str | None = None
-    chunk_frames: int = 4  # frames back-projected and fused together
+    chunk_frames: int = 1  # frames weighed and fused together: one at a time, so each frame meets the memory its predecessors made
+    agree_abs: float = 0.05  # metres: a re-observation within this (plus agree_rel of the depth) agrees
+    agree_rel: float = 0.05
+    protect_conf: float = 2.0  # a point seen with this much confidence is not overruled by one generated frame
+    scale_aware: bool = True  # fusion cells grow with depth, about one pixel's footprint
 
 
 @dataclass
@@ -35,15 +55,24 @@ class UpdateStats:
     carved: int = 0
     added_pixels: int = 0
     excluded_pixels: int = 0
+    reobserved_pixels: int = 0  # agreed with the memory: refined a point, added none
+    conflict_pixels: int = 0  # contradicted a point that outranks them: kept out
+    points_added: int = 0
+    points_merged: int = 0  # merged into others by the budget
     alignments: list[DepthAlignment] = field(default_factory=list)
+    merges: Merges | None = None
 
     def as_dict(self) -> dict:
         return {
             "points_before": self.points_before,
             "points_after": self.points_after,
+            "points_added": self.points_added,
+            "points_merged": self.points_merged,
             "carved": self.carved,
             "added_pixels": self.added_pixels,
             "excluded_pixels": self.excluded_pixels,
+            "reobserved_pixels": self.reobserved_pixels,
+            "conflict_pixels": self.conflict_pixels,
             "alignment": [
                 {"scale": a.scale, "shift": a.shift, "inliers": a.inliers, "fitted": a.fitted} for a in self.alignments
             ],
@@ -69,6 +98,82 @@ def align_to_memory(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, 
     return aligned, fits
 
 
+@dataclass
+class _Verdicts:
+    """Per-pixel outcome of weighing new depth against the memory, for a few frames."""
+
+    reobserved: np.ndarray  # [F,H,W] bool
+    conflict: np.ndarray  # [F,H,W] bool
+    memory: SpatialMemory  # refined by the re-observations
+
+
+def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndarray, cameras: Cameras,
+                       frame_indices: np.ndarray, static: np.ndarray, weight: np.ndarray, *, rank: int,
+                       settings: UpdateSettings) -> _Verdicts:
+    """Which pixels re-observe a memory point (and refine it) and which conflict with one (see
+    the module docstring); pixels that are neither are new."""
+    shape = depth.shape
+    none = np.zeros(shape, dtype=bool)
+    if len(memory) == 0:
+        return _Verdicts(none, none.copy(), memory)
+    device = settings.render_device
+    splats = render_memory(memory, cameras, depth_only=True, return_index=True, device=device)
+    winner = splats.index.cpu().numpy()
+    rendered = np.nan_to_num(splats.depth.cpu().numpy(), posinf=0.0)
+    # the pixel a point projects into itself: only there can it be seen through for certain
+    centres = render_memory(memory, cameras, depth_only=True, return_index=True, point_size=0.0, device=device).index
+    own_pixel = (centres.cpu().numpy() == winner) & (winner >= 0)
+
+    observed = static & (depth > 0) & (weight > 0)
+    covered = observed & (winner >= 0)
+    tolerance = settings.agree_abs + settings.agree_rel * rendered
+    residual = depth - rendered
+    agree = covered & (np.abs(residual) <= tolerance)
+    safe = np.where(winner >= 0, winner, 0)
+    protected = ((memory.rank > rank) | (memory.conf >= settings.protect_conf)).cpu().numpy()[safe]
+    conflict = covered & ~agree & protected & ((residual < 0) | own_pixel)
+
+    # Re-observations: each frame counts once per point (its pixels' mean confidence), and
+    # moves the point along that camera's line of sight by the residual.
+    rows_all, shift_all, weight_all, rgb_all, frame_all = [], [], [], [], []
+    xyz = memory.xyz.cpu().numpy().astype(np.float64)
+    rgb_of = frames.reshape(-1, 3).astype(np.float64)
+    for f in range(shape[0]):
+        pixels = np.flatnonzero(agree[f])
+        if len(pixels) == 0:
+            continue
+        rows = winner[f].reshape(-1)[pixels]
+        unique, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+        w = weight[f].reshape(-1)[pixels].astype(np.float64) / counts[inverse]
+        r = residual[f].reshape(-1)[pixels] / np.maximum(rendered[f].reshape(-1)[pixels], 1e-6)
+        centre = cameras.c2w[f, :3, 3]
+        per_point_w = np.bincount(inverse, w, len(unique))
+        per_point_r = np.bincount(inverse, w * r, len(unique))
+        offset = xyz[unique] - centre
+        rows_all.append(unique)
+        weight_all.append(per_point_w)
+        shift_all.append(offset * per_point_r[:, None])
+        rgb_all.append(np.stack([np.bincount(inverse, w * rgb_of[f * shape[1] * shape[2] + pixels, c], len(unique))
+                                 for c in range(3)], axis=1))
+        frame_all.append(np.full(len(unique), int(frame_indices[f])))
+    if rows_all:
+        rows = np.concatenate(rows_all)
+        unique, inverse = np.unique(rows, return_inverse=True)
+
+        def total(values):
+            values = np.concatenate(values)
+            out = np.zeros((len(unique), *values.shape[1:]))
+            np.add.at(out, inverse, values)
+            return out
+
+        frame = np.zeros(len(unique), dtype=np.int64)
+        np.maximum.at(frame, inverse, np.concatenate(frame_all))
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=memory.device)  # noqa: E731
+        memory = refine(memory, torch.as_tensor(unique, device=memory.device), as_tensor(total(shift_all)),
+                        as_tensor(total(weight_all)), as_tensor(total(rgb_all)), torch.as_tensor(frame), rank=rank)
+    return _Verdicts(agree, conflict, memory)
+
+
 def update_memory(
     memory: SpatialMemory,
     frames: np.ndarray,
@@ -78,13 +183,15 @@ def update_memory(
     *,
     dynamic: np.ndarray | None = None,
     confidence: np.ndarray | None = None,
+    rank: int = RANK_GENERATED,
     settings: UpdateSettings = UpdateSettings(),
 ) -> tuple[SpatialMemory, np.ndarray, UpdateStats]:
     """Update the memory with frames [F,H,W,3] uint8 seen by `cameras` with depth [F,H,W].
 
     `dynamic` [F,H,W] marks pixels that must never enter the memory (people, cars); they
-    neither add points nor carve. Returns the new memory, the aligned depth (for a later full
-    rebuild) and statistics.
+    neither add points nor carve. `rank` is the frames' (RANK_USER for the user's own images
+    and renders). Returns the new memory, the aligned depth (for a later full rebuild) and
+    statistics (with `merges`: which ids the budget merged into which).
     """
     count = len(cameras)
     shape = (count, cameras.height, cameras.width)
@@ -95,6 +202,7 @@ def update_memory(
         raise ValueError(f"dynamic mask must be {list(shape)}, got {list(dynamic.shape)}")
     stats = UpdateStats(points_before=len(memory), excluded_pixels=int(dynamic.sum()))
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+    weight = np.ones(shape, np.float32) if confidence is None else np.asarray(confidence, dtype=np.float32)
 
     # A few frames at a time: back-projected points of a whole clip at full resolution would
     # not fit in memory (about 100 bytes a pixel in flight), and later frames then align to a
@@ -106,17 +214,27 @@ def update_memory(
         cams = cameras[part]
         aligned[part], fits = align_to_memory(memory, depth[part], cams, ~dynamic[part], settings)
         stats.alignments += fits
-        static_valid = (aligned[part] > 0) & ~dynamic[part]
+        static = ~dynamic[part]
+        verdicts = weigh_observations(memory, frames[part], aligned[part], cams, indices[part], static, weight[part],
+                                      rank=rank, settings=settings)
+        memory = verdicts.memory
+        stats.reobserved_pixels += int(verdicts.reobserved.sum())
+        stats.conflict_pixels += int(verdicts.conflict.sum())
+        new = static & (aligned[part] > 0) & ~verdicts.reobserved & ~verdicts.conflict
         if len(memory):
+            protected = (memory.rank > rank) | (memory.conf >= settings.protect_conf)
             memory, carved = carve(memory, aligned[part], cams, margin_abs=settings.carve_margin_abs,
-                                   margin_rel=settings.carve_margin_rel, valid=static_valid)
+                                   margin_rel=settings.carve_margin_rel, valid=new, protected=protected)
             stats.carved += carved
-        points = points_from_depth(aligned[part], frames[part], cams, exclude=dynamic[part],
+        before = len(memory)
+        points = points_from_depth(aligned[part], frames[part], cams, exclude=~new,
                                    conf=None if confidence is None else confidence[part], frames=indices[part])
         stats.added_pixels += len(points)
-        memory = fuse_points(memory, points)
+        memory = fuse_points(memory, points, rank=rank, scale_aware=settings.scale_aware)
+        stats.points_added += len(memory) - before
     if settings.max_points is not None and len(memory) > settings.max_points:
-        memory = apply_budget(memory, max_points=settings.max_points)
+        memory, stats.merges = coarsen_to_budget(memory, settings.max_points)
+        stats.points_merged = len(stats.merges)
     stats.points_after = len(memory)
     return memory, aligned, stats
 

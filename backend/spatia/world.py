@@ -34,7 +34,7 @@ import numpy as np
 
 from .cameras import Cameras, Trajectory
 from .io import write_json
-from .memory import MemoryStore, SpatialMemory, import_ply, load_snapshot
+from .memory import RANK_USER, MemoryStore, SpatialMemory, import_ply, load_snapshot
 from .models.base import Cancelled, DepthEstimator, GenerationRequest, Segmenter, VideoGenerator
 from .plan import Round, plan_rounds
 from .render import render_memory
@@ -189,7 +189,7 @@ class World:
         dyn = None if dynamic is None else np.asarray(dynamic, dtype=bool)[None]
         memory, _, _ = update_memory(
             SpatialMemory.empty(self.state["voxel_size"]), rgb[None], np.asarray(depth, dtype=np.float32)[None],
-            camera, [0], dynamic=dyn, settings=UpdateSettings(align=False, max_points=None),
+            camera, [0], dynamic=dyn, rank=RANK_USER, settings=UpdateSettings(align=False, max_points=None),
         )
         write_frames(self.root / "first_frame.png", rgb[None], single=True)
         self._write_camera_json(camera, name="first_camera.json")

@@ -29,7 +29,7 @@ def test_empty_memory():
 
 
 def test_nbytes_counts_every_field():
-    assert small_memory().nbytes == 4 * BYTES_PER_POINT == 4 * (12 + 3 + 4 + 8 + 4 + 4 + 1)
+    assert small_memory().nbytes == 4 * BYTES_PER_POINT == 4 * (12 + 3 + 4 + 8 + 4 + 4 + 1 + 1 + 1)
 
 
 def test_subset_and_select_ids_keep_ids():

@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from spatia.cameras import Cameras
-from spatia.memory import BYTES_PER_POINT, MemoryFormatError, SpatialMemory, apply_budget, budget_score, carve
+from spatia.memory import (
+    BYTES_PER_POINT, MemoryFormatError, SpatialMemory, apply_budget, budget_score, carve, coarsen_to_budget, merge,
+)
 
 
 def camera_at_origin() -> Cameras:
@@ -74,38 +76,55 @@ def test_carve_validates_shapes_and_margins():
         carve(memory_of(POINTS), np.ones((1, 6, 8)), camera_at_origin(), margin_abs=-0.1, margin_rel=0.0)
 
 
-def ranked_memory() -> SpatialMemory:
-    memory = SpatialMemory.from_points(np.arange(30.0).reshape(10, 3), conf=np.arange(1.0, 11.0), voxel_size=0.5)
-    return memory
+def plane(n: int, spacing: float, origin=(0.0, 0.0, 0.0)) -> np.ndarray:
+    grid = np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), -1).reshape(-1, 2) * spacing + spacing / 2
+    return np.concatenate([grid, np.zeros((len(grid), 1))], 1) + np.asarray(origin)
 
 
-def test_budget_keeps_the_most_confident_points():
-    kept = apply_budget(ranked_memory(), max_points=3)
-    assert sorted(kept.conf.tolist()) == [8.0, 9.0, 10.0]
-    assert sorted(kept.point_id.tolist()) == [7, 8, 9]
-    assert apply_budget(ranked_memory(), max_bytes=4 * BYTES_PER_POINT + 5).point_id.tolist() == [6, 7, 8, 9]
-    assert len(apply_budget(ranked_memory(), max_points=20)) == 10
+def occupied_cells(xyz, cell: float) -> set:
+    return set(map(tuple, np.floor(np.asarray(xyz) / cell).astype(np.int64).tolist()))
 
 
-def test_budget_prefers_recent_points_of_equal_confidence():
-    memory = SpatialMemory.from_points(np.zeros((4, 3)), conf=[2.0, 2.0, 2.0, 2.0], voxel_size=0.5)
-    memory = memory.replace(last_frame=torch.tensor([0, 480, 240, 480], dtype=torch.int32))
-    score = budget_score(memory, half_life_frames=240)
-    assert score.tolist() == [0.5, 2.0, 1.0, 2.0]
-    assert apply_budget(memory, max_points=2, half_life_frames=240).point_id.tolist() == [1, 3]
-    assert apply_budget(memory, max_points=3, half_life_frames=240).point_id.tolist() == [1, 2, 3]
-
-
-def test_budget_coarsens_when_far_over_the_cap():
-    grid = np.stack(np.meshgrid(np.arange(64), np.arange(64), indexing="ij"), -1).reshape(-1, 2) * 0.01 + 0.005
-    xyz = np.concatenate([grid, np.zeros((len(grid), 1))], 1)
+def test_budget_merges_cells_and_never_forgets_a_place():
+    xyz = np.concatenate([plane(64, 0.01), [[5.0, 5.0, 5.0]]])  # a dense patch and one lone point
     memory = SpatialMemory.from_points(xyz, voxel_size=0.01)
-    kept = apply_budget(memory, max_points=100)
-    # 4096 -> 0.02: 1024 -> 0.04: 256 (<= 4 * 100), then the 100 best.
-    assert kept.voxel_size == 0.04
-    assert len(kept) == 100
-    assert set(kept.point_id.tolist()) <= set(range(4096))
-    assert kept.conf.tolist() == [16.0] * 100  # each coarse point carries its 16 fine points' support
+    kept, merges = coarsen_to_budget(memory, 100)
+    assert len(kept) <= 100
+    # every 16 cm region that held points still holds one; the lone point is still there
+    assert occupied_cells(kept.xyz.numpy(), 0.16) == occupied_cells(xyz, 0.16)
+    assert ((kept.xyz.numpy() - [5.0, 5.0, 5.0]) ** 2).sum(1).min() < 1e-9
+    # support is merged, not lost; merges name ids that are gone and survivors that remain
+    assert float(kept.conf.sum()) == pytest.approx(len(xyz))
+    assert len(merges) == len(memory) - len(kept)
+    assert not set(merges.ids.tolist()) & set(kept.point_id.tolist())
+    assert set(merges.into.tolist()) <= set(kept.point_id.tolist())
+    assert apply_budget(memory, max_points=100).point_id.tolist() == kept.point_id.tolist()
+    assert len(apply_budget(memory, max_points=10_000)) == len(memory)
+
+
+def test_budget_merges_far_and_rarely_seen_points_first():
+    near = SpatialMemory.from_points(plane(16, 0.01), conf=np.full(256, 10.0), voxel_size=0.01)
+    far = SpatialMemory.from_points(plane(16, 0.08, origin=(3.0, 0.0, 0.0)), voxel_size=0.01, first_id=256)
+    far = far.replace(level=torch.full((256,), 3, dtype=torch.uint8))  # cells of 8 cm: seen from afar
+    memory = merge(near, far)
+    kept, _ = coarsen_to_budget(memory, 400)
+    assert len(kept) <= 400
+    assert set(range(256)) <= set(kept.point_id.tolist())  # the near, well-seen patch is untouched
+
+
+def test_budget_stays_above_the_cap_rather_than_drop_a_place():
+    xyz = np.arange(10)[:, None] * np.array([[10.0, 0.0, 0.0]])  # ten points 10 m apart: nothing to merge
+    memory = SpatialMemory.from_points(xyz, voxel_size=0.01)
+    kept = apply_budget(memory, max_points=3)
+    assert sorted(kept.point_id.tolist()) == list(range(10))
+    assert apply_budget(memory, max_bytes=4 * BYTES_PER_POINT).point_id.tolist() == list(range(10))
+
+
+def test_budget_score_decays_with_age_and_level():
+    memory = SpatialMemory.from_points(np.zeros((4, 3)), conf=[2.0, 2.0, 2.0, 2.0], voxel_size=0.5)
+    memory = memory.replace(last_frame=torch.tensor([0, 480, 240, 480], dtype=torch.int32),
+                            level=torch.tensor([0, 0, 0, 1], dtype=torch.uint8))
+    assert budget_score(memory, half_life_frames=240).tolist() == [0.5, 2.0, 1.0, 1.0]
 
 
 def test_carving_keeps_the_voxel_index_consistent():

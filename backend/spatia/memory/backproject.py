@@ -21,7 +21,8 @@ class DepthPoints:
     xyz float32 [M,3] world; rgb uint8 [M,3]; conf float32 [M]; side uint8 [M] the side bin
     of the surface normal (estimated from the depth map) turned towards the camera;
     frame int32 [M]; camera_centres float32 [F,3] and frame_counts int64 [F] (points per map)
-    give `view_dirs`, computed on first use.
+    give `view_dirs`, computed on first use. footprint float32 [M]: the width in metres of the
+    pixel the point came from, at its depth (depth / sqrt(fx fy)).
     """
 
     xyz: torch.Tensor
@@ -31,6 +32,7 @@ class DepthPoints:
     frame: torch.Tensor
     camera_centres: torch.Tensor
     frame_counts: torch.Tensor
+    footprint: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.xyz)
@@ -147,17 +149,20 @@ def points_from_depth(
             valid &= conf[f] > 0
         weights = conf[f].reshape(-1) if conf is not None else torch.ones(height * width, device=device)
         xyz, side = _frame_points(depth[f], valid, cameras.intrinsics[f], c2w[f], u, v)
-        columns = [xyz, side, rgb[f].reshape(-1, 3), weights]
+        fx, fy = (float(k) for k in cameras.intrinsics[f, :2])
+        footprint = depth[f].reshape(-1) / float(np.sqrt(fx * fy))
+        columns = [xyz, side, rgb[f].reshape(-1, 3), weights, footprint]
         if not bool(valid.all()):
             keep = valid.reshape(-1).nonzero()[:, 0]
             columns = [column[keep] for column in columns]
         frame = torch.full((len(columns[0]),), int(frames[f]), dtype=torch.int32, device=device)
         parts.append((*columns, frame))
-    xyz, side, colours, weights, frame = parts[0] if len(parts) == 1 else [torch.cat(c) for c in zip(*parts)]
+    xyz, side, colours, weights, footprint, frame = parts[0] if len(parts) == 1 else [torch.cat(c) for c in zip(*parts)]
     return DepthPoints(
         xyz, colours, weights, side, frame,
         camera_centres=c2w[:, :3, 3].clone(),
         frame_counts=torch.tensor([len(p[0]) for p in parts], dtype=torch.int64),
+        footprint=footprint,
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .errors import MemoryFormatError
-from .voxels import SIDE_COUNT, VoxelIndex
+from .voxels import MAX_KEY_LEVEL, SIDE_COUNT, VoxelIndex
 
 # name -> (dtype, trailing shape); the order is the order of the content hash.
 FIELDS: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {
@@ -25,11 +25,22 @@ FIELDS: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {
     "first_frame": (torch.int32, ()),
     "last_frame": (torch.int32, ()),
     "side": (torch.uint8, ()),
+    "rank": (torch.uint8, ()),
+    "level": (torch.uint8, ()),
 }
+# Fields added after the first snapshot format: absent in a file means every point has the
+# default, and a field left at its default everywhere stays out of the content hash, so
+# snapshots written before the field existed keep their hash.
+OPTIONAL_FIELDS: dict[str, int] = {"side": 4, "rank": 0, "level": 0}
 BYTES_PER_POINT = sum(
     torch.empty((), dtype=dtype).element_size() * int(np.prod(shape, dtype=np.int64)) for dtype, shape in FIELDS.values()
 )
-DEFAULT_SIDE = 4  # +z: the side assumed for points whose viewing side is unknown
+DEFAULT_SIDE = OPTIONAL_FIELDS["side"]  # +z: the side assumed for points whose viewing side is unknown
+# Ranks of observations: what the user gave (the first image, Blender renders, pushed edits)
+# outranks what a generator made; a generated observation never moves a user point.
+RANK_GENERATED = 0
+RANK_USER = 1
+MAX_LEVEL = MAX_KEY_LEVEL  # a fusion cell is voxel_size * 2**level
 
 
 def _as_tensor(value, name: str, device: torch.device | str | None) -> torch.Tensor:
@@ -56,6 +67,9 @@ class SpatialMemory:
     first_frame / last_frame int32 [N] frame index of the first / latest observation;
     side uint8 [N] in 0..5, the world axis (+x,-x,+y,-y,+z,-z) closest to the surface normal
     facing the cameras that saw the point, so the two faces of a thin wall stay apart.
+    rank uint8 [N]: RANK_USER for points the user gave, RANK_GENERATED for generated ones.
+    level uint8 [N]: the point's fusion cell is voxel_size * 2**level, about one pixel's
+    footprint at the distance it was seen from, so far surfaces merge and near detail stays.
     """
 
     xyz: torch.Tensor
@@ -65,6 +79,8 @@ class SpatialMemory:
     first_frame: torch.Tensor
     last_frame: torch.Tensor
     side: torch.Tensor
+    rank: torch.Tensor
+    level: torch.Tensor
     voxel_size: float
     next_id: int
     _index: VoxelIndex | None = field(default=None, repr=False)
@@ -95,6 +111,10 @@ class SpatialMemory:
             raise MemoryFormatError("conf must be finite and non-negative")
         if count and int(self.side.max()) >= SIDE_COUNT:
             raise MemoryFormatError(f"side must be in 0..{SIDE_COUNT - 1}, got {int(self.side.max())}")
+        if count and int(self.rank.max()) > RANK_USER:
+            raise MemoryFormatError(f"rank must be {RANK_GENERATED} or {RANK_USER}, got {int(self.rank.max())}")
+        if count and int(self.level.max()) > MAX_LEVEL:
+            raise MemoryFormatError(f"level must be in 0..{MAX_LEVEL}, got {int(self.level.max())}")
 
     def validate(self) -> "SpatialMemory":
         """Full check, including that ids are unique and below next_id; returns self."""
@@ -128,12 +148,14 @@ class SpatialMemory:
         voxel_size: float,
         frame: int = 0,
         side=None,
+        rank: int = RANK_USER,
         first_id: int = 0,
         device: torch.device | str = "cpu",
     ) -> "SpatialMemory":
         """Points as given (no fusion), with fresh ids first_id, first_id+1, ...
 
-        rgb defaults to mid grey, conf to 1, side to +z (unknown).
+        rgb defaults to mid grey, conf to 1, side to +z (unknown); points given this way are
+        the user's (rank RANK_USER) unless `rank` says otherwise; level 0.
         """
         xyz = _as_tensor(xyz, "xyz", device)
         if xyz.ndim != 2 or xyz.shape[1] != 3:
@@ -152,19 +174,24 @@ class SpatialMemory:
             first_frame=full("first_frame", frame),
             last_frame=full("last_frame", frame),
             side=full("side", DEFAULT_SIDE) if side is None else _as_tensor(side, "side", device),
+            rank=full("rank", rank),
+            level=full("level", 0),
             voxel_size=voxel_size,
             next_id=first_id + n,
         ).validate()
 
     @classmethod
     def from_arrays(cls, arrays: dict, *, voxel_size: float, next_id: int | None = None, device=None) -> "SpatialMemory":
-        """All fields given (numpy or torch), ids kept; `side` defaults to +z when absent."""
-        missing = [name for name in FIELDS if name not in arrays and name != "side"]
+        """All fields given (numpy or torch), ids kept; optional fields (side, rank, level) take
+        their defaults when absent."""
+        missing = [name for name in FIELDS if name not in arrays and name not in OPTIONAL_FIELDS]
         if missing:
             raise MemoryFormatError(f"missing arrays: {', '.join(missing)}")
         values = {name: _as_tensor(arrays[name], name, device) for name in FIELDS if name in arrays}
-        if "side" not in values:
-            values["side"] = torch.full((len(values["xyz"]),), DEFAULT_SIDE, dtype=torch.uint8, device=values["xyz"].device)
+        for name, default in OPTIONAL_FIELDS.items():
+            if name not in values:
+                dtype, _ = FIELDS[name]
+                values[name] = torch.full((len(values["xyz"]),), default, dtype=dtype, device=values["xyz"].device)
         if next_id is None:
             next_id = int(values["point_id"].max()) + 1 if len(values["point_id"]) else 0
         return cls(**values, voxel_size=voxel_size, next_id=next_id).validate()
@@ -180,7 +207,7 @@ class SpatialMemory:
 
     def replace(self, **changes) -> "SpatialMemory":
         """A copy with some fields changed; the voxel index survives only if positions, sides and size do."""
-        keeps_index = not ({"xyz", "side", "voxel_size"} & changes.keys()) and all(
+        keeps_index = not ({"xyz", "side", "level", "voxel_size"} & changes.keys()) and all(
             len(v) == len(self) for k, v in changes.items() if k in FIELDS
         )
         values = {name: getattr(self, name) for name in FIELDS}
@@ -239,11 +266,12 @@ class SpatialMemory:
         return self.subset(self.indices_of(ids, missing_ok=missing_ok))
 
     def voxel_index(self, voxel_size: float | None = None) -> VoxelIndex:
-        """The sorted voxel-key index at `voxel_size` (default: the memory's), cached when it is the memory's."""
+        """The sorted cell-key index at `voxel_size` (default: the memory's, with each point's
+        level), cached when it is the memory's."""
         size = self.voxel_size if voxel_size is None else float(voxel_size)
         if self._index is not None and self._index.voxel_size == size:
             return self._index
-        index = VoxelIndex.build(self.xyz, self.side, size)
+        index = VoxelIndex.build(self.xyz, self.side, size, self.level if size == self.voxel_size else None)
         if size == self.voxel_size:
             object.__setattr__(self, "_index", index)
         return index
@@ -257,10 +285,13 @@ class SpatialMemory:
         return {name: getattr(self, name).detach().cpu().numpy() for name in FIELDS}
 
     def sha256(self) -> str:
-        """Deterministic hash of the content: voxel size, next_id and every field's dtype, shape and bytes."""
+        """Deterministic hash of the content: voxel size, next_id and every field's dtype, shape and
+        bytes (an optional field at its default for every point is left out, see OPTIONAL_FIELDS)."""
         digest = hashlib.sha256()
         digest.update(f"spatia.memory voxel_size={self.voxel_size!r} next_id={self.next_id}".encode())
         for name, array in self.arrays().items():
+            if name in OPTIONAL_FIELDS and name != "side" and bool((array == OPTIONAL_FIELDS[name]).all()):
+                continue
             array = np.ascontiguousarray(array.astype(array.dtype.newbyteorder("<"), copy=False))
             digest.update(f"|{name}:{array.dtype.str}:{list(array.shape)}|".encode())
             digest.update(array.tobytes())

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cloud import SpatialMemory
+from .cloud import RANK_USER, SpatialMemory
 from .errors import MemoryFormatError
 from .voxels import SIDE_AXES, side_bins
 
@@ -87,7 +87,9 @@ def transform(memory: SpatialMemory, ids, matrix) -> SpatialMemory:
     side = memory.side.clone()
     turned = SIDE_AXES.to(memory.device)[memory.side[positions].long()] @ normal_matrix.T
     side[positions] = side_bins(turned)
-    return memory.replace(xyz=xyz, side=side)
+    rank = memory.rank.clone()
+    rank[positions] = RANK_USER  # placed by the user: generated frames may no longer move them
+    return memory.replace(xyz=xyz, side=side, rank=rank)
 
 
 def merge(memory: SpatialMemory, other: SpatialMemory) -> SpatialMemory:
@@ -102,6 +104,8 @@ def merge(memory: SpatialMemory, other: SpatialMemory) -> SpatialMemory:
         first_frame=torch.cat([memory.first_frame, other.first_frame]),
         last_frame=torch.cat([memory.last_frame, other.last_frame]),
         side=torch.cat([memory.side, other.side]),
+        rank=torch.cat([memory.rank, other.rank]),
+        level=torch.cat([memory.level, other.level]),
         voxel_size=memory.voxel_size,
         next_id=memory.next_id + len(other),
     )

@@ -1,10 +1,14 @@
 """Voxel-hash fusion of new points into the memory (points_from_depth makes them from depth maps).
 
-Fusion key = (voxel, side): new points in a voxel (and on a side) already held by a memory
-point merge into it with a confidence-weighted mean; the rest become new points with fresh
-ids, several new points sharing a voxel merging among themselves first. The side bin (the
-world axis nearest the surface normal facing the camera) keeps the two faces of a wall
-thinner than a voxel from being averaged into one smeared point.
+Fusion key = (cell, level, side): new points in a cell (and on a side) already held by a
+memory point merge into it with a confidence-weighted mean; the rest become new points with
+fresh ids, several new points sharing a cell merging among themselves first. The side bin
+(the world axis nearest the surface normal facing the camera) keeps the two faces of a wall
+thinner than a voxel from being averaged into one smeared point. A cell's level makes it
+about one pixel's footprint where it was seen (voxel_size * 2**level, see `cell_levels`), so
+far surfaces merge while near detail stays. Ranks decide what a merge may change: a point of
+a higher rank (the user's) is never moved by a lower one (a generated frame); a higher rank
+replaces a lower one.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import numpy as np
 import torch
 
 from .backproject import DepthPoints, colours_uint8, points_from_depth
-from .cloud import SpatialMemory
+from .cloud import MAX_LEVEL, RANK_GENERATED, RANK_USER, SpatialMemory
 from .errors import MemoryFormatError
-from .voxels import SIDE_AXES, VoxelIndex, argsort, group_by_key, point_keys, run_starts, side_bins
+from .voxels import (
+    SIDE_AXES, VoxelIndex, argsort, group_by_key, key_levels, key_sides, point_keys, run_starts, side_bins,
+)
 
-__all__ = ["DepthPoints", "coarsen", "fuse", "fuse_points", "points_from_depth"]
+__all__ = ["DepthPoints", "Merges", "cell_levels", "coarsen", "fuse", "fuse_points", "merge_cells", "points_from_depth", "refine"]
 
 
 def _point_sides(view_dirs: torch.Tensor, normals: torch.Tensor | None) -> torch.Tensor:
@@ -84,9 +90,10 @@ class _NewPoints:
     conf: torch.Tensor | None  # None: all ones
     side: torch.Tensor
     frame: torch.Tensor
+    level: torch.Tensor | None  # None: all level 0
 
 
-def _new_points(xyz, rgb, conf, frame, view_dirs, normals, side, device) -> _NewPoints:
+def _new_points(xyz, rgb, conf, frame, view_dirs, normals, side, level, device) -> _NewPoints:
     xyz = xyz if isinstance(xyz, torch.Tensor) else torch.from_numpy(np.asarray(xyz))
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise MemoryFormatError(f"xyz must have shape [M, 3], got {list(xyz.shape)}")
@@ -115,17 +122,22 @@ def _new_points(xyz, rgb, conf, frame, view_dirs, normals, side, device) -> _New
         low, high = torch.aminmax(frame)
         if low == high:
             frame = low
+    if level is not None:
+        level = _point_tensor(level, "level", count, (), device).to(torch.uint8)
+        if count and int(level.max()) > MAX_LEVEL:
+            raise MemoryFormatError(f"level must be in 0..{MAX_LEVEL}, got {int(level.max())}")
     if conf is not None:
         conf = _point_tensor(conf, "conf", count, (), device).to(torch.float32)
         keep = conf > 0  # also drops NaN
         if not bool(keep.all()):
             xyz, rgb, conf, side = xyz[keep], rgb[keep], conf[keep], side[keep]
             frame = frame[keep] if frame.ndim else frame
+            level = level[keep] if level is not None else None
         if not _all_finite(conf):
             raise MemoryFormatError("conf contains infinite values")
         if bool((conf == 1).all()):
             conf = None
-    return _NewPoints(xyz, rgb, conf, side, frame)
+    return _NewPoints(xyz, rgb, conf, side, frame, level)
 
 
 def fuse(
@@ -138,6 +150,8 @@ def fuse(
     view_dirs=None,
     normals=None,
     side=None,
+    level=None,
+    rank: int = RANK_GENERATED,
     voxel_size: float | None = None,
 ) -> SpatialMemory:
     """Fuse new points (xyz [M,3], rgb [M,3] uint8 or float 0..1, conf [M], default 1) into the memory.
@@ -147,16 +161,20 @@ def fuse(
     (camera-to-point directions; rows of non-finite normals use the reversed view direction),
     else from the reversed view direction alone. Points with conf <= 0 are ignored. Merged
     points keep their id and first_frame; conf adds up, position and colour become the
-    confidence-weighted mean, last_frame the latest frame. `voxel_size` (default the
+    confidence-weighted mean, last_frame the latest frame. `level` [M] (default 0) is each
+    point's cell level. `rank` is the observation's: a memory point of a higher rank keeps its
+    position, colour and confidence; one of a lower rank is replaced. `voxel_size` (default the
     memory's) becomes the result's voxel size.
     """
     size = memory.voxel_size if voxel_size is None else float(voxel_size)
     device = memory.device
-    points = _new_points(xyz, rgb, conf, frame, view_dirs, normals, side, device)
+    if rank not in (RANK_GENERATED, RANK_USER):
+        raise MemoryFormatError(f"rank must be {RANK_GENERATED} or {RANK_USER}, got {rank}")
+    points = _new_points(xyz, rgb, conf, frame, view_dirs, normals, side, level, device)
     if len(points.xyz) == 0:
         return memory if size == memory.voxel_size else memory.replace(voxel_size=size)
 
-    keys = point_keys(points.xyz, points.side, size)
+    keys = point_keys(points.xyz, points.side, size, points.level)
     per_frame = points.frame.ndim == 1
     # Neighbouring pixels mostly share a voxel: summing runs of equal consecutive keys first
     # (a sequential pass) leaves several times fewer rows for the sort and the scattered adds.
@@ -184,6 +202,14 @@ def fuse(
     total = held + merged.weight
     merged_xyz = (memory.xyz[old] * held[:, None] + merged.xyz) / total[:, None]
     merged_rgb = _to_rgb((memory.rgb[old].to(torch.float32) * held[:, None] + merged.rgb) / total[:, None])
+    held_rank = memory.rank[old]
+    if bool((held_rank != rank).any()):
+        outranked = (held_rank > rank)[:, None]  # the memory's point stays as it is
+        outranks = (held_rank < rank)[:, None]  # the observation replaces it
+        new_xyz, new_rgb = merged.xyz / merged.weight[:, None], _to_rgb(merged.rgb / merged.weight[:, None])
+        merged_xyz = torch.where(outranked, memory.xyz[old], torch.where(outranks, new_xyz, merged_xyz))
+        merged_rgb = torch.where(outranked, memory.rgb[old], torch.where(outranks, new_rgb, merged_rgb))
+        total = torch.where(outranked[:, 0], held, torch.where(outranks[:, 0], merged.weight, total))
 
     new = sums.take(fresh)
     new_keys = groups.keys[fresh]
@@ -196,7 +222,9 @@ def fuse(
         point_id=torch.cat([memory.point_id, new_ids]),
         first_frame=torch.cat([memory.first_frame, first[fresh]]),
         last_frame=torch.cat([memory.last_frame, last[fresh]]),
-        side=torch.cat([memory.side, (new_keys & 7).to(torch.uint8)]),
+        side=torch.cat([memory.side, key_sides(new_keys)]),
+        rank=torch.cat([memory.rank, torch.full((added,), rank, dtype=torch.uint8, device=device)]),
+        level=torch.cat([memory.level, key_levels(new_keys)]),
         voxel_size=size,
         next_id=memory.next_id + added,
         _index=index.insert(new_keys, slots[fresh], len(memory)),
@@ -206,43 +234,124 @@ def fuse(
     out.rgb[old] = merged_rgb
     out.conf[old] = total
     out.last_frame[old] = torch.maximum(memory.last_frame[old], last[hit])
+    out.rank[old] = torch.clamp(held_rank, min=rank)
     return out
 
 
-def fuse_points(memory: SpatialMemory, points: DepthPoints, *, voxel_size: float | None = None) -> SpatialMemory:
-    """fuse() with the output of points_from_depth()."""
-    return fuse(memory, points.xyz, points.rgb, points.conf, frame=points.frame, side=points.side, voxel_size=voxel_size)
+def refine(memory: SpatialMemory, rows, shift, weight, rgb_sum, frame, *, rank: int = RANK_GENERATED) -> SpatialMemory:
+    """Re-observations of existing points: rows [K] (positions in the memory, unique), shift
+    [K,3] the confidence-weighted sum of the displacements the observations ask for, weight [K]
+    their total confidence, rgb_sum [K,3] their confidence-weighted colour sum, frame [K] the
+    latest frame. A point moves by shift / (conf + weight) and its colour likewise, so a
+    well-observed point barely moves; conf grows by weight. A point of a higher rank than the
+    observation keeps everything but last_frame."""
+    rows = torch.as_tensor(rows, device=memory.device).long()
+    if len(rows) == 0:
+        return memory
+    held = memory.conf[rows]
+    weight = torch.as_tensor(weight, device=memory.device).float()
+    keep = (memory.rank[rows] > rank) | (weight <= 0)
+    weight = torch.where(keep, torch.zeros_like(weight), weight)
+    total = held + weight
+    safe = torch.where(total > 0, total, torch.ones_like(total))[:, None]
+    xyz, rgb, conf, last = memory.xyz.clone(), memory.rgb.clone(), memory.conf.clone(), memory.last_frame.clone()
+    moved = memory.xyz[rows] + torch.where(keep[:, None], torch.zeros_like(shift), shift.float()) / safe
+    colour = (memory.rgb[rows].float() * held[:, None] + torch.where(keep[:, None], torch.zeros_like(rgb_sum), rgb_sum.float())) / safe
+    xyz[rows] = torch.where(keep[:, None], memory.xyz[rows], moved)
+    rgb[rows] = torch.where(keep[:, None], memory.rgb[rows], _to_rgb(colour))
+    conf[rows] = total
+    last[rows] = torch.maximum(last[rows], torch.as_tensor(frame, device=memory.device).to(torch.int32))
+    out = memory.replace(xyz=xyz, rgb=rgb, conf=conf, last_frame=last)
+    index = memory._index
+    if index is not None and index.voxel_size == memory.voxel_size:
+        side, level = memory.side[rows], memory.level[rows]
+        same_cells = torch.equal(point_keys(memory.xyz[rows], side, memory.voxel_size, level),
+                                 point_keys(xyz[rows], side, memory.voxel_size, level))
+        if same_cells:  # small moves within their cells leave the sorted index valid
+            object.__setattr__(out, "_index", index)
+    return out
 
 
-def coarsen(memory: SpatialMemory, voxel_size: float) -> SpatialMemory:
-    """Re-fuse the memory's own points at a (larger) voxel size.
+def cell_levels(footprint: torch.Tensor, voxel_size: float) -> torch.Tensor:
+    """Level of the cell for points seen with the given pixel footprints [M] (metres): the
+    largest level whose cell voxel_size * 2**level is at most one footprint, at least 0."""
+    ratio = (footprint / voxel_size).clamp_(min=1.0)
+    return torch.floor(torch.log2(ratio)).clamp_(0, MAX_LEVEL).to(torch.uint8)
 
-    Each (voxel, side) group becomes one point: confidence-weighted mean position and colour,
-    summed conf, earliest first_frame, latest last_frame, and the id of its most confident
-    point (the smallest id among equals), so surviving ids stay stable.
-    """
-    if len(memory) == 0:
-        return memory.replace(voxel_size=voxel_size)
-    keys = point_keys(memory.xyz, memory.side, voxel_size)
+
+def fuse_points(memory: SpatialMemory, points: DepthPoints, *, voxel_size: float | None = None,
+                rank: int = RANK_GENERATED, scale_aware: bool = True) -> SpatialMemory:
+    """fuse() with the output of points_from_depth(); with `scale_aware` each point's cell is
+    about its pixel's footprint (see cell_levels)."""
+    size = memory.voxel_size if voxel_size is None else float(voxel_size)
+    level = cell_levels(points.footprint, size) if scale_aware and points.footprint is not None else None
+    return fuse(memory, points.xyz, points.rgb, points.conf, frame=points.frame, side=points.side, level=level,
+                rank=rank, voxel_size=voxel_size)
+
+
+@dataclass(frozen=True)
+class Merges:
+    """Points merged away by a regrouping: `ids` [K] merged into `into` [K] (ids that survive)."""
+
+    ids: torch.Tensor
+    into: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _regroup(memory: SpatialMemory, keys: torch.Tensor, level: torch.Tensor, voxel_size: float) -> tuple[SpatialMemory, Merges]:
+    """One point per distinct key: confidence-weighted mean position and colour, summed conf,
+    earliest first_frame, latest last_frame, highest rank, and the id of the group's most
+    confident point (the smallest id among equals), so surviving ids stay stable. A group
+    holding user points keeps only their position and colour."""
+    device = memory.device
     order = argsort(memory.point_id, stable=True)
     order = order[argsort(-memory.conf[order], stable=True)]
+    order = order[argsort(-memory.rank[order].to(torch.int32), stable=True)]
     order = order[argsort(keys[order], stable=True)]
     groups = group_by_key(keys, order=order)
-    sums = _Sums.of_points(memory.xyz, memory.rgb, memory.conf).grouped(groups.inverse, len(groups.keys))
-    # Groups of zero total confidence fall back to their representative's values.
-    weight = sums.weight[:, None]
-    empty = weight == 0
-    fill = torch.zeros(len(groups.keys), dtype=torch.int32, device=memory.device)
+    count = len(groups.keys)
+    fill = torch.zeros(count, dtype=torch.int32, device=device)
+    top_rank = fill.to(torch.uint8).scatter_reduce(0, groups.inverse, memory.rank, "amax", include_self=False)
+    # Within a group only the top rank's points shape the result.
+    weight = torch.where(memory.rank == top_rank[groups.inverse], memory.conf, torch.zeros_like(memory.conf))
+    sums = _Sums.of_points(memory.xyz, memory.rgb, weight).grouped(groups.inverse, count)
+    total = sums.weight[:, None]
+    empty = total == 0  # groups of zero confidence fall back to their representative's values
+    survivor = memory.point_id[groups.first]
     result = SpatialMemory(
-        xyz=torch.where(empty, memory.xyz[groups.first], sums.xyz / weight),
-        rgb=torch.where(empty, memory.rgb[groups.first], _to_rgb(sums.rgb / weight)),
-        conf=sums.weight,
-        point_id=memory.point_id[groups.first],
+        xyz=torch.where(empty, memory.xyz[groups.first], sums.xyz / total),
+        rgb=torch.where(empty, memory.rgb[groups.first], _to_rgb(sums.rgb / total)),
+        conf=torch.zeros(count, dtype=torch.float32, device=device).index_add_(0, groups.inverse, memory.conf),
+        point_id=survivor,
         first_frame=fill.scatter_reduce(0, groups.inverse, memory.first_frame, "amin", include_self=False),
         last_frame=fill.scatter_reduce(0, groups.inverse, memory.last_frame, "amax", include_self=False),
         side=memory.side[groups.first],
+        rank=top_rank,
+        level=level[groups.first],
         voxel_size=voxel_size,
         next_id=memory.next_id,
-        _index=VoxelIndex(float(voxel_size), groups.keys, torch.arange(len(groups.keys), device=memory.device)),
+        _index=VoxelIndex(float(voxel_size), groups.keys, torch.arange(count, device=device)),
     )
-    return result
+    gone = memory.point_id != survivor[groups.inverse]
+    return result, Merges(memory.point_id[gone], survivor[groups.inverse][gone])
+
+
+def coarsen(memory: SpatialMemory, voxel_size: float) -> SpatialMemory:
+    """Re-fuse the memory's own points at one (larger) voxel size, every cell at level 0
+    (see _regroup for how a group becomes one point)."""
+    if len(memory) == 0:
+        return memory.replace(voxel_size=voxel_size)
+    level = torch.zeros_like(memory.level)
+    return _regroup(memory, point_keys(memory.xyz, memory.side, voxel_size), level, voxel_size)[0]
+
+
+def merge_cells(memory: SpatialMemory, level: torch.Tensor) -> tuple[SpatialMemory, Merges]:
+    """Give the points new cell levels [N] (each at least its current one) and merge the points
+    that then share a cell and side. Returns the memory and which ids merged into which."""
+    level = torch.maximum(torch.as_tensor(level, device=memory.device).to(torch.uint8), memory.level)
+    if len(memory) == 0:
+        return memory, Merges(memory.point_id, memory.point_id)
+    keys = point_keys(memory.xyz, memory.side, memory.voxel_size, level)
+    return _regroup(memory, keys, level, memory.voxel_size)

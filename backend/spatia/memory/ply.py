@@ -2,7 +2,7 @@
 
 Export: binary little endian; vertex x, y, z float, red, green, blue, alpha uchar (the
 standard properties Blender, Open3D and plyfile read), then conf float, point_id int,
-first_frame int, last_frame int and side uchar as extra vertex properties, plus a
+first_frame int, last_frame int, side, rank and level uchar as extra vertex properties, plus a
 `comment spatia voxel_size=... next_id=...` header line. Import reads any PLY trimesh
 reads; files without conf / point_id get conf 1 and fresh ids.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import trimesh
 
-from .cloud import SpatialMemory
+from .cloud import RANK_USER, SpatialMemory
 from .errors import MemoryFormatError
 
 PLY_ID_LIMIT = 2**31 - 1  # PLY has no 64-bit integer type; ids are written as int32
@@ -41,6 +41,8 @@ def ply_bytes(memory: SpatialMemory) -> bytes:
             "first_frame": arrays["first_frame"],
             "last_frame": arrays["last_frame"],
             "side": arrays["side"],
+            "rank": arrays["rank"],
+            "level": arrays["level"],
         },
         process=False,
     )
@@ -114,5 +116,6 @@ def import_ply(path, *, voxel_size: float | None = None, frame: int = 0, device:
         next_id = max(next_id, recorded_next)
     frames = np.full(count, frame, dtype=np.int32)
     arrays = {"xyz": xyz, "rgb": rgb, "conf": conf, "point_id": ids, "first_frame": frames, "last_frame": frames}
-    arrays.update({name: table[name] for name in ("first_frame", "last_frame", "side") if name in table})
+    arrays["rank"] = np.full(count, RANK_USER, dtype=np.uint8)  # a point cloud the user brings is theirs
+    arrays.update({name: table[name] for name in ("first_frame", "last_frame", "side", "rank", "level") if name in table})
     return SpatialMemory.from_arrays(arrays, voxel_size=size, next_id=next_id, device=device)

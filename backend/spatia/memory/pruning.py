@@ -8,12 +8,11 @@ import torch.nn.functional as F
 
 from spatia.cameras import Cameras
 
-from .cloud import BYTES_PER_POINT, SpatialMemory
+from .cloud import BYTES_PER_POINT, MAX_LEVEL, SpatialMemory
 from .errors import MemoryFormatError
-from .fusion import coarsen
+from .fusion import Merges, merge_cells
 
 DEFAULT_HALF_LIFE_FRAMES = 240.0
-COARSEN_FACTOR = 4  # coarsen while the memory holds more than this many times the cap
 
 
 def _observed_depth(depth: torch.Tensor, valid: torch.Tensor, window: int) -> torch.Tensor:
@@ -35,6 +34,7 @@ def carve(
     margin_rel: float,
     valid=None,
     window: int = 1,
+    protected=None,
 ) -> tuple[SpatialMemory, int]:
     """Remove the points that the depth observations [F,H,W] see through.
 
@@ -45,6 +45,7 @@ def carve(
     invalid pixels stay. With window > 0 the observed depth is the minimum over the
     (2*window+1)^2 pixels around the hit (holes count as 0), so a point on a silhouette
     edge is not carved by sub-pixel misalignment; window=0 tests the single pixel.
+    Points marked in `protected` [N] (e.g. the user's own) are never removed.
     Returns the pruned memory (ids kept) and the number of removed points.
     """
     if margin_abs < 0 or margin_rel < 0:
@@ -78,12 +79,15 @@ def carve(
         pixel = (row.clamp(0, height - 1) * width + col.clamp(0, width - 1)).to(torch.int64)
         seen_through = observed[pixel] > z + margin_abs + margin_rel * z
         removed |= inside & seen_through
+    if protected is not None:
+        removed &= ~torch.as_tensor(protected, device=device).to(torch.bool)
     kept = memory.subset(~removed)
     return kept, int(removed.sum())
 
 
 def budget_score(memory: SpatialMemory, *, half_life_frames: float = DEFAULT_HALF_LIFE_FRAMES) -> torch.Tensor:
-    """Keep-priority of each point: conf * 0.5 ** ((newest last_frame - last_frame) / half_life_frames).
+    """Keep-priority of each point: conf * 0.5 ** ((newest last_frame - last_frame) / half_life_frames)
+    / 2**level, so far (coarse-celled), rarely seen and long-unseen points yield first.
 
     Confidence counts observations; the decay halves it for every `half_life_frames` frames
     since the point was last seen, so a stale point yields to a fresher one of equal support.
@@ -93,7 +97,56 @@ def budget_score(memory: SpatialMemory, *, half_life_frames: float = DEFAULT_HAL
     if len(memory) == 0:
         return memory.conf.clone()
     age = (memory.last_frame.max() - memory.last_frame).to(torch.float32)
-    return memory.conf * torch.pow(0.5, age / half_life_frames)
+    return memory.conf * torch.pow(0.5, age / half_life_frames + memory.level.to(torch.float32))
+
+
+def _compose(earlier: Merges, later: Merges) -> Merges:
+    """Merges of two regroupings in a row: where an earlier survivor merged later, follow it."""
+    if len(later) == 0:
+        return earlier
+    order = torch.argsort(later.ids)
+    ids, into = later.ids[order], later.into[order]
+    pos = torch.searchsorted(ids, earlier.into).clamp_(max=len(ids) - 1)
+    moved = ids[pos] == earlier.into
+    followed = torch.where(moved, into[pos], earlier.into)
+    return Merges(torch.cat([earlier.ids, later.ids]), torch.cat([followed, later.into]))
+
+
+def coarsen_to_budget(
+    memory: SpatialMemory,
+    cap: int,
+    *,
+    half_life_frames: float = DEFAULT_HALF_LIFE_FRAMES,
+) -> tuple[SpatialMemory, Merges]:
+    """At most `cap` points by merging cells, never by dropping a place.
+
+    Each pass raises the cell level of the lower-priority half of the points that can still
+    grow (budget_score: far, rarely and long-unseen first) by one, and merges the points that
+    then share a cell; passes repeat until the memory fits. Every place keeps a point (the
+    merged one), so when every cell is at the largest level the memory stays above the cap
+    rather than forget anything. Returns the memory and which ids merged into which.
+    """
+    if cap < 0:
+        raise MemoryFormatError(f"budget must be non-negative, got {cap}")
+    merges = Merges(memory.point_id[:0], memory.point_id[:0])
+    while len(memory) > cap:
+        growable = memory.level < MAX_LEVEL
+        if not bool(growable.any()):
+            break
+        score = budget_score(memory, half_life_frames=half_life_frames)
+        score = torch.where(growable, score, torch.full_like(score, float("inf")))
+        # Lowest priority first; ties: older last_frame, then higher id.
+        order = np.lexsort((-memory.point_id.cpu().numpy(), memory.last_frame.cpu().numpy().astype(np.int64),
+                            score.cpu().numpy().astype(np.float64)))
+        chosen = torch.from_numpy(order[: max(1, int(growable.sum()) // 2)]).to(memory.device)
+        level = memory.level.clone()
+        level[chosen] += 1
+        before = len(memory)
+        memory, step = merge_cells(memory, level)
+        merges = _compose(merges, step)
+        if len(memory) == before and not bool((memory.level < MAX_LEVEL).any()):
+            break
+    return memory, merges
 
 
 def apply_budget(
@@ -103,13 +156,8 @@ def apply_budget(
     max_bytes: int | None = None,
     half_life_frames: float = DEFAULT_HALF_LIFE_FRAMES,
 ) -> SpatialMemory:
-    """A memory of at most max_points points and max_bytes bytes (whichever is tighter).
-
-    While the memory holds more than COARSEN_FACTOR times the cap, it is re-fused at twice
-    the voxel size (2x, 4x, ...), which thins surfaces evenly instead of cutting regions
-    out. The remaining excess is dropped lowest `budget_score` first (ties: older last_frame,
-    then higher id, go first). Surviving points keep their ids.
-    """
+    """A memory within max_points points and max_bytes bytes (whichever is tighter) by merging
+    cells (see coarsen_to_budget); surviving points keep their ids."""
     caps = []
     if max_points is not None:
         caps.append(int(max_points))
@@ -117,20 +165,4 @@ def apply_budget(
         caps.append(int(max_bytes) // BYTES_PER_POINT)
     if not caps:
         return memory
-    cap = min(caps)
-    if cap < 0:
-        raise MemoryFormatError(f"budget must be non-negative, got max_points={max_points}, max_bytes={max_bytes}")
-    while len(memory) > COARSEN_FACTOR * cap and cap > 0:
-        coarser = coarsen(memory, memory.voxel_size * 2)
-        if len(coarser) == len(memory):
-            break
-        memory = coarser
-    if len(memory) <= cap:
-        return memory
-    score = budget_score(memory, half_life_frames=half_life_frames).cpu().numpy()
-    last = memory.last_frame.cpu().numpy()
-    ids = memory.point_id.cpu().numpy()
-    # lexsort: last key is primary. Best first: high score, recent, low id.
-    order = np.lexsort((ids, -last.astype(np.int64), -score.astype(np.float64)))
-    keep = np.sort(order[:cap])
-    return memory.subset(torch.from_numpy(keep).to(memory.device))
+    return coarsen_to_budget(memory, min(caps), half_life_frames=half_life_frames)[0]

@@ -1,8 +1,9 @@
 """Voxel hashing: packed int64 voxel keys, grouping and a sorted key index.
 
-A key packs the integer voxel coordinates (20 bits per axis, offset to be non-negative)
-and the surface side bin (3 bits) into one int64, so "same voxel, same side" is one integer
-comparison and all lookups are sort + searchsorted, vectorised on CPU or CUDA.
+A key packs the integer cell coordinates (19 bits per axis, offset to be non-negative), the
+cell's level (3 bits: the cell is voxel_size * 2**level wide) and the surface side bin
+(3 bits) into one int64, so "same cell, same side" is one integer comparison and all lookups
+are sort + searchsorted, vectorised on CPU or CUDA.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import torch
 
 from .errors import VoxelRangeError
 
-AXIS_BITS = 20
+AXIS_BITS = 19
+LEVEL_BITS = 3
 SIDE_BITS = 3
+LOW_BITS = LEVEL_BITS + SIDE_BITS
+MAX_KEY_LEVEL = (1 << LEVEL_BITS) - 1
 AXIS_OFFSET = 1 << (AXIS_BITS - 1)
 MAX_VOXEL_COORD = AXIS_OFFSET - 1
 MIN_VOXEL_COORD = -AXIS_OFFSET
@@ -46,20 +50,41 @@ def _check_range(lo: int, hi: int) -> None:
         )
 
 
-def point_keys(xyz: torch.Tensor, side: torch.Tensor, voxel_size: float) -> torch.Tensor:
-    """World points [N,3] (voxel i spans [i, i+1) * voxel_size) and side bins [N] -> int64 keys [N]."""
-    coords = torch.floor(xyz / voxel_size)
+def point_keys(xyz: torch.Tensor, side: torch.Tensor, voxel_size: float, level: torch.Tensor | None = None) -> torch.Tensor:
+    """World points [N,3], side bins [N] and cell levels [N] (default 0) -> int64 keys [N].
+
+    At level l, cell i spans [i, i+1) * voxel_size * 2**l along each axis.
+    """
+    if level is None or not bool(level.any()):
+        level = None
+        coords = torch.floor(xyz / voxel_size)
+    else:
+        if int(level.max()) > MAX_KEY_LEVEL:
+            raise VoxelRangeError(f"cell level {int(level.max())} is above the largest, {MAX_KEY_LEVEL}")
+        cell = torch.exp2(level.to(torch.float32)).mul_(voxel_size)
+        coords = torch.floor(xyz / cell[:, None])
     if len(coords):
         lo, hi = torch.aminmax(coords)
         _check_range(int(lo), int(hi))  # checked on the floats: float32 holds every integer of the key range
     coords = coords.to(torch.int64)
     weights = torch.tensor(
-        [1 << (2 * AXIS_BITS + SIDE_BITS), 1 << (AXIS_BITS + SIDE_BITS), 1 << SIDE_BITS], device=xyz.device
+        [1 << (2 * AXIS_BITS + LOW_BITS), 1 << (AXIS_BITS + LOW_BITS), 1 << LOW_BITS], device=xyz.device
     )
     # The weighted sum equals the bit-packed (coord + offset) fields; the offsets fold into one constant.
     # CPU has an int64 matrix-vector product; CUDA matmul has no int64 kernel.
     packed = coords @ weights if coords.device.type == "cpu" else (coords * weights).sum(dim=1)
-    return packed.add_(int(AXIS_OFFSET * weights.sum())).add_(side.to(torch.int64))
+    packed.add_(int(AXIS_OFFSET * weights.sum())).add_(side.to(torch.int64))
+    if level is not None:
+        packed.add_(level.to(torch.int64) << SIDE_BITS)
+    return packed
+
+
+def key_sides(keys: torch.Tensor) -> torch.Tensor:
+    return (keys & ((1 << SIDE_BITS) - 1)).to(torch.uint8)
+
+
+def key_levels(keys: torch.Tensor) -> torch.Tensor:
+    return ((keys >> SIDE_BITS) & MAX_KEY_LEVEL).to(torch.uint8)
 
 
 def argsort(values: torch.Tensor, *, stable: bool = False) -> torch.Tensor:
@@ -114,8 +139,9 @@ class VoxelIndex:
     order: torch.Tensor
 
     @classmethod
-    def build(cls, xyz: torch.Tensor, side: torch.Tensor, voxel_size: float) -> "VoxelIndex":
-        keys = point_keys(xyz, side, voxel_size)
+    def build(cls, xyz: torch.Tensor, side: torch.Tensor, voxel_size: float,
+              level: torch.Tensor | None = None) -> "VoxelIndex":
+        keys = point_keys(xyz, side, voxel_size, level)
         order = argsort(keys)
         return cls(voxel_size, keys[order], order)
 
