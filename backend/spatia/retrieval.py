@@ -1,11 +1,21 @@
 """Reference-frame retrieval: which past frames see the same part of the memory as the new ones.
 
-As in Spatia: every camera's visible set is the set of memory points that win the z-buffer
-(front-most, splatted with the memory's voxel size) in a small render of the memory; the
-overlap of a target frame and a history frame is the size (or IoU) of the intersection of
-their visible sets; a one-to-one (Hungarian) assignment of history frames to target frames
-picks up to K reference frames. The most recent history frames are left out (the model
-gets them as history anyway); candidates are sampled at 6 fps and targets at 2 fps.
+Every camera's visible set is the set of memory points that win the z-buffer; the overlap of
+a target frame and a history frame is the size (or IoU) of the intersection of their visible
+sets; a one-to-one (Hungarian) assignment of history frames to target frames picks up to K
+reference frames. The most recent history frames are left out (the model gets them as
+history anyway); candidates are sampled at 6 fps and targets at 2 fps.
+
+Two ways to score, `scoring=`:
+- "reference", Spatia's own: visible sets at full resolution with one pixel per point,
+  overlap = the count of shared points (exact integers), one Hungarian assignment of targets
+  to candidates, the chosen frames ordered by their target (the order gives each reference
+  its temporal slot in the model), the first K kept; pairs sharing nothing are dropped.
+- "iou": IoU of visible sets, repeated assignments until K frames are chosen, best first.
+
+`retrieve` renders every candidate (its cost grows with the history); `retrieve_indexed`
+reads the candidates' visible sets from a ViewIndex written when each frame entered the
+memory, so a round costs the same however long the video is.
 """
 
 from __future__ import annotations
@@ -19,8 +29,10 @@ from scipy.optimize import linear_sum_assignment
 
 from spatia.cameras import Cameras
 from spatia.render import render
+from spatia.view_index import visible_ids
 
 SCORES = ("iou", "shared")
+SCORINGS = ("reference", "iou")
 
 
 class RetrievalError(ValueError):
@@ -132,6 +144,27 @@ def assign(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(chosen_columns, dtype=np.int64), np.asarray(chosen_rows, dtype=np.int64)
 
 
+def select(shared: np.ndarray, target_sizes, candidate_sizes, k: int, scoring: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chosen columns, their rows and scores from shared counts [T, C] and the sizes of the
+    visible sets, as `scoring` says (see the module docstring)."""
+    if scoring not in SCORINGS:
+        raise RetrievalError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
+    shared = np.asarray(shared, dtype=np.int64)
+    if shared.size == 0 or k == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    if scoring == "reference":
+        score = shared.astype(np.float64)
+        rows, columns = linear_sum_assignment(score, maximize=True)  # rows come back in target order
+        keep = score[rows, columns] > 0
+        rows, columns = rows[keep][:k], columns[keep][:k]
+        return columns.astype(np.int64), rows.astype(np.int64), score[rows, columns]
+    union = np.asarray(target_sizes)[:, None] + np.asarray(candidate_sizes)[None, :] - shared
+    iou = np.divide(shared, union, out=np.zeros(shared.shape), where=union > 0)
+    columns, rows = assign(iou, k)
+    return columns, rows, iou[rows, columns]
+
+
 def _frame_times(times, count: int, fps: float, name: str) -> np.ndarray:
     if times is None:
         return np.arange(count) / fps
@@ -144,14 +177,18 @@ def _frame_times(times, count: int, fps: float, name: str) -> np.ndarray:
 def retrieve(xyz, history_cameras: Cameras, target_cameras: Cameras, *, k: int = 7, exclude_recent: int = 9,
              point_size: float = 0.0, frame_fps: float = 24.0, history_fps: float = 6.0, target_fps: float = 2.0,
              history_times=None, target_times=None, score: str = "iou", max_side: int = 256, near: float = 1e-2,
-             device: str | torch.device | None = None) -> RetrievalResult:
+             device: str | torch.device | None = None, scoring: str | None = None, point_ids=None) -> RetrievalResult:
     """Choose up to k history frames that see what the target cameras will see.
 
     xyz: [N,3] memory points; point_size: their spacing (voxel size), for splatting.
     history_times / target_times: seconds per camera; by default frame i is at i / frame_fps.
     The exclude_recent latest history frames are never chosen; the rest are sampled at
-    history_fps, the targets at target_fps. score: "iou" or "shared" (count of shared points).
+    history_fps, the targets at target_fps. score: "iou" or "shared" (count of shared points),
+    with visible sets of splats at max_side pixels. scoring="reference" instead scores as Spatia
+    does (see the module docstring; point_ids, default 0..N-1, name the points).
     """
+    if scoring is not None and scoring not in SCORINGS:
+        raise RetrievalError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
     if score not in SCORES:
         raise RetrievalError(f"score must be one of {SCORES}, got {score!r}")
     if k < 0 or exclude_recent < 0:
@@ -170,6 +207,18 @@ def retrieve(xyz, history_cameras: Cameras, target_cameras: Cameras, *, k: int =
     if len(candidates) == 0 or len(targets) == 0 or k == 0:
         shape = (len(targets), len(candidates))
         return RetrievalResult(empty, np.zeros(0), empty, np.zeros(shape, np.int64), np.zeros(shape), targets, candidates)
+
+    if scoring == "reference":
+        ids = np.arange(len(xyz)) if point_ids is None else point_ids
+        target_sets = visible_ids(xyz, ids, target_cameras[targets], near=near, device=device)
+        candidate_sets = visible_ids(xyz, ids, history_cameras[candidates], near=near, device=device)
+        shared = np.array([[len(np.intersect1d(t, c, assume_unique=True)) for c in candidate_sets] for t in target_sets],
+                          dtype=np.int64).reshape(len(targets), len(candidates))
+        sizes_t, sizes_c = [len(t) for t in target_sets], [len(c) for c in candidate_sets]
+        columns, rows, scores = select(shared, sizes_t, sizes_c, k, "reference")
+        union = np.asarray(sizes_t)[:, None] + np.asarray(sizes_c)[None, :] - shared
+        iou = np.divide(shared, union, out=np.zeros(shared.shape), where=union > 0)
+        return RetrievalResult(candidates[columns], scores, targets[rows], shared, iou, targets, candidates)
 
     visibility = dict(point_size=point_size, max_side=max_side, near=near, device=device)
     target_sets = visible_points(xyz, target_cameras[targets], **visibility)
@@ -191,4 +240,30 @@ def retrieve(xyz, history_cameras: Cameras, target_cameras: Cameras, *, k: int =
 def retrieve_from_memory(memory, history_cameras: Cameras, target_cameras: Cameras, **kwargs) -> RetrievalResult:
     """retrieve() for any object with `.xyz` and `.voxel_size` (e.g. a spatial memory)."""
     kwargs.setdefault("point_size", float(memory.voxel_size))
+    if hasattr(memory, "point_id"):
+        kwargs.setdefault("point_ids", memory.point_id)
     return retrieve(memory.xyz, history_cameras, target_cameras, **kwargs)
+
+
+def retrieve_indexed(index, xyz, point_ids, target_cameras: Cameras, candidates, *, k: int = 7,
+                     scoring: str = "reference", target_fps: float = 2.0, frame_fps: float = 24.0,
+                     target_times=None, near: float = 1e-2, device: str | torch.device | None = None) -> RetrievalResult:
+    """Choose up to k of the past frames `candidates` (frames the ViewIndex `index` holds) for
+    the target cameras, reading the candidates' visible sets from the index: the work is
+    rendering the targets (sampled at target_fps) and looking up the points they see."""
+    if k < 0:
+        raise RetrievalError(f"k must be >= 0, got {k}")
+    candidates = np.asarray(sorted(int(c) for c in candidates if int(c) in index.frame_sizes), dtype=np.int64)
+    targets = sample_at_rate(_frame_times(target_times, len(target_cameras), frame_fps, "target_times"), target_fps)
+    empty = np.zeros(0, dtype=np.int64)
+    if len(candidates) == 0 or len(targets) == 0 or k == 0:
+        shape = (len(targets), len(candidates))
+        return RetrievalResult(empty, np.zeros(0), empty, np.zeros(shape, np.int64), np.zeros(shape), targets, candidates)
+    target_sets = visible_ids(xyz, point_ids, target_cameras[targets], near=near, device=device)
+    shared = index.shared_counts(target_sets, candidates)
+    sizes_t = np.array([len(t) for t in target_sets])
+    sizes_c = np.array([index.frame_sizes[int(c)] for c in candidates])
+    columns, rows, scores = select(shared, sizes_t, sizes_c, k, scoring)
+    union = sizes_t[:, None] + sizes_c[None, :] - shared
+    iou = np.divide(shared, union, out=np.zeros(shared.shape), where=union > 0)
+    return RetrievalResult(candidates[columns], scores, targets[rows], shared, iou, targets, candidates)

@@ -7,8 +7,9 @@ Layout of a world folder:
     memory/             versioned memory snapshots (append-only)
     frames/000000.png   every generated frame, in video order
     keyframes/NNNNNN.npz aligned depth + dynamic mask of the frames that updated the memory
-    rounds/0000/        round.json (prompt, memory versions, references, timings), clip.mp4,
-                        projection.mp4 (the memory render the generator was conditioned on)
+    rounds/0000/        round.json (prompt, memory versions, references, timings, loop closure),
+                        clip.mp4, projection.mp4 (the memory render the generator was conditioned
+                        on), views.npz (which points the round's frames saw: the view index)
     first_frame.png     the image the world was initialised from, when there is one
     video.mp4           all frames
 
@@ -38,14 +39,20 @@ from .memory import RANK_USER, MemoryStore, SpatialMemory, import_ply, load_snap
 from .models.base import Cancelled, DepthEstimator, GenerationRequest, Segmenter, VideoGenerator
 from .plan import Round, plan_rounds
 from .render import render_memory
-from .retrieval import retrieve_from_memory
+from .metrics import psnr, ssim
+from .retrieval import SCORINGS, retrieve_indexed
 from .update import UpdateSettings, update_memory
+from .view_index import ViewIndex, visible_ids
 from .video import iter_frames, read_frames, write_frames, write_video
 
 SCHEMA = "spatia.world"
 SCHEMA_VERSION = 1
 HISTORY_FRAMES = 9  # the last frames of the previous clip, as in the paper
 REFERENCE_FRAMES = 7
+INDEX_FPS = 6.0  # frames enter the view index (and can be retrieved) at this rate, as the paper samples them
+REVISIT_METRES = 0.1  # a frame revisits an earlier one whose camera is this close ...
+REVISIT_DEGREES = 5.0  # ... and turned by at most this much
+REVISITS_PER_ROUND = 8  # revisit pairs scored per round (the closest), so the cost stays bounded
 
 Progress = Callable[[float, str], None]
 
@@ -68,6 +75,7 @@ class GenerateSettings:
     dynamic_prompts: list[str] = field(default_factory=list)
     full_rebuild: bool = False
     update: UpdateSettings = field(default_factory=UpdateSettings)
+    retrieval: str | None = None  # "reference" or "iou"; None: the generator's preference, else "iou"
 
 
 class World:
@@ -77,6 +85,8 @@ class World:
         self.root = Path(root)
         self.state = state
         self.store = MemoryStore(self.root / "memory")
+        self._memory_cache: tuple[int, SpatialMemory] | None = None  # the latest version used
+        self._views: ViewIndex | None = None  # built on first use, then kept up to date
 
     # --- creation -----------------------------------------------------------------------
     @classmethod
@@ -152,7 +162,11 @@ class World:
         version = version if version is not None else self.memory_version
         if version is None:
             raise WorldError("the world has no memory yet; initialise it first")
-        return self.store.load(version)
+        if self._memory_cache is not None and self._memory_cache[0] == version:
+            return self._memory_cache[1]
+        memory = self.store.load(version)
+        self._memory_cache = (version, memory)
+        return memory
 
     def cameras(self) -> Cameras | None:
         path = self.root / "cameras.json"
@@ -308,9 +322,15 @@ class World:
         history = self.frames(range(rnd.start, rnd.new_start)) if rnd.overlap else None
         references, reference_indices, reference_scores = None, [], []
         past = self.cameras()
+        scoring = settings.retrieval or getattr(generator, "retrieval_scoring", "iou")
+        if scoring not in SCORINGS:
+            raise WorldError(f"retrieval must be one of {', '.join(SCORINGS)}, got {scoring!r}")
         if past is not None and settings.references > 0:
-            found = retrieve_from_memory(memory, past, cams, k=settings.references, exclude_recent=rnd.overlap,
-                                         frame_fps=self.fps, device=settings.update.render_device)
+            index = self.view_index()
+            index.retain(memory.point_id.cpu().numpy())  # points deleted since (edits, carving)
+            candidates = index.frames[index.frames < rnd.start]  # never the history frames themselves
+            found = retrieve_indexed(index, memory.xyz, memory.point_id, cams, candidates, k=settings.references,
+                                     scoring=scoring, frame_fps=self.fps, device=settings.update.render_device)
             reference_indices = [int(i) for i in found.indices]
             reference_scores = [float(s) for s in found.scores]
             if reference_indices:
@@ -376,7 +396,14 @@ class World:
                                                  settings=settings.update)
             memory_out = self.store.save(new_memory, parent=memory_in,
                                          message=f"round {len(self.state['rounds'])}: {rnd.prompt[:80]}")
+            memory = new_memory
         timings["update_s"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        views = self._index_round(memory, trajectory.cameras, rnd, update_stats, partial / "views.npz",
+                                  settings.update.render_device)
+        timings["index_s"] = time.perf_counter() - t
+        check_cancel()
 
         progress(0.9, "saving clip")
         t = time.perf_counter()
@@ -386,8 +413,12 @@ class World:
             write_frames(self.root / "frames", frames[rnd.overlap:], start=rnd.new_start)
             for video in videos:
                 video.result()
-        self._write_camera_json(cams if past is None else past.concat(cams[rnd.overlap:]))
+        all_cams = cams if past is None else past.concat(cams[rnd.overlap:])
+        self._write_camera_json(all_cams)
         timings["save_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        loop_closure = self._loop_closure(memory, all_cams, frames, rnd, settings.update.render_device)
+        timings["loop_closure_s"] = time.perf_counter() - t
         timings["total_s"] = time.perf_counter() - t_start
         record = {
             "round": len(self.state["rounds"]),
@@ -399,6 +430,8 @@ class World:
             "memory_version_out": memory_out,
             "references": reference_indices,
             "reference_scores": reference_scores,
+            "retrieval": scoring,
+            "loop_closure": loop_closure,
             "coverage": float((~hole_mask).mean()),
             "coverage_per_frame": (~hole_mask).mean(axis=(1, 2)).round(4).tolist(),
             "keyframes": keys.tolist(),
@@ -418,8 +451,88 @@ class World:
         self.state["frames"] = rnd.end
         self.state["memory_version"] = memory_out
         self._save_state()
+        self._memory_cache = (memory_out, memory)
+        self._views = views
         progress(1.0, "round done")
         return record
+
+    # --- the view index -------------------------------------------------------------------
+    def _index_frames(self, start: int, end: int) -> list[int]:
+        """The frames of [start, end) that enter the view index: a fixed grid at INDEX_FPS."""
+        step = max(1, int(round(self.fps / INDEX_FPS)))
+        return list(range(start + (-start) % step, end, step))
+
+    def view_index(self) -> ViewIndex:
+        """Which points every indexed past frame saw. Read back from the rounds' views.npz files
+        once, then kept up to date round by round; frames that have no record (a world made
+        before the index existed) are indexed from the current memory."""
+        if self._views is not None:
+            return self._views
+        index = ViewIndex()
+        for entry in self.state["rounds"]:
+            path = self.root / "rounds" / f"{entry['round']:04d}" / "views.npz"
+            if path.exists():
+                with np.load(path) as arrays:
+                    index.replay(arrays)
+        missing = [f for f in self._index_frames(0, self.frame_count) if f not in index.frame_sizes]
+        if missing and self.memory_version is not None:
+            memory = self.memory()
+            index.add(missing, visible_ids(memory.xyz, memory.point_id, self.cameras()[missing]))
+        self._views = index
+        return index
+
+    def _index_round(self, memory: SpatialMemory, cameras: Cameras, rnd: Round, stats, path: Path,
+                     device) -> ViewIndex:
+        """The view index with this round's new frames added (as the updated memory sees them),
+        saved to `path`; the world's own index is replaced only once the round is committed."""
+        index = self.view_index()
+        index = ViewIndex(index.per_point, index.keys.copy(), dict(index.frame_sizes))
+        merges = stats.merges if stats is not None and stats.merges is not None else None
+        merged = (merges.ids.cpu().numpy(), merges.into.cpu().numpy()) if merges is not None else ((), ())
+        frames = self._index_frames(rnd.new_start, rnd.end)
+        sets = visible_ids(memory.xyz, memory.point_id, cameras[frames], device=device) if frames else []
+        index.remap(*merged)
+        index.add(frames, sets)
+        np.savez_compressed(path, **index.batch_arrays(frames, sets, *merged))
+        return index
+
+    # --- loop closure ---------------------------------------------------------------------
+    def _loop_closure(self, memory: SpatialMemory, cameras: Cameras, frames: np.ndarray, rnd: Round, device) -> dict:
+        """How well the world returns to where it has been: the memory rendered at the first
+        camera against the first image, and each new frame whose camera revisits an earlier
+        frame's (within REVISIT_METRES and REVISIT_DEGREES, at least a round apart) against
+        that frame (the closest REVISITS_PER_ROUND pairs)."""
+        out: dict = {}
+        first = self.first_frame()
+        if first is not None and len(cameras):
+            view = render_memory(memory, cameras[:1], device=device)
+            known = view.mask[0].cpu().numpy()
+            out["memory_vs_first_psnr"] = _db(psnr(view.rgb[0].cpu().numpy(), first, known)) if known.any() else None
+            out["memory_vs_first_coverage"] = round(float(known.mean()), 4)
+        earliest_gap = max(1, rnd.frames)
+        c2w = cameras.c2w
+        pairs = []
+        for j in range(rnd.overlap, rnd.frames):
+            frame = rnd.start + j
+            older = frame - earliest_gap
+            if older < 0:
+                continue
+            distance = np.linalg.norm(c2w[:older + 1, :3, 3] - c2w[frame, :3, 3], axis=1)
+            cos = (np.einsum("fij,ij->f", c2w[:older + 1, :3, :3], c2w[frame, :3, :3]) - 1) / 2
+            angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+            close = np.flatnonzero((distance <= REVISIT_METRES) & (angle <= REVISIT_DEGREES))
+            if len(close):
+                best = close[np.argmin(distance[close] + angle[close] * np.pi / 180)]
+                pairs.append((float(distance[best]), frame, int(best), j))
+        pairs.sort()
+        scored = []
+        for _, frame, earlier, j in pairs[:REVISITS_PER_ROUND]:
+            then = self.frames([earlier])[0]
+            scored.append({"frame": frame, "earlier": earlier, "psnr": _db(psnr(frames[j], then)),
+                           "ssim": round(ssim(frames[j], then), 4)})
+        out["revisits"] = scored
+        out["revisit_psnr_mean"] = round(float(np.mean([p["psnr"] for p in scored])), 3) if scored else None
+        return out
 
     def rebuild_memory(self, *, extra=None, settings: UpdateSettings = UpdateSettings()) -> SpatialMemory:
         """Rebuild the memory from the initial one and every keyframe so far, in order
@@ -453,6 +566,11 @@ class World:
         path = Path(path) if path else self.root / "video.mp4"
         write_video(path, iter_frames(self.root / "frames" / f"{i:06d}.png" for i in range(self.frame_count)), self.fps)
         return path
+
+
+def _db(value: float) -> float:
+    """A PSNR for JSON: identical images (infinite PSNR) are reported as 100 dB."""
+    return round(min(float(value), 100.0), 3)
 
 
 def temporary_world(width: int, height: int, **kwargs) -> World:
