@@ -12,7 +12,7 @@ import pytest
 
 from spatia.cameras import Cameras, Trajectory
 from spatia.metrics import psnr
-from spatia.models.base import Cancelled
+from spatia.models.base import Cancelled, DepthEstimator, DepthResult, ModelRequirements
 from spatia.models.oracle import FrameTable, OracleGenerator
 from spatia.render import render_memory
 from spatia.update import coverage
@@ -152,6 +152,72 @@ def test_reopening_continues_where_it_stopped(tmp_path, room):
     moved.w2c[3, 0, 3] += 0.5
     with pytest.raises(WorldError, match="differ from the frames"):
         reopened.generate(Trajectory(moved, 24.0), ["a room"], oracle(room))
+
+
+def test_every_round_reports_loop_closure_and_reopening_rebuilds_the_same_view_index(tmp_path, room):
+    traj, frames, depth = room
+    world = new_world(tmp_path, room)
+    seeded = render_memory(world.memory(), traj.cameras[:1])
+    initial = psnr(seeded.rgb[0].numpy(), frames[0], seeded.mask[0].numpy())
+    records = world.generate(traj, ["a room"], oracle(room), GenerateSettings(**SETTINGS))
+    for record in records:  # the memory keeps what the first image showed
+        closure = record["loop_closure"]
+        assert closure["memory_vs_first_psnr"] > initial - 1.0 and closure["memory_vs_first_coverage"] > 0.85
+    # the path ends where it began: the last frames revisit frame 0's camera and look the same
+    revisits = records[-1]["loop_closure"]["revisits"]
+    assert revisits and revisits[0]["earlier"] <= 1 and revisits[0]["psnr"] > 30
+    assert records[0]["loop_closure"]["revisits"] == []
+    # the last round retrieved frames from the index, which a reopened world rebuilds identically
+    assert records[-1]["references"] and records[-1]["retrieval"] == "iou"
+    live = world.view_index()
+    assert sorted(live.frame_sizes) == list(range(0, FRAMES, 4))
+    reopened = World.open(world.root).view_index()
+    np.testing.assert_array_equal(reopened.keys, live.keys)
+    assert reopened.frame_sizes == live.frame_sizes
+
+
+class PosedStandIn(DepthEstimator):
+    """A stand-in for MapAnything (not the model): exact depth looked up from the rendered
+    room, and a record of every call, to check what the posed rebuild asks of the model."""
+
+    name = "map-anything stand-in"
+    takes_poses = True
+
+    def __init__(self, table):
+        self.table, self.calls = table, []
+
+    @property
+    def requirements(self):
+        return ModelRequirements()
+
+    def check_available(self):
+        return None
+
+    def estimate(self, images, intrinsics=None, w2c=None):
+        self.calls.append({"images": images.copy(), "intrinsics": np.asarray(intrinsics), "w2c": np.asarray(w2c)})
+        _, depth = self.table(Cameras(intrinsics, w2c, 96, 64))
+        return DepthResult(depth.astype(np.float32), np.asarray(intrinsics, np.float64), np.ones_like(depth, np.float32))
+
+
+def test_the_papers_posed_rebuild_sees_every_frame_so_far_with_its_known_pose(tmp_path, room):
+    traj, frames, depth = room
+    world = new_world(tmp_path, room)
+    model = PosedStandIn(FrameTable(traj.cameras, frames, depth))
+    settings = GenerateSettings(**SETTINGS, update_mode="mapanything-rebuild")
+    records = world.generate(traj, ["a room"], oracle(room), settings, depth_estimator=model)
+    grid = [list(range(0, end, 2)) for end in (13, 21, 25)]  # update_fps 12 at 24 fps: every other frame
+    assert len(model.calls) == 3
+    for call, wanted in zip(model.calls, grid):
+        np.testing.assert_allclose(call["w2c"], traj.cameras.w2c[wanted], atol=1e-6)
+        np.testing.assert_allclose(call["intrinsics"], traj.cameras.intrinsics[wanted])
+        np.testing.assert_array_equal(call["images"][0], frames[0])  # the first image is always in
+        np.testing.assert_array_equal(call["images"][1:], np.stack([world.frames([g])[0] for g in wanted[1:]]))
+    memory = world.memory()
+    assert memory.voxel_size == 0.01 and len(memory) > 1000
+    assert records[-1]["references"]  # the view index was rebuilt for the new ids
+    assert World.open(world.root).view_index().frame_sizes == world.view_index().frame_sizes
+    with pytest.raises(WorldError, match="takes known poses"):
+        new_world(tmp_path, room, "other").generate(traj, ["a room"], oracle(room), settings)
 
 
 def test_cancel_leaves_the_world_as_it_was(tmp_path, room):

@@ -28,7 +28,7 @@ from .cameras import Cameras
 import torch
 
 from .memory import (
-    RANK_GENERATED, Merges, SpatialMemory, carve, coarsen_to_budget, fuse_points, points_from_depth, refine,
+    RANK_GENERATED, Merges, SpatialMemory, carve, coarsen_to_budget, fuse, fuse_points, points_from_depth, refine,
 )
 from .render import render_memory
 
@@ -239,6 +239,24 @@ def update_memory(
     return memory, aligned, stats
 
 
+def rebuild_with_known_poses(frames: np.ndarray, cameras: Cameras, frame_indices, estimator, *,
+                             dynamic: np.ndarray | None = None, voxel_size: float = 0.01
+                             ) -> tuple[SpatialMemory, np.ndarray, np.ndarray]:
+    """The paper's memory build: one multi-view reconstruction of every given frame (the first
+    image and the video so far, a few frames a second) by a depth model that takes the known
+    intrinsics and poses (MapAnything), back-projected with those cameras, dynamic pixels left
+    out, then averaged per voxel of `voxel_size` (the mean of the points in each voxel, as
+    Open3D's voxel_down_sample). Returns the memory, the depth and its confidence."""
+    if not getattr(estimator, "takes_poses", False):
+        raise ValueError(f"the posed rebuild needs a depth model that takes known poses (map-anything); "
+                         f"{getattr(estimator, 'name', type(estimator).__name__)} does not")
+    result = estimator.estimate(frames, cameras.intrinsics, w2c=cameras.w2c)
+    points = points_from_depth(result.depth, frames, cameras, exclude=dynamic, frames=frame_indices)
+    side = torch.zeros(len(points), dtype=torch.uint8)  # one cell per voxel, whatever the surface's side
+    memory = fuse(SpatialMemory.empty(voxel_size), points.xyz, points.rgb, None, frame=points.frame, side=side)
+    return memory, result.depth, result.confidence
+
+
 def coverage(memory: SpatialMemory, cameras: Cameras, *, device: str | None = None) -> np.ndarray:
     """Per-frame share of pixels the memory already knows, [F] in [0, 1]."""
     if len(memory) == 0:
@@ -247,4 +265,4 @@ def coverage(memory: SpatialMemory, cameras: Cameras, *, device: str | None = No
     return result.mask.float().mean(dim=(1, 2)).cpu().numpy()
 
 
-__all__ = ["UpdateSettings", "UpdateStats", "align_to_memory", "coverage", "update_memory"]
+__all__ = ["UpdateSettings", "UpdateStats", "align_to_memory", "coverage", "rebuild_with_known_poses", "update_memory"]

@@ -152,8 +152,9 @@ class ViewIndex:
         return counts
 
     # --- persistence: one file per batch of frames, replayed in order --------------------
-    def batch_arrays(self, frames, id_sets, merged_ids=(), merged_into=()) -> dict[str, np.ndarray]:
-        """What `add` (after `remap`) recorded, as arrays for a file that `replay` reads back."""
+    def batch_arrays(self, frames, id_sets, merged_ids=(), merged_into=(), *, reset: bool = False) -> dict[str, np.ndarray]:
+        """What `add` (after `remap`, after clearing the index when `reset`) recorded, as arrays
+        for a file that `replay` reads back."""
         id_sets = [np.unique(np.asarray(ids, dtype=np.int64)) for ids in id_sets]
         return {
             "frames": np.asarray(frames, dtype=np.int64),
@@ -162,10 +163,17 @@ class ViewIndex:
             "ids": np.concatenate([np.diff(ids, prepend=0) for ids in id_sets]) if id_sets else np.zeros(0, np.int64),
             "merged_ids": np.asarray(merged_ids, dtype=np.int64),
             "merged_into": np.asarray(merged_into, dtype=np.int64),
+            "reset": np.asarray(reset),
         }
+
+    def clear(self) -> None:
+        self.keys = np.zeros(0, np.int64)
+        self.frame_sizes = {}
 
     def replay(self, arrays) -> None:
         """Apply one batch written by `batch_arrays`: its merges, then its frames."""
+        if "reset" in arrays and bool(arrays["reset"]):
+            self.clear()
         self.remap(arrays["merged_ids"], arrays["merged_into"])
         offsets, deltas = arrays["offsets"], arrays["ids"]
         sets = [np.cumsum(deltas[offsets[i]:offsets[i + 1]]) for i in range(len(offsets) - 1)]

@@ -41,7 +41,7 @@ from .plan import Round, plan_rounds
 from .render import render_memory
 from .metrics import psnr, ssim
 from .retrieval import SCORINGS, retrieve_indexed
-from .update import UpdateSettings, update_memory
+from .update import UpdateSettings, rebuild_with_known_poses, update_memory
 from .view_index import ViewIndex, visible_ids
 from .video import iter_frames, read_frames, write_frames, write_video
 
@@ -52,6 +52,7 @@ REFERENCE_FRAMES = 7
 INDEX_FPS = 6.0  # frames enter the view index (and can be retrieved) at this rate, as the paper samples them
 REVISIT_METRES = 0.1  # a frame revisits an earlier one whose camera is this close ...
 REVISIT_DEGREES = 5.0  # ... and turned by at most this much
+UPDATE_MODES = ("incremental", "mapanything-rebuild")
 REVISITS_PER_ROUND = 8  # revisit pairs scored per round (the closest), so the cost stays bounded
 
 Progress = Callable[[float, str], None]
@@ -76,6 +77,7 @@ class GenerateSettings:
     full_rebuild: bool = False
     update: UpdateSettings = field(default_factory=UpdateSettings)
     retrieval: str | None = None  # "reference" or "iou"; None: the generator's preference, else "iou"
+    update_mode: str = "incremental"  # or "mapanything-rebuild", the paper's (see World._posed_rebuild)
 
 
 class World:
@@ -272,6 +274,11 @@ class World:
         existing = self.cameras()
         if existing is not None and not existing.equals(cams[: self.frame_count], atol=1e-6):
             raise WorldError("the trajectory's first frames differ from the frames this world already generated")
+        if settings.update_mode not in UPDATE_MODES:
+            raise WorldError(f"update_mode must be one of {', '.join(UPDATE_MODES)}, got {settings.update_mode!r}")
+        if settings.update_mode == "mapanything-rebuild" and not getattr(depth_estimator, "takes_poses", False):
+            raise WorldError("update mode mapanything-rebuild needs a depth model that takes known poses "
+                             "(map-anything: spatia models download map-anything, and the mapanything package)")
         generator.check_available()
         rounds = self.plan(trajectory, prompts, settings)
         records = []
@@ -365,28 +372,32 @@ class World:
         memory_out, update_stats = memory_in, None
         if len(keys):
             key_frames = frames[local]
-            confidence = None
-            if result.depth is not None:
-                depth = result.depth[local]
-                # a generator that invents depth (the preview's hole filling) says how much to trust it
-                if isinstance(result.info.get("depth_confidence"), np.ndarray):
-                    confidence = result.info["depth_confidence"][local]
-            elif depth_estimator is not None:
-                estimate = depth_estimator.estimate(key_frames, key_cams.intrinsics)
-                depth, confidence = estimate.depth, estimate.confidence
-            else:
-                raise WorldError("the generator returns no depth: a depth estimator is needed to update the memory")
-            dynamic = np.zeros(depth.shape, dtype=bool)
+            dynamic = np.zeros((len(keys), self.height, self.width), dtype=bool)
             if segmenter is not None and settings.dynamic_prompts:
                 dynamic |= segmenter.segment(key_frames, settings.dynamic_prompts)
             if user_masks is not None:
                 dynamic |= np.asarray(user_masks, dtype=bool)[keys]
-            # Depth a generator returns is already in the memory's frame (the preview's comes from
-            # the memory, the oracle's is exact); only estimated depth is aligned to the memory.
-            update_settings = replace(settings.update, align=settings.update.align and result.depth is None)
-            new_memory, aligned, update_stats = update_memory(memory, key_frames, depth, key_cams, keys,
-                                                              dynamic=dynamic, confidence=confidence,
-                                                              settings=update_settings)
+            if settings.update_mode == "mapanything-rebuild":
+                new_memory, aligned, confidence = self._posed_rebuild(trajectory.cameras, frames, rnd, keys, dynamic,
+                                                                      depth_estimator, step)
+            else:
+                confidence = None
+                if result.depth is not None:
+                    depth = result.depth[local]
+                    # a generator that invents depth (the preview's hole filling) says how much to trust it
+                    if isinstance(result.info.get("depth_confidence"), np.ndarray):
+                        confidence = result.info["depth_confidence"][local]
+                elif depth_estimator is not None:
+                    estimate = depth_estimator.estimate(key_frames, key_cams.intrinsics)
+                    depth, confidence = estimate.depth, estimate.confidence
+                else:
+                    raise WorldError("the generator returns no depth: a depth estimator is needed to update the memory")
+                # Depth a generator returns is already in the memory's frame (the preview's comes from
+                # the memory, the oracle's is exact); only estimated depth is aligned to the memory.
+                update_settings = replace(settings.update, align=settings.update.align and result.depth is None)
+                new_memory, aligned, update_stats = update_memory(memory, key_frames, depth, key_cams, keys,
+                                                                  dynamic=dynamic, confidence=confidence,
+                                                                  settings=update_settings)
             for j, g in enumerate(keys):
                 conf = np.ones(aligned[j].shape, np.float16) if confidence is None else confidence[j].astype(np.float16)
                 np.savez_compressed(self.root / "keyframes" / f"{g:06d}.npz", depth=aligned[j].astype(np.float16),
@@ -401,7 +412,7 @@ class World:
 
         t = time.perf_counter()
         views = self._index_round(memory, trajectory.cameras, rnd, update_stats, partial / "views.npz",
-                                  settings.update.render_device)
+                                  settings.update.render_device, reset=settings.update_mode != "incremental")
         timings["index_s"] = time.perf_counter() - t
         check_cancel()
 
@@ -482,19 +493,50 @@ class World:
         return index
 
     def _index_round(self, memory: SpatialMemory, cameras: Cameras, rnd: Round, stats, path: Path,
-                     device) -> ViewIndex:
+                     device, *, reset: bool = False) -> ViewIndex:
         """The view index with this round's new frames added (as the updated memory sees them),
-        saved to `path`; the world's own index is replaced only once the round is committed."""
+        saved to `path`; the world's own index is replaced only once the round is committed.
+        `reset`: the memory was rebuilt with new ids, so every indexed frame is indexed anew."""
         index = self.view_index()
         index = ViewIndex(index.per_point, index.keys.copy(), dict(index.frame_sizes))
         merges = stats.merges if stats is not None and stats.merges is not None else None
         merged = (merges.ids.cpu().numpy(), merges.into.cpu().numpy()) if merges is not None else ((), ())
-        frames = self._index_frames(rnd.new_start, rnd.end)
+        frames = self._index_frames(0 if reset else rnd.new_start, rnd.end)
         sets = visible_ids(memory.xyz, memory.point_id, cameras[frames], device=device) if frames else []
+        if reset:
+            index.clear()
+            merged = ((), ())
         index.remap(*merged)
         index.add(frames, sets)
-        np.savez_compressed(path, **index.batch_arrays(frames, sets, *merged))
+        np.savez_compressed(path, **index.batch_arrays(frames, sets, *merged, reset=reset))
         return index
+
+    def _posed_rebuild(self, cameras: Cameras, frames: np.ndarray, rnd: Round, keys: np.ndarray,
+                       dynamic: np.ndarray, depth_estimator, step: int):
+        """The paper's update: the memory rebuilt from every frame so far on the update grid (the
+        first image included) by a depth model given the known poses and intrinsics. Returns the
+        memory and the depth and confidence of this round's keyframes."""
+        if depth_estimator is None:
+            raise WorldError("update mode mapanything-rebuild needs a depth model (map-anything)")
+        past = [g for g in range(0, rnd.new_start, step)]
+        images = [self.frames(past)] if past else []
+        masks = []
+        for g in past:
+            path = self.root / "keyframes" / f"{g:06d}.npz"
+            if path.exists():
+                with np.load(path) as saved:
+                    masks.append(saved["dynamic"])
+            else:
+                masks.append(np.zeros((self.height, self.width), dtype=bool))
+        indices = np.array(past + keys.tolist(), dtype=np.int64)
+        images = np.concatenate(images + [frames[keys - rnd.start]])
+        dynamic_all = np.concatenate([np.stack(masks)] + [dynamic]) if masks else dynamic
+        try:
+            memory, depth, confidence = rebuild_with_known_poses(images, cameras[indices], indices, depth_estimator,
+                                                                 dynamic=dynamic_all)
+        except ValueError as err:
+            raise WorldError(str(err)) from None
+        return memory, depth[len(past):], confidence[len(past):]
 
     # --- loop closure ---------------------------------------------------------------------
     def _loop_closure(self, memory: SpatialMemory, cameras: Cameras, frames: np.ndarray, rnd: Round, device) -> dict:

@@ -22,6 +22,7 @@ NETWORK_WIDTH = 518
 
 class MapAnythingEstimator(PretrainedAdapter, DepthEstimator):
     default_preset = "map-anything"
+    takes_poses = True  # estimate() accepts known world-to-camera poses
     required_modules = ("mapanything",)
     install_hint = MAPANYTHING_INSTALL
 

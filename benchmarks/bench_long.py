@@ -1,0 +1,169 @@
+"""A long shot: many rounds along a camera path that circles a room and comes back to the
+first camera's exact pose again and again, with the oracle (ground truth) and the preview
+generator. Per round: time per stage, memory points, disk added, resident memory, the memory
+rendered at the first camera against the first image, and revisited frames against the
+frames they revisit.
+
+The ground truth is an analytic box room (exact colour and depth), so only our own work is
+timed and the numbers do not depend on a renderer. Everything is measured from outside the
+world (its files, its memory, its frames), so the same script measures any version.
+
+    .venv/bin/python benchmarks/bench_long.py [--rounds 50] [--size 128x72] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_world import box_room_views
+from harness import write
+from spatia.cameras import Cameras, Trajectory
+from spatia.metrics import psnr
+from spatia.models.oracle import OracleGenerator
+from spatia.models.preview import PreviewGenerator
+from spatia.render import render_memory
+from spatia.world import GenerateSettings, World
+
+PERIOD = 200  # frames: the camera is back at frame 0's pose every PERIOD frames
+REGION = 0.25  # metres: "a place" when checking that nothing seen in round 0 is forgotten
+
+
+def circling_path(frames: int, width: int, height: int) -> Trajectory:
+    """Round a circle of 1.5 m radius looking outward and sideways, closing every PERIOD frames."""
+    t = np.arange(frames) / PERIOD
+    angle = 2 * np.pi * t
+    eye = np.stack([1.5 * np.cos(angle), 1.5 * np.sin(angle), np.full(frames, 1.5)], axis=1)
+    look = angle + 0.5 + 0.4 * np.sin(4 * np.pi * t)
+    target = eye + np.stack([np.cos(look), np.sin(look), np.full(frames, -0.15)], axis=1)
+    cams = Cameras.look_at(eye, target, width=width, height=height, fov_x_deg=70.0)
+    return Trajectory(cams, fps=24.0)
+
+
+def folder_bytes(root: Path) -> int:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def occupied(xyz: np.ndarray) -> set:
+    return set(map(tuple, np.floor(xyz / REGION).astype(np.int64).tolist()))
+
+
+def run(generator_name: str, rounds: int, width: int, height: int, first: int, later: int, overlap: int,
+        max_points: int, folder: Path) -> dict:
+    total = first + (rounds - 1) * (later - overlap)
+    trajectory = circling_path(total, width, height)
+    generator = OracleGenerator(box_room_views) if generator_name == "oracle" else PreviewGenerator()
+    settings = GenerateSettings(first_round_frames=first, round_frames=later, overlap=overlap)
+    settings.update = type(settings.update)(max_points=max_points)
+    world = World.create(folder, width=width, height=height, voxel_size=0.02)
+    first_cam = trajectory.cameras[:1]
+    rgb, depth = box_room_views(first_cam)
+    world.init_from_rgbd(rgb[0], depth[0], first_cam)
+
+    def memory_vs_first() -> float:
+        view = render_memory(world.memory(), first_cam)
+        return psnr(view.rgb[0].numpy(), rgb[0], view.mask[0].numpy())
+
+    initial_psnr = memory_vs_first()
+    per_round, round0_places = [], None
+    disk = folder_bytes(folder)
+    for r in range(rounds):
+        end = first if r == 0 else first + r * (later - overlap)
+        points_before = len(world.memory())
+        t0 = time.perf_counter()
+        record = world.generate(trajectory[:end], ["a room"], generator, settings)[0]
+        wall = time.perf_counter() - t0
+        memory = world.memory()
+        if r == 0:
+            round0_places = occupied(memory.xyz.numpy())
+        now = folder_bytes(folder)
+        timings = record["timings"]
+        # revisits: new frames at frame 0's pose, against frame 0
+        revisit = [g for g in range(record["start"] + record["overlap"], record["end"]) if g % PERIOD == 0 and g > 0]
+        revisit_psnr = [psnr(world.frames([g])[0], world.frames([0])[0]) for g in revisit]
+        added = len(memory) - points_before
+        per_round.append({
+            "round": r,
+            "total_s": round(wall, 3),
+            "without_generator_s": round(wall - timings["generate_s"], 3),
+            **{k: round(v, 3) for k, v in timings.items() if k.endswith("_s")},
+            "points": len(memory),
+            "points_added": added,
+            "disk_added_mb": round((now - disk) / 2**20, 3),
+            "rss_mb": round(rss_mb(), 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+            "memory_vs_first_psnr": round(memory_vs_first(), 2),
+            "revisit_psnr": [round(min(p, 100.0), 2) for p in revisit_psnr],
+            "conflict_pixels": (record.get("update") or {}).get("conflict_pixels"),
+            "points_merged": (record.get("update") or {}).get("points_merged"),
+        })
+        disk = now
+        print(generator_name, per_round[-1], flush=True)
+    final_places = occupied(world.memory().xyz.numpy())
+    rounds_out = per_round
+
+    def share(row):
+        return row["retrieve_s"] / max(row["without_generator_s"], 1e-9)
+
+    second, last = rounds_out[min(2, len(rounds_out) - 1)], rounds_out[-1]
+    return {
+        "generator": generator_name,
+        "frames": total,
+        "memory_vs_first_psnr_v1": round(initial_psnr, 2),
+        "per_round": rounds_out,
+        "summary": {
+            "time_round_last_over_round_2": round(last["without_generator_s"] / max(second["without_generator_s"], 1e-9), 2),
+            "retrieval_share_round_2": round(share(second), 3),
+            "retrieval_share_last": round(share(last), 3),
+            "memory_vs_first_drop_db": round(initial_psnr - last["memory_vs_first_psnr"], 2),
+            "round0_places_lost": len(round0_places - final_places),
+            "round0_places": len(round0_places),
+            "rss_mb_round_2": second["rss_mb"],
+            "rss_mb_last": last["rss_mb"],
+            "disk_mb_per_round_last10": round(float(np.mean([r["disk_added_mb"] for r in rounds_out[-10:]])), 3),
+            "points_added_per_round_last10": round(float(np.mean([r["points_added"] for r in rounds_out[-10:]])), 1),
+            "revisit_psnr": [p for r in rounds_out for p in r["revisit_psnr"]],
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--size", default="128x72")
+    parser.add_argument("--generators", default="oracle,preview")
+    parser.add_argument("--max-points", type=int, default=60_000, help="the memory budget (small, so it binds)")
+    parser.add_argument("--quick", action="store_true", help="6 rounds, for a smoke run")
+    args = parser.parse_args()
+    width, height = (int(v) for v in args.size.split("x"))
+    rounds = 6 if args.quick else args.rounds
+    first, later, overlap = 33, 25, 9
+    results = {}
+    for name in args.generators.split(","):
+        with tempfile.TemporaryDirectory() as tmp:
+            results[name] = run(name, rounds, width, height, first, later, overlap, args.max_points, Path(tmp) / "w")
+    write("long" + ("_quick" if args.quick else ""), {
+        "width": width, "height": height, "rounds": rounds, "first_round_frames": first, "round_frames": later,
+        "overlap": overlap, "max_points": args.max_points, "period_frames": PERIOD, "results": results,
+    })
+    for name, result in results.items():
+        print(name, result["summary"])
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    main()
