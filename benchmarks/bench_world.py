@@ -56,7 +56,11 @@ def _box_room_views(cameras: Cameras) -> tuple[np.ndarray, np.ndarray]:
         best = np.where(closer, t, best)
         hit_axis = np.where(closer, axis, hit_axis)
     point = origin + rays * best[..., None]
-    cells = np.floor(point / 0.5).astype(np.int64).sum(axis=-1) % 2
+    # the checker runs along the two axes of the wall that was hit; the wall's own coordinate sits
+    # on a cell boundary, where rounding would flip a whole wall's parity between two views
+    along = np.floor(point / 0.5).astype(np.int64)
+    np.put_along_axis(along, hit_axis[..., None].astype(np.int64), 0, axis=-1)
+    cells = along.sum(axis=-1) % 2
     palette = np.array([[200, 60, 50], [240, 230, 210], [50, 120, 200], [230, 220, 120], [60, 160, 80], [245, 245, 245]])
     colour = palette[hit_axis * 2 + cells]
     return colour.astype(np.uint8), best.astype(np.float32)

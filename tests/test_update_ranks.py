@@ -101,7 +101,7 @@ def test_fusion_cells_follow_the_pixel_footprint():
     near_memory, _, _ = update_memory(SpatialMemory.empty(0.02), near_rgb, near, cam, [0], settings=NO_ALIGN)
     far_memory, _, _ = update_memory(SpatialMemory.empty(0.02), far_rgb, far, cam, [0], settings=NO_ALIGN)
     assert set(near_memory.level.tolist()) == {0}
-    assert set(far_memory.level.tolist()) == {3}  # 16 cm cells: at most one pixel wide at 12 m
+    assert set(far_memory.level.tolist()) == {2}  # 8 cm cells: at most half a pixel wide at 12 m
     assert len(far_memory) > 0.5 * len(near_memory)  # far content still covers its pixels ...
     coverage = render_memory(far_memory, cam).mask.float().mean()
     assert float(coverage) > 0.95  # ... and splats sized by cell leave no pinholes

@@ -186,20 +186,50 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
         # `occlusion_margin` the pixel's own point keeps it, so neighbours on the same surface
         # (a floor seen at an angle) do not paint over each other's centres.
         current, grown = _key_depths(canvas), _key_depths(block)
-        take = (canvas == empty_key) | (grown < current - (occlusion_margin + OCCLUSION_MARGIN_REL * current))
+        # a coarse point (seen from afar) must be nearer by its own size to cover a finer one
+        margin = occlusion_margin if sizes is None else OCCLUSION_MARGIN_VOXELS * sizes[block & INDEX_MASK]
+        take = (canvas == empty_key) | (grown < current - (margin + OCCLUSION_MARGIN_REL * current))
         torch.where(take, block, canvas, out=canvas)
+
+
+def _to_global(canvas: torch.Tensor, subset: torch.Tensor, empty_key: int) -> None:
+    """Keys of a canvas rendered from a subset of the points: subset positions -> point indices, in place."""
+    filled = canvas != empty_key
+    local = (canvas & INDEX_MASK).clamp_(max=max(len(subset) - 1, 0))
+    remapped = (canvas & ~INDEX_MASK) | subset[local] if len(subset) else canvas
+    torch.where(filled, remapped, canvas, out=canvas)
+
+
+def _centres_by_priority(points_t, preferred, rotation, translation, canvas, spare, width, height, pad, near,
+                         point_size, sizes, empty_key) -> torch.Tensor:
+    """Centre pixels when some points are preferred (the user's): a preferred point keeps its
+    pixel unless another point is clearly nearer (by its size, as splats grow), so points of a
+    lower rank on the same surface never show through the user's."""
+    first, second = preferred.nonzero()[:, 0], (~preferred).nonzero()[:, 0]
+    nearest = _splat_centres(points_t[:, first], rotation, translation, canvas, width, height, pad, near)
+    _to_global(canvas, first, empty_key)
+    spare.fill_(empty_key)
+    nearest = torch.minimum(nearest, _splat_centres(points_t[:, second], rotation, translation, spare, width, height,
+                                                    pad, near))
+    _to_global(spare, second, empty_key)
+    held, challenger = _key_depths(canvas), _key_depths(spare)
+    size = point_size if sizes is None else sizes[spare & INDEX_MASK]
+    take = (canvas == empty_key) | (challenger < held - (OCCLUSION_MARGIN_VOXELS * size + OCCLUSION_MARGIN_REL * held))
+    torch.where(take, spare, canvas, out=canvas)
+    return nearest
 
 
 def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch.device | None = None,
            depth_only: bool = False, return_index: bool = False, near: float = 1e-2, max_radius_px: int = 8,
-           chunk: int | None = None) -> RenderResult:
+           chunk: int | None = None, priority=None) -> RenderResult:
     """Render points into every camera of `cameras` (see the module docstring for the splat model).
 
     xyz: [N,3] float world points, numpy or torch. rgb: [N,3] uint8 (ignored when depth_only).
     point_size: world-space spacing of the points (the memory's voxel size), metres, one for all
     or one per point [N]; 0 draws one pixel per point. Points with z <= near are dropped. device: where to render (default:
     where xyz lives if it is a tensor, else the CPU). chunk: frames rendered together
-    (default: about 1M projected points per batch on CPU, 64M on CUDA).
+    (default: about 1M projected points per batch on CPU, 64M on CUDA). priority: bool [N],
+    points that keep their pixels against others at about the same depth (the user's).
     """
     if not isinstance(cameras, Cameras):
         raise RenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
@@ -246,11 +276,23 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     out_rgb = None if depth_only else torch.empty((frames, height, width, 3), dtype=torch.uint8, device=device)
     index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_index else None
     canvas_buffer = torch.empty((min(chunk, frames), height + 2 * pad, width + 2 * pad), dtype=torch.int64, device=device)
+    preferred = None if priority is None else torch.as_tensor(priority, device=device).to(torch.bool).reshape(-1)
+    if preferred is not None and len(preferred) != count:
+        raise RenderError(f"priority must hold one flag per point ({count}), got {len(preferred)}")
+    if preferred is not None and (bool(preferred.all()) or not bool(preferred.any())):
+        preferred = None  # one rank for all: nothing to prefer
+    spare_buffer = torch.empty_like(canvas_buffer) if preferred is not None else None
 
     for start in range(0, frames, chunk):
         stop = min(start + chunk, frames)
         canvas = canvas_buffer[: stop - start].fill_(empty_key)
-        nearest = _splat_centres(points_t, rotation[start:stop], translation[start:stop], canvas, width, height, pad, near)
+        if preferred is None:
+            nearest = _splat_centres(points_t, rotation[start:stop], translation[start:stop], canvas, width, height,
+                                     pad, near)
+        else:
+            nearest = _centres_by_priority(points_t, preferred, rotation[start:stop], translation[start:stop], canvas,
+                                           spare_buffer[: stop - start], width, height, pad, near, point_size, sizes,
+                                           empty_key)
         _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key, sizes)
         keys = canvas[:, pad:pad + height, pad:pad + width]
         winner = keys & INDEX_MASK  # == count where empty
@@ -274,7 +316,10 @@ def point_sizes(memory) -> float | torch.Tensor:
 
 def render_memory(memory, cameras: Cameras, **kwargs) -> RenderResult:
     """render() for any object with `.xyz`, `.rgb` and `.voxel_size` (e.g. a spatial memory),
-    splats sized by each point's cell."""
+    splats sized by each point's cell, the user's points preferred over generated ones."""
     kwargs.setdefault("point_size", point_sizes(memory))
+    rank = getattr(memory, "rank", None)
+    if rank is not None:
+        kwargs.setdefault("priority", rank > 0)
     rgb = None if kwargs.get("depth_only") else memory.rgb
     return render(memory.xyz, rgb, cameras, **kwargs)

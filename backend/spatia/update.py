@@ -107,6 +107,17 @@ class _Verdicts:
     memory: SpatialMemory  # refined by the re-observations
 
 
+def _pixel_points(depth: np.ndarray, cameras: Cameras) -> np.ndarray:
+    """World points [F,H,W,3] of every pixel centre at its depth [F,H,W]."""
+    f, h, w = depth.shape
+    k = cameras.intrinsics
+    x = (np.arange(w) + 0.5)[None, None, :] - k[:, 2, None, None]
+    y = (np.arange(h) + 0.5)[None, :, None] - k[:, 3, None, None]
+    rays = np.stack(np.broadcast_arrays(x / k[:, 0, None, None], y / k[:, 1, None, None], np.ones((f, 1, 1))), -1)
+    c2w = cameras.c2w
+    return np.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], rays * depth[..., None]) + c2w[:, None, None, :3, 3]
+
+
 def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndarray, cameras: Cameras,
                        frame_indices: np.ndarray, static: np.ndarray, weight: np.ndarray, *, rank: int,
                        settings: UpdateSettings) -> _Verdicts:
@@ -126,20 +137,24 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
 
     observed = static & (depth > 0) & (weight > 0)
     covered = observed & (winner >= 0)
-    tolerance = settings.agree_abs + settings.agree_rel * rendered
-    residual = depth - rendered
-    agree = covered & (np.abs(residual) <= tolerance)
     safe = np.where(winner >= 0, winner, 0)
+    xyz = memory.xyz.cpu().numpy().astype(np.float64)
+    cell = (memory.voxel_size * np.exp2(memory.level.cpu().numpy().astype(np.float64)))[safe]
+    # The pixel's observation as a world point, against the point that won the pixel: a 3-D
+    # distance, so pixels of a splat on a surface seen at a grazing angle still agree with it.
+    gap = np.linalg.norm(_pixel_points(depth, cameras) - xyz[safe], axis=-1)
+    agree = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
+    residual = depth - rendered
     protected = ((memory.rank > rank) | (memory.conf >= settings.protect_conf)).cpu().numpy()[safe]
     conflict = covered & ~agree & protected & ((residual < 0) | own_pixel)
+    refine_at = agree & own_pixel  # a point's own pixel says where along the line of sight it is
 
     # Re-observations: each frame counts once per point (its pixels' mean confidence), and
     # moves the point along that camera's line of sight by the residual.
     rows_all, shift_all, weight_all, rgb_all, frame_all = [], [], [], [], []
-    xyz = memory.xyz.cpu().numpy().astype(np.float64)
     rgb_of = frames.reshape(-1, 3).astype(np.float64)
     for f in range(shape[0]):
-        pixels = np.flatnonzero(agree[f])
+        pixels = np.flatnonzero(refine_at[f])
         if len(pixels) == 0:
             continue
         rows = winner[f].reshape(-1)[pixels]

@@ -272,10 +272,14 @@ def refine(memory: SpatialMemory, rows, shift, weight, rgb_sum, frame, *, rank: 
     return out
 
 
+CELLS_PER_FOOTPRINT = 2.0  # a cell of half a pixel: neighbouring pixels never share one
+
+
 def cell_levels(footprint: torch.Tensor, voxel_size: float) -> torch.Tensor:
     """Level of the cell for points seen with the given pixel footprints [M] (metres): the
-    largest level whose cell voxel_size * 2**level is at most one footprint, at least 0."""
-    ratio = (footprint / voxel_size).clamp_(min=1.0)
+    largest level whose cell voxel_size * 2**level is at most half a footprint (so each pixel
+    keeps its own point and splats of that size stay one pixel wide), at least 0."""
+    ratio = (footprint / (CELLS_PER_FOOTPRINT * voxel_size)).clamp_(min=1.0)
     return torch.floor(torch.log2(ratio)).clamp_(0, MAX_LEVEL).to(torch.uint8)
 
 

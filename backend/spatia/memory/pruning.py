@@ -86,18 +86,20 @@ def carve(
 
 
 def budget_score(memory: SpatialMemory, *, half_life_frames: float = DEFAULT_HALF_LIFE_FRAMES) -> torch.Tensor:
-    """Keep-priority of each point: conf * 0.5 ** ((newest last_frame - last_frame) / half_life_frames)
-    / 2**level, so far (coarse-celled), rarely seen and long-unseen points yield first.
+    """Keep-priority of each point: conf * 0.5 ** ((newest last_frame - last_frame) / half_life_frames
+    + level / 2), so rarely seen, long-unseen and far (coarse-celled) points yield first.
 
-    Confidence counts observations; the decay halves it for every `half_life_frames` frames
-    since the point was last seen, so a stale point yields to a fresher one of equal support.
+    Confidence counts observations (a merged point carries the sum of what it merged, so the
+    same points are not coarsened over and over); the decay halves it for every
+    `half_life_frames` frames since the point was last seen, so a stale point yields to a
+    fresher one of equal support; a point seen from twice as far counts 1/sqrt(2) as much.
     """
     if half_life_frames <= 0:
         raise MemoryFormatError(f"half_life_frames must be positive, got {half_life_frames}")
     if len(memory) == 0:
         return memory.conf.clone()
     age = (memory.last_frame.max() - memory.last_frame).to(torch.float32)
-    return memory.conf * torch.pow(0.5, age / half_life_frames + memory.level.to(torch.float32))
+    return memory.conf * torch.pow(0.5, age / half_life_frames + memory.level.to(torch.float32) / 2)
 
 
 def _compose(earlier: Merges, later: Merges) -> Merges:
@@ -121,7 +123,7 @@ def coarsen_to_budget(
     """At most `cap` points by merging cells, never by dropping a place.
 
     Each pass raises the cell level of the lower-priority half of the points that can still
-    grow (budget_score: far, rarely and long-unseen first) by one, and merges the points that
+    grow (generated before the user's; then budget_score: far, rarely and long-unseen first) by one, and merges the points that
     then share a cell; passes repeat until the memory fits. Every place keeps a point (the
     merged one), so when every cell is at the largest level the memory stays above the cap
     rather than forget anything. Returns the memory and which ids merged into which.
@@ -134,6 +136,8 @@ def coarsen_to_budget(
         if not bool(growable.any()):
             break
         score = budget_score(memory, half_life_frames=half_life_frames)
+        # the user's own points merge last: generated ones of any score go first
+        score = score + memory.rank.to(torch.float32) * float(score.max()) * 2
         score = torch.where(growable, score, torch.full_like(score, float("inf")))
         # Lowest priority first; ties: older last_frame, then higher id.
         order = np.lexsort((-memory.point_id.cpu().numpy(), memory.last_frame.cpu().numpy().astype(np.int64),
