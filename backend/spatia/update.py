@@ -107,6 +107,25 @@ class _Verdicts:
     memory: SpatialMemory  # refined by the re-observations
 
 
+def _in_free_space(xyz: torch.Tensor, cameras: Cameras, depth: torch.Tensor, settings: UpdateSettings) -> torch.Tensor:
+    """Bool [M]: points that some camera sees in front of its observed depth [A,H,W] (0 = none)
+    by more than the carving margins, i.e. in space that view saw as empty."""
+    inside_any = torch.zeros(len(xyz), dtype=torch.bool, device=xyz.device)
+    w2c = torch.as_tensor(cameras.w2c, dtype=torch.float32, device=xyz.device)
+    for a in range(len(cameras)):
+        cam = xyz @ w2c[a, :3, :3].T + w2c[a, :3, 3]
+        z = cam[:, 2]
+        fx, fy, cx, cy = (float(k) for k in cameras.intrinsics[a])
+        safe = torch.where(z > 0, z, torch.ones_like(z))
+        col = torch.floor(fx * cam[:, 0] / safe + cx)
+        row = torch.floor(fy * cam[:, 1] / safe + cy)
+        inside = (z > 0) & (col >= 0) & (col < cameras.width) & (row >= 0) & (row < cameras.height)
+        pixel = (row.clamp(0, cameras.height - 1) * cameras.width + col.clamp(0, cameras.width - 1)).long()
+        seen = depth[a].reshape(-1)[pixel]
+        inside_any |= inside & (seen > 0) & (z < seen - (settings.carve_margin_abs + settings.carve_margin_rel * z))
+    return inside_any
+
+
 def _pixel_points(depth: np.ndarray, cameras: Cameras) -> np.ndarray:
     """World points [F,H,W,3] of every pixel centre at its depth [F,H,W]."""
     f, h, w = depth.shape
@@ -199,14 +218,17 @@ def update_memory(
     dynamic: np.ndarray | None = None,
     confidence: np.ndarray | None = None,
     rank: int = RANK_GENERATED,
+    anchors: Cameras | None = None,
     settings: UpdateSettings = UpdateSettings(),
 ) -> tuple[SpatialMemory, np.ndarray, UpdateStats]:
     """Update the memory with frames [F,H,W,3] uint8 seen by `cameras` with depth [F,H,W].
 
     `dynamic` [F,H,W] marks pixels that must never enter the memory (people, cars); they
     neither add points nor carve. `rank` is the frames' (RANK_USER for the user's own images
-    and renders). Returns the new memory, the aligned depth (for a later full rebuild) and
-    statistics (with `merges`: which ids the budget merged into which).
+    and renders). `anchors`: the cameras of the user's own views (the first image): a lower-rank
+    point that would stand in space such a view saw as empty (in front of the user's points
+    there) is kept out and counted as a conflict. Returns the new memory, the aligned depth (for
+    a later full rebuild) and statistics (with `merges`: which ids the budget merged into which).
     """
     count = len(cameras)
     shape = (count, cameras.height, cameras.width)
@@ -218,6 +240,11 @@ def update_memory(
     stats = UpdateStats(points_before=len(memory), excluded_pixels=int(dynamic.sum()))
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
     weight = np.ones(shape, np.float32) if confidence is None else np.asarray(confidence, dtype=np.float32)
+    anchor_depth = None
+    users = memory.rank > rank
+    if anchors is not None and len(anchors) and bool(users.any()):
+        view = render_memory(memory.subset(users), anchors, depth_only=True, device=settings.render_device)
+        anchor_depth = torch.where(view.mask, view.depth, torch.zeros_like(view.depth)).to(memory.device)
 
     # A few frames at a time: back-projected points of a whole clip at full resolution would
     # not fit in memory (about 100 bytes a pixel in flight), and later frames then align to a
@@ -244,6 +271,10 @@ def update_memory(
         before = len(memory)
         points = points_from_depth(aligned[part], frames[part], cams, exclude=~new,
                                    conf=None if confidence is None else confidence[part], frames=indices[part])
+        if anchor_depth is not None and len(points):
+            seen_empty = _in_free_space(points.xyz, anchors, anchor_depth, settings)
+            points.conf[seen_empty] = 0.0  # fusion skips points of no confidence
+            stats.conflict_pixels += int(seen_empty.sum())
         stats.added_pixels += len(points)
         memory = fuse_points(memory, points, rank=rank, scale_aware=settings.scale_aware)
         stats.points_added += len(memory) - before

@@ -180,6 +180,14 @@ class World:
     def frames(self, indices) -> np.ndarray:
         return read_frames([self.root / "frames" / f"{int(i):06d}.png" for i in indices])
 
+    def first_camera(self) -> Cameras | None:
+        """The camera of the image the world was initialised from, when there is one."""
+        path = self.root / "first_camera.json"
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        return Cameras(data["intrinsics"], data["w2c"], data["width"], data["height"])
+
     def first_frame(self) -> np.ndarray | None:
         path = self.root / "first_frame.png"
         return read_frames([path])[0] if path.exists() else None
@@ -397,7 +405,7 @@ class World:
                 update_settings = replace(settings.update, align=settings.update.align and result.depth is None)
                 new_memory, aligned, update_stats = update_memory(memory, key_frames, depth, key_cams, keys,
                                                                   dynamic=dynamic, confidence=confidence,
-                                                                  settings=update_settings)
+                                                                  anchors=self.first_camera(), settings=update_settings)
             for j, g in enumerate(keys):
                 conf = np.ones(aligned[j].shape, np.float16) if confidence is None else confidence[j].astype(np.float16)
                 np.savez_compressed(self.root / "keyframes" / f"{g:06d}.npz", depth=aligned[j].astype(np.float16),

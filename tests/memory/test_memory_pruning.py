@@ -99,6 +99,14 @@ def test_budget_merges_cells_and_never_forgets_a_place():
     assert not set(merges.ids.tolist()) & set(kept.point_id.tolist())
     assert set(merges.into.tolist()) <= set(kept.point_id.tolist())
     assert apply_budget(memory, max_points=100).point_id.tolist() == kept.point_id.tolist()
+    # survivors keep the memory's row order (a version stays a small delta of its parent) ...
+    order = memory.indices_of(kept.point_id)
+    assert bool((order[1:] > order[:-1]).all())
+    # ... and the cached cell index matches one built from scratch
+    cached = kept.voxel_index()
+    rebuilt = type(cached).build(kept.xyz, kept.side, kept.voxel_size, kept.level)
+    assert torch.equal(cached.keys, rebuilt.keys)
+    assert torch.equal(kept.point_id[cached.order], kept.point_id[rebuilt.order])
     assert len(apply_budget(memory, max_points=10_000)) == len(memory)
 
 

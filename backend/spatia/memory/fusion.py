@@ -323,20 +323,26 @@ def _regroup(memory: SpatialMemory, keys: torch.Tensor, level: torch.Tensor, vox
     sums = _Sums.of_points(memory.xyz, memory.rgb, weight).grouped(groups.inverse, count)
     total = sums.weight[:, None]
     empty = total == 0  # groups of zero confidence fall back to their representative's values
+    # Each group takes the row of its representative, so the result keeps the memory's row order
+    # (minus the merged rows): a version stored as a delta against its parent stays small.
+    rows = argsort(groups.first)
+    position = torch.empty_like(rows)
+    position[rows] = torch.arange(count, device=device)
     survivor = memory.point_id[groups.first]
+    conf = torch.zeros(count, dtype=torch.float32, device=device).index_add_(0, groups.inverse, memory.conf)
     result = SpatialMemory(
-        xyz=torch.where(empty, memory.xyz[groups.first], sums.xyz / total),
-        rgb=torch.where(empty, memory.rgb[groups.first], _to_rgb(sums.rgb / total)),
-        conf=torch.zeros(count, dtype=torch.float32, device=device).index_add_(0, groups.inverse, memory.conf),
-        point_id=survivor,
-        first_frame=fill.scatter_reduce(0, groups.inverse, memory.first_frame, "amin", include_self=False),
-        last_frame=fill.scatter_reduce(0, groups.inverse, memory.last_frame, "amax", include_self=False),
-        side=memory.side[groups.first],
-        rank=top_rank,
-        level=level[groups.first],
+        xyz=torch.where(empty, memory.xyz[groups.first], sums.xyz / total)[rows],
+        rgb=torch.where(empty, memory.rgb[groups.first], _to_rgb(sums.rgb / total))[rows],
+        conf=conf[rows],
+        point_id=survivor[rows],
+        first_frame=fill.scatter_reduce(0, groups.inverse, memory.first_frame, "amin", include_self=False)[rows],
+        last_frame=fill.scatter_reduce(0, groups.inverse, memory.last_frame, "amax", include_self=False)[rows],
+        side=memory.side[groups.first][rows],
+        rank=top_rank[rows],
+        level=level[groups.first][rows],
         voxel_size=voxel_size,
         next_id=memory.next_id,
-        _index=VoxelIndex(float(voxel_size), groups.keys, torch.arange(count, device=device)),
+        _index=VoxelIndex(float(voxel_size), groups.keys, position),
     )
     gone = memory.point_id != survivor[groups.inverse]
     return result, Merges(memory.point_id[gone], survivor[groups.inverse][gone])
