@@ -84,9 +84,9 @@ def test_every_flipped_byte_is_refused(tmp_path):
         damaged[position] ^= 0x01
         path.write_bytes(bytes(damaged))
         with pytest.raises(MemoryIntegrityError):
-            store.load(1)
+            MemoryStore(tmp_path).load(1)  # a fresh store: this one keeps the memory it saved
     path.write_bytes(original)
-    store.load(1)
+    MemoryStore(tmp_path).load(1)
 
 
 def test_truncated_snapshot_is_refused(tmp_path):
@@ -97,7 +97,7 @@ def test_truncated_snapshot_is_refused(tmp_path):
     for size in (0, 5, 100, len(original) // 2, len(original) - 1):
         path.write_bytes(original[:size])
         with pytest.raises(MemoryIntegrityError, match="truncated|cannot be read|mismatch"):
-            store.load(1)
+            MemoryStore(tmp_path).load(1)
 
 
 def test_wrong_schema_is_refused(tmp_path):
