@@ -66,7 +66,8 @@ def make_delta(parent: SpatialMemory, memory: SpatialMemory) -> dict[str, torch.
         if name == "point_id":
             continue
         old, new = _bits(getattr(parent, name)[kept]), _bits(getattr(memory, name)[:count])
-        rows = (old != new).reshape(count, -1).any(dim=1)
+        rows = old != new
+        rows = rows.flatten(1).any(dim=1) if rows.ndim > 1 else rows
         if bool(rows.any()):
             differs[name] = rows
     changed = torch.stack(list(differs.values())).any(dim=0) if differs else torch.zeros(count, dtype=torch.bool)

@@ -403,7 +403,7 @@ class MemoryStore:
 
     def snapshot_bytes(self, version: int) -> bytes:
         """A standalone full snapshot of `version`, built from its verified memory (version, parent,
-        message and creation time kept; the same bytes every time)."""
+        message and creation time kept)."""
         loaded = self._load(int(version), "cpu")
         kept = {key: loaded.meta[key] for key in ("version", "parent", "message", "created") if key in loaded.meta}
         return _full_bytes(loaded.memory.to("cpu"), kept, loaded.sha256)
