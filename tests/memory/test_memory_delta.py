@@ -25,6 +25,13 @@ def sample_memory(count: int = 50, seed: int = 0) -> SpatialMemory:
     )
 
 
+def reopen(root) -> MemoryStore:
+    """A store of `root` that reads every file it needs again, whatever this process kept."""
+    store = MemoryStore(root)
+    store.forget()
+    return store
+
+
 def assert_same(a: SpatialMemory, b: SpatialMemory) -> None:
     for name in FIELDS:
         assert torch.equal(getattr(a, name), getattr(b, name)), name
@@ -77,14 +84,13 @@ def test_a_delta_chain_round_trips_exactly(tmp_path):
     # every 4th along a chain is full, and so are versions whose delta would be no smaller:
     # the empty memory and the one grown from it
     assert kinds == ["full", "delta", "delta", "delta", "full", "delta", "delta", "full", "full"]
-    fresh = MemoryStore(tmp_path)  # nothing in memory: every version is rebuilt from files
     for version, memory in zip(versions, memories):
-        loaded, meta = fresh.load_with_meta(version)
+        loaded, meta = reopen(tmp_path).load_with_meta(version)  # every version rebuilt from files
         assert loaded.sha256() == memory.sha256() == meta["sha256"]
         assert_same(loaded, memory)
         assert MemoryStore(tmp_path).points(version) == len(memory)
     for version in reversed(versions):  # backwards: no help from the version loaded before
-        assert MemoryStore(tmp_path).load(version).sha256() == memories[version - 1].sha256()
+        assert reopen(tmp_path).load(version).sha256() == memories[version - 1].sha256()
 
 
 def test_history_reports_kind_points_and_bytes(tmp_path):
@@ -106,7 +112,7 @@ def test_a_small_change_to_a_large_memory_writes_a_small_file(tmp_path):
     store.save(changed)
     full, delta = store.nbytes_on_disk(1), store.nbytes_on_disk(2)
     assert full > 200_000 * 30 and delta < 4096, (full, delta)
-    assert MemoryStore(tmp_path).load(2).sha256() == changed.sha256()
+    assert reopen(tmp_path).load(2).sha256() == changed.sha256()
 
 
 def test_full_snapshots_on_request_for_reordered_memories_and_for_large_changes(tmp_path):
@@ -119,7 +125,7 @@ def test_full_snapshots_on_request_for_reordered_memories_and_for_large_changes(
     everything = memory.replace(conf=memory.conf + 1)
     store.save(everything)
     assert [entry["kind"] for entry in store.history()] == ["full", "full", "full", "full"]
-    assert_same(MemoryStore(tmp_path).load(3), reordered)
+    assert_same(reopen(tmp_path).load(3), reordered)
     assert make_delta(memory, reordered) is None
 
 
@@ -136,18 +142,21 @@ def test_loading_the_version_just_saved_replays_nothing(tmp_path, monkeypatch):
     store = MemoryStore(tmp_path)
     memory = sample_memory(count=30)
     store.save(memory)
-    store.save(change_rows(memory, [0], conf=4.0))
-    reader = MemoryStore(tmp_path)
-    reader.load(1)
+    second = change_rows(memory, [0], conf=4.0)
+    store.save(second)
 
     def refuse(*args, **kwargs):
         raise AssertionError("a full snapshot was read")
 
     monkeypatch.setattr(store_module, "_parse_full", refuse)
-    assert store.load(2) is store._last.memory  # the memory it saved
-    assert reader.load(2).sha256() == store.load(2).sha256()  # one delta applied on version 1
-    nxt = add_points(store.load(2), 2, seed=5)
-    assert store.save(nxt) == 3 and store.history()[-1]["kind"] == "delta"
+    assert store.load(2) is second and MemoryStore(tmp_path).load(2) is second  # kept for the folder
+    monkeypatch.undo()
+    store.forget()
+    store.load(1)
+    monkeypatch.setattr(store_module, "_parse_full", refuse)
+    assert MemoryStore(tmp_path).load(2).sha256() == second.sha256()  # one delta applied on version 1
+    third = add_points(store.load(2), 2, seed=5)
+    assert store.save(third) == 3 and store.history()[-1]["kind"] == "delta" and store.load(3) is third
 
 
 def test_every_altered_byte_of_a_delta_is_refused(tmp_path):
@@ -162,9 +171,9 @@ def test_every_altered_byte_of_a_delta_is_refused(tmp_path):
         damaged[position] ^= 0x01
         path.write_bytes(bytes(damaged))
         with pytest.raises(MemoryIntegrityError, match="v000002"):
-            MemoryStore(tmp_path).load(2)
+            reopen(tmp_path).load(2)
     path.write_bytes(original)
-    MemoryStore(tmp_path).load(2)
+    reopen(tmp_path).load(2)
 
 
 def test_an_altered_full_snapshot_under_a_delta_is_refused(tmp_path):
@@ -179,7 +188,7 @@ def test_an_altered_full_snapshot_under_a_delta_is_refused(tmp_path):
         damaged[position] ^= 0x10
         path.write_bytes(bytes(damaged))
         with pytest.raises(MemoryIntegrityError, match="v000001"):
-            MemoryStore(tmp_path).load(2)
+            reopen(tmp_path).load(2)
 
 
 def test_a_truncated_delta_is_refused(tmp_path):
@@ -191,7 +200,7 @@ def test_a_truncated_delta_is_refused(tmp_path):
     for size in (0, 5, 100, len(original) // 2, len(original) - 1):
         store.path(2).write_bytes(original[:size])
         with pytest.raises(MemoryIntegrityError, match="v000002.*(truncated|cannot be read|mismatch|JSON)"):
-            MemoryStore(tmp_path).load(2)
+            reopen(tmp_path).load(2)
 
 
 def test_a_missing_parent_is_refused_with_a_clear_message(tmp_path):
@@ -202,7 +211,7 @@ def test_a_missing_parent_is_refused_with_a_clear_message(tmp_path):
         store.save(memory)
     store.path(2).unlink()
     with pytest.raises(MemoryIntegrityError, match=r"v000003.safetensors: its parent version 2 \(v000002.safetensors\) is missing"):
-        MemoryStore(tmp_path).load(3)
+        reopen(tmp_path).load(3)
 
 
 def test_a_delta_swapped_for_another_is_refused(tmp_path):
@@ -215,7 +224,7 @@ def test_a_delta_swapped_for_another_is_refused(tmp_path):
     store.path(2).unlink()
     store.path(3).rename(store.path(2))  # a valid file, but of version 3
     with pytest.raises(MemoryIntegrityError, match="metadata says version|no longer the delta"):
-        MemoryStore(tmp_path).load(4)
+        reopen(tmp_path).load(4)
 
 
 def test_a_delta_alone_is_not_a_snapshot(tmp_path):
@@ -244,7 +253,7 @@ def test_standalone_snapshots_of_any_version(tmp_path):
     assert store.snapshot_file(2) == path
     assert_same(parse_snapshot(store.snapshot_bytes(1))[0], memory)
     path.write_bytes(b"junk")  # a damaged copy is built again
-    assert_same(load_snapshot(MemoryStore(tmp_path).snapshot_file(2))[0], second)
+    assert_same(load_snapshot(reopen(tmp_path).snapshot_file(2))[0], second)
 
 
 def test_branches_and_concurrent_saves_get_distinct_versions(tmp_path):
@@ -267,10 +276,9 @@ def test_branches_and_concurrent_saves_get_distinct_versions(tmp_path):
     for thread in threads:
         thread.join()
     assert sorted(saved) == list(range(2, 17))
-    fresh = MemoryStore(tmp_path)
-    assert all(entry["kind"] == "delta" for entry in fresh.history()[1:])
+    assert all(entry["kind"] == "delta" for entry in MemoryStore(tmp_path).history()[1:])
     for version, sha256 in saved.items():
-        assert MemoryStore(tmp_path).load(version).sha256() == sha256
+        assert reopen(tmp_path).load(version).sha256() == sha256
 
 
 def _legacy_file(path, memory: SpatialMemory, names: list[str], version: int) -> None:
@@ -290,7 +298,7 @@ def test_old_full_snapshot_stores_still_load_and_grow_deltas(tmp_path):
     assert store.history()[0]["kind"] == "full" and store.points(1) == 30
     store.save(add_points(memory, 2, seed=10))
     assert store.history()[1]["kind"] == "delta"
-    assert MemoryStore(tmp_path).load(2).sha256() == add_points(memory, 2, seed=10).sha256()
+    assert reopen(tmp_path).load(2).sha256() == add_points(memory, 2, seed=10).sha256()
 
 
 def test_a_parent_written_before_a_field_existed(tmp_path):
@@ -305,5 +313,5 @@ def test_a_parent_written_before_a_field_existed(tmp_path):
     child = change_rows(add_points(memory, 2, seed=11), [0], side=2)
     store.save(child)
     assert store.history()[1]["kind"] == "delta"
-    assert_same(MemoryStore(tmp_path).load(2), child)
-    assert_same(load_snapshot(MemoryStore(tmp_path).snapshot_file(1))[0], memory)
+    assert_same(reopen(tmp_path).load(2), child)
+    assert_same(load_snapshot(reopen(tmp_path).snapshot_file(1))[0], memory)

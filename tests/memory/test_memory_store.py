@@ -83,10 +83,12 @@ def test_every_flipped_byte_is_refused(tmp_path):
         damaged = bytearray(original)
         damaged[position] ^= 0x01
         path.write_bytes(bytes(damaged))
+        store.forget()  # read the file again: the store keeps the memory it saved
         with pytest.raises(MemoryIntegrityError):
-            MemoryStore(tmp_path).load(1)  # a fresh store: this one keeps the memory it saved
+            store.load(1)
     path.write_bytes(original)
-    MemoryStore(tmp_path).load(1)
+    store.forget()
+    store.load(1)
 
 
 def test_truncated_snapshot_is_refused(tmp_path):
@@ -96,8 +98,9 @@ def test_truncated_snapshot_is_refused(tmp_path):
     original = path.read_bytes()
     for size in (0, 5, 100, len(original) // 2, len(original) - 1):
         path.write_bytes(original[:size])
+        store.forget()
         with pytest.raises(MemoryIntegrityError, match="truncated|cannot be read|mismatch"):
-            MemoryStore(tmp_path).load(1)
+            store.load(1)
 
 
 def test_wrong_schema_is_refused(tmp_path):

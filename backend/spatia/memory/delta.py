@@ -44,6 +44,23 @@ def content_hash(memory: SpatialMemory, names: Iterable[str] | None = None) -> s
     return digest.hexdigest()
 
 
+def _sorted_ids(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(ids sorted, the permutation that sorts them); None for an already increasing array, the
+    usual case since ids grow as points are added and every operation keeps the order."""
+    if len(ids) < 2 or bool((ids[1:] > ids[:-1]).all()):
+        return ids, None
+    return torch.sort(ids)
+
+
+def _find(ids: torch.Tensor, pool: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(found, position): whether each of `ids` is in `pool`, and where (valid where found)."""
+    sorted_pool, order = _sorted_ids(pool)
+    if len(sorted_pool) == 0:
+        return torch.zeros_like(ids, dtype=torch.bool), torch.zeros_like(ids)
+    pos = torch.searchsorted(sorted_pool, ids).clamp_(max=len(sorted_pool) - 1)
+    return sorted_pool[pos] == ids, pos if order is None else order[pos]
+
+
 def _bits(values: torch.Tensor) -> torch.Tensor:
     """Floats as integers of the same size, so -0.0 and 0.0 (equal, but hashed apart) differ."""
     return values.view(_SAME_SIZE_INT[values.element_size()]) if values.is_floating_point() else values
@@ -55,17 +72,19 @@ def make_delta(parent: SpatialMemory, memory: SpatialMemory) -> dict[str, torch.
     if memory.voxel_size != parent.voxel_size:
         return None
     parent = parent.to(memory.device) if parent.device != memory.device else parent
-    kept = torch.isin(parent.point_id, memory.point_id)
+    kept = _find(parent.point_id, memory.point_id)[0]
     count = int(kept.sum())
     if count > len(memory) or not torch.equal(memory.point_id[:count], parent.point_id[kept]):
         return None
-    if torch.isin(memory.point_id[count:], parent.point_id).any():  # a duplicate of a kept id
+    if _find(memory.point_id[count:], parent.point_id)[0].any():  # a duplicate of a kept id
         return None
+    whole = count == len(parent)  # nothing removed: compare without copying the parent's rows
     differs = {}
     for name in FIELDS:
         if name == "point_id":
             continue
-        old, new = _bits(getattr(parent, name)[kept]), _bits(getattr(memory, name)[:count])
+        old = getattr(parent, name) if whole else getattr(parent, name)[kept]
+        old, new = _bits(old), _bits(getattr(memory, name)[:count])
         rows = old != new
         rows = rows.flatten(1).any(dim=1) if rows.ndim > 1 else rows
         if bool(rows.any()):
@@ -109,21 +128,16 @@ def apply_delta(parent: SpatialMemory, tensors: dict[str, torch.Tensor], *, voxe
     _check_tensors(tensors, source)
     device = parent.device
     removed = tensors[REMOVED].to(device)
-    keep = ~torch.isin(parent.point_id, removed)
+    keep = ~_find(parent.point_id, removed)[0]
     if len(parent) - int(keep.sum()) != len(removed):
         raise MemoryIntegrityError(f"{source}: the delta removes ids its parent does not hold")
-    values = {name: getattr(parent, name)[keep] for name in FIELDS}  # copies: the parent stays intact
+    # copies, so the parent stays intact
+    values = {name: getattr(parent, name)[keep] if len(removed) else getattr(parent, name).clone() for name in FIELDS}
     ids = tensors[CHANGED + "point_id"].to(device)
     if len(ids):
-        order = torch.argsort(values["point_id"])
-        sorted_ids = values["point_id"][order]
-        found = torch.zeros_like(ids, dtype=torch.bool)
-        if len(sorted_ids):
-            pos = torch.searchsorted(sorted_ids, ids).clamp_(max=len(sorted_ids) - 1)
-            found = sorted_ids[pos] == ids
+        found, rows = _find(ids, values["point_id"])
         if not bool(found.all()):
             raise MemoryIntegrityError(f"{source}: the delta changes ids its parent does not hold")
-        rows = order[pos]
         for name in FIELDS:
             if name != "point_id" and CHANGED + name in tensors:
                 values[name][rows] = tensors[CHANGED + name].to(device)

@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +39,7 @@ MAX_SAVE_ATTEMPTS = 1000
 HASHED_META_EXCLUDED = {"meta_sha256"}
 DEFAULT_FULL_EVERY = 10  # a full snapshot at least every this many versions along a chain
 FULL_FOLDER = "full"  # standalone full snapshots built for delta versions
+RECENT_STORES = 4  # stores (folders) whose last saved or loaded memory this process keeps
 
 
 def _meta_hash(meta: dict[str, str]) -> str:
@@ -225,6 +227,10 @@ class _Loaded:
     stamp: tuple[int, int, int]  # the file's (inode, size, mtime) when it was read or written
 
 
+_recent: OrderedDict[Path, _Loaded] = OrderedDict()  # folder -> its last saved or loaded version
+_recent_lock = threading.Lock()
+
+
 class MemoryStore:
     """Append-only versions 1, 2, 3... of a memory, one file each, in folder `root`.
 
@@ -240,7 +246,11 @@ class MemoryStore:
     exists (the same exclusivity as O_CREAT|O_EXCL) and never exposes a half-written file;
     on filesystems without hard links the name is reserved with O_EXCL and then replaced.
     A save that loses the race to another thread or process retries with the next number.
-    Memories are treated as immutable: the one last saved or loaded is kept and handed out again.
+
+    The memory last saved or loaded in a folder is kept in this process (for the last
+    RECENT_STORES folders, shared by every MemoryStore of that folder) while its file is
+    unchanged (same inode, size and mtime), so loading the version just saved, or the next
+    one, costs no replay. Memories are immutable: the kept one is handed out again.
     """
 
     def __init__(self, root, full_every: int = DEFAULT_FULL_EVERY):
@@ -249,8 +259,7 @@ class MemoryStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.full_every = int(full_every)
-        self._lock = threading.Lock()
-        self._last: _Loaded | None = None
+        self._key = self.root.resolve()
 
     def path(self, version: int) -> Path:
         """The file of `version`: a full snapshot or a delta (see snapshot_file for a standalone one)."""
@@ -319,8 +328,23 @@ class MemoryStore:
         return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
     def _remember(self, loaded: _Loaded) -> None:
-        with self._lock:
-            self._last = loaded
+        with _recent_lock:
+            _recent[self._key] = loaded
+            _recent.move_to_end(self._key)
+            while len(_recent) > RECENT_STORES:
+                _recent.popitem(last=False)
+
+    def _recalled(self) -> _Loaded | None:
+        with _recent_lock:
+            last = _recent.get(self._key)
+        if last is not None and (not self.path(last.version).exists() or self._stamp(last.version) != last.stamp):
+            return None  # its file was replaced or removed since: read everything again
+        return last
+
+    def forget(self) -> None:
+        """Drop the memory kept for this folder, so the next load reads and verifies every file it needs."""
+        with _recent_lock:
+            _recent.pop(self._key, None)
 
     # --- reading ------------------------------------------------------------------------
     def _meta(self, version: int) -> dict[str, str]:
@@ -332,10 +356,7 @@ class MemoryStore:
         return meta
 
     def _load(self, version: int, device) -> _Loaded:
-        with self._lock:
-            last = self._last
-        if last is not None and (not self.path(last.version).exists() or self._stamp(last.version) != last.stamp):
-            last = None  # its file was replaced or removed since: read everything again
+        last = self._recalled()
         chain: list[int] = []  # the deltas to apply, newest first
         current = version
         while last is None or last.version != current:
