@@ -105,13 +105,13 @@ def test_history_reports_kind_points_and_bytes(tmp_path):
 
 
 def test_a_small_change_to_a_large_memory_writes_a_small_file(tmp_path):
-    memory = sample_memory(count=200_000)
+    memory = sample_memory(count=100_000)
     store = MemoryStore(tmp_path)
     store.save(memory)
     changed = add_points(change_rows(drop_rows(memory, [5, 6]), [10, 20, 30], conf=2.0), 10, seed=4)
     store.save(changed)
     full, delta = store.nbytes_on_disk(1), store.nbytes_on_disk(2)
-    assert full > 200_000 * 30 and delta < 4096, (full, delta)
+    assert full > 100_000 * 30 and delta < 4096, (full, delta)
     assert reopen(tmp_path).load(2).sha256() == changed.sha256()
 
 

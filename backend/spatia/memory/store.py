@@ -279,8 +279,9 @@ class MemoryStore:
 
         `parent` is the version this one was derived from; None means the latest version at
         the time of the call (nothing for the first version). full=True writes a full snapshot.
-        Besides hashing `memory` once, the cost follows the size of the change when the
-        parent is the version last saved or loaded here.
+        When the parent is the version last saved or loaded in this folder, the bytes written
+        follow the size of the change; the CPU cost is one hash of `memory` and one pass
+        comparing it with the parent.
         """
         if parent is None:
             parent = self.latest()
