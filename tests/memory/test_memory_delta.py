@@ -5,7 +5,15 @@ import pytest
 import safetensors.torch
 import torch
 
-from spatia.memory import FIELDS, MemoryIntegrityError, MemoryStore, SpatialMemory, load_snapshot, parse_snapshot
+from spatia.memory import (
+    FIELDS,
+    MemoryIntegrityError,
+    MemoryStore,
+    SpatialMemory,
+    load_snapshot,
+    parse_snapshot,
+    save_snapshot,
+)
 from spatia.memory import store as store_module
 from spatia.memory.delta import apply_delta, content_hash, make_delta
 from spatia.memory.store import SCHEMA, SCHEMA_VERSION, _meta_hash
@@ -210,7 +218,8 @@ def test_a_missing_parent_is_refused_with_a_clear_message(tmp_path):
         memory = add_points(memory, 2, seed=i)
         store.save(memory)
     store.path(2).unlink()
-    with pytest.raises(MemoryIntegrityError, match=r"v000003.safetensors: its parent version 2 \(v000002.safetensors\) is missing"):
+    missing = r"v000003.safetensors: its parent version 2 \(v000002.safetensors\) is missing"
+    with pytest.raises(MemoryIntegrityError, match=missing):
         reopen(tmp_path).load(3)
 
 
@@ -223,8 +232,19 @@ def test_a_delta_swapped_for_another_is_refused(tmp_path):
     store.save(change_rows(memory, [1], conf=3.0), parent=2)
     store.path(2).unlink()
     store.path(3).rename(store.path(2))  # a valid file, but of version 3
-    with pytest.raises(MemoryIntegrityError, match="metadata says version|no longer the delta"):
+    with pytest.raises(MemoryIntegrityError, match="v000002.safetensors: metadata says version"):
         reopen(tmp_path).load(4)
+
+
+def test_a_parent_replaced_by_another_valid_snapshot_is_refused(tmp_path):
+    memory = sample_memory(count=20)
+    store = MemoryStore(tmp_path)
+    store.save(memory)
+    store.save(change_rows(memory, [0], conf=2.0))
+    save_snapshot(store.path(1), change_rows(memory, [3], conf=7.0), {"version": 1, "parent": ""})
+    assert reopen(tmp_path).load(1).sha256() != memory.sha256()  # whole and verified on its own
+    with pytest.raises(MemoryIntegrityError, match="v000002.safetensors: parent sha256 mismatch"):
+        reopen(tmp_path).load(2)
 
 
 def test_a_delta_alone_is_not_a_snapshot(tmp_path):

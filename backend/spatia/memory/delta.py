@@ -111,12 +111,13 @@ def _check_tensors(tensors: dict[str, torch.Tensor], source: str) -> None:
             raise MemoryIntegrityError(f"{source}: unknown tensor {key!r} in a delta")
         dtype, trailing = FIELDS[name]
         if value.dtype != dtype or value.ndim != 1 + len(trailing) or tuple(value.shape[1:]) != trailing:
-            raise MemoryIntegrityError(f"{source}: {key} is {value.dtype} {list(value.shape)}, expected {dtype} [n, *{list(trailing)}]")
+            expected = f"{dtype} {['n', *trailing]}"
+            raise MemoryIntegrityError(f"{source}: {key} is {value.dtype} {list(value.shape)}, expected {expected}")
         if prefix != REMOVED:
             rows[prefix + "."].add(len(value))
     for prefix, counts in rows.items():
         if len(counts) > 1:
-            raise MemoryIntegrityError(f"{source}: the {prefix.rstrip('.')} tensors have different row counts {sorted(counts)}")
+            raise MemoryIntegrityError(f"{source}: the {prefix[:-1]} tensors have different row counts {sorted(counts)}")
     if REMOVED not in tensors or CHANGED + "point_id" not in tensors:
         raise MemoryIntegrityError(f"{source}: a delta needs the tensors {REMOVED!r} and {CHANGED + 'point_id'!r}")
 

@@ -216,6 +216,11 @@ def load_snapshot(path, device: torch.device | str = "cpu") -> tuple[SpatialMemo
     return parse_snapshot(path.read_bytes(), str(path.name), device)
 
 
+def _recorded_hash(memory: SpatialMemory, sha256: str, names: list[str]) -> str:
+    """The content hash a file written with the fields `names` records for `memory` (whose hash is `sha256`)."""
+    return sha256 if names == list(FIELDS) else content_hash(memory, names)
+
+
 @dataclass(frozen=True)
 class _Loaded:
     """A verified memory of one version: its metadata and its sha256 over the current FIELDS."""
@@ -392,13 +397,13 @@ class MemoryStore:
         path = self.path(version)
         data = path.read_bytes()
         meta = _checked_meta(_read_header(data, path.name), path.name)
-        if meta.get("kind") != "delta" or meta.get("version") != str(version) or meta.get("parent") != str(parent.version):
-            raise MemoryIntegrityError(f"{path.name}: no longer the delta of version {version} on version {parent.version}")
+        if (meta.get("kind"), meta.get("version"), meta.get("parent")) != ("delta", str(version), str(parent.version)):
+            raise MemoryIntegrityError(f"{path.name}: not the delta of version {version} on version {parent.version}")
         tensors = _load_tensors(data, path.name)
         names = _field_names(meta, {key.partition(".")[2] for key in tensors if "." in key}, path.name)
-        if meta.get("parent_sha256") != (parent.sha256 if names == list(FIELDS) else content_hash(parent.memory, names)):
+        if meta.get("parent_sha256") != _recorded_hash(parent.memory, parent.sha256, names):
             raise MemoryIntegrityError(
-                f"{path.name}: parent sha256 mismatch; version {parent.version} is not the memory this delta was made from"
+                f"{path.name}: parent sha256 mismatch; version {parent.version} is not the memory it was made from"
             )
         try:
             voxel_size, next_id = float(meta["voxel_size"]), int(meta["next_id"])
@@ -406,7 +411,7 @@ class MemoryStore:
             raise MemoryIntegrityError(f"{path.name}: metadata is invalid ({err})") from None
         memory = apply_delta(parent.memory, tensors, voxel_size=voxel_size, next_id=next_id, source=path.name)
         sha256 = memory.sha256()
-        if (sha256 if names == list(FIELDS) else content_hash(memory, names)) != meta.get("sha256"):
+        if _recorded_hash(memory, sha256, names) != meta.get("sha256"):
             raise MemoryIntegrityError(f"{path.name}: content sha256 mismatch; the delta was altered or truncated")
         return _Loaded(version, memory, sha256, meta, self._stamp(version))
 
