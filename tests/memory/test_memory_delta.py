@@ -335,3 +335,23 @@ def test_a_parent_written_before_a_field_existed(tmp_path):
     assert store.history()[1]["kind"] == "delta"
     assert_same(reopen(tmp_path).load(2), child)
     assert_same(load_snapshot(reopen(tmp_path).snapshot_file(1))[0], memory)
+
+
+def test_a_delta_written_before_a_field_existed(tmp_path):
+    """A chain written when `side` did not exist: added rows get its default, changed rows keep the parent's."""
+    names = [name for name in FIELDS if name != "side"]
+    parent = sample_memory(count=30).replace(side=torch.full((30,), 4, dtype=torch.uint8))
+    child = change_rows(add_points(parent, 3, seed=12), [2], conf=6.0)
+    _legacy_file(tmp_path / "v000001.safetensors", parent, names, 1)
+    tensors = {key: value for key, value in make_delta(parent, child).items() if not key.endswith(".side")}
+    meta = {"version": "2", "parent": "1", "message": "old delta", "schema": SCHEMA, "schema_version": str(SCHEMA_VERSION),
+            "kind": "delta", "voxel_size": repr(child.voxel_size), "next_id": str(child.next_id), "points": str(len(child)),
+            "fields": ",".join(names), "sha256": content_hash(child, names), "depth": "1",
+            "parent_sha256": content_hash(parent, names), "created": "2025-01-01T00:00:00"}
+    meta["meta_sha256"] = _meta_hash(meta)
+    safetensors.torch.save_file(tensors, tmp_path / "v000002.safetensors", metadata=meta)
+    assert_same(reopen(tmp_path).load(2), child)
+    grandchild = add_points(child, 1, seed=13)
+    store = MemoryStore(tmp_path)
+    assert store.save(grandchild) == 3 and store.history()[-1]["kind"] == "delta"
+    assert_same(reopen(tmp_path).load(3), grandchild)
