@@ -198,7 +198,13 @@ def _parse_full(data: bytes, source: str, device) -> tuple[SpatialMemory, dict[s
         raise MemoryIntegrityError(f"{source}: content is invalid ({err})") from None
     if content_hash(memory, names) != meta.get("sha256"):
         raise MemoryIntegrityError(f"{source}: content sha256 mismatch; the point data was altered or truncated")
+    _check_points(memory, meta, source)
     return memory, meta, names
+
+
+def _check_points(memory: SpatialMemory, meta: dict[str, str], source: str) -> None:
+    if meta.get("points", str(len(memory))) != str(len(memory)):
+        raise MemoryIntegrityError(f"{source}: metadata says {meta['points']} points, the content holds {len(memory)}")
 
 
 def parse_snapshot(data: bytes, source: str = "snapshot", device: torch.device | str = "cpu") -> tuple[SpatialMemory, dict[str, str]]:
@@ -413,6 +419,7 @@ class MemoryStore:
         sha256 = memory.sha256()
         if _recorded_hash(memory, sha256, names) != meta.get("sha256"):
             raise MemoryIntegrityError(f"{path.name}: content sha256 mismatch; the delta was altered or truncated")
+        _check_points(memory, meta, path.name)
         return _Loaded(version, memory, sha256, meta, self._stamp(version))
 
     def load(self, version: int | None = None, device: torch.device | str = "cpu") -> SpatialMemory:
