@@ -179,7 +179,8 @@ def _field_names(meta: dict[str, str], held, source: str) -> list[str]:
     return names
 
 
-def _parse_full(data: bytes, source: str, device) -> tuple[SpatialMemory, dict[str, str], list[str]]:
+def _parse_full(data: bytes, source: str, device) -> tuple[SpatialMemory, dict[str, str], str]:
+    """(memory, metadata, the memory's sha256 today) of a verified full snapshot."""
     meta = _checked_meta(_read_header(data, source), source)
     if meta.get("kind") == "delta":
         raise MemoryIntegrityError(
@@ -196,10 +197,11 @@ def _parse_full(data: bytes, source: str, device) -> tuple[SpatialMemory, dict[s
         )
     except (KeyError, ValueError) as err:
         raise MemoryIntegrityError(f"{source}: content is invalid ({err})") from None
-    if content_hash(memory, names) != meta.get("sha256"):
+    sha256 = memory.sha256()
+    if not _hash_matches(meta.get("sha256"), memory, sha256, names):
         raise MemoryIntegrityError(f"{source}: content sha256 mismatch; the point data was altered or truncated")
     _check_points(memory, meta, source)
-    return memory, meta, names
+    return memory, meta, sha256
 
 
 def _check_points(memory: SpatialMemory, meta: dict[str, str], source: str) -> None:
@@ -222,9 +224,10 @@ def load_snapshot(path, device: torch.device | str = "cpu") -> tuple[SpatialMemo
     return parse_snapshot(path.read_bytes(), str(path.name), device)
 
 
-def _recorded_hash(memory: SpatialMemory, sha256: str, names: list[str]) -> str:
-    """The content hash a file written with the fields `names` records for `memory` (whose hash is `sha256`)."""
-    return sha256 if names == list(FIELDS) else content_hash(memory, names)
+def _hash_matches(recorded: str | None, memory: SpatialMemory, sha256: str, names: list[str]) -> bool:
+    """Whether a file written with the fields `names` recorded `memory`'s content hash: its hash
+    today (`sha256`) or, for a file from before some fields existed, the hash over its own fields."""
+    return recorded == sha256 or (names != list(FIELDS) and recorded == content_hash(memory, names))
 
 
 @dataclass(frozen=True)
@@ -382,10 +385,9 @@ class MemoryStore:
                 raise FileNotFoundError(f"memory store {self.root} has no version {version}")
             meta = self._meta(current)
             if meta.get("kind") != "delta":
-                memory, meta, names = _parse_full(path.read_bytes(), path.name, device)
+                memory, meta, sha256 = _parse_full(path.read_bytes(), path.name, device)
                 if meta.get("version") != str(current):
                     raise MemoryIntegrityError(f"{path.name}: metadata says version {meta.get('version')!r}")
-                sha256 = meta["sha256"] if names == list(FIELDS) else memory.sha256()
                 last = _Loaded(current, memory, sha256, meta, self._stamp(current))
                 break
             parent = meta.get("parent", "")
@@ -407,7 +409,7 @@ class MemoryStore:
             raise MemoryIntegrityError(f"{path.name}: not the delta of version {version} on version {parent.version}")
         tensors = _load_tensors(data, path.name)
         names = _field_names(meta, {key.partition(".")[2] for key in tensors if "." in key}, path.name)
-        if meta.get("parent_sha256") != _recorded_hash(parent.memory, parent.sha256, names):
+        if not _hash_matches(meta.get("parent_sha256"), parent.memory, parent.sha256, names):
             raise MemoryIntegrityError(
                 f"{path.name}: parent sha256 mismatch; version {parent.version} is not the memory it was made from"
             )
@@ -417,7 +419,7 @@ class MemoryStore:
             raise MemoryIntegrityError(f"{path.name}: metadata is invalid ({err})") from None
         memory = apply_delta(parent.memory, tensors, voxel_size=voxel_size, next_id=next_id, source=path.name)
         sha256 = memory.sha256()
-        if _recorded_hash(memory, sha256, names) != meta.get("sha256"):
+        if not _hash_matches(meta.get("sha256"), memory, sha256, names):
             raise MemoryIntegrityError(f"{path.name}: content sha256 mismatch; the delta was altered or truncated")
         _check_points(memory, meta, path.name)
         return _Loaded(version, memory, sha256, meta, self._stamp(version))
