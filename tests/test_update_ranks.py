@@ -4,6 +4,7 @@ and fusion cells grow with distance."""
 
 import numpy as np
 import pytest
+import torch
 
 from spatia.cameras import Cameras
 from spatia.memory import RANK_GENERATED, RANK_USER, SpatialMemory
@@ -108,3 +109,28 @@ def test_fusion_cells_follow_the_pixel_footprint():
     fixed, _, _ = update_memory(SpatialMemory.empty(0.02), far_rgb, far, cam, [0],
                                 settings=UpdateSettings(align=False, max_points=None, scale_aware=False))
     assert set(fixed.level.tolist()) == {0}
+
+
+def test_what_a_pushed_edit_adds_or_moves_becomes_the_users(tmp_path):
+    from spatia.memory import merge, transform
+    from spatia.world import World
+
+    world = World.create(tmp_path / "w", width=W, height=H, voxel_size=0.02)
+    rgb, depth = plane_view(2.0)
+    world.init_from_rgbd(rgb[0], depth[0], camera())
+    generated = world.memory().replace(rank=torch.zeros(len(world.memory()), dtype=torch.uint8))
+    world.push_memory(generated)
+    assert set(world.memory().rank.tolist()) == {RANK_GENERATED}  # nothing changed: nothing claimed
+    base = world.memory()
+    moved_ids = base.point_id[:3]
+    shift = np.eye(4)
+    shift[0, 3] = 0.1
+    edited = transform(base, moved_ids, shift)
+    edited = edited.replace(rank=base.rank.clone())  # as a client that knows nothing of ranks sends it
+    edited = merge(edited, SpatialMemory.from_points(np.array([[0, 0, 1.0], [0.1, 0, 1.0]]), voxel_size=0.02,
+                                                     rank=RANK_GENERATED))
+    world.push_memory(edited)
+    after = world.memory()
+    user = set(after.point_id[after.rank == RANK_USER].tolist())
+    assert user == set(moved_ids.tolist()) | set(after.point_id[-2:].tolist())
+

@@ -35,7 +35,7 @@ import numpy as np
 
 from .cameras import Cameras, Trajectory
 from .io import write_json
-from .memory import RANK_USER, MemoryStore, SpatialMemory, import_ply, load_snapshot
+from .memory import RANK_USER, MemoryStore, SpatialMemory, diff, import_ply, load_snapshot
 from .models.base import Cancelled, DepthEstimator, GenerationRequest, Segmenter, VideoGenerator
 from .plan import Round, plan_rounds
 from .render import render_memory
@@ -242,11 +242,20 @@ class World:
         return self._set_initial_memory(memory, f"initialised from {path.name}")
 
     def push_memory(self, memory: SpatialMemory, *, parent: int | None = None, message: str = "edited") -> int:
-        """Make an edited memory the current version (its parent defaults to the current one)."""
+        """Make an edited memory the current version (its parent defaults to the current one).
+        What the edit added or moved is the user's: generated frames will not move it."""
         parent = self.memory_version if parent is None else parent
+        if parent is not None and len(memory):
+            changed = diff(self.memory(parent), memory)
+            touched = np.concatenate([changed.moved, changed.added])
+            if len(touched):
+                rank = memory.rank.clone()
+                rank[memory.indices_of(touched)] = RANK_USER
+                memory = memory.replace(rank=rank)
         version = self.store.save(memory, parent=parent, message=message)
         self.state["memory_version"] = version
         self._save_state()
+        self._memory_cache = (version, memory)
         return version
 
     # --- generation ---------------------------------------------------------------------

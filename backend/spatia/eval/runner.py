@@ -194,7 +194,8 @@ def evaluate_scene(gt: GroundTruth, generator: VideoGenerator, options: EvalOpti
         "frames_seen": 1,
         "memory_version": init_version,
         "memory_points": len(init_memory),
-        "memory_bytes": world.store.path(init_version).stat().st_size,
+        "memory_bytes": init_memory.nbytes,
+        "memory_bytes_on_disk": world.store.nbytes_on_disk(init_version),
         "geometry": metrics.geometry_scores(init_memory.xyz.cpu().numpy(), gt.points([0], options.gt_voxel), thresholds),
     }]
     before_coverage = np.full(n, np.nan)
@@ -226,7 +227,8 @@ def evaluate_scene(gt: GroundTruth, generator: VideoGenerator, options: EvalOpti
             "frames_seen": int(record["end"]),
             "memory_version": record["memory_version_out"],
             "memory_points": len(memory_out),
-            "memory_bytes": world.store.path(record["memory_version_out"]).stat().st_size,
+            "memory_bytes": memory_out.nbytes,
+            "memory_bytes_on_disk": world.store.nbytes_on_disk(record["memory_version_out"]),
             "geometry": metrics.geometry_scores(memory_out.xyz.cpu().numpy(),
                                                 gt.points(range(record["end"]), options.gt_voxel), thresholds),
             "projection_vs_truth": projection,
