@@ -30,7 +30,7 @@ import torch
 from .memory import (
     RANK_GENERATED, Merges, SpatialMemory, carve, coarsen_to_budget, fuse, fuse_points, points_from_depth, refine,
 )
-from .render import render_memory
+from .render import OCCLUSION_MARGIN_REL, OCCLUSION_MARGIN_VOXELS, render_memory
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,10 @@ class _Verdicts:
     memory: SpatialMemory  # refined by the re-observations
 
 
-def _in_free_space(xyz: torch.Tensor, cameras: Cameras, depth: torch.Tensor, settings: UpdateSettings) -> torch.Tensor:
+def _in_free_space(xyz: torch.Tensor, cameras: Cameras, depth: torch.Tensor, voxel_size: float) -> torch.Tensor:
     """Bool [M]: points that some camera sees in front of its observed depth [A,H,W] (0 = none)
-    by more than the carving margins, i.e. in space that view saw as empty."""
+    by the margin at which the renderer would draw them over it, i.e. in space that view saw
+    as empty."""
     inside_any = torch.zeros(len(xyz), dtype=torch.bool, device=xyz.device)
     w2c = torch.as_tensor(cameras.w2c, dtype=torch.float32, device=xyz.device)
     for a in range(len(cameras)):
@@ -122,7 +123,8 @@ def _in_free_space(xyz: torch.Tensor, cameras: Cameras, depth: torch.Tensor, set
         inside = (z > 0) & (col >= 0) & (col < cameras.width) & (row >= 0) & (row < cameras.height)
         pixel = (row.clamp(0, cameras.height - 1) * cameras.width + col.clamp(0, cameras.width - 1)).long()
         seen = depth[a].reshape(-1)[pixel]
-        inside_any |= inside & (seen > 0) & (z < seen - (settings.carve_margin_abs + settings.carve_margin_rel * z))
+        margin = OCCLUSION_MARGIN_VOXELS * voxel_size + OCCLUSION_MARGIN_REL * seen
+        inside_any |= inside & (seen > 0) & (z < seen - margin)
     return inside_any
 
 
@@ -272,7 +274,7 @@ def update_memory(
         points = points_from_depth(aligned[part], frames[part], cams, exclude=~new,
                                    conf=None if confidence is None else confidence[part], frames=indices[part])
         if anchor_depth is not None and len(points):
-            seen_empty = _in_free_space(points.xyz, anchors, anchor_depth, settings)
+            seen_empty = _in_free_space(points.xyz, anchors, anchor_depth, memory.voxel_size)
             points.conf[seen_empty] = 0.0  # fusion skips points of no confidence
             stats.conflict_pixels += int(seen_empty.sum())
         stats.added_pixels += len(points)
