@@ -427,3 +427,16 @@ def test_request_points_are_validated():
         replace(base, points_xyz=np.zeros((2, 3), np.float32), points_rgb=np.zeros((3, 3), np.uint8))
     with pytest.raises(ValueError, match="round_index"):
         replace(base, round_index=-1)
+
+
+def test_leaving_the_trained_size_or_round_length_is_recorded(pipe):
+    from spatia.models.spatia.generator import out_of_distribution
+
+    result = SpatiaGenerator(pipeline=pipe, runtime=CPU).generate(_request(frames=5, steps=1, guidance=1.0, first=True))
+    assert result.info["out_of_distribution"] == ["size 32x32 (trained at 1248x704)", "5 frames in a first round (trained: 121)"]
+    trained = GenerationRequest(
+        prompt="p", projection=np.zeros((81, 704, 1248, 3), np.uint8), projection_depth=np.zeros((81, 704, 1248), np.float32),
+        hole_mask=np.zeros((81, 704, 1248), bool), cameras=Cameras.look_at([[0, -3, 1]] * 81, [0, 0, 1], width=1248, height=704),
+    )
+    assert out_of_distribution(trained, continuation=True) == []
+    assert out_of_distribution(trained, continuation=False) == ["81 frames in a first round (trained: 121)"]

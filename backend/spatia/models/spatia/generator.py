@@ -44,13 +44,30 @@ from .config import (
     DEFAULT_GUIDANCE,
     DEFAULT_LORA_SCALE,
     DEFAULT_SHIFT,
+    DEFAULT_HEIGHT,
     DEFAULT_STEPS,
+    DEFAULT_WIDTH,
+    FIRST_ROUND_FRAMES,
     NEGATIVE_PROMPT,
     PROMPT_SUFFIX,
+    ROUND_FRAMES,
 )
 
 # Progress fractions: conditioning encode, denoising steps, decode.
 _DENOISE_START, _DENOISE_END = 0.05, 0.95
+
+
+def out_of_distribution(request: GenerationRequest, continuation: bool) -> list[str]:
+    """How a request leaves what spatia-5b was trained on (size, round length); empty when it does not."""
+    reasons = []
+    height, width = request.size
+    if (width, height) != (DEFAULT_WIDTH, DEFAULT_HEIGHT):
+        reasons.append(f"size {width}x{height} (trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT})")
+    trained_frames = ROUND_FRAMES if continuation else FIRST_ROUND_FRAMES
+    if request.num_frames != trained_frames:
+        kind = "continuation" if continuation else "first"
+        reasons.append(f"{request.num_frames} frames in a {kind} round (trained: {trained_frames})")
+    return reasons
 
 
 def control_inputs(request: GenerationRequest, device=None) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -194,6 +211,7 @@ class SpatiaGenerator(DiffusersGenerator):
                 "lora": bool(self._lora is not None and continuation),
                 "mode": "continuation" if continuation else "image-to-video",
                 **control_info,
+                "out_of_distribution": out_of_distribution(request, continuation),
                 **output.info,
             },
         )
