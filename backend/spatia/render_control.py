@@ -33,10 +33,11 @@ Before rendering, `voxel_downsample` averages the points (and colours) of each v
 voxel_down_sample does; the generator uses voxel size 0.01 + 0.005 x round index
 (`control_voxel_size`).
 
-How: per frame, every point in front of the camera is projected and its disk expanded into
-fragments (pixel, key) with key = float32 depth bits << 31 | point index, so integer order is
-depth order with index tie-break. The k-th nearest fragment of every pixel is found by k rounds
-of a scatter-min over the keys ("depth peeling"), each round retiring the previous winners.
+How: per frame, the points in front of the camera are projected and sorted by (depth, index)
+(an int64 key: float32 depth bits << 31 | index), and every disk is expanded into fragments
+(pixel, rank of its point in that order). The k-th nearest fragment of every pixel is found by
+k rounds of a scatter-min over the ranks ("depth peeling"), each round retiring the previous
+winners.
 Memory per frame is bounded by the fragments of the points that frame sees (points are
 expanded in chunks); outputs are float32 on the render device. The same code runs on CPU and
 CUDA.
@@ -54,7 +55,7 @@ from spatia.cameras import Cameras
 
 INDEX_BITS = 31
 INDEX_MASK = (1 << INDEX_BITS) - 1
-EMPTY_KEY = (0x7F800000 << INDEX_BITS) | INDEX_MASK  # +inf depth: larger than every real fragment
+EMPTY_KEY = 1 << 62  # larger than every fragment key (a point's rank)
 # Candidate pixels (points x window) expanded at once: bounds the transient memory.
 CANDIDATE_CHUNK = {"cpu": 8_000_000, "cuda": 64_000_000}
 CONTROL_VOXEL_BASE = 0.01
@@ -163,9 +164,10 @@ def _project(points_t: torch.Tensor, rotation: torch.Tensor, translation: torch.
     return torch.addmm(translation, rotation, points_t)
 
 
-def _fragments(u: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, radius: float, width: int, height: int,
+def _fragments(u: torch.Tensor, v: torch.Tensor, radius: float, width: int, height: int,
                chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every (pixel, key) with the pixel centre strictly within `radius` pixels of the point."""
+    """Every (pixel, point) with the pixel centre strictly within `radius` pixels of the point
+    (point: its position in u, v), in point order."""
     span = max(1, math.ceil(2 * radius))  # pixel centres inside (u - r, u + r): at most this many
     bits = max(0, (span - 1).bit_length())  # window rows and columns padded to 2^bits: bit ops, no division
     side = 1 << bits
@@ -190,7 +192,7 @@ def _fragments(u: torch.Tensor, v: torch.Tensor, keys: torch.Tensor, radius: flo
         point = flat >> (2 * bits)
         base = row0.mul_(width).add_(col0)
         pixels.append(base.index_select(0, point).add_(window.index_select(0, flat & (side * side - 1))))
-        frag_keys.append(keys[start:start + per_chunk].index_select(0, point))
+        frag_keys.append(point.add_(start))
     if len(pixels) == 1:
         return pixels[0], frag_keys[0]
     if not pixels:
@@ -247,12 +249,16 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
         index = keep.nonzero().squeeze(1)
         if index.numel() == 0:
             continue
-        u_in, v_in = u.index_select(0, index), v.index_select(0, index)
-        # Depth bits then the point's rank among the kept points (kept in index order): integer
-        # order = (depth, index) order, PyTorch3D's.
+        # Order the kept points by (depth, index), PyTorch3D's order: the depth's bits, then the
+        # point's place among the kept points (kept in index order). A fragment's key is then
+        # the rank of its point in that order.
         keys = z.index_select(0, index).view(torch.int32).to(torch.int64) << INDEX_BITS
         keys |= torch.arange(index.numel(), device=device)
-        pixel, frag = _fragments(u_in, v_in, keys, radius, width, height, chunk)
+        order = torch.sort(keys).indices
+        index = index.index_select(0, order)
+        u_in, v_in = u.index_select(0, index), v.index_select(0, index)
+        colour_in = colours.index_select(0, index)
+        pixel, frag = _fragments(u_in, v_in, radius, width, height, chunk)
 
         colour = torch.zeros((pixel_count, 3), dtype=torch.float32, device=device)
         transmit = torch.ones(pixel_count, dtype=torch.float32, device=device)
@@ -264,12 +270,12 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
             hit = (layer != EMPTY_KEY).nonzero().squeeze(1)
             if hit.numel() == 0:
                 break
-            rank = layer.index_select(0, hit) & INDEX_MASK
+            rank = layer.index_select(0, hit)
             du = col_centre.index_select(0, hit % width) - u_in.index_select(0, rank)
             dv = row_centre.index_select(0, hit // width) - v_in.index_select(0, rank)
             alpha = 1 - (du.square_() + dv.square_()) / r2
             t = transmit.index_select(0, hit)
-            colour.index_add_(0, hit, colours.index_select(0, index.index_select(0, rank)) * (alpha * t).unsqueeze(1))
+            colour.index_add_(0, hit, colour_in.index_select(0, rank) * (alpha * t).unsqueeze(1))
             transmit.index_copy_(0, hit, t * (1 - alpha))
             if k + 1 < points_per_pixel:  # retire this layer's winners
                 frag.masked_fill_(frag == layer.index_select(0, pixel), EMPTY_KEY)
