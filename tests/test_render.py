@@ -402,3 +402,10 @@ def test_control_render_cuda_matches_cpu():
     for mine, theirs in ((gpu.rgb.cpu(), cpu.rgb), (gpu.score.cpu(), cpu.score)):
         differ = (mine - theirs).abs() > 1e-4
         assert differ.float().mean().item() < 1e-3
+
+
+def test_an_empty_cloud_gives_black_frames_that_are_all_hole():
+    out = render_control(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), control_camera())
+    assert float(out.rgb.abs().max()) == 0.0 and float(out.score.min()) == 1.0
+    points, colours = voxel_downsample(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), 0.01)
+    assert points.shape == (0, 3) and colours.shape == (0, 3)
