@@ -51,13 +51,15 @@ def sampling_schedule(steps: int, shift: float, num_train_timesteps: int = 1000)
 
     sigma_i = linspace(1 - 1/T, 0, steps + 1)[i] for i < steps (T = num_train_timesteps), shifted
     as shift s / (1 + (shift - 1) s), then a final 0; timestep_i = int(T sigma_i) (truncated, as
-    the reference's int64 cast), fed to the transformer as a float. In float64 until the end.
+    the reference's int64 cast), fed to the transformer as a float. The start 1 - 1/T is taken in
+    float32 (the reference reads it from a float32 table), the rest in float64 until the end, so
+    the grid equals the reference's bit for bit.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ModelInputError(f"steps must be an integer >= 1, got {steps}")
     if not (np.isfinite(shift) and shift > 0):
         raise ModelInputError(f"shift must be a positive number, got {shift}")
-    sigma_max = 1.0 - 1.0 / num_train_timesteps  # the reference's schedule starts one train step below 1
+    sigma_max = float(np.float32(1.0 - 1.0 / num_train_timesteps))  # one train step below 1, as float32
     sigmas = np.linspace(sigma_max, 0.0, steps + 1)[:-1]
     sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
     timesteps = torch.from_numpy(sigmas * num_train_timesteps).to(torch.int64).to(torch.float32)
