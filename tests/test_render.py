@@ -409,3 +409,43 @@ def test_an_empty_cloud_gives_black_frames_that_are_all_hole():
     assert float(out.rgb.abs().max()) == 0.0 and float(out.score.min()) == 1.0
     points, colours = voxel_downsample(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), 0.01)
     assert points.shape == (0, 3) and colours.shape == (0, 3)
+
+
+def test_authors_pixel_mapping_equals_pytorch3d_ndc_route():
+    """The mapping in the module docstring, against PyTorch3D's conventions worked step by step:
+    OpenCV -> PyTorch3D axes (x, y flipped), row-vector world-to-view (X R + T), NDC focal
+    2 f / (s - 1) and principal point 2 (c - (n - 1) / 2) / (s - 1), x_ndc = f X / Z + p, and
+    pixel j's centre at NDC (n - 1 - 2 j) / s (+x left, +y up)."""
+    from scipy.spatial.transform import Rotation
+
+    from spatia.render_control import control_mapping
+
+    rng = np.random.default_rng(5)
+    width, height = 37, 22
+    s = min(width, height)
+    flip = np.diag([-1.0, -1.0, 1.0])
+    for seed in range(3):
+        w2c = np.eye(4)
+        w2c[:3, :3] = Rotation.random(random_state=seed).as_matrix()
+        w2c[:3, 3] = rng.normal(size=3)
+        k = [31.0, 29.0, 17.3, 12.1]
+        cams = Cameras(k, w2c, width, height)
+        points = rng.normal(size=(20, 3))
+        cam_cv = points @ w2c[:3, :3].T + w2c[:3, 3]
+        # The reference's conversion: c2w in PyTorch3D axes, then R (c2w's rotation) and T (w2c's translation).
+        c2w = np.linalg.inv(w2c)
+        c2w_p3d = np.eye(4)
+        c2w_p3d[:3, :3] = flip @ c2w[:3, :3] @ flip.T
+        c2w_p3d[:3, 3] = flip @ c2w[:3, 3]
+        rot, trans = c2w_p3d[:3, :3], np.linalg.inv(c2w_p3d)[:3, 3]
+        view = (points @ flip.T) @ rot + trans
+        fx_n, fy_n = 2 * k[0] / (s - 1), 2 * k[1] / (s - 1)
+        px_n, py_n = 2 * (k[2] - (width - 1) / 2) / (s - 1), 2 * (k[3] - (height - 1) / 2) / (s - 1)
+        x_ndc = fx_n * view[:, 0] / view[:, 2] + px_n
+        y_ndc = fy_n * view[:, 1] / view[:, 2] + py_n
+        col = (width - 1 - s * x_ndc) / 2
+        row = (height - 1 - s * y_ndc) / 2
+        np.testing.assert_allclose(view[:, 2], cam_cv[:, 2], atol=1e-9)
+        ax, bx, ay, by = control_mapping(cams)[0]
+        np.testing.assert_allclose(ax * cam_cv[:, 0] / cam_cv[:, 2] + bx, col, atol=1e-9)
+        np.testing.assert_allclose(ay * cam_cv[:, 1] / cam_cv[:, 2] + by, row, atol=1e-9)
