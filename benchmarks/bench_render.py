@@ -3,13 +3,17 @@
 Renders about 1,000,000 points (a square grid on the room's walls, floor and ceiling, like a
 voxel-downsampled scan) into 81 frames of 1248x704 (default): colour + depth + mask, and
 depth only; reports seconds per frame, throughput and peak memory, and compares with a
-plain per-frame numpy z-buffer (lexsort, 1-pixel splats) run in the same process. Runs on
-CPU and, when available, on CUDA with the same code. Writes benchmarks/results/render.json.
+plain per-frame numpy z-buffer (lexsort, 1-pixel splats) run in the same process. Also the
+control video spatia-5b is conditioned on (`render_control`: soft disks of radius 0.01 NDC, 5
+points per pixel composited, plus the score video) on the same points, and the voxel
+downsampling before it. Runs on CPU and, when available, on CUDA with the same code. Writes
+benchmarks/results/render.json (render_control.json with --control-only).
 
     python benchmarks/bench_render.py                 # full size; CPU, plus CUDA if present
     python benchmarks/bench_render.py --quick         # small size, seconds
     python benchmarks/bench_render.py --device cuda   # CUDA only
     python benchmarks/bench_render.py --threads 1     # one CPU thread (steadier on a busy machine)
+    python benchmarks/bench_render.py --control-only  # render_control alone
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 from spatia.cameras import Cameras  # noqa: E402
-from spatia.render import render  # noqa: E402
+from spatia.render import control_voxel_size, render, render_control, voxel_downsample  # noqa: E402
 
 ROOM_SIZE = np.array([10.0, 8.0, 3.0])  # metres along x, y, z; the floor is z = 0
 
@@ -116,9 +120,34 @@ def measure(xyz, rgb, cameras, spacing, device: str, repeat: int) -> dict:
     return record
 
 
+def measure_control(xyz, rgb, cameras, device: str, repeat: int) -> dict:
+    """render_control (colour + score) of the points as given, and the round-0 voxel downsampling."""
+    sync = device == "cuda"
+    if sync:
+        torch.cuda.reset_peak_memory_stats()
+    points = torch.as_tensor(xyz, device=device)
+    colours = torch.as_tensor(rgb, device=device)
+    frames = len(cameras)
+    control = harness.timed(lambda: render_control(points, colours, cameras, device=device), repeat=repeat, sync=sync)
+    downsample = harness.timed(lambda: voxel_downsample(points, colours, control_voxel_size(0)), repeat=repeat, sync=sync)
+    result = render_control(points, colours, cameras, device=device)
+    record = {
+        "seconds_per_frame": control["best_s"] / frames,
+        "median_seconds_per_frame": control["median_s"] / frames,
+        "covered": float((result.score < 1).float().mean()),
+        "voxel_downsample_s": downsample["best_s"],
+        "points_after_downsample": int(len(voxel_downsample(points, colours, control_voxel_size(0))[0])),
+        "timing": control,
+    }
+    if sync:
+        record["cuda_peak_mb"] = harness.cuda_peak_mb()
+    return record
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200k points, 9 frames of 624x352")
+    parser.add_argument("--control-only", action="store_true", help="measure render_control only")
     harness.add_device_options(parser)
     args = parser.parse_args(argv)
     count, frames, width, height = (200_000, 9, 624, 352) if args.quick else (1_000_000, 81, 1248, 704)
@@ -137,6 +166,12 @@ def main(argv=None) -> int:
         "point_size": spacing,
         "quick": args.quick,
     }
+    if args.control_only:
+        for device in devices:
+            record[f"control_{device}"] = measure_control(xyz, rgb, cameras, device, repeat=1 if args.quick else 2)
+        record["peak_rss_mb"] = harness.peak_rss_mb()
+        harness.write("render_control_quick" if args.quick else "render_control", record)
+        return 0
     # The baseline renders every ninth frame (spread over the path) to keep the run short.
     sampled = cameras[:: max(1, frames // 9)]
     baseline = harness.timed(lambda: numpy_render(xyz, rgb, sampled), repeat=3, warmup=0)
@@ -147,6 +182,7 @@ def main(argv=None) -> int:
         result["speedup_vs_numpy"] = numpy_seconds / result["seconds_per_frame"]
         result["one_pixel_speedup_vs_numpy"] = numpy_seconds / result["one_pixel_splats_seconds_per_frame"]
         record[device] = result
+        record[f"control_{device}"] = measure_control(xyz, rgb, cameras, device, repeat=1 if args.quick else 2)
     record["peak_rss_mb"] = harness.peak_rss_mb()
     harness.write("render_quick" if args.quick else "render", record)
     return 0

@@ -29,3 +29,21 @@ def test_fewer_prompts_than_rounds_is_an_error():
         plan_rounds(10, ["  "])
     with pytest.raises(PlanError, match="nothing to generate"):
         plan_rounds(10, ["a"], start_frame=10)
+
+
+def test_rounds_know_their_full_length_and_a_short_last_round_pads_to_it():
+    rounds = plan_rounds(130, ["x"])
+    assert [(r.target, r.padding) for r in rounds] == [(121, 0), (81, 81 - 18)]
+    last = rounds[-1]
+    indices = last.padded_indices()
+    # the reference: frames 112..129, then the last camera (129) repeated up to 81 frames
+    assert len(indices) == 81 and indices[:18] == list(range(112, 130)) and indices[18:] == [129] * 63
+    one = plan_rounds(50, ["x"])[0]
+    assert one.target == 121 and len(one.padded_indices()) == 121  # a short first round pads to 121
+    assert plan_rounds(200, ["x"], start_frame=121)[0].target == 81
+    assert plan_rounds(121, ["x"])[0].padded_indices() == list(range(121))
+
+
+def test_fewer_prompts_can_repeat_the_last_one_as_the_reference_script():
+    rounds = plan_rounds(265, ["a", "b"], repeat_last_prompt=True)
+    assert [r.prompt for r in rounds] == ["a", "b", "b"]

@@ -228,3 +228,24 @@ def test_bad_files_are_named(tmp_path):
     (root / "cameras" / "orbit.json").write_text('{"name": "Orbit", "type": "orbit", "degrees": 90,')
     with pytest.raises(P.PresetError, match=r"orbit\.json:1:\d+: malformed JSON"):
         P.load_presets(root)
+
+
+def test_spatia_quality_presets_keep_the_trained_size_and_rounds_and_vary_only_steps(loaded, tmp_path):
+    from spatia.models.spatia import config
+
+    trained = (config.DEFAULT_WIDTH, config.DEFAULT_HEIGHT, config.FIRST_ROUND_FRAMES, config.ROUND_FRAMES,
+               config.HISTORY_FRAMES, config.DEFAULT_GUIDANCE)
+    assert tuple(P.TRAINED["spatia-5b"].values()) == trained
+    steps = []
+    for name in ("draft", "standard", "final"):
+        preset = P.quality(name, ROOT, generator="spatia-5b")
+        assert (preset.width, preset.height, preset.first_round_frames, preset.round_frames, preset.overlap,
+                preset.guidance) == trained
+        steps.append(preset.steps)
+    assert steps == sorted(steps) and len(set(steps)) == 3 and steps[-1] == config.DEFAULT_STEPS
+    # other generators keep the general values
+    assert P.quality("standard", ROOT, generator="preview") == P.quality("standard", ROOT)
+    # a spatia-5b preset that leaves the trained size is refused, naming what it changes
+    with pytest.raises(ValueError, match=r"spatia-5b presets keep what it was trained on .*'width': 832"):
+        P.QualityPreset(name="x", steps=10, guidance=3.5, width=832, height=480, first_round_frames=81, round_frames=57,
+                        overlap=9, generators={"spatia-5b": {"width": 832}})

@@ -223,3 +223,229 @@ def test_cuda_matches_cpu():
     gpu = render(xyz, rgb, cameras, point_size=0.03, return_index=True, device="cuda")
     for name in ("depth", "mask", "rgb", "index"):
         assert torch.equal(getattr(cpu, name), getattr(gpu, name).cpu()), name
+
+
+# --- render_control: the authors' soft disks and score video -------------------------------------
+from spatia.render import ControlRender, control_voxel_size, render_control, voxel_downsample  # noqa: E402
+from spatia.render_control import ControlRenderError  # noqa: E402
+
+# A 41x21 image: s = min(W, H) = 21, so u = 20 + 1.05 (fx X/Z - (cx - 20)) and v = 10 + 1.05 (fy Y/Z - (cy - 10));
+# radius_ndc 0.4 -> 0.4 * 21 / 2 = 4.2 px, r^2 = 17.64.
+CW, CH, CR, CR2 = 41, 21, 0.4, 17.64
+
+
+def control_camera(cx: float = 20.0, cy: float = 10.0, fx: float = 20.0, fy: float = 20.0) -> Cameras:
+    return Cameras([fx, fy, cx, cy], np.eye(4), CW, CH)
+
+
+def point_at(u: float, v: float, z: float, cx: float = 20.0, cy: float = 10.0, f: float = 20.0) -> list[float]:
+    """The world point (identity camera) the authors' mapping puts at pixel (u, v)."""
+    x = ((u - 20) / 1.05 + (cx - 20)) / f * z
+    y = ((v - 10) / 1.05 + (cy - 10)) / f * z
+    return [x, y, z]
+
+
+def test_one_point_is_a_disk_of_the_ndc_radius_with_alpha_one_minus_d2_over_r2():
+    xyz = np.array([point_at(20, 10, 3.0)], np.float32)
+    out = render_control(xyz, np.array([[255, 128, 0]], np.uint8), control_camera(), radius_ndc=CR)
+    assert isinstance(out, ControlRender) and out.rgb.shape == (1, CH, CW, 3) and out.score.shape == (1, CH, CW)
+    red = out.rgb[0, ..., 0]
+    # Pixels whose centre is strictly within 4.2 px: rows dy = 0, +-1, +-2, +-3, +-4 hold 9, 9, 7, 5, 3 of them.
+    assert int((red > 0).sum()) == 9 + 2 * (9 + 7 + 5 + 3)
+    assert red[10, 20].item() == pytest.approx(1.0)  # centre: alpha 1
+    assert red[10, 24].item() == pytest.approx(1 - 16 / CR2, abs=1e-5)  # d = 4
+    assert red[12, 23].item() == pytest.approx(1 - 13 / CR2, abs=1e-5)  # d^2 = 3^2 + 2^2
+    assert red[10, 25].item() == 0 and red[14, 22].item() == 0  # d = 5; d^2 = 20 > 17.64
+    assert out.rgb[0, 12, 23, 1].item() == pytest.approx((1 - 13 / CR2) * 128 / 255, abs=1e-5)
+    assert out.rgb[0, ..., 2].abs().max().item() == 0
+    # The disk's size does not depend on depth.
+    far = render_control(np.array([point_at(20, 10, 30.0)], np.float32), np.array([[255, 128, 0]], np.uint8),
+                         control_camera(), radius_ndc=CR)
+    torch.testing.assert_close(far.rgb, out.rgb, atol=1e-5, rtol=0)
+
+
+def test_pixel_mapping_follows_the_authors_scale_and_principal_point_sign():
+    # cx = 21, cy = 9, fx X/Z = 4, fy Y/Z = -2: u = 20 + 1.05 (4 - 1) = 23.15, v = 10 + 1.05 (-2 + 1) = 8.95
+    xyz = np.array([[4 / 20 * 2.0, -2 / 20 * 2.0, 2.0]], np.float32)
+    out = render_control(xyz, np.array([[255, 255, 255]], np.uint8), control_camera(cx=21, cy=9), radius_ndc=CR)
+    score = out.score[0]
+    assert score[9, 23].item() == pytest.approx((0.15**2 + 0.05**2) / CR2, abs=1e-5)  # 1 - alpha at the nearest pixel
+    assert score[9, 27].item() == pytest.approx((3.85**2 + 0.05**2) / CR2, abs=1e-5)
+    assert score[9, 28].item() == 1.0 and score[9, 18].item() == 1.0  # 4.85 and 5.15 px away
+
+
+def test_two_overlapping_points_composite_front_to_back():
+    near = point_at(20, 10, 2.0)
+    far = point_at(22, 10, 5.0)
+    rgb = np.array([[0, 0, 255], [255, 0, 0]], np.uint8)  # near blue, far red
+    for order in ([0, 1], [1, 0]):  # the order of the points in the cloud does not matter
+        xyz = np.array([near, far], np.float32)[order]
+        out = render_control(xyz, rgb[order], control_camera(), radius_ndc=CR)
+        a_near, a_far = 1 - 1 / CR2, 1 - 1 / CR2  # pixel (10, 21) is 1 px from both centres
+        assert out.rgb[0, 10, 21, 2].item() == pytest.approx(a_near, abs=1e-5)
+        assert out.rgb[0, 10, 21, 0].item() == pytest.approx((1 - a_near) * a_far, abs=1e-5)
+        assert out.score[0, 10, 21].item() == pytest.approx((1 - a_near) * (1 - a_far), abs=1e-5)
+        # pixel (10, 20): the near centre (alpha 1) hides the far point entirely
+        assert out.rgb[0, 10, 20].tolist() == pytest.approx([0, 0, 1], abs=1e-6)
+        # pixel (10, 22): the far centre behind the near disk's edge (d = 2)
+        a = 1 - 4 / CR2
+        assert out.rgb[0, 10, 22, 0].item() == pytest.approx(1 - a, abs=1e-5)
+        assert out.score[0, 10, 22].item() == pytest.approx(0.0, abs=1e-6)
+    one = render_control(np.array([near, far], np.float32), rgb, control_camera(), radius_ndc=CR, points_per_pixel=1)
+    assert one.rgb[0, 10, 21, 0].item() == 0  # only the nearest point per pixel
+
+
+def test_score_is_one_in_holes_zero_under_a_centre_fractional_at_the_edge():
+    out = render_control(np.array([point_at(10, 10, 1.0)], np.float32), np.zeros((1, 3), np.uint8),
+                         control_camera(), radius_ndc=CR)
+    score = out.score[0]
+    assert score[10, 10].item() == 0.0
+    assert score[10, 14].item() == pytest.approx(16 / CR2, abs=1e-5)
+    assert score[0, 0].item() == 1.0 and score[10, 30].item() == 1.0
+    assert bool(((score > 0) & (score < 1)).any())
+    assert float(out.rgb.abs().max()) == 0.0  # black points: the rgb video stays black, the score does not
+    rgb_u8, score_u8 = out.to_uint8()
+    assert score_u8.dtype == np.uint8 and score_u8[0, 10, 10] == 0 and score_u8[0, 0, 0] == 255
+    # the authors' video: 255 - floor(255 * (1 - score))
+    assert score_u8[0, 10, 14] == 255 - int(255 * (1 - 16 / CR2))
+
+
+def test_points_behind_the_camera_or_off_screen_are_skipped():
+    xyz = np.array([point_at(20, 10, -2.0), point_at(-6, 10, 2.0), point_at(45.3, 10, 2.0)], np.float32)
+    out = render_control(xyz, np.full((3, 3), 255, np.uint8), control_camera(), radius_ndc=CR)
+    assert float(out.score.min()) == 1.0
+    edge = render_control(np.array([point_at(-3, 10, 2.0)], np.float32), np.full((1, 3), 255, np.uint8),
+                          control_camera(), radius_ndc=CR)
+    assert edge.score[0, 10, 0].item() == pytest.approx(9 / CR2, abs=1e-5)  # a centre off screen reaches in
+
+
+def _slow_control(xyz, rgb, cameras, radius_ndc, k):
+    """Per pixel, per point: the definition, in float64."""
+    f, h, w = len(cameras), cameras.height, cameras.width
+    s = min(w, h)
+    r2 = (radius_ndc * s / 2) ** 2
+    out_rgb, out_score = np.zeros((f, h, w, 3)), np.ones((f, h, w))
+    for i in range(f):
+        fx, fy, cx, cy = cameras.intrinsics[i]
+        cam = xyz.astype(np.float64) @ cameras.w2c[i, :3, :3].T + cameras.w2c[i, :3, 3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = (w - 1) / 2 + s / (s - 1) * (fx * cam[:, 0] / cam[:, 2] - (cx - (w - 1) / 2))
+            v = (h - 1) / 2 + s / (s - 1) * (fy * cam[:, 1] / cam[:, 2] - (cy - (h - 1) / 2))
+        for row in range(h):
+            for col in range(w):
+                d2 = (col - u) ** 2 + (row - v) ** 2
+                hits = sorted((cam[p, 2], p) for p in range(len(xyz)) if cam[p, 2] >= 0 and d2[p] < r2)[:k]
+                transmit = 1.0
+                for _, p in hits:
+                    alpha = 1 - d2[p] / r2
+                    out_rgb[i, row, col] += transmit * alpha * rgb[p] / 255
+                    transmit *= 1 - alpha
+                out_score[i, row, col] = transmit
+    return out_rgb, out_score
+
+
+@pytest.mark.parametrize("k", [1, 5])
+def test_random_clouds_match_the_per_pixel_definition(k, monkeypatch):
+    import spatia.render_control as rc
+
+    rng = np.random.default_rng(3)
+    xyz = rng.uniform([-1, -1, -0.5], [1, 1, 1.5], (250, 3)).astype(np.float32)
+    rgb = rng.integers(0, 256, (250, 3), dtype=np.uint8)
+    cameras = Cameras.look_at([[0, -3, 0.5], [0.4, -2.6, 0.2]], [0, 0, 0.3], width=23, height=17, fov_x_deg=55)
+    expected_rgb, expected_score = _slow_control(xyz, rgb, cameras, 0.15, k)
+    out = render_control(xyz, rgb, cameras, radius_ndc=0.15, points_per_pixel=k)
+    np.testing.assert_allclose(out.rgb.numpy(), expected_rgb, atol=2e-5)
+    np.testing.assert_allclose(out.score.numpy(), expected_score, atol=2e-5)
+    monkeypatch.setitem(rc.CANDIDATE_CHUNK, "cpu", 64)  # one point per expansion chunk: the same picture
+    again = render_control(torch.from_numpy(xyz), torch.from_numpy(rgb), cameras, radius_ndc=0.15, points_per_pixel=k)
+    assert torch.equal(again.rgb, out.rgb) and torch.equal(again.score, out.score)
+
+
+def test_voxel_downsample_averages_points_and_colours_per_voxel():
+    # Open3D's grid starts half a voxel below the minimum: cells [-0.005, 0.005), [0.005, 0.015), ...
+    xyz = np.array([[0.0, 0.0, 0.0], [0.004, 0.002, 0.0], [0.02, 0.0, 0.0], [0.021, 0.001, 0.003]], np.float32)
+    rgb = np.array([[0, 0, 0], [255, 100, 50], [10, 10, 10], [30, 50, 70]], np.uint8)
+    points, colours = voxel_downsample(xyz, rgb, 0.01)
+    assert points.shape == (2, 3) and colours.dtype == torch.float32
+    np.testing.assert_allclose(points.numpy(), [[0.002, 0.001, 0.0], [0.0205, 0.0005, 0.0015]], atol=1e-7)
+    np.testing.assert_allclose(colours.numpy(), [[127.5 / 255, 50 / 255, 25 / 255], [20 / 255, 30 / 255, 40 / 255]],
+                               atol=1e-7)
+    assert voxel_downsample(xyz, rgb, 1.0)[0].shape == (1, 3)
+    assert control_voxel_size(0) == pytest.approx(0.01) and control_voxel_size(3) == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: render_control(np.zeros((2, 2), np.float32), np.zeros((2, 3), np.uint8), control_camera()), "xyz must have shape"),
+        (lambda: render_control(np.zeros((1, 3), np.float32), np.zeros((2, 3), np.uint8), control_camera()), r"rgb must have shape \[1, 3\]"),
+        (lambda: render_control(np.zeros((1, 3), np.float32), np.full((1, 3), 2.0), control_camera()), "float rgb must lie in"),
+        (lambda: render_control(np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8), control_camera(), radius_ndc=0), "radius_ndc"),
+        (lambda: render_control(np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8), control_camera(), points_per_pixel=0), "points_per_pixel"),
+        (lambda: render_control(np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8), "camera"), "cameras must be"),
+        (lambda: voxel_downsample(np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8), 0.0), "voxel_size"),
+        (lambda: control_voxel_size(-1), "round_index"),
+    ],
+)
+def test_control_render_bad_input_names_the_argument(call, message):
+    with pytest.raises(ControlRenderError, match=message):
+        call()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_control_render_cuda_matches_cpu():
+    xyz, rgb, cameras = random_scene(20000)
+    cpu = render_control(xyz, rgb, cameras)
+    gpu = render_control(xyz, rgb, cameras, device="cuda")
+    # The GPU's float rounding may swap two points of nearly equal depth in a rare pixel.
+    for mine, theirs in ((gpu.rgb.cpu(), cpu.rgb), (gpu.score.cpu(), cpu.score)):
+        differ = (mine - theirs).abs() > 1e-4
+        assert differ.float().mean().item() < 1e-3
+
+
+def test_an_empty_cloud_gives_black_frames_that_are_all_hole():
+    out = render_control(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), control_camera())
+    assert float(out.rgb.abs().max()) == 0.0 and float(out.score.min()) == 1.0
+    points, colours = voxel_downsample(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8), 0.01)
+    assert points.shape == (0, 3) and colours.shape == (0, 3)
+
+
+def test_authors_pixel_mapping_equals_pytorch3d_ndc_route():
+    """The mapping in the module docstring, against PyTorch3D's conventions worked step by step:
+    OpenCV -> PyTorch3D axes (x, y flipped), row-vector world-to-view (X R + T), NDC focal
+    2 f / (s - 1) and principal point 2 (c - (n - 1) / 2) / (s - 1), x_ndc = f X / Z + p, and
+    pixel j's centre at NDC (n - 1 - 2 j) / s (+x left, +y up)."""
+    from scipy.spatial.transform import Rotation
+
+    from spatia.render_control import control_mapping
+
+    rng = np.random.default_rng(5)
+    width, height = 37, 22
+    s = min(width, height)
+    flip = np.diag([-1.0, -1.0, 1.0])
+    for seed in range(3):
+        w2c = np.eye(4)
+        w2c[:3, :3] = Rotation.random(random_state=seed).as_matrix()
+        w2c[:3, 3] = rng.normal(size=3)
+        k = [31.0, 29.0, 17.3, 12.1]
+        cams = Cameras(k, w2c, width, height)
+        points = rng.normal(size=(20, 3))
+        cam_cv = points @ w2c[:3, :3].T + w2c[:3, 3]
+        # The reference's conversion: c2w in PyTorch3D axes, then R (c2w's rotation) and T (w2c's translation).
+        c2w = np.linalg.inv(w2c)
+        c2w_p3d = np.eye(4)
+        c2w_p3d[:3, :3] = flip @ c2w[:3, :3] @ flip.T
+        c2w_p3d[:3, 3] = flip @ c2w[:3, 3]
+        rot, trans = c2w_p3d[:3, :3], np.linalg.inv(c2w_p3d)[:3, 3]
+        view = (points @ flip.T) @ rot + trans
+        fx_n, fy_n = 2 * k[0] / (s - 1), 2 * k[1] / (s - 1)
+        px_n, py_n = 2 * (k[2] - (width - 1) / 2) / (s - 1), 2 * (k[3] - (height - 1) / 2) / (s - 1)
+        x_ndc = fx_n * view[:, 0] / view[:, 2] + px_n
+        y_ndc = fy_n * view[:, 1] / view[:, 2] + py_n
+        col = (width - 1 - s * x_ndc) / 2
+        row = (height - 1 - s * y_ndc) / 2
+        np.testing.assert_allclose(view[:, 2], cam_cv[:, 2], atol=1e-9)
+        ax, bx, ay, by = control_mapping(cams)[0]
+        np.testing.assert_allclose(ax * cam_cv[:, 0] / cam_cv[:, 2] + bx, col, atol=1e-9)
+        np.testing.assert_allclose(ay * cam_cv[:, 1] / cam_cv[:, 2] + by, row, atol=1e-9)

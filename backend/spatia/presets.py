@@ -186,6 +186,28 @@ def _walk_keys(distance: float, degrees: float, easing: str, samples: int, turn_
 
 
 # --- quality, models, VRAM -------------------------------------------------------------------
+# What a generator was trained on and must keep under every quality preset (its presets vary only
+# what is safe, the steps). spatia-5b: the reference's 1248x704, rounds of 121 then 81 frames with
+# 9 overlapping, guidance 3.5 (spatia.models.spatia.config). A shot leaves these only explicitly,
+# and the round's record then marks the round out of distribution.
+TRAINED = {
+    "spatia-5b": {"width": 1248, "height": 704, "first_round_frames": 121, "round_frames": 81, "overlap": 9,
+                  "guidance": 3.5},
+}
+
+
+class GeneratorQuality(_Strict):
+    """A quality preset's values for one generator, over the preset's general ones."""
+
+    steps: int | None = Field(None, ge=1, le=1000)
+    guidance: Finite | None = Field(None, ge=0, le=100)
+    width: int | None = Field(None, ge=16, le=8192)
+    height: int | None = Field(None, ge=16, le=8192)
+    first_round_frames: int | None = Field(None, ge=2, le=10_000)
+    round_frames: int | None = Field(None, ge=2, le=10_000)
+    overlap: int | None = Field(None, ge=0)
+
+
 class QualityPreset(_Strict):
     name: str
     label: str = ""
@@ -198,6 +220,7 @@ class QualityPreset(_Strict):
     round_frames: int = Field(ge=2, le=10_000)
     overlap: int = Field(ge=0)
     init_samples: int = Field(16, ge=1, le=100_000, description="Cycles samples of the first-frame render")
+    generators: dict[str, GeneratorQuality] = Field(default_factory=dict, description="per-generator values")
 
     @model_validator(mode="after")
     def _consistent(self) -> "QualityPreset":
@@ -205,7 +228,26 @@ class QualityPreset(_Strict):
             raise ValueError(f"overlap ({self.overlap}) must be smaller than round_frames ({self.round_frames})")
         if self.width % 16 or self.height % 16:
             raise ValueError(f"width and height must be multiples of 16 (the video models' patch grid), got {self.width}x{self.height}")
+        for generator, values in self.generators.items():
+            merged = {**self.model_dump(exclude={"generators"}), **TRAINED.get(generator, {}),
+                      **values.model_dump(exclude_none=True)}
+            changed = {k: merged[k] for k, v in TRAINED.get(generator, {}).items() if merged[k] != v}
+            if changed:
+                raise ValueError(f"{generator} presets keep what it was trained on ({TRAINED[generator]}) and vary only "
+                                 f"the steps; this one changes {changed} (set size or round lengths on a shot instead)")
+            if merged["overlap"] >= merged["round_frames"]:
+                raise ValueError(f"{generator}: overlap must be smaller than round_frames")
         return self
+
+    def for_generator(self, generator: str | None) -> "QualityPreset":
+        """This preset as `generator` runs it: its own values where it has them; a generator
+        with trained settings (TRAINED) always gets those."""
+        values = self.generators.get(generator) if generator else None
+        trained = TRAINED.get(generator, {}) if generator else {}
+        if values is None and not trained:
+            return self
+        update = {**trained, **({} if values is None else values.model_dump(exclude_none=True))}
+        return self.model_copy(update=update)
 
     @property
     def rounds(self) -> dict:
@@ -331,8 +373,9 @@ def _get(table: dict, kind: str, name: str):
         raise PresetError(f"unknown {kind} preset {name!r}; known: {', '.join(table)}") from None
 
 
-def quality(name: str, root=None) -> QualityPreset:
-    return _get(load_presets(root).quality, "quality", name)
+def quality(name: str, root=None, generator: str | None = None) -> QualityPreset:
+    """A quality preset; with `generator`, as that generator runs it (`QualityPreset.for_generator`)."""
+    return _get(load_presets(root).quality, "quality", name).for_generator(generator)
 
 
 def model(name: str, root=None) -> ModelInfo:
@@ -403,7 +446,8 @@ def fit_resolution(width: int, height: int, preset: QualityPreset) -> tuple[int,
 
 
 __all__ = [
-    "CAMERA_TYPES", "EASINGS", "MOTIONS", "PRESETS_DIR_ENV", "CameraKey", "CameraPathPreset", "ModelInfo", "PresetError",
+    "CAMERA_TYPES", "EASINGS", "MOTIONS", "PRESETS_DIR_ENV", "TRAINED", "CameraKey", "CameraPathPreset", "GeneratorQuality",
+    "ModelInfo", "PresetError",
     "Presets", "QualityPreset", "RuntimeSettings", "VramPreset", "camera_keys", "camera_path", "ease",
     "find_presets_dir", "fit_resolution", "gpu_memory_gb", "load_presets", "model", "quality", "runtime_settings",
     "vram_mode_for", "vram_preset", "vram_preset_for",

@@ -110,11 +110,14 @@ def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: 
     """
     chunk, canvas_h, canvas_w = canvas.shape
     count = points_t.shape[1]
-    # Rows grouped by coordinate (all frames' u z, then v z, then z): one matmul, and each
-    # coordinate a contiguous [C, N] block, so the survivors gather with a flat index.
-    projected = torch.addmm(translation.transpose(0, 1).reshape(3 * chunk, 1),
-                            rotation.transpose(0, 1).reshape(3 * chunk, 3), points_t)
-    uz, vz, z = projected.view(3, chunk, count).unbind(0)
+    # Rows grouped by coordinate (all frames' u z, then v z, then z): each coordinate a
+    # contiguous [C, N] block, so the survivors gather with a flat index. One matmul per frame,
+    # always of the same shape, so a frame's projection does not depend on how many frames are
+    # batched with it (a BLAS may pick another kernel, and round differently, for a taller matrix).
+    projected = torch.empty((3, chunk, count), dtype=points_t.dtype, device=points_t.device)
+    for f in range(chunk):
+        projected[:, f] = torch.addmm(translation[f], rotation[f], points_t)
+    uz, vz, z = projected.unbind(0)
     inv_z = z.reciprocal()
     u = uz.mul_(inv_z)
     v = vz.mul_(inv_z)
@@ -323,3 +326,6 @@ def render_memory(memory, cameras: Cameras, **kwargs) -> RenderResult:
         kwargs.setdefault("priority", rank > 0)
     rgb = None if kwargs.get("depth_only") else memory.rgb
     return render(memory.xyz, rgb, cameras, **kwargs)
+
+
+from .render_control import ControlRender, control_voxel_size, render_control, voxel_downsample  # noqa: E402,F401

@@ -38,7 +38,7 @@ from .io import write_json
 from .memory import RANK_USER, MemoryStore, SpatialMemory, diff, import_ply, load_snapshot
 from .models.base import Cancelled, DepthEstimator, GenerationRequest, Segmenter, VideoGenerator
 from .plan import Round, plan_rounds
-from .render import render_memory
+from .render import control_voxel_size, render_control, render_memory, voxel_downsample
 from .metrics import psnr, ssim
 from .retrieval import SCORINGS, retrieve_indexed
 from .update import UpdateSettings, rebuild_with_known_poses, update_memory
@@ -65,6 +65,7 @@ class WorldError(ValueError):
 @dataclass
 class GenerateSettings:
     seed: int = 0
+    seed_per_round: bool = False  # False: every round uses `seed` (the reference); True: seed + round
     steps: int | None = None
     guidance: float | None = None
     negative_prompt: str = ""
@@ -363,19 +364,37 @@ class World:
         check_cancel()
 
         t = time.perf_counter()
-        first_frame = self.first_frame() if rnd.start == 0 else None
+        round_index = len(self.state["rounds"])
+        first_frame = None
+        if rnd.start == 0:
+            # Round 0 always starts from a clean first frame: the image the world was seeded
+            # from, or (a world seeded from points) the memory's control render at the first camera.
+            first_frame = self.first_frame()
+            if first_frame is None:
+                first_frame = _control_first_frame(memory, cams[:1])
+        # A model trained on full rounds gets a short last round padded with its last camera
+        # (the reference); the frames past the round are cropped below.
+        pad = rnd.padding if getattr(generator, "pads_short_rounds", False) else 0
+        pad_index = np.concatenate([np.arange(rnd.frames), np.full(pad, rnd.frames - 1)]).astype(np.int64)
         request = GenerationRequest(
-            prompt=rnd.prompt, negative_prompt=settings.negative_prompt, projection=proj_rgb,
-            projection_depth=proj_depth, hole_mask=hole_mask, history=history, references=references,
-            first_frame=first_frame, cameras=cams, fps=self.fps, seed=settings.seed + len(self.state["rounds"]),
+            prompt=rnd.prompt, negative_prompt=settings.negative_prompt, projection=proj_rgb[pad_index],
+            projection_depth=proj_depth[pad_index], hole_mask=hole_mask[pad_index], history=history,
+            references=references, first_frame=first_frame, cameras=cams[pad_index], fps=self.fps,
+            seed=settings.seed + round_index if settings.seed_per_round else settings.seed,
             steps=settings.steps, guidance=settings.guidance,
+            points_xyz=memory.xyz.detach().cpu().numpy().astype(np.float32, copy=False),
+            points_rgb=memory.rgb.detach().cpu().numpy(), round_index=round_index,
         )
         result = generator.generate(request, progress=lambda f, s: progress(0.1 + 0.7 * f, s),
                                     should_cancel=should_cancel)
         frames = result.frames
-        if frames.shape != (rnd.frames, self.height, self.width, 3):
+        if frames.shape != (rnd.frames + pad, self.height, self.width, 3):
             raise WorldError(f"generator returned frames of shape {list(frames.shape)}, expected "
-                             f"[{rnd.frames}, {self.height}, {self.width}, 3]")
+                             f"[{rnd.frames + pad}, {self.height}, {self.width}, 3]")
+        if pad:
+            frames = frames[: rnd.frames]
+            if result.depth is not None:
+                result = replace(result, depth=result.depth[: rnd.frames])
         timings["generate_s"] = time.perf_counter() - t
         check_cancel()
 
@@ -630,6 +649,14 @@ class World:
 def _db(value: float) -> float:
     """A PSNR for JSON: identical images (infinite PSNR) are reported as 100 dB."""
     return round(min(float(value), 100.0), 3)
+
+
+def _control_first_frame(memory: SpatialMemory, camera: Cameras) -> np.ndarray:
+    """The memory rendered at `camera` as the control video's first frame (round 0's voxel size)."""
+    xyz, rgb = memory.xyz, memory.rgb
+    if len(xyz):
+        xyz, rgb = voxel_downsample(xyz, rgb, control_voxel_size(0))
+    return render_control(xyz, rgb, camera).to_uint8()[0][0]
 
 
 def temporary_world(width: int, height: int, **kwargs) -> World:

@@ -99,6 +99,32 @@ def test_single_mask_is_written_as_png(tmp_path):
     assert back.shape == (1, 32, 48) and back.sum() == 16 and back[0, :4, :4].all()
 
 
+def test_reference_case_is_read_as_the_authors_read_it(tmp_path):
+    from spatia.cameras.reference_case import REFERENCE_SEED, paper_round_count
+
+    # a 3x4 [R | t] line (their reader takes [T,3,4] or [T,4,4]) gets the row [0, 0, 0, 1]
+    three_rows = W2C_LINES[1][: W2C_LINES[1].rindex(", [")] + "]"
+    case = read_reference_case(make_case_folder(tmp_path / "a", w2c_lines=[W2C_LINES[0], three_rows]))
+    np.testing.assert_array_equal(case.cameras.w2c[1], read_reference_case(make_case_folder(tmp_path / "b")).cameras.w2c[1])
+    # any nonzero mask pixel is dynamic (theirs: astype(bool))
+    folder = make_case_folder(tmp_path / "c")
+    mask = np.zeros((30, 40), np.uint8)
+    mask[2, 3], mask[4, 5] = 1, 200
+    Image.fromarray(mask).save(folder / "mask.png")
+    assert np.argwhere(read_reference_case(folder).mask[0]).tolist() == [[2, 3], [4, 5]]
+    np.save(folder / "mask.npy", np.array([[[0.0] * 40] * 29 + [[0.2] + [0.0] * 39]]))
+    (folder / "mask.png").unlink()
+    assert np.argwhere(read_reference_case(folder).mask[0]).tolist() == [[29, 0]]
+    # fewer prompts than the paper's rounds: the last one repeats (121, then 72 new frames a round)
+    assert [paper_round_count(n) for n in (1, 121, 122, 193, 194, 265)] == [1, 1, 2, 2, 3, 3]
+    lines = [W2C_LINES[0]] * 194
+    case = read_reference_case(make_case_folder(tmp_path / "d", w2c_lines=lines, prompts="one\ntwo\n"))
+    assert case.prompts == ["one", "two", "two"]
+    case = read_reference_case(make_case_folder(tmp_path / "e", w2c_lines=lines, prompts="only\n"))
+    assert case.prompts == ["only"]  # one prompt serves every round
+    assert case.seed == REFERENCE_SEED == 20917
+
+
 def test_writer_rejects_per_frame_intrinsics(tmp_path):
     case = ReferenceCase(np.zeros((32, 48, 3), np.uint8), Trajectory(random_cameras(vary_intrinsics=True)), ["p"])
     with pytest.raises(ReferenceCaseError, match="intrinsics vary per frame"):
@@ -117,7 +143,7 @@ def test_writer_rejects_per_frame_intrinsics(tmp_path):
         (lambda f: (f / "intrinsics.txt").write_text("[-0.8 1.4 0.5 0.5]\n"), "intrinsics.txt:1: focal lengths must be positive"),
         (
             lambda f: (f / "w2c.txt").write_text(W2C_LINES[0] + "\n\n" + W2C_LINES[1][:-1] + "\n"),
-            "w2c.txt:3: expected a 4x4 nested list",
+            "w2c.txt:3: expected a 4x4 (or 3x4) nested list",
         ),
         (
             lambda f: (f / "w2c.txt").write_text(W2C_LINES[0] + "\n" + W2C_LINES[1].replace("0.25", "nan") + "\n"),
@@ -125,7 +151,7 @@ def test_writer_rejects_per_frame_intrinsics(tmp_path):
         ),
         (
             lambda f: (f / "w2c.txt").write_text(W2C_LINES[0] + "\n" + W2C_LINES[1].replace("0.25]", "0.25, 1.0]") + "\n"),
-            "w2c.txt:2: expected 4 rows of 4 numbers, got row lengths [4, 4, 5, 4]",
+            "w2c.txt:2: expected 4 (or 3) rows of 4 numbers, got row lengths [4, 4, 5, 4]",
         ),
         (lambda f: (f / "w2c.txt").write_text(W2C_LINES[1].replace("-0.6", "-0.5") + "\n"), "w2c.txt:1: rotation is not orthonormal"),
         (lambda f: Image.fromarray(np.zeros((10, 10), np.uint8)).save(f / "mask.png"), "mask.png: mask is 10x10 but the image is 40x30"),

@@ -327,3 +327,116 @@ def test_base_transformer_in_original_naming_loads_too(tmp_path, pipe):
     model = load_spatia_transformer(base / "transformer", spatia / "control.safetensors", dtype=torch.float32,
                                     control_layers=(0, 2), control_in_channels=8)
     torch.testing.assert_close(model.blocks[0].attn1.to_q.weight, pipe.transformer.blocks[0].attn1.to_q.weight)
+
+
+# --- the inputs the reference gives the model ----------------------------------------------------
+def test_sampling_schedule_is_the_references_flow_unipc_grid():
+    from spatia.models.spatia.pipeline import sampling_schedule
+
+    timesteps, sigmas = sampling_schedule(40, 5.0)
+    assert timesteps.shape == (40,) and sigmas.shape == (41,)
+    # first: sigma 0.999 -> 5 * 0.999 / (1 + 4 * 0.999) = 4.995 / 4.996 = 0.9997998 -> t = int(999.7998) = 999
+    assert sigmas[0].item() == pytest.approx(4.995 / 4.996, abs=1e-7) and timesteps[0].item() == 999
+    # last: sigma 0.999 / 40 = 0.024975 -> 0.124875 / 1.0999 = 0.1135340 -> t = 113
+    assert sigmas[39].item() == pytest.approx(0.124875 / 1.0999, abs=1e-7) and timesteps[39].item() == 113
+    assert sigmas[40].item() == 0.0
+    assert torch.all(timesteps[1:] < timesteps[:-1])
+    one_t, one_s = sampling_schedule(1, 1.0)
+    assert one_t.tolist() == [999.0] and one_s.tolist() == pytest.approx([0.999, 0.0])
+    with pytest.raises(ValueError, match="steps"):
+        sampling_schedule(0, 5.0)
+
+
+def _captured_transformer_inputs(pipe):
+    seen = []
+
+    def hook(module, args, kwargs):
+        seen.append((args[1].clone(), kwargs["control_latents"].clone()))
+
+    return seen, pipe.transformer.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def _points_request(frames=5, round_index=2, **kwargs):
+    rng = np.random.default_rng(11)
+    xyz = (rng.random((3000, 3)) * [2.0, 0.6, 2.0] + [-1.0, -0.3, -1.0]).astype(np.float32)
+    rgb = rng.integers(0, 256, (3000, 3), dtype=np.uint8)
+    base = _request(frames=frames, **kwargs)
+    from dataclasses import replace
+
+    return replace(base, points_xyz=xyz, points_rgb=rgb, round_index=round_index)
+
+
+def test_spatia_feeds_the_transformer_the_control_render_score_and_reference_timesteps(pipe):
+    from spatia.models.spatia.pipeline import sampling_schedule
+    from spatia.render import render_control, voxel_downsample
+
+    gen = SpatiaGenerator(pipeline=pipe, runtime=CPU, shift=5.0)
+    req = _points_request(frames=5, round_index=2, steps=3, guidance=1.0, first=True)
+    seen, handle = _captured_transformer_inputs(pipe)
+    try:
+        result = gen.generate(req)
+    finally:
+        handle.remove()
+    assert result.info["control"] == "render_control" and result.info["control_voxel_size"] == pytest.approx(0.02)
+    # The control the transformer got: the points averaged per 2 cm voxel, rendered as soft disks, through uint8.
+    xyz, rgb = voxel_downsample(req.points_xyz, req.points_rgb, 0.02)
+    assert result.info["control_points"] == len(xyz) < len(req.points_xyz)
+    video, score = render_control(xyz, rgb, req.cameras).to_uint8()
+    assert 0 < (score == 255).mean() < 1 and ((score > 0) & (score < 255)).any()  # holes, cover and soft edges
+    expected = pipe.control_latents(video, score, "cpu")
+    assert len(seen) == 3
+    for _, control in seen:
+        torch.testing.assert_close(control, expected)
+    # Timesteps: the reference's grid; the first frame's latent held clean at 0.
+    expected_t, _ = sampling_schedule(3, 5.0)
+    assert [t[0, -1].item() for t, _ in seen] == expected_t.tolist()
+    assert all(t[0, 0].item() == 0 for t, _ in seen)
+
+
+def test_score_video_enters_as_the_reference_encodes_it(pipe):
+    video = np.full((5, H, W, 3), 77, np.uint8)
+    score = np.zeros((5, H, W), np.uint8)
+    score[:, :, W // 2:] = 255
+    latents = pipe.control_latents(video, score, "cpu")
+    z = pipe.vae.config.z_dim
+    torch.testing.assert_close(latents[:, :z], pipe.encode_video(torch.full((5, H, W, 3), 77 / 127.5 - 1), "cpu"))
+    half = torch.zeros((5, H, W, 3))
+    half[:, :, W // 2:] = 1.0
+    torch.testing.assert_close(latents[:, z:], pipe.encode_video(half, "cpu"))
+    # a float score in [0, 1] is the same picture
+    torch.testing.assert_close(pipe.control_latents(video, score.astype(np.float32) / 255, "cpu"), latents)
+    with pytest.raises(ValueError, match="control_score must lie in"):
+        pipe.control_latents(video, np.full((5, H, W), 2.0, np.float32), "cpu")
+
+
+def test_a_request_without_points_falls_back_to_the_projection_and_says_so(pipe):
+    gen = SpatiaGenerator(pipeline=pipe, runtime=CPU)
+    result = gen.generate(_request(frames=5, steps=1, guidance=1.0, first=True))
+    assert result.info["control"].startswith("z-buffer projection")
+
+
+def test_request_points_are_validated():
+    base = _request(frames=5)
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="points_xyz and points_rgb come together"):
+        replace(base, points_xyz=np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="points_xyz must be float32"):
+        replace(base, points_xyz=np.zeros((2, 3)), points_rgb=np.zeros((2, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"points_rgb must be uint8 \[2, 3\]"):
+        replace(base, points_xyz=np.zeros((2, 3), np.float32), points_rgb=np.zeros((3, 3), np.uint8))
+    with pytest.raises(ValueError, match="round_index"):
+        replace(base, round_index=-1)
+
+
+def test_leaving_the_trained_size_or_round_length_is_recorded(pipe):
+    from spatia.models.spatia.generator import out_of_distribution
+
+    result = SpatiaGenerator(pipeline=pipe, runtime=CPU).generate(_request(frames=5, steps=1, guidance=1.0, first=True))
+    assert result.info["out_of_distribution"] == ["size 32x32 (trained at 1248x704)", "5 frames in a first round (trained: 121)"]
+    trained = GenerationRequest(
+        prompt="p", projection=np.zeros((81, 704, 1248, 3), np.uint8), projection_depth=np.zeros((81, 704, 1248), np.float32),
+        hole_mask=np.zeros((81, 704, 1248), bool), cameras=Cameras.look_at([[0, -3, 1]] * 81, [0, 0, 1], width=1248, height=704),
+    )
+    assert out_of_distribution(trained, continuation=True) == []
+    assert out_of_distribution(trained, continuation=False) == ["81 frames in a first round (trained: 121)"]

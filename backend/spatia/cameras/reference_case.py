@@ -3,13 +3,17 @@
 Layout (one folder per case):
   img.jpg         the first frame; its size gives the cameras' width and height
   intrinsics.txt  one line `[fx fy cx cy]`, normalised (fx/W, fy/H, cx/W, cy/H), shared by all frames
-  w2c.txt         one OpenCV world-to-camera 4x4 nested list per line, one line per frame
-  prompt.txt      one prompt per generation round (blank lines ignored)
-  mask.png        optional binary mask of dynamic pixels in the first frame
+  w2c.txt         one OpenCV world-to-camera 4x4 (or 3x4, the last row implied) nested list
+                  per line, one line per frame
+  prompt.txt      one prompt per generation round (blank lines ignored); with fewer prompts
+                  than the rounds of the paper's plan (121 frames, then 81 with 9 overlapping)
+                  the last one repeats, as the authors' script reads it
+  mask.png        optional mask of dynamic pixels in the first frame: any nonzero pixel is dynamic
   mask.npy        optional alternative: bool or numeric [N, H, W] masks for the first N frames
+                  (nonzero = dynamic)
 
-Numbers are written with Python's shortest round-tripping repr, so a case read and
-written again gives the same text.
+The authors' script runs every round with seed 20917 (`REFERENCE_SEED`). Numbers are written
+with Python's shortest round-tripping repr, so a case read and written again gives the same text.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from spatia.io import write_atomic
 from .core import CameraError, Cameras, Trajectory, normalized_to_pixels, pixels_to_normalized
 
 IMAGE_NAMES = ("img.jpg", "img.jpeg", "img.png")
+REFERENCE_SEED = 20917  # the authors' default seed, used for every round
+# The authors' default round plan, which decides how many prompts a case needs.
+PAPER_FIRST_ROUND_FRAMES, PAPER_ROUND_FRAMES, PAPER_OVERLAP = 121, 81, 9
 JPEG_QUALITY = 95
 
 # Normalised intrinsics as read; written back verbatim while they still give the same
@@ -47,7 +54,8 @@ class ReferenceCase:
     """One Spatia test case.
 
     image: uint8 [H, W, 3] first frame. mask: bool [N, H, W] dynamic pixels of the first N
-    frames (True = keep out of memory), or None.
+    frames (True = keep out of memory), or None. prompts: as read, extended to one per round
+    of the paper's plan by repeating the last. seed: the authors' seed.
     """
 
     image: np.ndarray
@@ -55,6 +63,7 @@ class ReferenceCase:
     prompts: list[str]
     mask: np.ndarray | None = None
     folder: Path | None = None
+    seed: int = REFERENCE_SEED
 
     @property
     def cameras(self) -> Cameras:
@@ -85,13 +94,17 @@ def parse_intrinsics_line(line: str, where: str) -> np.ndarray:
 
 
 def parse_matrix_line(line: str, where: str) -> np.ndarray:
-    """`[[a, b, c, d], [...], [...], [...]]` -> float64 [4, 4]."""
+    """`[[a, b, c, d], [...], [...], [...]]` -> float64 [4, 4]; three rows (a 3x4 [R | t], which
+    the authors' reader accepts too) get the row [0, 0, 0, 1]."""
     stripped = line.strip()
     if not _MATRIX_LINE.match(stripped):
-        raise ReferenceCaseError(f"{where}: expected a 4x4 nested list `[[..], [..], [..], [..]]`, got {stripped[:80]!r}")
+        raise ReferenceCaseError(f"{where}: expected a 4x4 (or 3x4) nested list `[[..], [..], [..], [..]]`, "
+                                 f"got {stripped[:80]!r}")
     rows = [_parse_numbers(row, where) for row in _MATRIX_ROW.findall(stripped[1:-1])]
-    if len(rows) != 4 or any(len(r) != 4 for r in rows):
-        raise ReferenceCaseError(f"{where}: expected 4 rows of 4 numbers, got row lengths {[len(r) for r in rows]}")
+    if len(rows) not in (3, 4) or any(len(r) != 4 for r in rows):
+        raise ReferenceCaseError(f"{where}: expected 4 (or 3) rows of 4 numbers, got row lengths {[len(r) for r in rows]}")
+    if len(rows) == 3:
+        rows.append(np.array([0.0, 0.0, 0.0, 1.0]))
     return np.stack(rows)
 
 
@@ -159,7 +172,7 @@ def _read_mask(folder: Path, height: int, width: int) -> np.ndarray | None:
     if png.is_file():
         try:
             with Image.open(png) as img:
-                mask = (np.asarray(img.convert("L")) > 127)[None]
+                mask = (np.asarray(img.convert("L")) > 0)[None]  # the authors: any nonzero pixel
         except (UnidentifiedImageError, OSError) as exc:
             raise ReferenceCaseError(f"{png}: unreadable mask image ({exc})") from None
         path = png
@@ -172,7 +185,7 @@ def _read_mask(folder: Path, height: int, width: int) -> np.ndarray | None:
             raw = raw[None]
         if raw.ndim != 3:
             raise ReferenceCaseError(f"{npy}: mask must be [N, H, W], got shape {list(raw.shape)}")
-        mask = raw > 0.5
+        mask = raw != 0
         path = npy
     else:
         return None
@@ -190,7 +203,25 @@ def read_reference_case(folder: str | os.PathLike, fps: float = 24.0) -> Referen
     height, width = image.shape[:2]
     cameras, normalized = _read_cameras(folder, width, height)
     trajectory = Trajectory(cameras, fps, {NORMALIZED_INTRINSICS_KEY: normalized.tolist()})
-    return ReferenceCase(image, trajectory, _read_prompts(folder), _read_mask(folder, height, width), folder)
+    prompts = prompts_for_paper_plan(_read_prompts(folder), len(cameras))
+    return ReferenceCase(image, trajectory, prompts, _read_mask(folder, height, width), folder)
+
+
+def paper_round_count(frames: int) -> int:
+    """Rounds of the paper's plan for `frames` poses (the authors' compute_total_rounds)."""
+    if frames <= PAPER_FIRST_ROUND_FRAMES:
+        return 1
+    new_per_round = PAPER_ROUND_FRAMES - PAPER_OVERLAP
+    return 1 + -(-(frames - PAPER_FIRST_ROUND_FRAMES) // new_per_round)
+
+
+def prompts_for_paper_plan(prompts: list[str], frames: int) -> list[str]:
+    """The prompts extended to one per round of the paper's plan by repeating the last, as the
+    authors' script does (one prompt stays one: it serves every round; extra prompts are kept)."""
+    rounds = paper_round_count(frames)
+    if 1 < len(prompts) < rounds:
+        return prompts + [prompts[-1]] * (rounds - len(prompts))
+    return prompts
 
 
 # --- writing ---------------------------------------------------------------------------------

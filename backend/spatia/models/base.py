@@ -210,6 +210,11 @@ class GenerationRequest:
     seed: int = 0
     steps: int | None = None  # None: the generator's own default
     guidance: float | None = None
+    # The memory's points the projection was rendered from (float32 [N,3], uint8 [N,3]) and the
+    # round's index: spatia-5b renders its own control video from them; other generators ignore them.
+    points_xyz: np.ndarray | None = None
+    points_rgb: np.ndarray | None = None
+    round_index: int = 0
 
     def __post_init__(self):
         self.validate()
@@ -256,6 +261,18 @@ class GenerationRequest:
             raise ModelInputError(f"fps must be positive, got {self.fps}")
         if self.steps is not None and self.steps < 1:
             raise ModelInputError(f"steps must be >= 1, got {self.steps}")
+        if isinstance(self.round_index, bool) or not isinstance(self.round_index, (int, np.integer)) or self.round_index < 0:
+            raise ModelInputError(f"round_index must be an integer >= 0, got {self.round_index!r}")
+        if (self.points_xyz is None) != (self.points_rgb is None):
+            raise ModelInputError("points_xyz and points_rgb come together: give both or neither")
+        if self.points_xyz is not None:
+            xyz, rgb = np.asarray(self.points_xyz), np.asarray(self.points_rgb)
+            if xyz.ndim != 2 or xyz.shape[1] != 3 or xyz.dtype != np.float32:
+                raise ModelInputError(f"points_xyz must be float32 [N, 3], got {xyz.dtype} {list(xyz.shape)}")
+            if not np.isfinite(xyz).all():
+                raise ModelInputError("points_xyz contains NaN or infinite coordinates")
+            if rgb.shape != xyz.shape or rgb.dtype != np.uint8:
+                raise ModelInputError(f"points_rgb must be uint8 [{len(xyz)}, 3] to match points_xyz, got {rgb.dtype} {list(rgb.shape)}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -271,6 +288,9 @@ class VideoGenerator(abc.ABC):
     """Generates one clip conditioned on the spatial memory's projection and past frames."""
 
     name: str = "generator"
+    # True for a model trained on full rounds only: the world pads a short last round to the full
+    # round length by repeating its last camera, and crops the frames that come back.
+    pads_short_rounds: bool = False
 
     @property
     @abc.abstractmethod

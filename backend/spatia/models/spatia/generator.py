@@ -4,8 +4,16 @@ Per request:
 - round 0 (no history): image-to-video from `first_frame` (its latent held clean, TI2V style),
   LoRA off; later rounds: the history frames' latents held clean, LoRA on (scale 1, as the
   reference); retrieved reference frames prepended as clean latent frames.
-- F frames of any count: padded to 4k+1 by repeating the last frame, cropped after decoding.
-- Steps and guidance come from the request when it sets them, else Spatia's 40 and 3.5.
+- the control video is the one the control branch was trained on: the memory's points (the
+  request's `points_xyz` / `points_rgb`) voxel-downsampled at 0.01 + 0.005 x round index and
+  rendered as the authors' soft disks (`spatia.render.render_control`); its score video is the
+  soft coverage. Frames go through uint8 as the reference's videos do. A request without points
+  falls back to the z-buffer projection and its binary hole mask (recorded in the info: not
+  the trained input).
+- F frames of any count: padded to 4k+1 by repeating the last frame, cropped after decoding
+  (the world pads a short round to the full round length first, as the reference).
+- Steps and guidance come from the request when it sets them, else Spatia's 40 and 3.5; the
+  sampler runs the reference's timestep grid (`pipeline.sampling_schedule`).
 
 What comes back for known frames: the history latents are exactly the encoded history in the
 output latents; their decoded pixels are a VAE round trip of the history. With
@@ -36,13 +44,45 @@ from .config import (
     DEFAULT_GUIDANCE,
     DEFAULT_LORA_SCALE,
     DEFAULT_SHIFT,
+    DEFAULT_HEIGHT,
     DEFAULT_STEPS,
+    DEFAULT_WIDTH,
+    FIRST_ROUND_FRAMES,
     NEGATIVE_PROMPT,
     PROMPT_SUFFIX,
+    ROUND_FRAMES,
 )
 
 # Progress fractions: conditioning encode, denoising steps, decode.
 _DENOISE_START, _DENOISE_END = 0.05, 0.95
+
+
+def out_of_distribution(request: GenerationRequest, continuation: bool) -> list[str]:
+    """How a request leaves what spatia-5b was trained on (size, round length); empty when it does not."""
+    reasons = []
+    height, width = request.size
+    if (width, height) != (DEFAULT_WIDTH, DEFAULT_HEIGHT):
+        reasons.append(f"size {width}x{height} (trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT})")
+    trained_frames = ROUND_FRAMES if continuation else FIRST_ROUND_FRAMES
+    if request.num_frames != trained_frames:
+        kind = "continuation" if continuation else "first"
+        reasons.append(f"{request.num_frames} frames in a {kind} round (trained: {trained_frames})")
+    return reasons
+
+
+def control_inputs(request: GenerationRequest, device=None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(control video uint8 [F,H,W,3], score uint8 [F,H,W] or hole mask bool [F,H,W], info) for a request."""
+    if request.points_xyz is None:
+        return request.projection, request.hole_mask, {"control": "z-buffer projection (not the trained input)"}
+    from spatia.render_control import control_voxel_size, render_control, voxel_downsample
+
+    voxel = control_voxel_size(request.round_index)
+    xyz, rgb = request.points_xyz, request.points_rgb
+    if len(xyz):
+        xyz, rgb = voxel_downsample(xyz, rgb, voxel)
+    rendered = render_control(xyz, rgb, request.cameras, device=device)
+    video, score = rendered.to_uint8()
+    return video, score, {"control": "render_control", "control_voxel_size": voxel, "control_points": int(len(xyz))}
 
 
 class SpatiaGenerator(DiffusersGenerator):
@@ -50,6 +90,7 @@ class SpatiaGenerator(DiffusersGenerator):
     download spatia-5b`), or pass a ready `pipeline` (and its `lora`) as the tests do."""
 
     name = "spatia-5b"
+    pads_short_rounds = True  # trained on full rounds: the world pads a short last round (reference)
 
     def __init__(
         self,
@@ -130,12 +171,15 @@ class SpatiaGenerator(DiffusersGenerator):
         def on_step(done: int, total: int) -> None:
             report(progress, _DENOISE_START + (_DENOISE_END - _DENOISE_START) * done / total, f"denoising step {done}/{total}")
 
-        report(progress, 0.01, "encoding prompt and conditions")
+        report(progress, 0.01, "rendering the control video")
+        render_device = self.runtime.resolved_device() if self.runtime.resolved_device().type == "cuda" else None
+        control_video, control_score, control_info = control_inputs(request, render_device)
+        report(progress, 0.03, "encoding prompt and conditions")
         with out_of_memory_as_unavailable(self.runtime, "generation"):
             output = pipe(
                 request.prompt + self.prompt_suffix,
-                request.projection,
-                request.hole_mask,
+                control_video,
+                control_score,
                 negative_prompt=request.negative_prompt or self.negative_prompt,
                 history=request.history if continuation else None,
                 references=request.references,
@@ -166,9 +210,11 @@ class SpatiaGenerator(DiffusersGenerator):
                 "seed": request.seed,
                 "lora": bool(self._lora is not None and continuation),
                 "mode": "continuation" if continuation else "image-to-video",
+                **control_info,
+                "out_of_distribution": out_of_distribution(request, continuation),
                 **output.info,
             },
         )
 
 
-__all__ = ["SpatiaGenerator"]
+__all__ = ["SpatiaGenerator", "control_inputs"]

@@ -3,13 +3,15 @@
 Read top to bottom, `__call__` does what the reference implementation does per round:
 1. pad the clip to 4k+1 frames (the VAE's temporal grid) by repeating the last frame;
 2. encode the prompts with UMT5 (padded to 512 tokens with zeros, as Wan);
-3. encode with the VAE: the projection video (holes black, [-1, 1]) and the hole "score" video
-   (1 in holes, 0 where the memory is known, in [0, 1]), concatenated as control latents;
+3. encode with the VAE: the control video (the memory's render, [-1, 1]) and the score video
+   (1 in holes, 0 where the memory is known, in [0, 1], three equal channels), concatenated as
+   control latents; both arrive as the uint8 frames the reference reads back from its videos;
    the known leading frames (round 0: the first image; later rounds: the history frames);
    each reference frame on its own, one latent frame each;
 4. start from seeded Gaussian noise, write the known latents over it, prepend the references;
-5. denoise with UniPC and classifier-free guidance, clean frames at timestep 0, re-imposing the
-   clean latents after every step; progress per step, cancellation between steps;
+5. denoise with UniPC on the reference's grid (`sampling_schedule`) and classifier-free guidance,
+   clean frames at timestep 0, re-imposing the clean latents after every step; progress per step,
+   cancellation between steps;
 6. drop the references, decode, crop to the requested frame count.
 """
 
@@ -42,6 +44,26 @@ class SpatiaPipelineOutput:
 def padded_frame_count(frames: int, temporal_factor: int = 4) -> int:
     """The smallest k * temporal_factor + 1 >= frames: the VAE encodes 1 + 4k frames."""
     return ((max(frames, 1) - 1 + temporal_factor - 1) // temporal_factor) * temporal_factor + 1
+
+
+def sampling_schedule(steps: int, shift: float, num_train_timesteps: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference's FlowUniPC grid: (timesteps float32 [steps], sigmas float32 [steps + 1]).
+
+    sigma_i = linspace(1 - 1/T, 0, steps + 1)[i] for i < steps (T = num_train_timesteps), shifted
+    as shift s / (1 + (shift - 1) s), then a final 0; timestep_i = int(T sigma_i) (truncated, as
+    the reference's int64 cast), fed to the transformer as a float. The start 1 - 1/T is taken in
+    float32 (the reference reads it from a float32 table), the rest in float64 until the end, so
+    the grid equals the reference's bit for bit.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ModelInputError(f"steps must be an integer >= 1, got {steps}")
+    if not (np.isfinite(shift) and shift > 0):
+        raise ModelInputError(f"shift must be a positive number, got {shift}")
+    sigma_max = float(np.float32(1.0 - 1.0 / num_train_timesteps))  # one train step below 1, as float32
+    sigmas = np.linspace(sigma_max, 0.0, steps + 1)[:-1]
+    sigmas = shift * sigmas / (1 + (shift - 1) * sigmas)
+    timesteps = torch.from_numpy(sigmas * num_train_timesteps).to(torch.int64).to(torch.float32)
+    return timesteps, torch.from_numpy(np.concatenate([sigmas, [0.0]]).astype(np.float32))
 
 
 def known_latent_frames(frames: int, temporal_factor: int = 4) -> int:
@@ -115,19 +137,35 @@ class SpatiaPipeline(DiffusionPipeline):
         """uint8 images -> float32 in [-1, 1]."""
         return torch.from_numpy(np.ascontiguousarray(images)).float() / 127.5 - 1.0
 
-    def control_latents(self, projection: np.ndarray, hole_mask: np.ndarray, device) -> torch.Tensor:
-        """Projection (holes black, [-1, 1]) and score (1 = hole, in [0, 1]) latents, channel-concatenated."""
-        projection = np.where(hole_mask[..., None], np.uint8(0), projection)
-        score = torch.from_numpy(np.repeat(hole_mask[..., None], 3, axis=-1).astype(np.float32))
-        return torch.cat([self.encode_video(self._signed(projection), device), self.encode_video(score, device)], dim=1)
+    def control_latents(self, control_video: np.ndarray, control_score: np.ndarray, device) -> torch.Tensor:
+        """Control video latents ([-1, 1]) and score latents ([0, 1], three equal channels), channel-concatenated.
+
+        control_score: uint8 [F,H,W] (255 = hole, the reference's score frames) or float [F,H,W]
+        in [0, 1]; or a bool hole mask (True = hole), which also blacks out the control video there.
+        """
+        score = np.asarray(control_score)
+        if score.dtype == np.bool_:
+            control_video = np.where(score[..., None], np.uint8(0), control_video)
+            values = score.astype(np.float32)
+        elif score.dtype == np.uint8:
+            values = score.astype(np.float32) / 255.0
+        elif np.issubdtype(score.dtype, np.floating):
+            if not (np.isfinite(score).all() and score.min(initial=0) >= 0 and score.max(initial=0) <= 1):
+                raise ModelInputError("control_score must lie in [0, 1]")
+            values = score.astype(np.float32)
+        else:
+            raise ModelInputError(f"control_score must be bool, uint8 or float, got {score.dtype}")
+        score_video = torch.from_numpy(np.ascontiguousarray(np.repeat(values[..., None], 3, axis=-1)))
+        return torch.cat([self.encode_video(self._signed(control_video), device),
+                          self.encode_video(score_video, device)], dim=1)
 
     # --- denoising --------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
         self,
         prompt: str,
-        projection: np.ndarray,
-        hole_mask: np.ndarray,
+        control_video: np.ndarray,
+        control_score: np.ndarray,
         *,
         negative_prompt: str = "",
         history: np.ndarray | None = None,
@@ -143,10 +181,14 @@ class SpatiaPipeline(DiffusionPipeline):
         callback: StepCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> SpatiaPipelineOutput:
-        """projection uint8 [F,H,W,3], hole_mask bool [F,H,W] (True = unknown); history uint8
+        """control_video uint8 [F,H,W,3] (the memory's render); control_score [F,H,W] (see
+        `control_latents`: uint8 score frames, float scores, or a bool hole mask); history uint8
         [Hh,H,W,3] = this clip's first Hh frames; references uint8 [R,H,W,3]; first_frame uint8
         [H,W,3] (used only without history). Returns frames uint8 [F,H,W,3] (output_type "np")."""
-        frames, height, width = projection.shape[:3]
+        frames, height, width = control_video.shape[:3]
+        if np.shape(control_score) != (frames, height, width):
+            raise ModelInputError(f"control_score must be [{frames}, {height}, {width}] to match control_video, "
+                                  f"got {list(np.shape(control_score))}")
         multiple = self.size_multiple
         if height % multiple or width % multiple:
             raise ModelInputError(f"the clip is {width}x{height}; width and height must be multiples of {multiple}")
@@ -157,7 +199,7 @@ class SpatiaPipeline(DiffusionPipeline):
         padded = padded_frame_count(frames, tf)
         if padded != frames:
             repeat = np.repeat(np.arange(frames), [1] * (frames - 1) + [padded - frames + 1])
-            projection, hole_mask = projection[repeat], hole_mask[repeat]
+            control_video, control_score = control_video[repeat], np.asarray(control_score)[repeat]
 
         # 2. Prompts.
         do_cfg = guidance_scale != 1.0
@@ -165,7 +207,7 @@ class SpatiaPipeline(DiffusionPipeline):
         negative_context = self.encode_prompt(negative_prompt, max_sequence_length, device) if do_cfg else None
 
         # 3. Conditions through the VAE.
-        control = self.control_latents(projection, hole_mask, device).to(self.transformer.dtype)
+        control = self.control_latents(control_video, control_score, device).to(self.transformer.dtype)
         known = None
         if history is not None and len(history):
             count = known_latent_frames(len(history), tf)
@@ -194,8 +236,11 @@ class SpatiaPipeline(DiffusionPipeline):
 
         # 5. Denoising loop.
         scheduler = self.scheduler.__class__.from_config(self.scheduler.config, flow_shift=float(shift))
-        scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = scheduler.timesteps
+        timesteps, sigmas = sampling_schedule(int(num_inference_steps), float(shift),
+                                              int(scheduler.config.num_train_timesteps))
+        scheduler.set_timesteps(num_inference_steps, device=device)  # resets the solver's state
+        scheduler.timesteps = timesteps.to(device)  # the reference's grid, not the scheduler's own
+        scheduler.sigmas = sigmas
         model_dtype = self.transformer.dtype
         for i, t in enumerate(timesteps):
             if should_cancel is not None and should_cancel():
@@ -227,4 +272,4 @@ class SpatiaPipeline(DiffusionPipeline):
         return SpatiaPipelineOutput(frames=video, latents=latents, info=info)
 
 
-__all__ = ["SpatiaPipeline", "SpatiaPipelineOutput", "known_latent_frames", "padded_frame_count"]
+__all__ = ["SpatiaPipeline", "SpatiaPipelineOutput", "known_latent_frames", "padded_frame_count", "sampling_schedule"]

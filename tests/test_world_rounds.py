@@ -1,0 +1,92 @@
+"""How a world assembles each round's request: the seed, the memory's points for the control
+render, a short last round padded to the full round length (for generators trained on full
+rounds) and cropped, and round 0's first frame for a world seeded from points. CPU, no Blender."""
+
+import numpy as np
+import pytest
+
+from spatia.cameras import Cameras, Trajectory
+from spatia.memory import SpatialMemory, save_snapshot
+from spatia.models.preview import PreviewGenerator
+from spatia.render import control_voxel_size, render_control, voxel_downsample
+from spatia.world import GenerateSettings, World
+
+W, H, FRAMES = 64, 48, 17
+SETTINGS = dict(first_round_frames=9, round_frames=9, overlap=3, update_fps=6.0)  # rounds 0-9, 6-15, 12-17
+
+
+class Recording(PreviewGenerator):
+    def __init__(self, pads: bool):
+        super().__init__(workers=1)
+        self.pads_short_rounds = pads
+        self.requests = []
+
+    def generate(self, request, progress=None, should_cancel=None):
+        self.requests.append(request)
+        return super().generate(request, progress, should_cancel)
+
+
+def box_points(n=6000, seed=0):
+    rng = np.random.default_rng(seed)
+    xyz = rng.uniform([-2, -2, 3], [2, 2, 3.2], (n, 3)).astype(np.float32)
+    return xyz, rng.integers(0, 256, (n, 3), dtype=np.uint8)
+
+
+@pytest.fixture()
+def seeded_world(tmp_path):
+    xyz, rgb = box_points()
+    path = save_snapshot(tmp_path / "points.safetensors", SpatialMemory.from_points(xyz, rgb, voxel_size=0.02))
+    world = World.create(tmp_path / "w", width=W, height=H, voxel_size=0.02)
+    world.init_from_points(path)
+    eye = np.stack([np.linspace(-0.3, 0.3, FRAMES), np.zeros(FRAMES), np.zeros(FRAMES)], axis=1)
+    cams = Cameras.look_at(eye, eye + [0, 0, 1], up=(0, -1, 0), width=W, height=H, fov_x_deg=60)
+    return world, Trajectory(cams, fps=24.0)
+
+
+def test_a_short_last_round_is_padded_with_its_last_camera_and_cropped(seeded_world):
+    world, traj = seeded_world
+    gen = Recording(pads=True)
+    records = world.generate(traj, ["a wall"], gen, GenerateSettings(seed=7, **SETTINGS))
+    assert [(r["start"], r["end"]) for r in records] == [(0, 9), (6, 15), (12, 17)]
+    last = gen.requests[-1]
+    assert last.num_frames == 9  # 5 frames of the round + 4 repeats of its last camera, as the reference
+    np.testing.assert_array_equal(last.cameras.w2c[5:], np.repeat(traj.cameras.w2c[16:17], 4, axis=0))
+    np.testing.assert_array_equal(last.projection[5:], np.repeat(last.projection[4:5], 4, axis=0))
+    assert world.frame_count == FRAMES and len(world.cameras()) == FRAMES  # the repeats were cropped
+    unpadded = Recording(pads=False)
+    world2 = World.create(world.root.parent / "w2", width=W, height=H, voxel_size=0.02)
+    world2.init_from_points(world.root.parent / "points.safetensors")
+    world2.generate(traj, ["a wall"], unpadded, GenerateSettings(seed=7, **SETTINGS))
+    assert unpadded.requests[-1].num_frames == 5
+
+
+def test_every_round_gets_the_same_seed_and_the_memory_points(seeded_world):
+    world, traj = seeded_world
+    gen = Recording(pads=True)
+    world.generate(traj, ["a wall"], gen, GenerateSettings(seed=7, **SETTINGS))
+    assert [r.seed for r in gen.requests] == [7, 7, 7]
+    assert [r.round_index for r in gen.requests] == [0, 1, 2]
+    for i, request in enumerate(gen.requests):
+        memory = world.memory(i + 1)  # the version the round rendered (version 1 is the seed)
+        assert request.points_xyz.dtype == np.float32 and len(request.points_xyz) == len(memory)
+        np.testing.assert_array_equal(request.points_rgb, memory.rgb.numpy())
+
+
+def test_seed_can_change_per_round_when_asked(seeded_world):
+    world, traj = seeded_world
+    gen = Recording(pads=False)
+    world.generate(traj, ["a wall"], gen, GenerateSettings(seed=7, seed_per_round=True, **SETTINGS))
+    assert [r.seed for r in gen.requests] == [7, 8, 9]
+
+
+def test_a_world_seeded_from_points_starts_from_the_control_render(seeded_world):
+    world, traj = seeded_world
+    gen = Recording(pads=False)
+    memory = world.memory()
+    world.generate(traj[:9], ["a wall"], gen, GenerateSettings(**SETTINGS))
+    first = gen.requests[0].first_frame
+    assert first is not None and first.shape == (H, W, 3) and first.dtype == np.uint8
+    xyz, rgb = voxel_downsample(memory.xyz, memory.rgb, control_voxel_size(0))
+    expected, _ = render_control(xyz, rgb, traj.cameras[:1]).to_uint8()
+    np.testing.assert_array_equal(first, expected[0])
+    assert first.any()
