@@ -8,10 +8,12 @@ OpenCV pinhole, continuous pixel coordinates, a point at (u, v) lands in pixel
 
 clamped to `max_radius_px`: k = 0 (the centre pixel alone) while neighbouring points of a
 surface sampled every `point_size` metres land at most one pixel apart. `stretch` =
-sqrt(1 + (dx/fx)^2 + (dy/fy)^2) at the image corner farthest from the principal point is
-the most a surface element can be stretched by the projection anywhere in the frame (the
-largest singular value of the projection's Jacobian is f |p| / z^2), so the splats of such
-a surface tile the image without pinholes at any viewing angle.
+sqrt(1 + (dx/fx)^2 + (dy/fy)^2) at the pixel, (dx, dy) its offset from the principal point,
+is the most a surface element can be stretched by the projection there (the largest
+singular value of the projection's Jacobian is f |p| / z^2), so the splats of such a surface
+tile the image without pinholes at any viewing angle. `point_size` may be one per point (a
+memory whose cells grow with distance), and preferred points (the user's) keep their pixels
+against others at about the same depth.
 
 How: every point is written to its centre pixel with one scatter-min of a packed int64
 key (float32 depth bits << 31 | point index: nearest wins, ties go to the lower index,
@@ -155,8 +157,19 @@ def _key_depths(keys: torch.Tensor) -> torch.Tensor:
     return (keys >> INDEX_BITS).to(torch.int32).view(torch.float32)
 
 
+def _local_focal(cameras: Cameras, pad: int, device) -> torch.Tensor:
+    """f * stretch at every pixel of the padded canvas [F, H+2p, W+2p]: the projection's largest
+    stretch of a surface element there (f |p| / z^2, see the module docstring)."""
+    fx, fy, cx, cy = (torch.as_tensor(k, dtype=torch.float32, device=device).view(-1, 1, 1)
+                      for k in cameras.intrinsics.T)
+    u = torch.arange(cameras.width + 2 * pad, dtype=torch.float32, device=device).view(1, 1, -1) + (0.5 - pad)
+    v = torch.arange(cameras.height + 2 * pad, dtype=torch.float32, device=device).view(1, -1, 1) + (0.5 - pad)
+    return torch.maximum(fx, fy) * torch.sqrt(1 + ((u - cx) / fx) ** 2 + ((v - cy) / fy) ** 2)
+
+
 def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tensor, point_size: float,
-                 max_radius_px: int, empty_key: int, sizes: torch.Tensor | None = None) -> None:
+                 max_radius_px: int, empty_key: int, sizes: torch.Tensor | None = None,
+                 local_focal: torch.Tensor | None = None) -> None:
     """Grow each centre into its square footprint, in place (see the module docstring).
     `sizes` [N+1]: each point's own spacing (the last entry, for empty pixels, 0), else all
     points have `point_size`, which also sets the occlusion margin."""
@@ -179,12 +192,9 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
         torch.minimum(across[:, 1:], across[:, :-1], out=block[:, 1:])
         torch.minimum(block[:, :-1], across[:, 1:], out=block[:, :-1])
         # The nearest neighbour is the one to carry unless it is too far to reach ring t; then none is.
-        if sizes is None:
-            threshold = _depth_keys(focal * point_size / (2 * t - 1)).view(-1, 1, 1)
-            block.masked_fill_(block >= threshold, empty_key)
-        else:
-            reach = focal.view(-1, 1, 1) * sizes[block & INDEX_MASK] / (2 * t - 1)
-            block.masked_fill_(_key_depths(block) >= reach, empty_key)
+        size = point_size if sizes is None else sizes[block & INDEX_MASK]
+        reach = local_focal * size / (2 * t - 1)
+        block.masked_fill_(_key_depths(block) >= reach, empty_key)
         # A splat takes an empty pixel, or one whose point lies clearly behind it: within
         # `occlusion_margin` the pixel's own point keeps it, so neighbours on the same surface
         # (a floor seen at an angle) do not paint over each other's centres.
@@ -296,7 +306,8 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
             nearest = _centres_by_priority(points_t, preferred, rotation[start:stop], translation[start:stop], canvas,
                                            spare_buffer[: stop - start], width, height, pad, near, point_size, sizes,
                                            empty_key)
-        _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key, sizes)
+        _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key, sizes,
+                     _local_focal(cameras[start:stop], pad, device))
         keys = canvas[:, pad:pad + height, pad:pad + width]
         winner = keys & INDEX_MASK  # == count where empty
         depth[start:stop] = _key_depths(keys)
@@ -310,11 +321,9 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
 
 
 def point_sizes(memory) -> float | torch.Tensor:
-    """Each point's spacing: the voxel size, times 2**level where the memory has cell levels."""
-    level = getattr(memory, "level", None)
-    if level is None or not bool(level.any()):
-        return float(memory.voxel_size)
-    return torch.exp2(level.to(torch.float32)) * float(memory.voxel_size)
+    """Splat sizes for a memory: its own `spacing()` where it has one, else its voxel size."""
+    spacing = getattr(memory, "spacing", None)
+    return spacing() if callable(spacing) else float(memory.voxel_size)
 
 
 def render_memory(memory, cameras: Cameras, **kwargs) -> RenderResult:

@@ -4,10 +4,11 @@ see through, fuse the rest.
 
 Each static pixel with depth is compared with the memory's own render at that camera (the
 z-buffer of splats, and which point won the pixel):
-- it **agrees** (|d - m| within agree_abs + agree_rel * m): a re-observation of the winning
-  point, which is refined along the line of sight by the confidence-weighted residual (a
+- it **agrees** (its back-projection lies within agree_abs + agree_rel * m + the point's cell
+  of the winning point): at the point's own pixel or inside its cell it is a re-observation,
+  which refines the point along the line of sight by the confidence-weighted residual (a
   well-observed point barely moves; re-fusing the memory's own render moves nothing) and adds
-  no new point;
+  no new point; elsewhere it is a new sample of the same surface, fused into its cell;
 - it **conflicts** (nearer, or seen through the point's own pixel) with a point that outranks
   the observation (a user point against a generated frame, or one observed with at least
   `protect_conf` confidence): the pixel is kept out and counted, the point stays;
@@ -164,10 +165,13 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
     # The pixel's observation as a world point, against the point that won the pixel: a 3-D
     # distance, so pixels of a splat on a surface seen at a grazing angle still agree with it.
     gap = np.linalg.norm(_pixel_points(depth, cameras) - xyz[safe], axis=-1)
-    agree = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
+    consistent = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
+    # The same sample as the point: its own pixel, or within its cell. Other consistent pixels
+    # are new samples of the same surface, fused into cells like any new point.
+    agree = consistent & (own_pixel | (gap <= cell))
     residual = depth - rendered
     protected = ((memory.rank > rank) | (memory.conf >= settings.protect_conf)).cpu().numpy()[safe]
-    conflict = covered & ~agree & protected & ((residual < 0) | own_pixel)
+    conflict = covered & ~consistent & protected & ((residual < 0) | own_pixel)
     refine_at = agree & own_pixel  # a point's own pixel says where along the line of sight it is
 
     # Re-observations: each frame counts once per point (its pixels' mean confidence), and

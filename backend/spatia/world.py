@@ -423,6 +423,12 @@ class World:
                     # a generator that invents depth (the preview's hole filling) says how much to trust it
                     if isinstance(result.info.get("depth_confidence"), np.ndarray):
                         confidence = result.info["depth_confidence"][local]
+                    # one that says which pixels it filled (the preview) copied the rest from the
+                    # memory's own projection: they tell the memory nothing new
+                    if isinstance(result.info.get("filled_mask"), np.ndarray):
+                        copied = ~result.info["filled_mask"][local]
+                        base = np.ones(depth.shape, np.float32) if confidence is None else confidence
+                        confidence = np.where(copied, np.float32(0.0), base).astype(np.float32)
                 elif depth_estimator is not None:
                     estimate = depth_estimator.estimate(key_frames, key_cams.intrinsics)
                     depth, confidence = estimate.depth, estimate.confidence

@@ -41,6 +41,7 @@ DEFAULT_SIDE = OPTIONAL_FIELDS["side"]  # +z: the side assumed for points whose 
 RANK_GENERATED = 0
 RANK_USER = 1
 MAX_LEVEL = MAX_KEY_LEVEL  # a fusion cell is voxel_size * 2**level
+CELLS_PER_FOOTPRINT = 2  # a cell is half the footprint of the pixel a point was seen in
 
 
 def _as_tensor(value, name: str, device: torch.device | str | None) -> torch.Tensor:
@@ -275,6 +276,14 @@ class SpatialMemory:
         if size == self.voxel_size:
             object.__setattr__(self, "_index", index)
         return index
+
+    def spacing(self) -> float | torch.Tensor:
+        """How far apart the points sample their surfaces, metres, per point: the pixel footprint
+        its cell stands for (for splat sizes); one number when every point has the same level."""
+        if len(self) == 0 or bool((self.level == self.level[0]).all()):
+            level = int(self.level[0]) if len(self) else 0
+            return self.voxel_size * CELLS_PER_FOOTPRINT * 2**level
+        return torch.exp2(self.level.to(torch.float32)) * (self.voxel_size * CELLS_PER_FOOTPRINT)
 
     def to(self, device: torch.device | str) -> "SpatialMemory":
         values = {name: getattr(self, name).to(device) for name in FIELDS}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .backproject import DepthPoints, colours_uint8, points_from_depth
-from .cloud import MAX_LEVEL, RANK_GENERATED, RANK_USER, SpatialMemory
+from .cloud import CELLS_PER_FOOTPRINT, MAX_LEVEL, RANK_GENERATED, RANK_USER, SpatialMemory
 from .errors import MemoryFormatError
 from .voxels import (
     SIDE_AXES, VoxelIndex, argsort, group_by_key, key_levels, key_sides, point_keys, run_starts, side_bins,
@@ -270,9 +270,6 @@ def refine(memory: SpatialMemory, rows, shift, weight, rgb_sum, frame, *, rank: 
         if same_cells:  # small moves within their cells leave the sorted index valid
             object.__setattr__(out, "_index", index)
     return out
-
-
-CELLS_PER_FOOTPRINT = 2.0  # a cell of half a pixel: neighbouring pixels never share one
 
 
 def cell_levels(footprint: torch.Tensor, voxel_size: float) -> torch.Tensor:
