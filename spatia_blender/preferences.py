@@ -18,14 +18,17 @@ class SpatiaPreferences(bpy.types.AddonPreferences):
                                 description="Address of the Spatia backend (`spatia serve`); a URL that is not on this "
                                             "computer needs Blender's online access")
     token: StringProperty(name="Token", subtype="PASSWORD", default="",
-                          description="The backend's token (<data dir>/token); empty: read it from the data directory")
-    auto_token: BoolProperty(name="Read token from data directory", default=True,
-                             description="When the token is empty, use the one a local backend wrote to its data directory")
+                          description="The backend's token (<data dir>/token); empty: for the local backend (this "
+                                      "computer, the port below), read it from the data directory")
+    auto_token: BoolProperty(name="Read local token from data directory", default=True,
+                             description="When the token is empty and the URL is the local backend's (loopback, the "
+                                         "port below), use the token it wrote to its data directory")
     python_path: StringProperty(name="Backend Python", subtype="FILE_PATH", default="",
                                 description="The python (or environment folder) where the `spatia` backend is installed")
     port: IntProperty(name="Port", default=runtime.DEFAULT_PORT, min=1024, max=65535)
-    data_dir: StringProperty(name="Data directory", subtype="DIR_PATH", default="",
-                             description="Where a local backend keeps worlds, memory and clips (default: the extension's user folder)")
+    data_dir: StringProperty(name="Data directory", subtype="DIR_PATH", default=runtime.DEFAULT_DATA_DIR,
+                             description="Where a local backend keeps its worlds, memory versions and token (the same "
+                                         "default as `spatia serve`; kept when the extension is uninstalled)")
     presets_dir: StringProperty(name="Presets folder", subtype="DIR_PATH", default="",
                                 description="Folder with quality, model, VRAM and camera path presets (default: the repository's presets/)")
 

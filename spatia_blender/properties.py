@@ -72,6 +72,10 @@ class SpatiaSceneSettings(bpy.types.PropertyGroup):
     clips: CollectionProperty(type=SpatiaClip)
     clip_index: IntProperty(name="Clip", default=0)
     known_worlds: CollectionProperty(type=SpatiaWorldEntry)
+    data_dir: StringProperty(name="Shot data", subtype="DIR_PATH", default=runtime.DEFAULT_SHOT_DIR,
+                             description="Folder for this shot's clips, frames, memory cache and shot files; `//` is the "
+                                         ".blend's folder, so the data travels with it (until the .blend is first saved, "
+                                         "the extension's user folder holds it)")
 
     # shot
     prompts: CollectionProperty(type=SpatiaPrompt)

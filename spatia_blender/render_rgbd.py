@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 
 from .camera_export import camera_at_current_frame, check_camera
+from .compat import ensure_node_tree
 
 DEPTH_MATERIAL = "Spatia Depth Override"
 
@@ -36,9 +37,8 @@ def _depth_material(bpy):
     if mat is not None:
         return mat
     mat = bpy.data.materials.new(DEPTH_MATERIAL)
-    if mat.node_tree is None:  # Blender < 5 creates node trees on demand
-        mat.use_nodes = True
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    tree = ensure_node_tree(mat)
+    nodes, links = tree.nodes, tree.links
     nodes.clear()
     camera_data = nodes.new("ShaderNodeCameraData")
     emission = nodes.new("ShaderNodeEmission")
@@ -90,8 +90,21 @@ def _render_to(bpy, scene, path: str, file_format: str, color_depth: str) -> Non
         bpy.ops.render.render(write_still=True, scene=scene.name)
 
 
-def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES") -> dict:
-    """Render `camera` (default: the scene camera) at the current frame.
+@contextlib.contextmanager
+def _hidden_from_render(objects):
+    saved = [(obj, obj.hide_render) for obj in objects]
+    try:
+        for obj, _ in saved:
+            obj.hide_render = True
+        yield
+    finally:
+        for obj, value in saved:
+            obj.hide_render = value
+
+
+def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES", hide=()) -> dict:
+    """Render `camera` (default: the scene camera) at the current frame, without the objects in
+    `hide` (e.g. the memory object: the world must not see its own points).
 
     Returns {"rgb": uint8 [H,W,3], "depth": float32 [H,W] (0 = background),
     "intrinsics": [4] pixels, "w2c": [4,4], "width", "height"}. `engine` is CYCLES or
@@ -105,7 +118,7 @@ def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES"
         raise ValueError(f"engine must be CYCLES or BLENDER_WORKBENCH, got {engine!r}")
     intrinsics, w2c, width, height = camera_at_current_frame(scene, camera)
 
-    with tempfile.TemporaryDirectory(prefix="spatia-rgbd-") as tmp, \
+    with tempfile.TemporaryDirectory(prefix="spatia-rgbd-") as tmp, _hidden_from_render(list(hide)), \
             _temporarily(scene, camera=camera), _temporarily(scene.render, engine=engine):
         rgb_path, depth_path = os.path.join(tmp, "rgb.png"), os.path.join(tmp, "depth.exr")
         if engine == "CYCLES":

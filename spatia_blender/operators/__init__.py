@@ -30,11 +30,21 @@ __all__ = ["GENERATE_TASK", "MEMORY_TASK", "WORLD_TASK", "CLASSES", "apply_clip"
            "export_shot_cameras", "fetch_memory", "follow_and_fetch", "shot_for_scene"]
 
 
+def _first_connection_check():
+    """A fresh session shows whether the backend is up without a press of Test Connection."""
+    check_connection_async(bpy.context)
+    return None
+
+
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    if not bpy.app.background and not bpy.app.timers.is_registered(_first_connection_check):
+        bpy.app.timers.register(_first_connection_check, first_interval=1.0)
 
 
 def unregister():
+    if bpy.app.timers.is_registered(_first_connection_check):
+        bpy.app.timers.unregister(_first_connection_check)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

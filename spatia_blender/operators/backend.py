@@ -9,6 +9,7 @@ import bpy
 from .. import runtime
 from ..backend_process import BackendProcessError, tail
 from ..client import SpatiaError
+from ..compat import poll_message
 from .common import check_connection_async, describe
 
 LOG_TEXT = "Spatia backend log"
@@ -58,7 +59,9 @@ class SPATIA_OT_backend_start(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return not runtime.backend.running
+        if runtime.backend.running:
+            return poll_message(cls, f"The local backend is running already (pid {runtime.backend.process.pid})")
+        return True
 
     def execute(self, context):
         prefs = runtime.prefs()
@@ -91,7 +94,9 @@ class SPATIA_OT_backend_stop(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return runtime.backend.running
+        if not runtime.backend.running:
+            return poll_message(cls, "This Blender session has not started a backend")
+        return True
 
     def execute(self, context):
         code = runtime.backend.stop()

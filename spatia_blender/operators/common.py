@@ -10,7 +10,7 @@ import bpy
 
 from .. import plan, runtime, scene_data
 from ..camera_export import CameraExportError
-from ..client import ApiError, SpatiaError
+from ..client import Cancelled, SpatiaError
 
 WORLD_TASK = "world"
 MEMORY_TASK = "memory"
@@ -18,9 +18,6 @@ GENERATE_TASK = "generate"
 
 
 def describe(exc: BaseException) -> str:
-    if isinstance(exc, ApiError) and exc.status == 409:
-        return (f"{exc}: the memory changed on the backend since this version was imported; "
-                "import the latest version and apply the edit again")
     if isinstance(exc, (SpatiaError, CameraExportError, plan.PlanError, ValueError, OSError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
@@ -66,7 +63,7 @@ def run_async(op, context, name: str, work, on_done, *, on_progress=None, on_err
                 on_error(scene, exc)
             except Exception as hook_error:  # noqa: BLE001 - the original error matters more
                 print(f"Spatia: while reporting an error: {hook_error!r}")
-        notify(scene, describe(exc), error=True)
+        notify(scene, describe(exc), error=not isinstance(exc, Cancelled))
 
     def progress(payload):
         if on_progress is not None:
@@ -82,7 +79,7 @@ def run_async(op, context, name: str, work, on_done, *, on_progress=None, on_err
         return {"CANCELLED"}
     if task.done.is_set():  # blocking mode: finished already
         if failure:
-            op.report({"ERROR"}, describe(failure[0]))
+            op.report({"INFO"} if isinstance(failure[0], Cancelled) else {"ERROR"}, describe(failure[0]))
             return {"CANCELLED"}
         op.report({"INFO"}, success[0] if success else "done")
         return {"FINISHED"}
@@ -99,15 +96,16 @@ def client_or_report(op):
         return None
 
 
-def fetch_memory(client, world_id: str, version=None) -> dict:
-    """World info, history and one memory version (default: latest), cached on disk. Worker thread."""
+def fetch_memory(client, world_id: str, version=None, *, data_root: str) -> dict:
+    """World info, history and one memory version (default: latest), cached on disk under the
+    shot's data folder `data_root` (resolve it on the main thread: runtime.shot_dir). Worker thread."""
     world = client.world(world_id)
     history = client.memory_history(world_id)
     if version is None:
         if not history:
             raise SpatiaError(f"world {world_id} has no memory yet")
         version = int(history[-1]["version"])
-    path = scene_data.memory_cache_path(world_id, version)  # versions never change: cache them
+    path = scene_data.memory_cache_path(data_root, world_id, version)  # versions never change: cache them
     memory = None
     if os.path.isfile(path):
         with open(path, "rb") as handle:

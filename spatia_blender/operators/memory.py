@@ -1,4 +1,7 @@
-"""The memory object: import a version, revert to one, push the artist's edits."""
+"""The memory object: import a version, revert to one, push the artist's edits.
+
+All three work with the memory object in Edit Mode: its edits are written to the mesh before
+it is read, and an import replaces the mesh outside Edit Mode, then returns to it."""
 
 from __future__ import annotations
 
@@ -6,7 +9,16 @@ import bpy
 from bpy.props import BoolProperty, IntProperty, StringProperty
 
 from .. import payloads, runtime, scene_data
+from ..compat import poll_message
+from ..memory_object import EditModeError
 from .common import MEMORY_TASK, apply_memory, client_or_report, fetch_memory, run_async
+
+
+def _memory_busy(cls) -> bool:
+    if runtime.runner.busy(MEMORY_TASK):
+        poll_message(cls, "Another memory download, push or revert is running; wait for it to finish")
+        return True
+    return False
 
 
 class SPATIA_OT_memory_import(bpy.types.Operator):
@@ -14,13 +26,15 @@ class SPATIA_OT_memory_import(bpy.types.Operator):
 
     bl_idname = "spatia.memory_import"
     bl_label = "Import Memory Version"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}
 
     version: IntProperty(name="Version", default=-1, min=-1, description="-1: the latest version")
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and bool(context.scene.spatia.world_id) and not runtime.runner.busy(MEMORY_TASK)
+        if context.scene is None or not context.scene.spatia.world_id:
+            return poll_message(cls, "Choose a world first (Spatia > World)")
+        return not _memory_busy(cls)
 
     def execute(self, context):
         client = client_or_report(self)
@@ -28,7 +42,9 @@ class SPATIA_OT_memory_import(bpy.types.Operator):
             return {"CANCELLED"}
         world_id = context.scene.spatia.world_id
         version = None if self.version < 0 else self.version
-        return run_async(self, context, MEMORY_TASK, lambda task, report: fetch_memory(client, world_id, version),
+        root = runtime.shot_dir(context.scene)
+        return run_async(self, context, MEMORY_TASK,
+                         lambda task, report: fetch_memory(client, world_id, version, data_root=root),
                          apply_memory, started="downloading the memory...")
 
 
@@ -37,14 +53,18 @@ class SPATIA_OT_memory_revert(bpy.types.Operator):
 
     bl_idname = "spatia.memory_revert"
     bl_label = "Revert to Version"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}  # changes the backend: no Adjust Last Operation (a redo would revert again)
 
     version: IntProperty(name="Version", default=-1, min=-1, description="-1: the version selected in the list")
 
     @classmethod
     def poll(cls, context):
         settings = context.scene.spatia if context.scene else None
-        return settings is not None and bool(settings.world_id) and len(settings.versions) > 0 and not runtime.runner.busy(MEMORY_TASK)
+        if settings is None or not settings.world_id:
+            return poll_message(cls, "Choose a world first (Spatia > World)")
+        if len(settings.versions) == 0 or settings.memory_version < 0:
+            return poll_message(cls, "Import the memory first: a revert is made on top of the version you have")
+        return not _memory_busy(cls)
 
     def execute(self, context):
         settings = context.scene.spatia
@@ -57,11 +77,12 @@ class SPATIA_OT_memory_revert(bpy.types.Operator):
         client = client_or_report(self)
         if client is None:
             return {"CANCELLED"}
-        world_id = settings.world_id
+        world_id, parent = settings.world_id, settings.memory_version
+        root = runtime.shot_dir(context.scene)
 
         def work(task, report):
-            new = client.revert(world_id, version)
-            return fetch_memory(client, world_id, int(new["version"]))
+            new = client.revert(world_id, version, parent)
+            return fetch_memory(client, world_id, int(new["version"]), data_root=root)
 
         def done(scene, fetched):
             return f"reverted to version {version}: " + apply_memory(scene, fetched)
@@ -70,22 +91,27 @@ class SPATIA_OT_memory_revert(bpy.types.Operator):
 
 
 class SPATIA_OT_memory_push(bpy.types.Operator):
-    """Send your edits of the memory object (deleted, moved and duplicated points, plus points sampled from the
-    selected mesh objects) to the backend as a new memory version"""
+    """Send your edits of the memory object (deleted, moved and duplicated points, and, when asked, points sampled
+    from the selected mesh objects) to the backend as a new memory version"""
 
     bl_idname = "spatia.memory_push"
     bl_label = "Push Memory Edits"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}  # changes the backend: no Adjust Last Operation (a redo would push again)
 
     message: StringProperty(name="Message", default="edited in Blender")
-    include_selected: BoolProperty(name="Add Selected Meshes", default=True,
-                                   description="Sample points (with colours) from the surfaces of the selected mesh objects")
+    include_selected: BoolProperty(name="Add Selected Meshes", default=False,
+                                   description="Also sample points (with colours) from the surfaces of the selected mesh "
+                                               "objects into the memory")
     hide_added: BoolProperty(name="Hide Added Meshes", default=True,
                              description="Hide the sampled mesh objects once their points are in the memory")
+    allow_empty: BoolProperty(name="Allow Deleting Everything", default=False, options={"SKIP_SAVE"},
+                              description="Push even when the edit deletes every point of the memory")
 
     @classmethod
     def poll(cls, context):
-        return scene_data.find_memory_object(context) is not None and not runtime.runner.busy(MEMORY_TASK)
+        if scene_data.find_memory_object(context) is None:
+            return poll_message(cls, "No memory object: import a memory version first")
+        return not _memory_busy(cls)
 
     def execute(self, context):
         obj = scene_data.find_memory_object(context)
@@ -97,9 +123,11 @@ class SPATIA_OT_memory_push(bpy.types.Operator):
         if not world_id or parent < 0:
             self.report({"ERROR"}, f"'{obj.name}' does not say which world and version it came from; import the memory again")
             return {"CANCELLED"}
-        if obj.mode == "EDIT":
-            obj.update_from_editmode()
-        current = scene_data.memory_object.read_memory(obj)
+        try:
+            current = scene_data.memory_object.read_memory(obj)  # in Edit Mode: the geometry being edited
+        except EditModeError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         sources = [o for o in context.selected_objects if o.type == "MESH" and o != obj] if self.include_selected else []
         spacing = float(obj.get(scene_data.MEMORY_PROP_VOXEL, context.scene.spatia.voxel_size))
         extra_xyz, extra_rgb = scene_data.sample_objects(sources, context.evaluated_depsgraph_get(), spacing)
@@ -107,23 +135,28 @@ class SPATIA_OT_memory_push(bpy.types.Operator):
         client = client_or_report(self)
         if client is None:
             return {"CANCELLED"}
-        message = self.message
+        message, allow_empty = self.message, self.allow_empty
+        root = runtime.shot_dir(context.scene)
 
         def work(task, report):
-            base = fetch_memory(client, world_id, parent)["memory"]
+            base = fetch_memory(client, world_id, parent, data_root=root)["memory"]
             edits = payloads.memory_edits(base["point_id"], base["xyz"], current["point_id"], current["xyz"], current["rgb"],
                                           parent=parent, message=message, extra_xyz=extra_xyz, extra_rgb=extra_rgb)
             summary = payloads.edits_summary(edits)
             if not (edits["delete_ids"] or edits["move_ids"] or edits["add_xyz"]):
                 return {"summary": "no changes to push", "fetched": None}
+            if payloads.deletes_everything(edits, len(base["point_id"])) and not allow_empty:
+                raise ValueError(f"nothing pushed: the edit would delete all {len(base['point_id']):,} points of version "
+                                 f"{parent} and leave an empty memory; import the memory again, or push with "
+                                 "'Allow Deleting Everything' if that is what you want")
             new = client.memory_edits(world_id, edits)
-            return {"summary": summary, "fetched": fetch_memory(client, world_id, int(new["version"]))}
+            return {"summary": summary, "fetched": fetch_memory(client, world_id, int(new["version"]), data_root=root)}
 
         def done(scene, result):
             if result["fetched"] is None:
                 return result["summary"]
             text = apply_memory(scene, result["fetched"])
-            if self_hide:
+            if hide:
                 for name in source_names:
                     source = bpy.data.objects.get(name)
                     if source is not None:
@@ -131,7 +164,7 @@ class SPATIA_OT_memory_push(bpy.types.Operator):
                         source.hide_render = True
             return f"pushed ({result['summary']}): {text}"
 
-        self_hide = self.hide_added
+        hide = self.hide_added
         return run_async(self, context, MEMORY_TASK, work, done, started="pushing memory edits...")
 
 

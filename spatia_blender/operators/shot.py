@@ -8,6 +8,7 @@ from bpy.props import StringProperty
 from .. import payloads, plan, presets, runtime, scene_data
 from ..camera_export import CameraExportError, export_camera
 from ..client import SpatiaError
+from ..compat import poll_message
 from .common import client_or_report, describe, prompts_of, run_async
 
 
@@ -37,7 +38,9 @@ class SPATIA_OT_prompt_remove(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and len(context.scene.spatia.prompts) > 0
+        if context.scene is None or len(context.scene.spatia.prompts) == 0:
+            return poll_message(cls, "There is no prompt to remove")
+        return True
 
     def execute(self, context):
         settings = context.scene.spatia
@@ -57,7 +60,9 @@ class SPATIA_OT_camera_path(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and context.scene.camera is not None
+        if context.scene is None or context.scene.camera is None:
+            return poll_message(cls, "The scene needs an active camera to key")
+        return True
 
     def execute(self, context):
         scene, settings = context.scene, context.scene.spatia
@@ -92,7 +97,11 @@ class SPATIA_OT_coverage(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and context.scene.camera is not None and bool(context.scene.spatia.world_id)
+        if context.scene is None or context.scene.camera is None:
+            return poll_message(cls, "The scene needs an active camera: coverage is measured along its path")
+        if not context.scene.spatia.world_id:
+            return poll_message(cls, "Create or choose a world first (Spatia > World)")
+        return True
 
     def execute(self, context):
         scene, settings = context.scene, context.scene.spatia

@@ -9,6 +9,8 @@ from bpy.props import BoolProperty, IntProperty, StringProperty
 
 from .. import payloads, runtime, scene_data
 from ..camera_export import CameraExportError, camera_at_current_frame, check_camera
+from ..client import SpatiaError
+from ..compat import poll_message
 from .common import WORLD_TASK, apply_memory, client_or_report, describe, fetch_memory, run_async
 
 
@@ -21,12 +23,13 @@ def _create_world(operator, context, client, *, kind, size, camera, files, start
     scene, settings = context.scene, context.scene.spatia
     fps = scene.render.fps / scene.render.fps_base
     name, voxel = _world_name(context), settings.voxel_size
+    root = runtime.shot_dir(scene)
 
     def work(task, report):
         client.health()  # a backend of another API version is refused before anything is sent
         world = client.create_world(name=name, kind=kind, width=size[0], height=size[1], fps=fps, voxel_size=voxel,
                                     camera=camera, files=files)
-        return fetch_memory(client, world["id"])
+        return fetch_memory(client, world["id"], data_root=root)
 
     def done(scene, fetched):
         scene.spatia.world_frame_start = start
@@ -41,13 +44,17 @@ class SPATIA_OT_world_from_render(bpy.types.Operator):
 
     bl_idname = "spatia.world_from_render"
     bl_label = "New World from Camera Render"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}  # creates a world on the backend: no Adjust Last Operation
 
     samples: IntProperty(name="Samples", default=16, min=1, max=4096, description="Cycles samples of the colour render")
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and context.scene.camera is not None and not runtime.runner.busy(WORLD_TASK)
+        if context.scene is None or context.scene.camera is None:
+            return poll_message(cls, "The scene needs an active camera")
+        if runtime.runner.busy(WORLD_TASK):
+            return poll_message(cls, "A world is being created; wait for it to finish")
+        return True
 
     def execute(self, context):
         from ..render_rgbd import render_rgbd
@@ -56,11 +63,16 @@ class SPATIA_OT_world_from_render(bpy.types.Operator):
         client = client_or_report(self)
         if client is None:
             return {"CANCELLED"}
+        try:  # before two renders: a backend that is not there (or speaks another API) is found now
+            client.health()
+        except SpatiaError as exc:
+            self.report({"ERROR"}, describe(exc))
+            return {"CANCELLED"}
         start, _ = settings.frame_range(scene)
         current = scene.frame_current
         try:
             scene.frame_set(start)
-            shot = render_rgbd(scene, scene.camera, samples=self.samples)
+            shot = render_rgbd(scene, scene.camera, samples=self.samples, hide=scene_data.memory_objects(scene))
         except (CameraExportError, ValueError, RuntimeError) as exc:
             self.report({"ERROR"}, describe(exc))
             return {"CANCELLED"}
@@ -78,7 +90,7 @@ class SPATIA_OT_world_from_image(bpy.types.Operator):
 
     bl_idname = "spatia.world_from_image"
     bl_label = "New World from Image"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}  # creates a world on the backend: no Adjust Last Operation
 
     filepath: StringProperty(subtype="FILE_PATH")
     filter_image: BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"})
@@ -89,7 +101,11 @@ class SPATIA_OT_world_from_image(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return context.scene is not None and not runtime.runner.busy(WORLD_TASK)
+        if context.scene is None:
+            return False
+        if runtime.runner.busy(WORLD_TASK):
+            return poll_message(cls, "A world is being created; wait for it to finish")
+        return True
 
     def invoke(self, context, event):
         context.window_manager.fileselect_add(self)
