@@ -4,6 +4,14 @@ kept in one place so the rest of the code has a single path."""
 from __future__ import annotations
 
 
+def blend_relative_path_options() -> set:
+    """Options for a path property that may hold a `//` path (declared from Blender 4.5 on)."""
+    import bpy
+
+    supported = "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
+    return {"PATH_SUPPORTS_BLEND_RELATIVE"} if supported else set()
+
+
 def _has_property(struct, name: str) -> bool:
     return name in struct.bl_rna.properties
 
