@@ -8,7 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeBackend:
-    def __init__(self, snapshots: dict[int, bytes], voxel_size: float = 0.05, coverage=None, token: str = ""):
+    def __init__(self, snapshots: dict[int, bytes], voxel_size: float = 0.05, coverage=None, token: str = "",
+                 port: int = 0):
         self.snapshots = dict(snapshots)
         self.voxel_size = voxel_size
         self.coverage = coverage
@@ -136,7 +137,7 @@ class FakeBackend:
                     return self._send(200, {"coverage": backend.coverage or [i / max(n - 1, 1) for i in range(n)]})
                 return self._send(404, {"error": {"type": "not_found", "message": path, "field": None}})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

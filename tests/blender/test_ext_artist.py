@@ -375,3 +375,50 @@ def test_every_greyed_out_operator_says_why(addon, monkeypatch):
                                                  "spatia.resume", "spatia.world_from_render", "spatia.backend_stop"}
     for cls in greyed:
         assert said.get(cls.bl_idname), cls.bl_idname
+
+
+# --- the local backend, refresh, follow, cancel ----------------------------------------------------
+def test_start_a_local_backend_connect_refresh_and_stop(addon, tmp_path):
+    bpy = addon
+    import socket
+    import stat
+    import sys
+
+    from spatia_blender import runtime
+
+    python = tmp_path / "python"  # stands in for the backend environment's python
+    serve = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ext_fake_serve.py")
+    python.write_text(f'#!/bin/sh\nshift 2\nexec "{sys.executable}" "{serve}" "$@"\n')
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prefs = bpy.context.preferences.addons["spatia_blender"].preferences
+    prefs.python_path, prefs.port, prefs.data_dir = str(python), port, str(tmp_path / "local")
+    prefs.backend_url = "http://127.0.0.1:1"
+    try:
+        assert bpy.ops.spatia.backend_start() == {"FINISHED"}
+        assert prefs.backend_url == f"http://127.0.0.1:{port}"
+        assert runtime.token() == "local-token"  # written by the backend it started, sent only to it
+        assert bpy.ops.spatia.test_connection() == {"FINISHED"} and runtime.connection.connected
+        assert bpy.ops.spatia.world_refresh() == {"FINISHED"}, bpy.context.scene.spatia.status
+        assert [w.name for w in bpy.context.scene.spatia.known_worlds] == ["w"]
+        assert not bpy.ops.spatia.backend_start.poll()
+    finally:
+        assert bpy.ops.spatia.backend_stop() == {"FINISHED"}
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        bpy.ops.spatia.test_connection()
+    assert bpy.ops.spatia.backend_log() == {"FINISHED"}
+    assert "spatia.cli serve" in bpy.data.texts["Spatia backend log"].as_string()
+
+
+def test_cancel_and_follow_a_running_job(addon, backend):
+    bpy = addon
+
+    scene, settings = shot_scene(bpy)
+    settings.job_id, settings.job_status = "j1", "running"
+    assert bpy.ops.spatia.cancel() == {"FINISHED"}
+    assert backend.posted("/v1/jobs/j1/cancel") == [{}] and settings.job_stage == "cancelling"
+    succeeding_job(backend)
+    assert bpy.ops.spatia.follow() == {"FINISHED"}, settings.status
+    assert settings.job_status == "succeeded" and settings.memory_version == 2 and len(settings.clips) == 1
