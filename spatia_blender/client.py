@@ -203,8 +203,14 @@ class Client:
 
     def revert(self, world_id: str, version: int, parent: int) -> dict:
         """A new version equal to `version`, made on top of `parent` (the version the artist has)."""
-        return self.post_json(f"/worlds/{_quote(world_id)}/memory/revert", {"version": int(version), "parent": int(parent)},
-                              headers=_if_match(parent), memory_write=True)
+        path, headers = f"/worlds/{_quote(world_id)}/memory/revert", _if_match(parent)
+        try:
+            return self.post_json(path, {"version": int(version), "parent": int(parent)}, headers=headers, memory_write=True)
+        except ApiError as exc:
+            if exc.status != 422 or "parent" not in f"{exc.field} {exc}":
+                raise
+        # a backend from before revert took `parent` in its body: the If-Match header still says it
+        return self.post_json(path, {"version": int(version)}, headers=headers, memory_write=True)
 
     def push_memory(self, world_id: str, snapshot: bytes, parent: int, message: str = "") -> dict:
         """POST a whole safetensors snapshot as the version after `parent`."""

@@ -39,8 +39,145 @@ def _create_world(operator, context, client, *, kind, size, camera, files, start
     return run_async(operator, context, WORLD_TASK, work, done, started=started)
 
 
+def start_render_job(scene) -> bool:
+    """Start Blender's own render job (the interface stays live, the render window shows its
+    progress, Esc there cancels it); False when no job could start. Swapped out in tests."""
+    return "RUNNING_MODAL" in bpy.ops.render.render("INVOKE_DEFAULT", write_still=True, scene=scene.name)
+
+
+def render_blocking(scene) -> bool:
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    return True
+
+
+class RenderToWorld:
+    """New World from Camera Render as steps: the backend is checked first (off the main thread
+    when interactive), then the colour and the depth pass are rendered, each as one render (as
+    Blender's render job when interactive), then the world is created. step() advances and says
+    "running", "done", "failed" or "cancelled"; cancel() stops and restores the scene."""
+
+    def __init__(self, context, client, samples: int, start_render, check=None):
+        scene = context.scene
+        self.scene_name, self.client, self.samples, self.start_render = scene.name, client, samples, start_render
+        self.start, _ = scene.spatia.frame_range(scene)
+        self.frame = scene.frame_current
+        self.check = check  # a runner Task doing client.health(); None: checked already
+        self.passes = None
+        self.index, self.stack = 0, None
+        self.ended: list[bool] = []  # filled by the render handlers (render thread): True = complete
+        self.error = ""
+        self.state = "running"
+
+    @property
+    def stage(self) -> str:
+        if self.passes is None:
+            return "checking the backend..."
+        return f"rendering the {self.passes.NAMES[min(self.index, 1)]} pass ({min(self.index + 1, 2)}/2)..."
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.passes is None else min(self.index, 2) / 2.0
+
+    def _complete(self, *args):
+        self.ended.append(True)
+
+    def _cancelled(self, *args):
+        self.ended.append(False)
+
+    def _handlers(self, add: bool) -> None:
+        for handlers, callback in ((bpy.app.handlers.render_complete, self._complete),
+                                   (bpy.app.handlers.render_cancel, self._cancelled)):
+            if add and callback not in handlers:
+                handlers.append(callback)
+            elif not add and callback in handlers:
+                handlers.remove(callback)
+
+    def _fail(self, message: str) -> str:
+        self.error = message
+        self._restore()
+        self.state = "failed"
+        return self.state
+
+    def _restore(self) -> None:
+        self._handlers(False)
+        if self.stack is not None:
+            self.stack.close()
+            self.stack = None
+        if self.passes is not None:
+            self.passes.close()
+        scene = runtime.scene_by_name(self.scene_name)
+        if scene is not None and scene.frame_current != self.frame:
+            scene.frame_set(self.frame)
+
+    def cancel(self) -> str:
+        if self.state == "running":
+            self._restore()
+            self.state = "cancelled"
+        return self.state
+
+    def step(self):
+        """Advance; returns the state, and the shot once both passes are rendered ("done")."""
+        from ..render_rgbd import RGBDPasses
+
+        if self.state != "running":
+            return self.state
+        scene = runtime.scene_by_name(self.scene_name)
+        if scene is None:
+            return self._fail("the scene is gone")
+        if self.passes is None:
+            if self.check is not None:
+                if not self.check.done.is_set():
+                    return self.state
+                if self.check.error is not None:
+                    return self._fail(describe(self.check.error))
+            try:
+                scene.frame_set(self.start)
+                self.passes = RGBDPasses(scene, scene.camera, samples=self.samples,
+                                         hide=scene_data.memory_objects(scene))
+            except (CameraExportError, ValueError, RuntimeError) as exc:
+                return self._fail(describe(exc))
+        if self.stack is None:  # start the next pass
+            self.ended.clear()
+            self.stack = self.passes.setup(self.index)
+            self._handlers(True)
+            try:
+                started = self.start_render(scene)
+            except RuntimeError as exc:
+                return self._fail(f"the {self.passes.NAMES[self.index]} render could not start: {exc}")
+            if not started:
+                return self._fail(f"the {self.passes.NAMES[self.index]} render could not start (is another render running?)")
+        if not self.ended:
+            return self.state
+        complete = self.ended[-1]
+        self._handlers(False)
+        self.stack.close()
+        self.stack = None
+        if not complete:
+            return self.cancel()
+        self.index += 1
+        if self.index < len(self.passes):
+            return self.step()
+        try:
+            self.shot = self.passes.finish()
+        except RuntimeError as exc:
+            return self._fail(str(exc))
+        finally:
+            self._restore()
+        self.state = "done"
+        return self.state
+
+
+def _world_from_shot(operator, context, client, shot, start) -> set:
+    files = {"image": ("image.png", payloads.encode_png(shot["rgb"]), "image/png"),
+             "depth": ("depth.npy", payloads.encode_npy(shot["depth"]), "application/octet-stream")}
+    camera = payloads.single_camera(shot["intrinsics"], shot["w2c"])
+    return _create_world(operator, context, client, kind="rgbd", size=(shot["width"], shot["height"]), camera=camera,
+                         files=files, start=start, started="creating the world...")
+
+
 class SPATIA_OT_world_from_render(bpy.types.Operator):
-    """Create a new world from the active camera's render at the first frame (colour + exact depth + camera)"""
+    """Create a new world from the active camera's render at the first frame (colour + exact depth + camera).
+    Checks the backend first; renders as Blender's render job (Esc cancels)"""
 
     bl_idname = "spatia.world_from_render"
     bl_label = "New World from Camera Render"
@@ -52,14 +189,12 @@ class SPATIA_OT_world_from_render(bpy.types.Operator):
     def poll(cls, context):
         if context.scene is None or context.scene.camera is None:
             return poll_message(cls, "The scene needs an active camera")
-        if runtime.runner.busy(WORLD_TASK):
+        if runtime.runner.busy(WORLD_TASK) or _running:
             return poll_message(cls, "A world is being created; wait for it to finish")
         return True
 
     def execute(self, context):
-        from ..render_rgbd import render_rgbd
-
-        scene, settings = context.scene, context.scene.spatia
+        """Scripts and background mode: the same steps, blocking."""
         client = client_or_report(self)
         if client is None:
             return {"CANCELLED"}
@@ -68,21 +203,66 @@ class SPATIA_OT_world_from_render(bpy.types.Operator):
         except SpatiaError as exc:
             self.report({"ERROR"}, describe(exc))
             return {"CANCELLED"}
-        start, _ = settings.frame_range(scene)
-        current = scene.frame_current
-        try:
-            scene.frame_set(start)
-            shot = render_rgbd(scene, scene.camera, samples=self.samples, hide=scene_data.memory_objects(scene))
-        except (CameraExportError, ValueError, RuntimeError) as exc:
-            self.report({"ERROR"}, describe(exc))
+        job = RenderToWorld(context, client, self.samples, render_blocking)
+        while job.step() == "running":
+            pass
+        if job.state != "done":
+            self.report({"ERROR"} if job.state == "failed" else {"INFO"}, job.error or "cancelled")
             return {"CANCELLED"}
-        finally:
-            scene.frame_set(current)
-        files = {"image": ("image.png", payloads.encode_png(shot["rgb"]), "image/png"),
-                 "depth": ("depth.npy", payloads.encode_npy(shot["depth"]), "application/octet-stream")}
-        camera = payloads.single_camera(shot["intrinsics"], shot["w2c"])
-        return _create_world(self, context, client, kind="rgbd", size=(shot["width"], shot["height"]), camera=camera,
-                             files=files, start=start, started="creating the world...")
+        return _world_from_shot(self, context, client, job.shot, job.start)
+
+    def invoke(self, context, event):
+        """Interactive: check the backend off the main thread, then render as Blender's render jobs
+        with progress in the panel and the status bar; Esc cancels."""
+        client = client_or_report(self)
+        if client is None:
+            return {"CANCELLED"}
+        try:
+            check = runtime.runner.submit("world-check", lambda task, report: client.health())
+        except RuntimeError:
+            self.report({"WARNING"}, "already checking the backend")
+            return {"CANCELLED"}
+        self._job = RenderToWorld(context, client, self.samples, start_render_job, check=check)
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.2, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, 100)
+        _running.append(self)
+        context.scene.spatia.status = self._job.stage
+        return {"RUNNING_MODAL"}
+
+    def _end(self, context):
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        if self in _running:
+            _running.remove(self)
+        runtime.redraw()
+
+    def modal(self, context, event):
+        job = self._job
+        if event.type == "ESC" and event.value == "PRESS" and job.passes is None:
+            job.cancel()  # during a render, Esc goes to Blender's render job, which reports back
+        elif event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        state = job.step()
+        scene = runtime.scene_by_name(job.scene_name)
+        if state == "running":
+            context.window_manager.progress_update(int(job.fraction * 100))
+            if scene is not None and scene.spatia.status != job.stage:
+                scene.spatia.status = job.stage
+                runtime.redraw()
+            return {"PASS_THROUGH"}
+        self._end(context)
+        if state == "done":
+            return _world_from_shot(self, context, self._job.client, job.shot, job.start)
+        if scene is not None:
+            scene.spatia.status = ("Error: " + job.error) if state == "failed" else "New World from Camera Render cancelled"
+        self.report({"ERROR"} if state == "failed" else {"INFO"}, job.error or "cancelled")
+        return {"CANCELLED"}
+
+
+_running: list = []
 
 
 class SPATIA_OT_world_from_image(bpy.types.Operator):

@@ -329,10 +329,53 @@ def test_world_from_render_checks_the_backend_before_rendering(addon, monkeypatc
     bpy.context.preferences.addons["spatia_blender"].preferences.backend_url = f"http://127.0.0.1:{port}"
     add_camera(bpy)
     rendered = []
-    monkeypatch.setattr(render_rgbd, "render_rgbd", lambda *args, **kwargs: rendered.append(1))
+    monkeypatch.setattr(render_rgbd, "RGBDPasses", lambda *args, **kwargs: rendered.append(1))
     with pytest.raises(RuntimeError, match="cannot reach the Spatia backend"):
         bpy.ops.spatia.world_from_render(samples=1)
     assert rendered == []
+
+
+def test_world_from_render_runs_in_steps_with_progress_and_cancels_cleanly(addon, backend):
+    """The interactive path: each pass is one render job (here rendered at once; Blender reports
+    its end through the render handlers), so the interface is free between and during them."""
+    bpy = addon
+    from spatia_blender import runtime
+    from spatia_blender.operators import world
+
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 32, 24, 100
+    bpy.ops.mesh.primitive_plane_add(size=200.0, location=(0.0, 0.0, 0.0))
+    add_camera(bpy)
+    obj = imported(bpy, backend)
+    scene.frame_start, scene.frame_end = 1, 10
+    scene.frame_set(4)
+    client = runtime.client()
+    check = runtime.runner.submit("world-check", lambda task, report: client.health())
+    job = world.RenderToWorld(bpy.context, client, 1, world.render_blocking, check=check)
+    stages = [job.stage]
+    for _ in range(10):
+        if job.step() != "running":
+            break
+        stages.append(job.stage)
+    assert job.state == "done", job.error
+    assert stages[0] == "checking the backend..." and job.fraction == 1.0
+    np.testing.assert_allclose(job.shot["depth"], 5.0, atol=1e-3)
+    assert scene.frame_current == 4 and obj.hide_render  # the scene is as it was
+    assert job._complete not in bpy.app.handlers.render_complete
+
+    # cancelled while the colour pass renders (Esc in the render window): nothing is sent, all restored
+    filepath = scene.render.filepath
+    job = world.RenderToWorld(bpy.context, client, 1, lambda scene: True)
+    assert job.step() == "running" and "colour pass (1/2)" in job.stage
+    assert scene.render.filepath != filepath and scene.frame_current == 1
+    job._cancelled()  # what Blender's render_cancel handler calls
+    assert job.step() == "cancelled"
+    assert scene.render.filepath == filepath and scene.frame_current == 4 and obj.hide_render
+    assert job._cancelled not in bpy.app.handlers.render_cancel
+    # or cancelled by the artist before any render
+    job = world.RenderToWorld(bpy.context, client, 1, lambda scene: True)
+    assert job.cancel() == "cancelled" and job.step() == "cancelled"
+    assert backend.posted("/v1/worlds") == []
 
 
 # --- tokens, polls ---------------------------------------------------------------------------
