@@ -7,8 +7,13 @@ import bpy
 from bpy.props import BoolProperty, IntProperty, StringProperty
 
 from . import runtime
-from .client import DEFAULT_URL
+from .client import DEFAULT_URL, normalize_url
 
+
+
+def _token_changed(self, context):
+    # a typed token belongs to the URL it was typed for, and is sent only there
+    self.token_url = normalize_url(self.backend_url) if self.token.strip() else ""
 
 
 class SpatiaPreferences(bpy.types.AddonPreferences):
@@ -17,9 +22,11 @@ class SpatiaPreferences(bpy.types.AddonPreferences):
     backend_url: StringProperty(name="Backend URL", default=DEFAULT_URL,
                                 description="Address of the Spatia backend (`spatia serve`); a URL that is not on this "
                                             "computer needs Blender's online access")
-    token: StringProperty(name="Token", subtype="PASSWORD", default="",
+    token: StringProperty(name="Token", subtype="PASSWORD", default="", update=_token_changed,
                           description="The backend's token (<data dir>/token); empty: for the local backend (this "
                                       "computer, the port below), read it from the data directory")
+    token_url: StringProperty(name="Token's backend", default="", options={"HIDDEN"},
+                              description="The backend URL the token was typed for; it is sent to no other")
     auto_token: BoolProperty(name="Read local token from data directory", default=True,
                              description="When the token is empty and the URL is the local backend's (loopback, the "
                                          "port below), use the token it wrote to its data directory")
@@ -41,6 +48,9 @@ def draw_preferences(layout, prefs) -> None:
     col.prop(prefs, "backend_url")
     row = col.row(align=True)
     row.prop(prefs, "token")
+    if prefs.token.strip() and prefs.token_url and prefs.token_url != normalize_url(prefs.backend_url):
+        col.label(text=f"The token is for {prefs.token_url}: not sent to this URL; type this backend's token",
+                  icon="INFO")
     col.prop(prefs, "auto_token")
     row = col.row()
     row.operator("spatia.test_connection", icon="LINKED")

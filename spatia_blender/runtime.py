@@ -78,6 +78,7 @@ class _Defaults:
 
     backend_url = DEFAULT_URL
     token = ""
+    token_url = ""
     python_path = ""
     port = DEFAULT_PORT
     data_dir = ""
@@ -168,10 +169,11 @@ def is_local_backend(url: str) -> bool:
 
 
 def token() -> str:
-    """The token for the configured URL: the one typed in the preferences, else, for the local
-    backend only, the one it wrote to its data directory (never sent to another backend)."""
+    """The token for the configured URL: the one typed in the preferences for this URL, else, for
+    the local backend only, the one it wrote to its data directory (never sent to another backend)."""
     p = prefs()
-    if p.token.strip():
+    typed_for = getattr(p, "token_url", "")
+    if p.token.strip() and (not typed_for or typed_for == normalize_url(p.backend_url)):
         return p.token.strip()
     if getattr(p, "auto_token", True) and is_local_backend(p.backend_url):
         return read_token(data_dir())

@@ -398,8 +398,25 @@ def test_the_local_token_only_goes_to_the_local_backend(addon, backend, tmp_path
     with pytest.raises(RuntimeError, match="needs a token and none is set"):
         bpy.ops.spatia.test_connection()
     assert all("Authorization" not in headers for _, _, headers in backend.headers)
-    prefs.token = "remote-secret"
+    prefs.token = "remote-secret"  # typed for this URL
+    assert prefs.token_url == backend.url
     assert bpy.ops.spatia.test_connection() == {"FINISHED"}
+    assert backend.headers[-1][2]["Authorization"] == "Bearer remote-secret"
+    # pointing the URL elsewhere: the typed token stays with its backend
+    prefs.backend_url = "http://127.0.0.1:8799"
+    assert runtime.token() == "local-secret"
+    prefs.backend_url = "http://127.0.0.1:9"
+    assert runtime.token() == ""
+    prefs.backend_url = backend.url + "/"
+    assert runtime.token() == "remote-secret"
+
+
+def test_a_fresh_session_checks_the_connection_by_itself(addon, backend):
+    from spatia_blender import operators, runtime
+
+    assert not runtime.connection.connected
+    operators._first_connection_check()  # what the timer runs at start in the interface
+    assert runtime.connection.connected and runtime.connection.health["version"] == "fake"
 
 
 def test_every_greyed_out_operator_says_why(addon, monkeypatch):
