@@ -129,6 +129,8 @@ class RGBDPasses:
             self._outer.enter_context(_hidden_from_render(list(hide)))
             self._outer.enter_context(_temporarily(scene, camera=camera))
             self._outer.enter_context(_temporarily(scene.render, engine=engine))
+            # the camera's view, not the sequencer's strips (the clips imported so far are there)
+            self._outer.enter_context(_temporarily(scene.render, use_sequencer=False))
         except Exception:
             self.close()
             raise
@@ -152,7 +154,7 @@ class RGBDPasses:
                                                  use_adaptive_sampling=False))
                 stack.enter_context(_temporarily(scene.view_settings, view_transform="Raw", look="None", exposure=0.0,
                                                  gamma=1.0))
-                stack.enter_context(_temporarily(scene.render, film_transparent=False))
+                stack.enter_context(_temporarily(scene.render, film_transparent=False, use_compositing=False))
                 stack.enter_context(_temporarily(scene, world=None))
                 stack.enter_context(_temporarily(view_layer, material_override=_depth_material(bpy)))
                 _output(scene, self.paths[1], "OPEN_EXR", "32", stack)

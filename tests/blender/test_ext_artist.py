@@ -309,6 +309,13 @@ def test_memory_stays_out_of_renders_and_of_the_world_from_render(addon, backend
     assert bpy.ops.spatia.memory_import(version=2) == {"FINISHED"}
     obj.hide_render = False  # the artist shows it in renders; the world-from-render pass still leaves it out
     scene.frame_start = scene.frame_current = 1
+    # a clip imported earlier sits in the sequencer: the render is the camera's view, not the strip
+    from spatia_blender import clip_import
+
+    still = os.path.join(bpy.app.tempdir or "/tmp", "spatia-strip.png")
+    with open(still, "wb") as handle:
+        handle.write(payloads.encode_png(np.full((24, 32, 3), 200, np.uint8)))
+    clip_import.import_clip(scene, None, still, 1, name="Spatia earlier")
     assert bpy.ops.spatia.world_from_render(samples=1) == {"FINISHED"}, scene.spatia.status
     (body,) = backend.posted("/v1/worlds")
     depth = np.load(io.BytesIO(multipart_field(body, "depth")))
