@@ -85,7 +85,9 @@ def test_extension_never_imports_torch_or_backend():
 
     import spatia_blender
 
-    for path in Path(spatia_blender.__file__).parent.glob("*.py"):
+    paths = list(Path(spatia_blender.__file__).parent.rglob("*.py"))
+    assert any(path.parent.name == "operators" for path in paths)
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
