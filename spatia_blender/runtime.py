@@ -119,12 +119,12 @@ def data_dir() -> str:
     return os.path.normpath(os.path.expanduser(bpy.path.abspath(configured)))
 
 
-_session = f"{os.getpid()}"
+_process = f"{os.getpid()}"
 
 
 def unsaved_dir() -> str:
     """Where the shot data of a .blend that was never saved waits until it is (then it moves)."""
-    return user_dir("unsaved", _session)
+    return user_dir("unsaved", _process)
 
 
 def shot_dir(scene, *parts: str, create: bool = True) -> str:

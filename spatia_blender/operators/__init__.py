@@ -31,7 +31,7 @@ __all__ = ["GENERATE_TASK", "MEMORY_TASK", "WORLD_TASK", "CLASSES", "apply_clip"
 
 
 def _first_connection_check():
-    """A fresh session shows whether the backend is up without a press of Test Connection."""
+    """Blender just started shows whether the backend is up without a press of Test Connection."""
     check_connection_async(bpy.context)
     return None
 

@@ -95,7 +95,7 @@ class SPATIA_OT_backend_stop(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         if not runtime.backend.running:
-            return poll_message(cls, "This Blender session has not started a backend")
+            return poll_message(cls, "This Blender has not started a backend")
         return True
 
     def execute(self, context):

@@ -418,7 +418,7 @@ def test_the_local_token_only_goes_to_the_local_backend(addon, backend, tmp_path
     assert runtime.token() == "remote-secret"
 
 
-def test_a_fresh_session_checks_the_connection_by_itself(addon, backend):
+def test_blender_just_started_checks_the_connection_by_itself(addon, backend):
     from spatia_blender import operators, runtime
 
     assert not runtime.connection.connected
