@@ -113,6 +113,19 @@ class SPATIA_OT_memory_push(bpy.types.Operator):
             return poll_message(cls, "No memory object: import a memory version first")
         return not _memory_busy(cls)
 
+    def invoke(self, context, event):
+        """A dialog first: the message, and whether to sample the selected meshes (there is no
+        Adjust Last Operation afterwards, since that would push again)."""
+        return context.window_manager.invoke_props_dialog(self)
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "message")
+        layout.prop(self, "include_selected")
+        row = layout.row()
+        row.enabled = self.include_selected
+        row.prop(self, "hide_added")
+
     def execute(self, context):
         obj = scene_data.find_memory_object(context)
         if obj is None:
