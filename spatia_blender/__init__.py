@@ -9,9 +9,9 @@ _modules = []
 
 
 def _submodules():
-    from . import coverage_overlay, operators, preferences, properties, ui
+    from . import coverage_overlay, operators, preferences, properties, shot_files, ui
 
-    return [properties, preferences, operators, ui, coverage_overlay]
+    return [properties, preferences, operators, ui, coverage_overlay, shot_files]
 
 
 def register():

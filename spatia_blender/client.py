@@ -49,10 +49,21 @@ class Cancelled(SpatiaError):
 
 
 class ApiError(SpatiaError):
-    def __init__(self, status: int, kind: str, message: str, field: str | None = None):
-        self.status, self.kind, self.field = status, kind, field
+    def __init__(self, status: int, kind: str, message: str, field: str | None = None,
+                 current_version: int | None = None):
+        self.status, self.kind, self.field, self.current_version = status, kind, field, current_version
         where = f" (field {field})" if field else ""
         super().__init__(f"backend error {status} {kind}: {message}{where}")
+
+
+class MemoryConflict(ApiError):
+    """A memory write based on a version that is no longer the current one (409)."""
+
+    def __init__(self, message: str, current_version: int | None):
+        super().__init__(409, "conflict", message, None, current_version)
+        now = f" (now version {current_version})" if current_version is not None else ""
+        self.args = (f"the memory changed on the backend{now}; import the latest version, apply your edit again "
+                     f"and push ({message})",)
 
 
 def normalize_url(url: str) -> str:
@@ -98,7 +109,8 @@ class Client:
         headers.update(extra or {})
         return headers
 
-    def request(self, method: str, path: str, *, expect=(200, 201, 204), headers=None, stream=False, **kwargs):
+    def request(self, method: str, path: str, *, expect=(200, 201, 204), headers=None, stream=False,
+                memory_write: bool = False, **kwargs):
         url = self.base + path
         try:
             response = self.session.request(method, url, headers=self._headers(headers), stream=stream,
@@ -111,20 +123,31 @@ class Client:
                 "Start backend, or `spatia serve`) or fix the URL") from None
         if response.status_code in expect:
             return response
-        raise self._error(response)
+        raise self._error(response, memory_write)
 
-    def _error(self, response) -> SpatiaError:
-        kind, message, field = "error", response.reason or "", None
+    def _error(self, response, memory_write: bool = False) -> SpatiaError:
+        kind, message, field, current, structured = "error", response.reason or "", None, None, False
         try:
-            body = response.json().get("error") or {}
+            data = response.json()
+            body = data.get("error") or {}
+            structured = bool(body)
             kind, message, field = body.get("type", kind), body.get("message", message), body.get("field")
+            current = body.get("current_version", data.get("current_version"))
         except (ValueError, AttributeError):
             text = (response.text or "").strip()
             message = text[:300] or message
         if response.status_code in (401, 403):
+            if not self.token:
+                return AuthError(f"the backend at {self.root} needs a token and none is set: paste the one in its "
+                                 "data directory (<data dir>/token) into Preferences > Add-ons > Spatia > Token")
             return AuthError(f"the backend at {self.root} refused the token ({message}); copy it from "
                              "<data dir>/token into Preferences > Add-ons > Spatia > Token")
-        return ApiError(response.status_code, kind, message, field)
+        if response.status_code == 404 and not structured:
+            return ApiError(404, "not_found", f"{response.url} does not exist: is {self.root} the address of a Spatia "
+                            "backend (`spatia serve`)? Check the Backend URL in Preferences > Add-ons > Spatia")
+        if response.status_code == 409 and memory_write:
+            return MemoryConflict(message, None if current is None else int(current))
+        return ApiError(response.status_code, kind, message, field, None if current is None else int(current))
 
     def get_json(self, path: str, **kwargs):
         return self.request("GET", path, **kwargs).json()
@@ -174,10 +197,26 @@ class Client:
         return self.request("GET", f"/worlds/{_quote(world_id)}/memory/{version}", params={"format": "safetensors"}).content
 
     def memory_edits(self, world_id: str, edits: dict) -> dict:
-        return self.post_json(f"/worlds/{_quote(world_id)}/memory/edits", edits)
+        """POST the edits of version edits["parent"]; a newer current version -> MemoryConflict."""
+        return self.post_json(f"/worlds/{_quote(world_id)}/memory/edits", edits, headers=_if_match(edits["parent"]),
+                              memory_write=True)
 
-    def revert(self, world_id: str, version: int) -> dict:
-        return self.post_json(f"/worlds/{_quote(world_id)}/memory/revert", {"version": int(version)})
+    def revert(self, world_id: str, version: int, parent: int) -> dict:
+        """A new version equal to `version`, made on top of `parent` (the version the artist has)."""
+        path, headers = f"/worlds/{_quote(world_id)}/memory/revert", _if_match(parent)
+        try:
+            return self.post_json(path, {"version": int(version), "parent": int(parent)}, headers=headers, memory_write=True)
+        except ApiError as exc:
+            if exc.status != 422 or "parent" not in f"{exc.field} {exc}":
+                raise
+        # a backend from before revert took `parent` in its body: the If-Match header still says it
+        return self.post_json(path, {"version": int(version)}, headers=headers, memory_write=True)
+
+    def push_memory(self, world_id: str, snapshot: bytes, parent: int, message: str = "") -> dict:
+        """POST a whole safetensors snapshot as the version after `parent`."""
+        return self.request("POST", f"/worlds/{_quote(world_id)}/memory", data=snapshot, memory_write=True,
+                            params={"parent": int(parent), "message": message},
+                            headers={**_if_match(parent), "Content-Type": "application/octet-stream"}).json()
 
     def coverage(self, world_id: str, cameras: dict, version: int | None = None) -> list[float]:
         body = {"cameras": cameras}
@@ -197,20 +236,48 @@ class Client:
         return self.post_json(f"/jobs/{_quote(job_id)}/cancel")
 
     def follow(self, job_id: str, on_update=None, *, interval: float = 0.5, should_stop=None,
-               timeout: float | None = None) -> dict:
-        """Poll the job until it reaches a final state; on_update(job) after every poll."""
-        started = time.monotonic()
+               timeout: float | None = None, lost_after: float = 60.0, on_lost=None, sleep=time.sleep,
+               clock=time.monotonic) -> dict:
+        """Poll the job until it reaches a final state; on_update(job) after every poll.
+
+        A poll that finds no backend is retried with a growing pause (0.5 s doubling to 8 s),
+        calling on_lost(seconds_without_answer, error) each time; after `lost_after` seconds
+        without an answer, BackendUnavailable says the backend is lost."""
+        started = clock()
+        lost_since: float | None = None
+        pause = interval
         while True:
-            job = self.job(job_id)
+            try:
+                job = self.job(job_id)
+            except BackendUnavailable as exc:
+                now = clock()
+                lost_since = now if lost_since is None else lost_since
+                if now - lost_since >= lost_after:
+                    raise BackendUnavailable(
+                        f"lost the backend at {self.root} while following job {job_id} (no answer for "
+                        f"{now - lost_since:.0f} s); the job may still be running: press Follow Job once the "
+                        "backend is back") from None
+                if on_lost is not None:
+                    on_lost(now - lost_since, exc)
+                if should_stop is not None and should_stop():
+                    raise Cancelled("stopped following the job") from None
+                sleep(pause)
+                pause = min(pause * 2.0, 8.0)
+                continue
+            lost_since, pause = None, interval
             if on_update:
                 on_update(job)
             if job.get("status") in FINAL_STATES:
                 return job
             if should_stop is not None and should_stop():
                 raise Cancelled("stopped following the job")
-            if timeout is not None and time.monotonic() - started > timeout:
+            if timeout is not None and clock() - started > timeout:
                 raise BackendUnavailable(f"job {job_id} did not finish within {timeout:.0f} s")
-            time.sleep(interval)
+            sleep(interval)
+
+    def resume(self, job_id: str) -> dict:
+        """POST /jobs/{id}/resume: an interrupted or failed job is queued again."""
+        return self.post_json(f"/jobs/{_quote(job_id)}/resume")
 
     def download(self, job_id: str, path: str, target: str) -> str:
         """GET /jobs/{id}/files/{path} into `target` (written to a temporary name, then renamed)."""
@@ -222,6 +289,10 @@ class Client:
                 handle.write(chunk)
         os.replace(temp, target)
         return target
+
+
+def _if_match(version) -> dict:
+    return {"If-Match": f'"{int(version)}"'}
 
 
 def _quote(part) -> str:

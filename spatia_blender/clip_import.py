@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import os
 
+from .compat import strips
+
 STRIP_CHANNEL = 2
+
+
+def _relative(bpy, path: str) -> str:
+    try:
+        return bpy.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
 
 
 def import_clip(scene, camera_obj, video_path: str, frame_start: int, *, name: str | None = None) -> dict:
@@ -37,8 +46,13 @@ def import_clip(scene, camera_obj, video_path: str, frame_start: int, *, name: s
         cam.show_background_images = True
 
     editor = scene.sequence_editor or scene.sequence_editor_create()
-    old = editor.strips.get(name)
+    old = strips(editor).get(name)
     if old is not None:
-        editor.strips.remove(old)
-    strip = editor.strips.new_movie(name, video_path, STRIP_CHANNEL, frame_start)
+        strips(editor).remove(old)
+    strip = strips(editor).new_movie(name, video_path, STRIP_CHANNEL, frame_start)
+    if bpy.data.filepath:  # relative to the .blend, so the shot and its data move together
+        relative = _relative(bpy, video_path)
+        if clip.filepath != relative:
+            clip.filepath = relative
+        strip.filepath = relative
     return {"clip": clip, "background": background, "strip": strip}

@@ -1,12 +1,20 @@
 """The spatial memory as a Blender object: a vertex-only mesh with `color`, `point_id` and
 `conf` point attributes, drawn as points by a geometry-nodes modifier (Mesh to Points with a
-material that reads the colour), so it shows in the viewport and in renders and can be
-edited with ordinary mesh tools.
+material that reads the colour), so it shows in the viewport and can be edited with ordinary
+mesh tools. It is hidden from renders unless the artist turns that on (Object > Visibility).
+
+The object may be in Edit Mode whenever an operator reads or replaces it: Edit Mode keeps its
+own copy of the geometry (the mesh's attributes are empty meanwhile, and that copy is written
+back over the mesh on leaving), so every read and write goes through `outside_edit_mode`.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
+
+from .compat import ensure_node_tree
 
 OBJECT_NAME = "Spatia Memory"
 NODE_GROUP = "Spatia Memory Points"
@@ -19,9 +27,8 @@ def _point_material(bpy):
     if mat is not None:
         return mat
     mat = bpy.data.materials.new(MATERIAL)
-    if mat.node_tree is None:  # Blender < 5 creates node trees on demand
-        mat.use_nodes = True
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    tree = ensure_node_tree(mat)
+    nodes, links = tree.nodes, tree.links
     nodes.clear()
     attribute = nodes.new("ShaderNodeAttribute")
     attribute.attribute_type = "GEOMETRY"
@@ -78,14 +85,53 @@ def build_mesh(bpy, name: str, xyz: np.ndarray, rgb: np.ndarray, point_id: np.nd
     return mesh
 
 
+class EditModeError(RuntimeError):
+    pass
+
+
+def _set_mode(bpy, obj, mode: str) -> None:
+    view_layer = bpy.context.view_layer
+    if view_layer is None or obj.name not in view_layer.objects:
+        raise EditModeError(f"'{obj.name}' is in Edit Mode outside the current view layer; leave Edit Mode first")
+    view_layer.objects.active = obj
+    with bpy.context.temp_override(active_object=obj, object=obj, selected_objects=[obj]):
+        bpy.ops.object.mode_set(mode=mode)
+    if obj.mode != mode:
+        raise EditModeError(f"could not switch '{obj.name}' to {mode.title()} Mode; leave Edit Mode and try again")
+
+
+@contextlib.contextmanager
+def outside_edit_mode(obj):
+    """Leave Edit Mode on `obj` for the block (writing its edits to the mesh first), then enter it
+    again, so the block reads and replaces the real mesh. Does nothing outside Edit Mode."""
+    import bpy
+
+    if obj is None or obj.mode != "EDIT":
+        yield obj
+        return
+    name = obj.name
+    _set_mode(bpy, obj, "OBJECT")
+    try:
+        yield obj
+    finally:
+        again = bpy.data.objects.get(name)
+        if again is not None and again.type == "MESH":
+            _set_mode(bpy, again, "EDIT")
+
+
 def import_memory(context_or_scene, xyz, rgb, point_id, conf=None, *, radius: float = 0.01,
                   version: int | None = None, world: str = "", name: str = OBJECT_NAME):
     """Create or replace the memory object in the scene; returns the object."""
     import bpy
 
     scene = getattr(context_or_scene, "scene", context_or_scene)
-    mesh = build_mesh(bpy, name, xyz, rgb, point_id, conf)
     obj = bpy.data.objects.get(name)
+    with outside_edit_mode(obj if obj is not None and obj.type == "MESH" else None):
+        return _import_memory(bpy, scene, obj, name, xyz, rgb, point_id, conf, radius, version, world)
+
+
+def _import_memory(bpy, scene, obj, name, xyz, rgb, point_id, conf, radius, version, world):
+    mesh = build_mesh(bpy, name, xyz, rgb, point_id, conf)
     if obj is not None and obj.type == "MESH":
         old = obj.data
         obj.data = mesh
@@ -93,6 +139,7 @@ def import_memory(context_or_scene, xyz, rgb, point_id, conf=None, *, radius: fl
             bpy.data.meshes.remove(old)
     else:
         obj = bpy.data.objects.new(name, mesh)
+        obj.hide_render = True  # a guide for the artist, not part of the picture
     if obj.name not in scene.collection.all_objects:
         scene.collection.objects.link(obj)
     modifier = obj.modifiers.get("Spatia Points") or obj.modifiers.new("Spatia Points", "NODES")
@@ -107,7 +154,12 @@ def import_memory(context_or_scene, xyz, rgb, point_id, conf=None, *, radius: fl
 
 def read_memory(obj) -> dict:
     """The points of a memory object as arrays: xyz (world space), rgb, point_id (-1 for
-    vertices the artist added), conf."""
+    vertices the artist added), conf; in Edit Mode, the geometry being edited."""
+    with outside_edit_mode(obj):
+        return _read_memory(obj)
+
+
+def _read_memory(obj) -> dict:
     mesh = obj.data
     count = len(mesh.vertices)
     co = np.empty(count * 3, dtype=np.float32)

@@ -138,6 +138,11 @@ def edits_summary(edits: dict) -> str:
     return f"{len(edits['delete_ids'])} deleted, {len(edits['move_ids'])} moved, {len(edits['add_xyz'])} added"
 
 
+def deletes_everything(edits: dict, base_points: int) -> bool:
+    """Whether the edits leave no point of a non-empty base version and add none."""
+    return base_points > 0 and len(set(edits["delete_ids"])) >= base_points and not len(edits["add_xyz"])
+
+
 def linear_to_srgb(linear) -> np.ndarray:
     """Linear [0, 1] colour -> sRGB-encoded uint8."""
     c = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)

@@ -3,16 +3,17 @@ session can start and stop (its log opens in a Text datablock)."""
 
 from __future__ import annotations
 
-import os
-
 import bpy
 from bpy.props import BoolProperty, IntProperty, StringProperty
 
 from . import runtime
-from .backend_process import BackendProcessError, tail
-from .client import DEFAULT_URL
+from .client import DEFAULT_URL, normalize_url
 
-LOG_TEXT = "Spatia backend log"
+
+
+def _token_changed(self, context):
+    # a typed token belongs to the URL it was typed for, and is sent only there
+    self.token_url = normalize_url(self.backend_url) if self.token.strip() else ""
 
 
 class SpatiaPreferences(bpy.types.AddonPreferences):
@@ -21,15 +22,20 @@ class SpatiaPreferences(bpy.types.AddonPreferences):
     backend_url: StringProperty(name="Backend URL", default=DEFAULT_URL,
                                 description="Address of the Spatia backend (`spatia serve`); a URL that is not on this "
                                             "computer needs Blender's online access")
-    token: StringProperty(name="Token", subtype="PASSWORD", default="",
-                          description="The backend's token (<data dir>/token); empty: read it from the data directory")
-    auto_token: BoolProperty(name="Read token from data directory", default=True,
-                             description="When the token is empty, use the one a local backend wrote to its data directory")
+    token: StringProperty(name="Token", subtype="PASSWORD", default="", update=_token_changed,
+                          description="The backend's token (<data dir>/token); empty: for the local backend (this "
+                                      "computer, the port below), read it from the data directory")
+    token_url: StringProperty(name="Token's backend", default="", options={"HIDDEN"},
+                              description="The backend URL the token was typed for; it is sent to no other")
+    auto_token: BoolProperty(name="Read local token from data directory", default=True,
+                             description="When the token is empty and the URL is the local backend's (loopback, the "
+                                         "port below), use the token it wrote to its data directory")
     python_path: StringProperty(name="Backend Python", subtype="FILE_PATH", default="",
                                 description="The python (or environment folder) where the `spatia` backend is installed")
     port: IntProperty(name="Port", default=runtime.DEFAULT_PORT, min=1024, max=65535)
-    data_dir: StringProperty(name="Data directory", subtype="DIR_PATH", default="",
-                             description="Where a local backend keeps worlds, memory and clips (default: the extension's user folder)")
+    data_dir: StringProperty(name="Data directory", subtype="DIR_PATH", default=runtime.DEFAULT_DATA_DIR,
+                             description="Where a local backend keeps its worlds, memory versions and token (the same "
+                                         "default as `spatia serve`; kept when the extension is uninstalled)")
     presets_dir: StringProperty(name="Presets folder", subtype="DIR_PATH", default="",
                                 description="Folder with quality, model, VRAM and camera path presets (default: the repository's presets/)")
 
@@ -42,6 +48,9 @@ def draw_preferences(layout, prefs) -> None:
     col.prop(prefs, "backend_url")
     row = col.row(align=True)
     row.prop(prefs, "token")
+    if prefs.token.strip() and prefs.token_url and prefs.token_url != normalize_url(prefs.backend_url):
+        col.label(text=f"The token is for {prefs.token_url}: not sent to this URL; type this backend's token",
+                  icon="INFO")
     col.prop(prefs, "auto_token")
     row = col.row()
     row.operator("spatia.test_connection", icon="LINKED")
@@ -68,82 +77,7 @@ def draw_preferences(layout, prefs) -> None:
     layout.prop(prefs, "presets_dir")
 
 
-class SPATIA_OT_backend_start(bpy.types.Operator):
-    """Start a Spatia backend on this computer (`python -m spatia.cli serve`)"""
-
-    bl_idname = "spatia.backend_start"
-    bl_label = "Start Backend"
-
-    @classmethod
-    def poll(cls, context):
-        return not runtime.backend.running
-
-    def execute(self, context):
-        prefs = runtime.prefs()
-        url = f"http://127.0.0.1:{prefs.port}"
-        try:
-            command = runtime.backend.start(bpy.path.abspath(prefs.python_path), prefs.port, runtime.data_dir(),
-                                            runtime.log_path())
-        except (BackendProcessError, OSError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        if hasattr(prefs, "bl_rna") and prefs.backend_url != url:
-            prefs.backend_url = url
-        self.report({"INFO"}, f"started: {' '.join(command)} (log: {runtime.log_path()})")
-        if bpy.app.background:
-            try:
-                runtime.backend.wait_ready(lambda: runtime.client(timeout=5).health())
-            except BackendProcessError as exc:
-                self.report({"ERROR"}, str(exc))
-                return {"CANCELLED"}
-        else:
-            from .operators import check_connection_async
-
-            check_connection_async(context, wait_s=60.0)
-        return {"FINISHED"}
-
-
-class SPATIA_OT_backend_stop(bpy.types.Operator):
-    """Stop the backend this Blender session started"""
-
-    bl_idname = "spatia.backend_stop"
-    bl_label = "Stop Backend"
-
-    @classmethod
-    def poll(cls, context):
-        return runtime.backend.running
-
-    def execute(self, context):
-        code = runtime.backend.stop()
-        runtime.connection.set_error("", "backend stopped")
-        self.report({"INFO"}, f"backend stopped (status {code})")
-        return {"FINISHED"}
-
-
-class SPATIA_OT_backend_log(bpy.types.Operator):
-    """Open the local backend's log in a Text datablock (Text Editor)"""
-
-    bl_idname = "spatia.backend_log"
-    bl_label = "View Backend Log"
-
-    def execute(self, context):
-        path = runtime.log_path()
-        if not os.path.isfile(path):
-            self.report({"WARNING"}, f"no log yet ({path})")
-            return {"CANCELLED"}
-        text = bpy.data.texts.get(LOG_TEXT) or bpy.data.texts.new(LOG_TEXT)
-        text.clear()
-        text.write(tail(path))
-        text.use_fake_user = False
-        for area in getattr(context.screen, "areas", []):
-            if area.type == "TEXT_EDITOR":
-                area.spaces.active.text = text
-                break
-        self.report({"INFO"}, f"log in the Text Editor as '{LOG_TEXT}'")
-        return {"FINISHED"}
-
-
-CLASSES = (SpatiaPreferences, SPATIA_OT_backend_start, SPATIA_OT_backend_stop, SPATIA_OT_backend_log)
+CLASSES = (SpatiaPreferences,)
 
 
 def register():

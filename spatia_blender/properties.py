@@ -8,6 +8,9 @@ from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProp
                        StringProperty)
 
 from . import plan, presets, runtime
+from .compat import blend_relative_path_options
+
+_RELATIVE = blend_relative_path_options()
 
 # Blender keeps only pointers to enum item strings: the lists must outlive the callback.
 _ENUM_CACHE: dict[str, list] = {}
@@ -45,8 +48,8 @@ class SpatiaClip(bpy.types.PropertyGroup):
     job_id: StringProperty(name="Job")
     frame_start: IntProperty(name="Start")
     frame_count: IntProperty(name="Frames")
-    video: StringProperty(name="Video", subtype="FILE_PATH")
-    frames_dir: StringProperty(name="Image sequence", subtype="DIR_PATH")
+    video: StringProperty(name="Video", subtype="FILE_PATH", options=_RELATIVE)
+    frames_dir: StringProperty(name="Image sequence", subtype="DIR_PATH", options=_RELATIVE)
     memory_version: IntProperty(name="Memory version", default=-1)
     prompt: StringProperty(name="Prompt")
 
@@ -72,6 +75,10 @@ class SpatiaSceneSettings(bpy.types.PropertyGroup):
     clips: CollectionProperty(type=SpatiaClip)
     clip_index: IntProperty(name="Clip", default=0)
     known_worlds: CollectionProperty(type=SpatiaWorldEntry)
+    data_dir: StringProperty(name="Shot data", subtype="DIR_PATH", default=runtime.DEFAULT_SHOT_DIR, options=_RELATIVE,
+                             description="Folder for this shot's clips, frames, memory cache and shot files; `//` is the "
+                                         ".blend's folder, so the data travels with it (until the .blend is first saved, "
+                                         "the extension's user folder holds it)")
 
     # shot
     prompts: CollectionProperty(type=SpatiaPrompt)

@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 
 from .camera_export import camera_at_current_frame, check_camera
+from .compat import ensure_node_tree
 
 DEPTH_MATERIAL = "Spatia Depth Override"
 
@@ -36,9 +37,8 @@ def _depth_material(bpy):
     if mat is not None:
         return mat
     mat = bpy.data.materials.new(DEPTH_MATERIAL)
-    if mat.node_tree is None:  # Blender < 5 creates node trees on demand
-        mat.use_nodes = True
-    nodes, links = mat.node_tree.nodes, mat.node_tree.links
+    tree = ensure_node_tree(mat)
+    nodes, links = tree.nodes, tree.links
     nodes.clear()
     camera_data = nodes.new("ShaderNodeCameraData")
     emission = nodes.new("ShaderNodeEmission")
@@ -83,15 +83,113 @@ def _quiet_stdout():
         os.close(saved)
 
 
-def _render_to(bpy, scene, path: str, file_format: str, color_depth: str) -> None:
+@contextlib.contextmanager
+def _hidden_from_render(objects):
+    saved = [(obj, obj.hide_render) for obj in objects]
+    try:
+        for obj, _ in saved:
+            obj.hide_render = True
+        yield
+    finally:
+        for obj, value in saved:
+            obj.hide_render = value
+
+
+def _output(scene, path: str, file_format: str, color_depth: str, stack: contextlib.ExitStack) -> None:
     settings = scene.render.image_settings
-    with _temporarily(settings, file_format=file_format), _temporarily(settings, color_depth=color_depth), \
-            _temporarily(scene.render, filepath=path, use_file_extension=False), _quiet_stdout():
-        bpy.ops.render.render(write_still=True, scene=scene.name)
+    stack.enter_context(_temporarily(settings, file_format=file_format))
+    stack.enter_context(_temporarily(settings, color_depth=color_depth))
+    stack.enter_context(_temporarily(scene.render, filepath=path, use_file_extension=False))
 
 
-def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES") -> dict:
-    """Render `camera` (default: the scene camera) at the current frame.
+class RGBDPasses:
+    """The two renders of `render_rgbd` (colour, then depth) as steps, so that an operator can run
+    each one as Blender's own render job and keep the interface responsive:
+
+        passes = RGBDPasses(scene, camera, samples=16, hide=[...])
+        for index in range(len(passes)):
+            with passes.setup(index):   # the scene settings of this pass, restored on exit
+                bpy.ops.render.render(write_still=True, scene=scene.name)
+        shot = passes.finish()          # also restores the scene; passes.close() alone on cancel
+    """
+
+    NAMES = ("colour", "depth")
+
+    def __init__(self, scene, camera=None, *, samples: int = 16, engine: str = "CYCLES", hide=()):
+        camera = camera if camera is not None else scene.camera
+        check_camera(camera)
+        if engine not in ("CYCLES", "BLENDER_WORKBENCH"):
+            raise ValueError(f"engine must be CYCLES or BLENDER_WORKBENCH, got {engine!r}")
+        self.scene, self.samples, self.engine = scene, samples, engine
+        self.intrinsics, self.w2c, self.width, self.height = camera_at_current_frame(scene, camera)
+        self._tmp = tempfile.TemporaryDirectory(prefix="spatia-rgbd-")
+        self.paths = (os.path.join(self._tmp.name, "rgb.png"), os.path.join(self._tmp.name, "depth.exr"))
+        self._outer = contextlib.ExitStack()  # for the whole shot: camera, hidden objects, engine
+        try:
+            self._outer.enter_context(_hidden_from_render(list(hide)))
+            self._outer.enter_context(_temporarily(scene, camera=camera))
+            self._outer.enter_context(_temporarily(scene.render, engine=engine))
+            # the camera's view, not the sequencer's strips (the clips imported so far are there)
+            self._outer.enter_context(_temporarily(scene.render, use_sequencer=False))
+        except Exception:
+            self.close()
+            raise
+
+    def __len__(self) -> int:
+        return len(self.NAMES)
+
+    def setup(self, index: int) -> contextlib.ExitStack:
+        import bpy
+
+        scene, stack = self.scene, contextlib.ExitStack()
+        try:
+            if index == 0:
+                if self.engine == "CYCLES":
+                    stack.enter_context(_temporarily(scene.cycles, samples=self.samples))
+                _output(scene, self.paths[0], "PNG", "8", stack)
+            else:
+                view_layer = scene.view_layers[0] if bpy.context.view_layer is None else bpy.context.view_layer
+                stack.enter_context(_temporarily(scene.render, engine="CYCLES"))
+                stack.enter_context(_temporarily(scene.cycles, samples=1, use_denoising=False, filter_width=0.01,
+                                                 use_adaptive_sampling=False))
+                stack.enter_context(_temporarily(scene.view_settings, view_transform="Raw", look="None", exposure=0.0,
+                                                 gamma=1.0))
+                stack.enter_context(_temporarily(scene.render, film_transparent=False, use_compositing=False))
+                stack.enter_context(_temporarily(scene, world=None))
+                stack.enter_context(_temporarily(view_layer, material_override=_depth_material(bpy)))
+                _output(scene, self.paths[1], "OPEN_EXR", "32", stack)
+        except Exception:
+            stack.close()
+            raise
+        return stack
+
+    def finish(self) -> dict:
+        """The shot from the two rendered files; restores the scene."""
+        import bpy
+
+        try:
+            for path, name in zip(self.paths, self.NAMES):
+                if not os.path.isfile(path):
+                    raise RuntimeError(f"the {name} render did not write {os.path.basename(path)}")
+            rgb = _read_image(bpy, self.paths[0])
+            depth = _read_image(bpy, self.paths[1])[..., 0]
+        finally:
+            self.close()
+        # PNG values are display-referred sRGB in [0, 1]; images load them unconverted as floats.
+        rgb8 = np.clip(np.round(rgb[..., :3] * 255.0), 0, 255).astype(np.uint8)
+        depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+        return {"rgb": rgb8, "depth": depth, "intrinsics": self.intrinsics, "w2c": self.w2c, "width": self.width,
+                "height": self.height}
+
+    def close(self) -> None:
+        """Restore the scene and remove the temporary files (safe to call twice)."""
+        self._outer.close()
+        self._tmp.cleanup()
+
+
+def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES", hide=()) -> dict:
+    """Render `camera` (default: the scene camera) at the current frame, without the objects in
+    `hide` (e.g. the memory object: the world must not see its own points). Blocking.
 
     Returns {"rgb": uint8 [H,W,3], "depth": float32 [H,W] (0 = background),
     "intrinsics": [4] pixels, "w2c": [4,4], "width", "height"}. `engine` is CYCLES or
@@ -99,34 +197,12 @@ def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES"
     """
     import bpy
 
-    camera = camera if camera is not None else scene.camera
-    check_camera(camera)
-    if engine not in ("CYCLES", "BLENDER_WORKBENCH"):
-        raise ValueError(f"engine must be CYCLES or BLENDER_WORKBENCH, got {engine!r}")
-    intrinsics, w2c, width, height = camera_at_current_frame(scene, camera)
-
-    with tempfile.TemporaryDirectory(prefix="spatia-rgbd-") as tmp, \
-            _temporarily(scene, camera=camera), _temporarily(scene.render, engine=engine):
-        rgb_path, depth_path = os.path.join(tmp, "rgb.png"), os.path.join(tmp, "depth.exr")
-        if engine == "CYCLES":
-            with _temporarily(scene.cycles, samples=samples):
-                _render_to(bpy, scene, rgb_path, "PNG", "8")
-        else:
-            _render_to(bpy, scene, rgb_path, "PNG", "8")
-        rgb = _read_image(bpy, rgb_path)
-
-        view_layer = scene.view_layers[0] if bpy.context.view_layer is None else bpy.context.view_layer
-        with _temporarily(scene.render, engine="CYCLES"), \
-                _temporarily(scene.cycles, samples=1, use_denoising=False, filter_width=0.01, use_adaptive_sampling=False), \
-                _temporarily(scene.view_settings, view_transform="Raw", look="None", exposure=0.0, gamma=1.0), \
-                _temporarily(scene.render, film_transparent=False), \
-                _temporarily(scene, world=None), \
-                _temporarily(view_layer, material_override=_depth_material(bpy)):
-            _render_to(bpy, scene, depth_path, "OPEN_EXR", "32")
-        depth = _read_image(bpy, depth_path)[..., 0]
-
-    # PNG values are display-referred sRGB in [0, 1]; images load them unconverted as floats.
-    rgb8 = np.clip(np.round(rgb[..., :3] * 255.0), 0, 255).astype(np.uint8)
-    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
-    return {"rgb": rgb8, "depth": depth, "intrinsics": intrinsics, "w2c": w2c, "width": width, "height": height}
-
+    passes = RGBDPasses(scene, camera, samples=samples, engine=engine, hide=hide)
+    try:
+        for index in range(len(passes)):
+            with passes.setup(index), _quiet_stdout():
+                bpy.ops.render.render(write_still=True, scene=scene.name)
+    except BaseException:
+        passes.close()
+        raise
+    return passes.finish()

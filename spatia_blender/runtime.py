@@ -11,11 +11,16 @@ import bpy
 
 from . import presets
 from .backend_process import BackendProcess, read_token
-from .client import DEFAULT_URL, Client
+from .client import DEFAULT_URL, Client, is_loopback, normalize_url
 from .tasks import TaskRunner
 
 ADDON_ID = __package__
 DEFAULT_PORT = 8765
+# The local backend's worlds and token: the same default as `spatia serve`, outside the
+# extension's own user folder (Blender deletes that one when the extension is uninstalled).
+DEFAULT_DATA_DIR = os.path.join("~", ".spatia", "service")
+# A shot's clips, frames and memory cache: beside the .blend, like Blender's own caches.
+DEFAULT_SHOT_DIR = "//spatia"
 
 
 def _blocking() -> bool:
@@ -73,6 +78,7 @@ class _Defaults:
 
     backend_url = DEFAULT_URL
     token = ""
+    token_url = ""
     python_path = ""
     port = DEFAULT_PORT
     data_dir = ""
@@ -108,19 +114,70 @@ def user_dir(*parts: str, create: bool = True) -> str:
 
 
 def data_dir() -> str:
-    configured = bpy.path.abspath(prefs().data_dir) if prefs().data_dir else ""
-    return configured or user_dir("backend")
+    """The local backend's data directory (its worlds and its token)."""
+    configured = prefs().data_dir.strip() or DEFAULT_DATA_DIR
+    return os.path.normpath(os.path.expanduser(bpy.path.abspath(configured)))
+
+
+_process = f"{os.getpid()}"
+
+
+def unsaved_dir() -> str:
+    """Where the shot data of a .blend that was never saved waits until it is (then it moves)."""
+    return user_dir("unsaved", _process)
+
+
+def shot_dir(scene, *parts: str, create: bool = True) -> str:
+    """A folder of the scene's shot data (main thread): the scene's Shot Data folder, a `//`
+    path relative to the .blend by default; for a .blend never saved, the extension's user folder."""
+    setting = (scene.spatia.data_dir if scene is not None else "").strip() or DEFAULT_SHOT_DIR
+    if setting.startswith("//") and not bpy.data.filepath:
+        base = unsaved_dir()
+    else:
+        base = os.path.expanduser(bpy.path.abspath(setting))
+    path = os.path.normpath(os.path.join(base, *parts))
+    if create:
+        os.makedirs(path, exist_ok=True)
+    return path
+
+
+def blend_path(path: str) -> str:
+    """`path` as Blender should store it: relative (`//`) to a saved .blend, else absolute."""
+    if bpy.data.filepath:
+        try:
+            return bpy.path.relpath(path)
+        except ValueError:  # another drive on Windows
+            return path
+    return path
 
 
 def log_path() -> str:
     return os.path.join(user_dir("logs"), "backend.log")
 
 
+def local_url(port: int | None = None) -> str:
+    return f"http://127.0.0.1:{int(port if port is not None else prefs().port)}"
+
+
+def is_local_backend(url: str) -> bool:
+    """Whether `url` is the local backend of the preferences (loopback, its port)."""
+    import urllib.parse
+
+    root = normalize_url(url)
+    parts = urllib.parse.urlsplit(root)
+    return is_loopback(root) and parts.port == int(prefs().port) and parts.path in ("", "/")
+
+
 def token() -> str:
+    """The token for the configured URL: the one typed in the preferences for this URL, else, for
+    the local backend only, the one it wrote to its data directory (never sent to another backend)."""
     p = prefs()
-    if p.token.strip():
+    typed_for = getattr(p, "token_url", "")
+    if p.token.strip() and (not typed_for or typed_for == normalize_url(p.backend_url)):
         return p.token.strip()
-    return read_token(data_dir()) if getattr(p, "auto_token", True) else ""
+    if getattr(p, "auto_token", True) and is_local_backend(p.backend_url):
+        return read_token(data_dir())
+    return ""
 
 
 def client(timeout: float | None = None) -> Client:

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from . import memory_object, payloads, presets, runtime
+from . import memory_object, payloads, presets
 from .safetensors_io import read_safetensors
 
 COVERAGE_PROPERTY = "spatia_coverage"
@@ -16,8 +16,11 @@ MEMORY_PROP_VOXEL = "spatia_voxel_size"
 
 
 # --- memory ----------------------------------------------------------------------------------
-def memory_cache_path(world_id: str, version: int) -> str:
-    return os.path.join(runtime.user_dir("worlds", world_id, "memory"), f"v{int(version):06d}.safetensors")
+def memory_cache_path(data_root: str, world_id: str, version: int) -> str:
+    """The cached snapshot of a memory version under a shot's data folder (any thread)."""
+    folder = os.path.join(data_root, "worlds", world_id, "memory")
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"v{int(version):06d}.safetensors")
 
 
 def parse_memory(data: bytes, source: str = "memory") -> dict:
@@ -40,6 +43,11 @@ def find_memory_object(context):
 
     obj = bpy.data.objects.get(memory_object.OBJECT_NAME)
     return obj if obj is not None and obj.type == "MESH" else None
+
+
+def memory_objects(scene) -> list:
+    """Every memory object in the scene (objects carrying a memory version)."""
+    return [obj for obj in scene.objects if MEMORY_PROP_VERSION in obj]
 
 
 def import_memory_version(scene, memory: dict, world_id: str, version: int):

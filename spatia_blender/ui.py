@@ -9,15 +9,17 @@ from . import plan, runtime
 from .operators import GENERATE_TASK
 
 RUNNING = ("queued", "running")
-FAILED = ("failed", "cancelled", "interrupted")
+FAILED = ("failed", "interrupted")
 
 
 def panel_state(settings) -> str:
-    """disconnected | idle | running | failed, for the panel (and its tests)."""
+    """disconnected | idle | running | failed | cancelled, for the panel (and its tests)."""
     if runtime.runner.busy(GENERATE_TASK) or settings.job_status in RUNNING:
         return "running"
     if settings.job_status in FAILED or settings.job_error:
         return "failed"
+    if settings.job_status == "cancelled":
+        return "cancelled"
     if not runtime.connection.connected:
         return "disconnected"
     return "idle"
@@ -126,6 +128,7 @@ def draw_shot(layout, context) -> None:
     row = layout.row(align=True)
     row.prop(settings, "camera_path", text="")
     row.operator("spatia.camera_path", text="Apply", icon="CAMERA_DATA")
+    layout.prop(settings, "data_dir")
 
 
 def draw_generate(layout, context) -> None:
@@ -150,13 +153,18 @@ def draw_generate(layout, context) -> None:
             for line in _wrap(settings.job_error or settings.status, 60):
                 box.label(text=line)
             if settings.job_id:
-                box.operator("spatia.follow", text="Follow Again", icon="PLAY")
+                row = box.row(align=True)
+                if settings.job_status in ("interrupted", "failed"):
+                    row.operator("spatia.resume", icon="PLAY")
+                row.operator("spatia.follow", text="Follow Again", icon="FILE_REFRESH")
+        elif state == "cancelled":
+            layout.label(text=f"Job {settings.job_id} cancelled", icon="INFO")
         elif state == "disconnected":
             row = layout.row()
             row.alert = True
             row.label(text="Backend not connected: start it in Preferences or run `spatia serve`", icon="UNLINKED")
-    if settings.status:
-        row = layout.row()
+    if settings.status and not (state == "failed" and settings.status.removeprefix("Error: ") == settings.job_error):
+        row = layout.row()  # the last message, unless the failure box above says it already
         row.alert = settings.status.startswith("Error")
         row.label(text=settings.status[:120])
     row = layout.row(align=True)
@@ -242,7 +250,8 @@ class SPATIA_MT_menu(bpy.types.Menu):
 
     def draw(self, context):
         layout = self.layout
-        for idname in ("spatia.generate", "spatia.cancel", "spatia.follow", "spatia.coverage", "spatia.camera_path"):
+        for idname in ("spatia.generate", "spatia.cancel", "spatia.follow", "spatia.resume", "spatia.coverage",
+                       "spatia.camera_path"):
             layout.operator(idname)
         layout.separator()
         for idname in ("spatia.world_from_render", "spatia.world_from_image", "spatia.world_refresh"):

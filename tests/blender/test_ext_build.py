@@ -30,7 +30,7 @@ def test_build_extension_zip(tmp_path):
     expected = {p.relative_to(source).as_posix() for p in source.rglob("*")
                 if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
     assert names == expected
-    assert {"__init__.py", "blender_manifest.toml", "operators.py", "client.py"} <= names
+    assert {"__init__.py", "blender_manifest.toml", "operators/__init__.py", "operators/memory.py", "client.py"} <= names
     assert not any(name.startswith(("tests/", "backend/")) or name.endswith(".pyc") for name in names)
     # the zip validates on its own
     sys.path.insert(0, str(ROOT / "scripts"))
@@ -60,7 +60,20 @@ assert hasattr(bpy.types.Scene, "spatia") and hasattr(bpy.types, "SPATIA_PT_main
 runtime = importlib.import_module("bl_ext.user_default.spatia.runtime")
 assert type(runtime.prefs()).__name__ == "SpatiaPreferences"
 print("USERDIR", runtime.user_dir())
+# what the artist made is not in the extension's folders, so uninstalling keeps it
+bpy.ops.wm.save_as_mainfile(filepath={str(tmp_path / "shot" / "shot.blend")!r})
+clip = runtime.shot_dir(bpy.context.scene, "worlds", "w", "clips")
+open(clip + "/video.mp4", "wb").write(b"frames")
+print("DATADIR", runtime.data_dir())
+repo = [r.module for r in bpy.context.preferences.extensions.repos].index("user_default")
+result = bpy.ops.extensions.package_uninstall(repo_index=repo, pkg_id="spatia")
+assert result == {{"FINISHED"}}, result
+assert "bl_ext.user_default.spatia" not in [a.module for a in bpy.context.preferences.addons]
+print("UNINSTALLED", flush=True)
+import os
+os._exit(0)  # bpy 4.2 as a module can crash in its own teardown after an uninstall; the checks are done
 """
+    (tmp_path / "shot").mkdir()
     env = {**__import__("os").environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender")}
     env.pop("SPATIA_BLENDER_USER_DIR", None)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -68,3 +81,7 @@ print("USERDIR", runtime.user_dir())
     user_dir = next(line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("USERDIR "))
     assert user_dir.startswith(str(tmp_path / "blender")) and "/.user/" in user_dir
     assert not user_dir.startswith(str(tmp_path / "blender" / "extensions" / "user_default" / "spatia"))
+    assert "UNINSTALLED" in result.stdout
+    data_dir = next(line.split(" ", 1)[1] for line in result.stdout.splitlines() if line.startswith("DATADIR "))
+    assert not data_dir.startswith(str(tmp_path / "blender"))  # the local backend's worlds and token
+    assert (tmp_path / "shot" / "spatia" / "worlds" / "w" / "clips" / "video.mp4").read_bytes() == b"frames"

@@ -93,7 +93,7 @@ def test_push_edits_sends_the_diff(addon, fake_backend):
     cube.select_set(True)
     bpy.context.view_layer.objects.active = obj
 
-    assert bpy.ops.spatia.memory_push(message="tidy") == {"FINISHED"}
+    assert bpy.ops.spatia.memory_push(message="tidy", include_selected=True) == {"FINISHED"}
     (edits,) = backend.posted("/v1/worlds/w/memory/edits")
     ids = arrays["point_id"]
     assert edits["parent"] == 1 and edits["message"] == "tidy"

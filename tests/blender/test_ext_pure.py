@@ -276,6 +276,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/v1/health":
             return self._send(200, {"version": "9.9", "api_version": type(self).api_version, "device": "cuda",
                                     "gpu_name": "Test GPU", "vram_free_gb": 7.5})
+        if self.path.startswith("/elsewhere/"):  # not a Spatia backend: a plain 404 page
+            data = b"<html><body>404 Not Found</body></html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return self.wfile.write(data)
         if self.path.startswith("/v1/jobs/"):
             type(self).polls = getattr(type(self), "polls", 0) + 1
             status = "running" if type(self).polls < 3 else "succeeded"
@@ -309,6 +316,15 @@ def test_client_errors_are_user_messages(fake_server):
     updates = []
     job = good.follow("j", updates.append, interval=0.01)
     assert job["status"] == "succeeded" and len(updates) == 3
+
+
+def test_wrong_url_path_and_missing_token_say_what_to_fix(fake_server):
+    with pytest.raises(client_mod.ApiError, match=r"/elsewhere/v1/health does not exist: is .* the address of a Spatia "
+                                                  r"backend") as info:
+        client_mod.Client(fake_server + "/elsewhere", "good").health()
+    assert info.value.status == 404
+    with pytest.raises(client_mod.AuthError, match="needs a token and none is set"):
+        client_mod.Client(fake_server).health()
 
 
 def test_client_backend_down():

@@ -6,9 +6,12 @@ pytestmark = pytest.mark.bpy
 
 OPERATORS = ["test_connection", "backend_start", "backend_stop", "backend_log", "world_from_render", "world_from_image",
              "world_refresh", "memory_import", "memory_revert", "memory_push", "prompt_add", "prompt_remove",
-             "camera_path", "coverage", "generate", "follow", "cancel"]
-UNDOABLE = ["world_from_render", "world_from_image", "memory_import", "memory_revert", "memory_push", "prompt_add",
-            "prompt_remove", "camera_path", "coverage", "generate"]
+             "camera_path", "coverage", "generate", "follow", "resume", "cancel"]
+UNDOABLE = ["prompt_add", "prompt_remove", "camera_path", "coverage"]
+# they change the backend's state: a redo (Adjust Last Operation) would do it again; their Blender
+# changes get an undo step of their own when they land
+NO_REDO = ["world_from_render", "world_from_image", "memory_import", "memory_revert", "memory_push", "generate",
+           "follow", "resume", "cancel", "backend_start", "backend_stop"]
 
 
 def _registered(bpy):
@@ -31,6 +34,9 @@ def test_register_unregister_reregister(addon):
     for name in UNDOABLE:
         cls = getattr(bpy.types, "SPATIA_OT_" + name)
         assert {"REGISTER", "UNDO"} <= set(cls.bl_options), name
+    for name in NO_REDO:
+        cls = getattr(bpy.types, "SPATIA_OT_" + name)
+        assert "UNDO" not in getattr(cls, "bl_options", set()), name
     assert bpy.context.preferences.addons["spatia_blender"].preferences.backend_url.startswith("http://127.0.0.1")
     # every operator is in the Render > Spatia menu, where menu search (F3) finds it
     from spatia_blender import ui
@@ -79,7 +85,9 @@ def test_extension_never_imports_torch_or_backend():
 
     import spatia_blender
 
-    for path in Path(spatia_blender.__file__).parent.glob("*.py"):
+    paths = list(Path(spatia_blender.__file__).parent.rglob("*.py"))
+    assert any(path.parent.name == "operators" for path in paths)
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []

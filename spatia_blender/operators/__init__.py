@@ -1,0 +1,50 @@
+"""Operators (all searchable with F3 under "Spatia"), one module per concern:
+
+  backend     test the connection; start, stop and read the log of a local backend
+  world       new world from the camera's render or from an image; refresh
+  memory      import a memory version, revert to one, push the artist's edits
+  shot        prompts, camera path presets, coverage along the path
+  generation  generate, follow, resume and cancel a job
+  clips       bring a finished job's clip and memory into the scene (no operators)
+
+Network work runs on a worker thread (runtime.runner) and only plain data crosses back; the
+Blender changes happen in the completion callbacks, on the main thread, followed by an undo
+step. In background mode the same code runs blocking, and the operator reports the outcome.
+Operators that change the backend's state do not offer Adjust Last Operation (a redo would
+run them again); their Blender changes get an undo step of their own when they land.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import backend, generation, memory, shot, world
+from .clips import apply_clip, follow_and_fetch
+from .common import GENERATE_TASK, MEMORY_TASK, WORLD_TASK, check_connection_async, describe, fetch_memory
+from .shot import export_shot_cameras, shot_for_scene
+
+MODULES = (backend, world, memory, shot, generation)
+CLASSES = tuple(cls for module in MODULES for cls in module.CLASSES)
+
+__all__ = ["GENERATE_TASK", "MEMORY_TASK", "WORLD_TASK", "CLASSES", "apply_clip", "check_connection_async", "describe",
+           "export_shot_cameras", "fetch_memory", "follow_and_fetch", "shot_for_scene"]
+
+
+def _first_connection_check():
+    """Blender just started shows whether the backend is up without a press of Test Connection."""
+    check_connection_async(bpy.context)
+    return None
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    if not bpy.app.background and not bpy.app.timers.is_registered(_first_connection_check):
+        bpy.app.timers.register(_first_connection_check, first_interval=1.0)
+
+
+def unregister():
+    if bpy.app.timers.is_registered(_first_connection_check):
+        bpy.app.timers.unregister(_first_connection_check)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

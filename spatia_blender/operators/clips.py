@@ -1,0 +1,101 @@
+"""Clips: follow a job, download its video, frames and memory, and bring them into the scene."""
+
+from __future__ import annotations
+
+import os
+
+from .. import payloads, runtime
+from ..client import Cancelled, SpatiaError, job_error_text
+from ..compat import strips
+from .common import apply_memory, fetch_memory
+
+
+def _job_progress(scene, job: dict) -> None:
+    settings = scene.spatia
+    settings.job_id = job.get("id", settings.job_id)
+    settings.job_status = job.get("status", "")
+    settings.job_stage = job.get("stage", "") or ""
+    settings.job_fraction = float(job.get("fraction") or 0.0)
+
+
+def final_state_error(job: dict) -> SpatiaError:
+    """What a job that ended without a clip tells the artist (a cancel is not an error)."""
+    status, job_id = job.get("status"), job.get("id")
+    if status == "cancelled":
+        return Cancelled(f"job {job_id} cancelled")
+    if status == "interrupted":
+        return SpatiaError(f"job {job_id} was interrupted (the backend stopped while it ran); press Resume to continue "
+                           "from its last finished round")
+    return SpatiaError(f"job {job_id} {status}: {job_error_text(job)}")
+
+
+def follow_and_fetch(client, job: dict, task, report, data_root: str, *, lost_after: float = 60.0) -> dict:
+    """Worker: follow a job to its end, then download its video, cameras, new frames and memory
+    into the shot's data folder `data_root`."""
+    report(job)
+    last = dict(job)
+
+    def update(polled):
+        last.update(polled)
+        report(polled)
+
+    def lost(seconds, exc):
+        report({**last, "stage": f"no answer from the backend for {seconds:.0f} s, retrying..."})
+
+    job = client.follow(job["id"], on_update=update, on_lost=lost, lost_after=lost_after,
+                        should_stop=lambda: task.cancelled)
+    if job["status"] != "succeeded":
+        raise final_state_error(job)
+    files = (job.get("result") or {}).get("files") or {}
+    folder = os.path.join(data_root, "worlds", job["world_id"], "clips", job["id"])
+    report({**job, "stage": "downloading the clip"})
+    video = client.download(job["id"], files.get("video", "video.mp4"), os.path.join(folder, "video.mp4"))
+    if files.get("cameras"):
+        client.download(job["id"], files["cameras"], os.path.join(folder, "cameras.json"))
+    _, _, new_frames = payloads.clip_span(job)
+    for i, name in enumerate(new_frames):
+        if task.cancelled:
+            break
+        client.download(job["id"], name, os.path.join(folder, "frames", os.path.basename(name)))
+        if i % 10 == 0:
+            report({**job, "stage": f"downloading frames {i + 1}/{len(new_frames)}"})
+    fetched = fetch_memory(client, job["world_id"], (job.get("result") or {}).get("memory_version"), data_root=data_root)
+    return {"job": job, "video": video, "frames_dir": os.path.join(folder, "frames"), "fetched": fetched}
+
+
+def _retire_older_clips(scene, imported: dict) -> None:
+    """A world's newest video holds every frame so far: hide the earlier clips behind the camera
+    and mute their strips (they stay in the file, and in the Clips list, for comparison)."""
+    camera = scene.camera
+    if camera is not None and camera.type == "CAMERA":
+        for background in camera.data.background_images:
+            if background.clip is not None and background.clip != imported["clip"] and background.clip.name.startswith("Spatia "):
+                background.show_background_image = False
+    editor = scene.sequence_editor
+    if editor is not None:
+        for strip in strips(editor):
+            if strip != imported["strip"] and strip.name.startswith("Spatia "):
+                strip.mute = True
+
+
+def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> str:
+    """Main thread: the new memory first (so Blender and the backend agree on the version even if
+    the clip cannot be shown), then the clip behind the camera and in the sequencer, the lists."""
+    from ..clip_import import import_clip
+
+    settings, job = scene.spatia, result["job"]
+    _job_progress(scene, job)
+    settings.job_error = ""
+    memory_text = apply_memory(scene, result["fetched"])
+    video_start, count, _ = payloads.clip_span(job)
+    frame_start = shot_first_frame + video_start
+    name = f"Spatia {job['id'][:12]}"
+    clip = settings.clips.add()
+    clip.name, clip.job_id, clip.frame_start, clip.frame_count = name, job["id"], frame_start, count
+    clip.video, clip.frames_dir = runtime.blend_path(result["video"]), runtime.blend_path(result["frames_dir"])
+    clip.prompt = prompt
+    clip.memory_version = result["fetched"]["version"]
+    settings.clip_index = len(settings.clips) - 1
+    imported = import_clip(scene, scene.camera, result["video"], frame_start, name=name)
+    _retire_older_clips(scene, imported)
+    return f"clip {name}: frames {frame_start}-{frame_start + count - 1}; {memory_text}"

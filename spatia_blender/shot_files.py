@@ -1,0 +1,111 @@
+"""Shot data follows its .blend. Clips, frames, the memory cache and shot files live in the
+scene's Shot Data folder (`//spatia` beside the .blend by default) and Blender stores their
+paths relative to the .blend, so the shot can move to another workstation or a farm. A .blend
+that was never saved keeps them in the extension's user folder until its first save, when they
+move beside it and every path to them is rewritten (in the save, not after it)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import bpy
+from bpy.app.handlers import persistent
+
+from . import runtime
+from .compat import all_strips
+
+
+def _absolute(path: str, blend_dir: str) -> str:
+    if path.startswith("//"):
+        return os.path.normpath(os.path.join(blend_dir, path[2:]))
+    return os.path.normpath(path) if path else path
+
+
+def _under(path: str, folder: str) -> bool:
+    path, folder = os.path.normcase(os.path.normpath(path)), os.path.normcase(os.path.normpath(folder))
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _merge_move(source: str, target: str) -> None:
+    """Move everything in `source` into `target`, merging folders; existing files are kept."""
+    os.makedirs(target, exist_ok=True)
+    for name in os.listdir(source):
+        src, dst = os.path.join(source, name), os.path.join(target, name)
+        if os.path.isdir(src) and os.path.isdir(dst):
+            _merge_move(src, dst)
+        elif not os.path.exists(dst):
+            shutil.move(src, dst)
+    shutil.rmtree(source, ignore_errors=True)
+
+
+def target_dir(scene, blend_path: str) -> str:
+    setting = (scene.spatia.data_dir if scene is not None else "").strip() or runtime.DEFAULT_SHOT_DIR
+    return _absolute(os.path.expanduser(setting), os.path.dirname(blend_path))
+
+
+def remap(path: str, old_dir: str, new_dir: str, moves: list[tuple[str, str]]) -> str:
+    """A stored path after a save to `new_dir`: moved data follows its move; relative paths
+    stay relative (rebased, as Blender does for its own datablocks); others are left alone."""
+    if not path:
+        return path
+    absolute = _absolute(path, old_dir)
+    moved = False
+    for source, target in moves:
+        if _under(absolute, source):
+            absolute = os.path.join(target, os.path.relpath(absolute, source))
+            moved = True
+            break
+    if not (moved or path.startswith("//")):
+        return path
+    try:
+        return bpy.path.relpath(absolute, start=new_dir)
+    except ValueError:  # another drive (Windows)
+        return absolute
+
+
+@persistent
+def _before_save(filepath="", *args):
+    filepath = filepath if isinstance(filepath, str) and filepath else bpy.data.filepath
+    if not filepath:
+        return
+    new_dir = os.path.dirname(os.path.abspath(filepath))
+    old_dir = os.path.dirname(bpy.data.filepath) if bpy.data.filepath else ""
+    moves = []
+    unsaved = runtime.unsaved_dir()
+    if not bpy.data.filepath and os.path.isdir(unsaved) and os.listdir(unsaved):
+        scene = bpy.context.scene if bpy.context.scene is not None else next(iter(bpy.data.scenes), None)
+        target = target_dir(scene, filepath)
+        try:
+            _merge_move(unsaved, target)
+            moves.append((unsaved, target))
+        except OSError as exc:  # the data stays where it is, with absolute paths
+            print(f"Spatia: could not move the shot data to {target}: {exc}")
+    if not moves and old_dir == new_dir:
+        return
+    for clip in bpy.data.movieclips:
+        if clip.library is None:
+            new = remap(clip.filepath, old_dir, new_dir, moves)
+            if new != clip.filepath and moves:  # Blender rebases relative datablock paths itself
+                clip.filepath = new
+    for scene in bpy.data.scenes:
+        if moves and scene.sequence_editor is not None:
+            for strip in all_strips(scene.sequence_editor):
+                if strip.type == "MOVIE":
+                    new = remap(strip.filepath, old_dir, new_dir, moves)
+                    if new != strip.filepath:
+                        strip.filepath = new
+        if hasattr(scene, "spatia"):
+            for item in scene.spatia.clips:
+                item.video = remap(item.video, old_dir, new_dir, moves)
+                item.frames_dir = remap(item.frames_dir, old_dir, new_dir, moves)
+
+
+def register():
+    if _before_save not in bpy.app.handlers.save_pre:
+        bpy.app.handlers.save_pre.append(_before_save)
+
+
+def unregister():
+    if _before_save in bpy.app.handlers.save_pre:
+        bpy.app.handlers.save_pre.remove(_before_save)
