@@ -176,6 +176,24 @@ def test_every_round_reports_loop_closure_and_reopening_rebuilds_the_same_view_i
     assert reopened.frame_sizes == live.frame_sizes
 
 
+def test_a_generator_trained_on_reference_retrieval_gets_it(tmp_path, room):
+    traj, frames, depth = room
+
+    class ReferenceOracle(OracleGenerator):
+        retrieval_scoring = "reference"  # as spatia-5b
+
+    world = new_world(tmp_path, room)
+    records = world.generate(traj, ["a room"], ReferenceOracle(FrameTable(traj.cameras, frames, depth)),
+                             GenerateSettings(**SETTINGS))
+    assert [r["retrieval"] for r in records] == ["reference"] * 3 and records[-1]["references"]
+    again = new_world(tmp_path, room, "iou")
+    chosen = again.generate(traj, ["a room"], ReferenceOracle(FrameTable(traj.cameras, frames, depth)),
+                            GenerateSettings(**SETTINGS, retrieval="iou"))
+    assert chosen[-1]["retrieval"] == "iou"
+    with pytest.raises(WorldError, match="retrieval must be one of"):
+        new_world(tmp_path, room, "bad").generate(traj, ["a room"], oracle(room), GenerateSettings(**SETTINGS, retrieval="best"))
+
+
 class PosedStandIn(DepthEstimator):
     """A stand-in for MapAnything (not the model): exact depth looked up from the rendered
     room, and a record of every call, to check what the posed rebuild asks of the model."""

@@ -292,6 +292,8 @@ class World:
         existing = self.cameras()
         if existing is not None and not existing.equals(cams[: self.frame_count], atol=1e-6):
             raise WorldError("the trajectory's first frames differ from the frames this world already generated")
+        if settings.retrieval is not None and settings.retrieval not in SCORINGS:
+            raise WorldError(f"retrieval must be one of {', '.join(SCORINGS)}, got {settings.retrieval!r}")
         if settings.update_mode not in UPDATE_MODES:
             raise WorldError(f"update_mode must be one of {', '.join(UPDATE_MODES)}, got {settings.update_mode!r}")
         if settings.update_mode == "mapanything-rebuild" and not getattr(depth_estimator, "takes_poses", False):
@@ -348,8 +350,6 @@ class World:
         references, reference_indices, reference_scores = None, [], []
         past = self.cameras()
         scoring = settings.retrieval or getattr(generator, "retrieval_scoring", "iou")
-        if scoring not in SCORINGS:
-            raise WorldError(f"retrieval must be one of {', '.join(SCORINGS)}, got {scoring!r}")
         if past is not None and settings.references > 0:
             index = self.view_index()
             index.retain(memory.point_id.cpu().numpy())  # points deleted since (edits, carving)

@@ -91,6 +91,7 @@ class SpatiaGenerator(DiffusersGenerator):
 
     name = "spatia-5b"
     pads_short_rounds = True  # trained on full rounds: the world pads a short last round (reference)
+    retrieval_scoring = "reference"  # its reference frames are chosen as in training (see spatia.retrieval)
 
     def __init__(
         self,
