@@ -80,7 +80,7 @@ def run(generator_name: str, rounds: int, width: int, height: int, first: int, l
 
     initial_psnr = min(memory_vs_first(), 100.0)  # identical images: reported as 100 dB
     per_round, round0_xyz = [], None
-    disk = folder_bytes(folder)
+    disk, memory_disk = folder_bytes(folder), folder_bytes(folder / "memory")
     for r in range(rounds):
         end = first if r == 0 else first + r * (later - overlap)
         points_before = len(world.memory())
@@ -90,7 +90,7 @@ def run(generator_name: str, rounds: int, width: int, height: int, first: int, l
         memory = world.memory()
         if r == 0:
             round0_xyz = memory.xyz.numpy().copy()
-        now = folder_bytes(folder)
+        now, memory_now = folder_bytes(folder), folder_bytes(folder / "memory")
         timings = record["timings"]
         # revisits: new frames at frame 0's pose, against frame 0
         revisit = [g for g in range(record["start"] + record["overlap"], record["end"]) if g % PERIOD == 0 and g > 0]
@@ -104,6 +104,8 @@ def run(generator_name: str, rounds: int, width: int, height: int, first: int, l
             "points": len(memory),
             "points_added": added,
             "disk_added_mb": round((now - disk) / 2**20, 3),
+            "memory_disk_added_kb": round((memory_now - memory_disk) / 2**10, 1),
+            "memory_kb_per_added_point": round((memory_now - memory_disk) / 2**10 / max(added, 1), 3),
             "rss_mb": round(rss_mb(), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
             "memory_vs_first_psnr": round(min(memory_vs_first(), 100.0), 2),
@@ -111,7 +113,7 @@ def run(generator_name: str, rounds: int, width: int, height: int, first: int, l
             "conflict_pixels": (record.get("update") or {}).get("conflict_pixels"),
             "points_merged": (record.get("update") or {}).get("points_merged"),
         })
-        disk = now
+        disk, memory_disk = now, memory_now
         print(generator_name, per_round[-1], flush=True)
     final = world.memory()
     largest_cell = final.voxel_size * 2 ** int(final.level.max()) if len(final) else 0.0
@@ -140,6 +142,8 @@ def run(generator_name: str, rounds: int, width: int, height: int, first: int, l
             "rss_mb_round_2": second["rss_mb"],
             "rss_mb_last": last["rss_mb"],
             "disk_mb_per_round_last10": round(float(np.mean([r["disk_added_mb"] for r in rounds_out[-10:]])), 3),
+            "memory_disk_kb_per_round_last10": round(float(np.mean([r["memory_disk_added_kb"] for r in rounds_out[-10:]])), 1),
+            "memory_bytes_per_point": round(final.nbytes / max(len(final), 1), 1),
             "points_added_per_round_last10": round(float(np.mean([r["points_added"] for r in rounds_out[-10:]])), 1),
             "revisit_psnr": [p for r in rounds_out for p in r["revisit_psnr"]],
         },

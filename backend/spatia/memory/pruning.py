@@ -11,6 +11,7 @@ from spatia.cameras import Cameras
 from .cloud import BYTES_PER_POINT, MAX_LEVEL, SpatialMemory
 from .errors import MemoryFormatError
 from .fusion import Merges, merge_cells
+from .voxels import argsort, group_by_key, point_keys
 
 DEFAULT_HALF_LIFE_FRAMES = 240.0
 
@@ -122,34 +123,41 @@ def coarsen_to_budget(
 ) -> tuple[SpatialMemory, Merges]:
     """At most `cap` points by merging cells, never by dropping a place.
 
-    Each pass raises the cell level of the lower-priority half of the points that can still
-    grow (generated before the user's; then budget_score: far, rarely and long-unseen first) by one, and merges the points that
-    then share a cell; passes repeat until the memory fits. Every place keeps a point (the
-    merged one), so when every cell is at the largest level the memory stays above the cap
-    rather than forget anything. Returns the memory and which ids merged into which.
+    A pass groups the points by the cell one level up from their own; each group of two or more
+    could merge into one point. Groups merge cheapest first, cost = the group's summed
+    keep-priority per point saved (generated points before the user's; then budget_score: rarely
+    seen, long unseen and far first), just enough of them to reach the cap. Passes repeat, a level
+    coarser each time a pass finds nothing to merge, so the memory is coarsened only where and as
+    much as the budget needs. Every place keeps a point (the merged one): when nothing is left
+    to merge the memory stays above the cap rather than forget anything. Returns the memory and
+    which ids merged into which.
     """
     if cap < 0:
         raise MemoryFormatError(f"budget must be non-negative, got {cap}")
     merges = Merges(memory.point_id[:0], memory.point_id[:0])
-    while len(memory) > cap:
-        growable = memory.level < MAX_LEVEL
-        if not bool(growable.any()):
-            break
+    step_up = 1
+    while len(memory) > cap and step_up <= MAX_LEVEL:
+        target = (memory.level.to(torch.int32) + step_up).clamp_(max=MAX_LEVEL).to(torch.uint8)
         score = budget_score(memory, half_life_frames=half_life_frames)
-        # the user's own points merge last: generated ones of any score go first
-        score = score + memory.rank.to(torch.float32) * float(score.max()) * 2
-        score = torch.where(growable, score, torch.full_like(score, float("inf")))
-        # Lowest priority first; ties: older last_frame, then higher id.
-        order = np.lexsort((-memory.point_id.cpu().numpy(), memory.last_frame.cpu().numpy().astype(np.int64),
-                            score.cpu().numpy().astype(np.float64)))
-        chosen = torch.from_numpy(order[: max(1, int(growable.sum()) // 2)]).to(memory.device)
-        level = memory.level.clone()
-        level[chosen] += 1
-        before = len(memory)
+        score = score + memory.rank.to(torch.float32) * (float(score.max()) * 2 * len(memory))  # the user's last
+        groups = group_by_key(point_keys(memory.xyz, memory.side, memory.voxel_size, target))
+        count = torch.bincount(groups.inverse, minlength=len(groups.keys))
+        mergeable = count >= 2
+        if not bool(mergeable.any()):
+            step_up += 1  # nothing shares a cell one level up: look further
+            continue
+        cost = torch.zeros(len(count), dtype=torch.float64, device=memory.device).index_add_(
+            0, groups.inverse, score.to(torch.float64)) / (count - 1).clamp(min=1)
+        candidates = mergeable.nonzero()[:, 0]
+        candidates = candidates[argsort(cost[candidates], stable=True)]
+        saved = torch.cumsum(count[candidates] - 1, 0)
+        chosen = candidates[: int(torch.searchsorted(saved, len(memory) - cap)) + 1]
+        take = torch.zeros(len(count), dtype=torch.bool, device=memory.device)
+        take[chosen] = True
+        level = torch.where(take[groups.inverse], target, memory.level)
         memory, step = merge_cells(memory, level)
         merges = _compose(merges, step)
-        if len(memory) == before and not bool((memory.level < MAX_LEVEL).any()):
-            break
+        step_up = 1
     return memory, merges
 
 
