@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from spatia.cameras import Cameras
 
-from .cloud import BYTES_PER_POINT, MAX_LEVEL, SpatialMemory
+from .cloud import BYTES_PER_POINT, MAX_LEVEL, RANK_GENERATED, SpatialMemory
 from .errors import MemoryFormatError
 from .fusion import Merges, merge_cells
 from .voxels import argsort, group_by_key, point_keys
@@ -125,8 +125,9 @@ def coarsen_to_budget(
 
     A pass groups the points by the cell one level up from their own; each group of two or more
     could merge into one point. Groups merge cheapest first, cost = the group's summed
-    keep-priority per point saved (generated points before the user's; then budget_score: rarely
-    seen, long unseen and far first), just enough of them to reach the cap. Passes repeat, a level
+    keep-priority (budget_score: rarely seen, long unseen and far first) per point saved, just
+    enough of them to reach the cap. Generated points are coarsened first (a user point may
+    absorb them, keeping its own position); the user's own points only when that is not enough. Passes repeat, a level
     coarser each time a pass finds nothing to merge, so the memory is coarsened only where and as
     much as the budget needs. Every place keeps a point (the merged one): when nothing is left
     to merge the memory stays above the cap rather than forget anything. Returns the memory and
@@ -135,29 +136,31 @@ def coarsen_to_budget(
     if cap < 0:
         raise MemoryFormatError(f"budget must be non-negative, got {cap}")
     merges = Merges(memory.point_id[:0], memory.point_id[:0])
-    step_up = 1
-    while len(memory) > cap and step_up <= MAX_LEVEL:
-        target = (memory.level.to(torch.int32) + step_up).clamp_(max=MAX_LEVEL).to(torch.uint8)
-        score = budget_score(memory, half_life_frames=half_life_frames)
-        score = score + memory.rank.to(torch.float32) * (float(score.max()) * 2 * len(memory))  # the user's last
-        groups = group_by_key(point_keys(memory.xyz, memory.side, memory.voxel_size, target))
-        count = torch.bincount(groups.inverse, minlength=len(groups.keys))
-        mergeable = count >= 2
-        if not bool(mergeable.any()):
-            step_up += 1  # nothing shares a cell one level up: look further
-            continue
-        cost = torch.zeros(len(count), dtype=torch.float64, device=memory.device).index_add_(
-            0, groups.inverse, score.to(torch.float64)) / (count - 1).clamp(min=1)
-        candidates = mergeable.nonzero()[:, 0]
-        candidates = candidates[argsort(cost[candidates], stable=True)]
-        saved = torch.cumsum(count[candidates] - 1, 0)
-        chosen = candidates[: int(torch.searchsorted(saved, len(memory) - cap)) + 1]
-        take = torch.zeros(len(count), dtype=torch.bool, device=memory.device)
-        take[chosen] = True
-        level = torch.where(take[groups.inverse], target, memory.level)
-        memory, step = merge_cells(memory, level)
-        merges = _compose(merges, step)
+    for users_too in (False, True):  # generated points merge first; the user's only if that is not enough
         step_up = 1
+        while len(memory) > cap and step_up <= MAX_LEVEL:
+            grows = torch.ones_like(memory.rank, dtype=torch.bool) if users_too else memory.rank == RANK_GENERATED
+            target = torch.where(grows, (memory.level.to(torch.int32) + step_up).clamp_(max=MAX_LEVEL),
+                                 memory.level.to(torch.int32)).to(torch.uint8)
+            score = budget_score(memory, half_life_frames=half_life_frames)
+            groups = group_by_key(point_keys(memory.xyz, memory.side, memory.voxel_size, target))
+            count = torch.bincount(groups.inverse, minlength=len(groups.keys))
+            mergeable = count >= 2
+            if not bool(mergeable.any()):
+                step_up += 1  # nothing shares a cell one level up: look further
+                continue
+            cost = torch.zeros(len(count), dtype=torch.float64, device=memory.device).index_add_(
+                0, groups.inverse, score.to(torch.float64)) / (count - 1).clamp(min=1)
+            candidates = mergeable.nonzero()[:, 0]
+            candidates = candidates[argsort(cost[candidates], stable=True)]
+            saved = torch.cumsum(count[candidates] - 1, 0)
+            chosen = candidates[: int(torch.searchsorted(saved, len(memory) - cap)) + 1]
+            take = torch.zeros(len(count), dtype=torch.bool, device=memory.device)
+            take[chosen] = True
+            level = torch.where(take[groups.inverse], target, memory.level)
+            memory, step = merge_cells(memory, level)
+            merges = _compose(merges, step)
+            step_up = 1
     return memory, merges
 
 
