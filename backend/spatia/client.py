@@ -32,9 +32,11 @@ FileInput = str | os.PathLike | bytes | np.ndarray
 class SpatiaClientError(RuntimeError):
     """The server refused a request or cannot be reached; `message` is the server's own words."""
 
-    def __init__(self, message: str, *, status: int | None = None, type: str | None = None, field: str | None = None):
+    def __init__(self, message: str, *, status: int | None = None, type: str | None = None, field: str | None = None,
+                 current_version: int | None = None):
         super().__init__(message if status is None else f"HTTP {status}: {message}")
         self.message, self.status, self.type, self.field = message, status, type, field
+        self.current_version = current_version  # on a 409/428 of a memory write: the world's current version
 
 
 def _file_bytes(value: FileInput, kind: str) -> bytes:
@@ -82,7 +84,7 @@ class SpatiaClient:
         try:
             error = response.json()["error"]
             return SpatiaClientError(error["message"], status=response.status_code, type=error.get("type"),
-                                     field=error.get("field"))
+                                     field=error.get("field"), current_version=error.get("current_version"))
         except (ValueError, KeyError, TypeError):
             return SpatiaClientError(response.text[:500] or response.reason, status=response.status_code)
 
@@ -137,13 +139,21 @@ class SpatiaClient:
         response = self.request("GET", f"worlds/{world_id}/memory/{version}", params={"format": format}, stream=True)
         return _save_stream(response, Path(dest))
 
-    def put_memory(self, world_id: str, snapshot: bytes | str | os.PathLike, *, parent: int | None = None,
+    def put_memory(self, world_id: str, snapshot: bytes | str | os.PathLike, *, parent: int,
                    message: str = "pushed") -> int:
-        """Push a memory snapshot (safetensors bytes or file) as the world's new version."""
-        data = snapshot if isinstance(snapshot, bytes) else Path(snapshot).read_bytes()
-        params = {"message": message, **({"parent": parent} if parent is not None else {})}
-        return self._json("POST", f"worlds/{world_id}/memory", params=params, data=data,
-                          headers={"Content-Type": "application/octet-stream"})["version"]
+        """Push a memory snapshot (safetensors bytes or file) as the world's new version.
+
+        `parent` is the version the snapshot was made from; if the world has moved on since,
+        the server refuses with 409 (SpatiaClientError.current_version names the newer one).
+        A file is streamed, not read into memory."""
+        headers = {"Content-Type": "application/octet-stream", "If-Match": f'"{int(parent)}"'}
+        params = {"message": message, "parent": int(parent)}
+        if isinstance(snapshot, (bytes, bytearray, memoryview)):
+            return self._json("POST", f"worlds/{world_id}/memory", params=params, data=bytes(snapshot),
+                              headers=headers)["version"]
+        with open(snapshot, "rb") as handle:
+            return self._json("POST", f"worlds/{world_id}/memory", params=params, data=handle,
+                              headers=headers)["version"]
 
     def edit_memory(self, world_id: str, parent: int, *, message: str = "edited", delete_ids=(), move_ids=(),
                     move_xyz=(), add_xyz=(), add_rgb=None) -> dict:
@@ -158,8 +168,10 @@ class SpatiaClient:
     def diff_memory(self, world_id: str, from_version: int, to_version: int) -> dict:
         return self._json("GET", f"worlds/{world_id}/memory/diff", params={"from": from_version, "to": to_version})
 
-    def revert_memory(self, world_id: str, version: int) -> int:
-        return self._json("POST", f"worlds/{world_id}/memory/revert", json={"version": version})["version"]
+    def revert_memory(self, world_id: str, version: int, *, parent: int) -> int:
+        """Make `version`'s points the new version; `parent` is the current version it replaces."""
+        return self._json("POST", f"worlds/{world_id}/memory/revert",
+                          json={"version": int(version), "parent": int(parent)})["version"]
 
     # --- queries -------------------------------------------------------------------------------
     @staticmethod

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, ServiceConfig
+from .config import DEFAULT_HOST, DEFAULT_MAX_HEAVY_QUERIES, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, ServiceConfig
 
 DEFAULT_DATA_DIR = Path("~/.spatia/service")
 
@@ -29,20 +29,34 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="job worker threads (default 1)")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest request body accepted, MB (default {DEFAULT_MAX_UPLOAD_MB})")
+    parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                        help="also accept this Host header (a reverse proxy's name); repeatable. By default only "
+                             "loopback names and the bound address are accepted")
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="accept state-changing requests from this browser origin, e.g. https://studio.example; "
+                             "repeatable. By default requests carrying a foreign Origin are refused")
+    parser.add_argument("--max-heavy-queries", type=int, default=DEFAULT_MAX_HEAVY_QUERIES,
+                        help=f"renders, ray casts and box queries run at once (default {DEFAULT_MAX_HEAVY_QUERIES}); "
+                             "more wait up to 5 s, then get 429")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
 
 def config_from_args(args) -> ServiceConfig:
     return ServiceConfig(data_dir=Path(args.data_dir).expanduser(), host=args.host, port=args.port,
-                         require_token=args.require_token, workers=args.workers, max_upload_mb=args.max_upload_mb)
+                         require_token=args.require_token, workers=args.workers, max_upload_mb=args.max_upload_mb,
+                         allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
+                         max_heavy_queries=args.max_heavy_queries)
 
 
 def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "info") -> int:
     """Run until interrupted; running jobs become `interrupted` on shutdown and can be resumed."""
+    import os
+
     import uvicorn
 
     from .app import DataDirBusy, create_app
 
+    os.umask(0o077)  # everything the service writes (worlds, jobs, logs, the queue) is the user's alone
     try:
         app = create_app(config, extra_generators=extra_generators)
     except DataDirBusy as err:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 1024
+DEFAULT_MAX_HEAVY_QUERIES = 2
 API_VERSION = 1
 
 
@@ -32,6 +34,9 @@ class ServiceConfig:
         token           the API token (mode 0600)
         logs/           service.log
         cache/renders/  rendered query frames, the most recent few
+        tmp/            request bodies being received (emptied at every start)
+
+    Folders are created 0700 and files 0600: only the user running the service reads them.
     """
 
     data_dir: Path
@@ -40,6 +45,9 @@ class ServiceConfig:
     require_token: bool = False
     workers: int = 1
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_heavy_queries: int = DEFAULT_MAX_HEAVY_QUERIES
 
     def __post_init__(self):
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
@@ -47,6 +55,11 @@ class ServiceConfig:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
         if not self.max_upload_mb > 0:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
+        object.__setattr__(self, "allowed_hosts", tuple(h.strip().lower() for h in self.allowed_hosts if h.strip()))
+        object.__setattr__(self, "allowed_origins",
+                           tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip()))
+        if self.max_heavy_queries < 1:
+            raise ValueError(f"max_heavy_queries must be at least 1, got {self.max_heavy_queries}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
 
@@ -83,6 +96,12 @@ class ServiceConfig:
     def render_cache_dir(self) -> Path:
         return self.data_dir / "cache" / "renders"
 
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
     def make_dirs(self) -> None:
-        for folder in (self.data_dir, self.worlds_dir, self.jobs_dir, self.logs_dir, self.render_cache_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.data_dir, self.worlds_dir, self.jobs_dir, self.logs_dir, self.render_cache_dir.parent,
+                       self.render_cache_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(folder, 0o700)
