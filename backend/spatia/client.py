@@ -101,12 +101,13 @@ class SpatiaClient:
 
     # --- worlds --------------------------------------------------------------------------------
     def create_world(self, name: str, kind: str, width: int, height: int, *, fps: float = 24.0,
-                     voxel_size: float = 0.02, camera: dict | None = None, depth_model: str | None = None,
+                     voxel_size: float | None = None, camera: dict | None = None, depth_model: str | None = None,
                      image: FileInput | None = None, depth: FileInput | None = None, mask: FileInput | None = None,
                      points: FileInput | None = None) -> dict:
         """kind "image" (image [+ camera]), "rgbd" (image + depth + camera) or "points" (points: .ply/.safetensors)."""
-        data = {"name": name, "kind": kind, "width": str(width), "height": str(height), "fps": repr(float(fps)),
-                "voxel_size": repr(float(voxel_size))}
+        data = {"name": name, "kind": kind, "width": str(width), "height": str(height), "fps": repr(float(fps))}
+        if voxel_size is not None:  # default: 0.02, or a snapshot's own
+            data["voxel_size"] = repr(float(voxel_size))
         if camera is not None:
             data["camera"] = json.dumps({k: np.asarray(v).tolist() for k, v in camera.items()})
         if depth_model is not None:

@@ -218,7 +218,7 @@ def check_npy_header(data: bytes, field: str, max_bytes: int) -> tuple[tuple[int
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as err:
         raise _reject(f"{field}: cannot read the .npy header ({err})", field) from None
     if dtype.hasobject:
-        raise _reject(f"{field}: object arrays are refused", field)
+        raise _reject(f"{field}: object arrays (pickles) are refused", field)
     size = math.prod(shape) * dtype.itemsize
     if size > max_bytes:
         raise _reject(f"{field}: the array {list(shape)} of {dtype} needs {size} bytes, over the limit of {max_bytes}",

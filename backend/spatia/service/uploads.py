@@ -16,6 +16,7 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 NPY_MAGIC = b"\x93NUMPY"
 PLY_MAGIC = b"ply"
 MAX_IMAGE_PIXELS = 8192 * 8192
+MAX_NPY_BYTES = 8192 * 8192 * 8
 
 
 class BodyTooLarge(HTTPException):
@@ -69,7 +70,9 @@ def _open_image(data: bytes, field: str, width: int, height: int):
         raise invalid(f"{field}: only PNG and JPEG images are accepted", field)
     try:
         image = Image.open(io.BytesIO(data), formats=["PNG", "JPEG"])
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+    except Image.DecompressionBombError:  # 30000 x 30000 and such: refused before any pixel is decoded
+        raise invalid(f"{field}: the image declares more pixels than the limit of {MAX_IMAGE_PIXELS}", field) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise invalid(f"{field}: cannot read the image ({err})", field) from None
     if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
         raise invalid(f"{field}: {image.size[0]}x{image.size[1]} is too large", field)
@@ -97,9 +100,16 @@ def decode_mask(data: bytes, field: str, width: int, height: int) -> np.ndarray:
 
 
 def decode_npy(data: bytes, field: str) -> np.ndarray:
-    """`.npy` bytes -> array; pickled (object) arrays are refused."""
+    """`.npy` bytes -> array; pickled (object) arrays, and headers that claim more data than the
+    file holds (or than MAX_NPY_BYTES), are refused before anything is allocated."""
+    from spatia.memory.checks import SnapshotRejected, check_npy_header
+
     if not data.startswith(NPY_MAGIC):
         raise invalid(f"{field}: expected a .npy file (numpy.save)", field)
+    try:
+        check_npy_header(data, field, MAX_NPY_BYTES)
+    except SnapshotRejected as err:
+        raise invalid(str(err), field) from None
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -121,9 +131,14 @@ def decode_depth(data: bytes, field: str, width: int, height: int) -> np.ndarray
 
 
 def point_cloud_suffix(data: bytes, field: str) -> str:
-    """".ply" or ".safetensors" by content, or a 422 for anything else."""
+    """".ply" or ".safetensors" by content, checked as untrusted (a PLY's declared counts match
+    its data; a snapshot's dtypes, shapes and ids are exact), or a 422 for anything else."""
+    from spatia.memory.checks import check_ply, check_snapshot_layout
+
     if data.startswith(PLY_MAGIC):
+        check_ply(data, field)
         return ".ply"
     if len(data) > 9 and data[8:9] == b"{":
+        check_snapshot_layout(data, field)
         return ".safetensors"
     raise invalid(f"{field}: expected a PLY file or a memory snapshot (.safetensors)", field)
