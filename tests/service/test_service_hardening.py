@@ -56,3 +56,273 @@ def test_claim_rechecks_that_the_world_runs_nothing(tmp_path):
     assert picked["first"]["id"] == a["id"]
     assert store.get(b["id"])["status"] == "queued"
     store.close()
+
+
+# --- helpers -----------------------------------------------------------------------------------
+import json  # noqa: E402
+import os  # noqa: E402
+import stat  # noqa: E402
+import struct  # noqa: E402
+import time  # noqa: E402
+import zlib  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import requests  # noqa: E402
+import safetensors.torch  # noqa: E402
+import torch  # noqa: E402
+from service_fixtures import HEIGHT, WIDTH, first_view, npy_bytes, png_bytes, shot, start_server  # noqa: E402
+from spatia.client import SpatiaClient, SpatiaClientError  # noqa: E402
+from spatia.memory import FIELDS, SpatialMemory, parse_snapshot, snapshot_bytes  # noqa: E402
+
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def memory_of(client, wid, version="latest"):
+    return parse_snapshot(client.get_memory(wid, version))[0]
+
+
+def versions(client, wid):
+    return [h["version"] for h in client.memory_history(wid)]
+
+
+def crafted(memory: SpatialMemory, **dtypes) -> bytes:
+    """A snapshot whose hashes are right but whose tensors are stored with other dtypes (values
+    that a cast would map onto `memory`'s)."""
+    meta = json.loads(bytes(snapshot_bytes(memory)[8:8 + int.from_bytes(snapshot_bytes(memory)[:8], "little")]))
+    meta = meta["__metadata__"]
+    tensors = {name: getattr(memory, name).contiguous() for name in FIELDS}
+    for name, dtype in dtypes.items():
+        tensors[name] = tensors[name].to(dtype)
+    return safetensors.torch.save(tensors, metadata=meta)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height (its pixels need not be there for the size check)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+# --- cross-site and rebinding --------------------------------------------------------------------
+def test_a_rebinding_host_is_refused(server):
+    port = server.url.rsplit(":", 1)[1]
+    url = f"{server.url}/v1/worlds"
+    for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.nip.io", "evil.localhost.example"):
+        response = requests.get(url, headers={"Host": host}, timeout=10)
+        assert response.status_code == 403, host
+        assert response.json()["error"]["type"] == "forbidden_host" and response.json()["error"]["field"] == "Host"
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        assert requests.get(url, headers={"Host": host}, timeout=10).status_code == 200, host
+
+
+def test_cross_site_multipart_post_creates_no_world(server, client):
+    rgb, depth, camera = first_view()
+    before = len(client.list_worlds())
+    response = requests.post(f"{server.url}/v1/worlds", timeout=30, headers={"Origin": "https://attacker.example"},
+                             data={"name": "x", "kind": "rgbd", "width": str(WIDTH), "height": str(HEIGHT),
+                                   "camera": json.dumps(camera)},
+                             files={"image": ("i.png", png_bytes(rgb)), "depth": ("d.npy", npy_bytes(depth))})
+    assert response.status_code == 403 and response.json()["error"]["type"] == "forbidden_origin"
+    assert len(client.list_worlds()) == before
+    # the same request from the server's own origin (its /docs page) is fine
+    own = requests.post(f"{server.url}/v1/worlds", timeout=30, headers={"Origin": server.url},
+                        data={"name": "x", "kind": "rgbd", "width": str(WIDTH), "height": str(HEIGHT),
+                              "camera": json.dumps(camera)},
+                        files={"image": ("i.png", png_bytes(rgb)), "depth": ("d.npy", npy_bytes(depth))})
+    assert own.status_code == 201
+
+
+def test_text_plain_body_never_replaces_a_memory(server, client, world):
+    wid = world["id"]
+    body = snapshot_bytes(memory_of(client, wid).subset(np.arange(5)))
+    url = f"{server.url}/v1/worlds/{wid}/memory?parent=1"
+    cross = requests.post(url, data=body, headers={"Content-Type": "text/plain", "Origin": "null"}, timeout=10)
+    assert cross.status_code == 403
+    plain = requests.post(url, data=body, headers={"Content-Type": "text/plain"}, timeout=10)
+    assert plain.status_code == 415 and plain.json()["error"]["field"] == "Content-Type"
+    assert versions(client, wid) == [1]
+
+
+def test_cross_site_empty_post_does_not_cancel_a_job(server, client, world):
+    job = client.submit_job(world["id"], shot(generator="slow-preview"))
+    try:
+        response = requests.post(f"{server.url}/v1/jobs/{job['id']}/cancel", timeout=10,
+                                 headers={"Origin": "http://attacker.example"})
+        assert response.status_code == 403
+        assert client.get_job(job["id"])["status"] in ("queued", "running")
+    finally:
+        client.cancel_job(job["id"])
+    assert client.wait(job["id"], timeout=60)["status"] == "cancelled"
+
+
+def test_options_lists_every_method_and_bad_json_is_400(server, world):
+    response = requests.options(f"{server.url}/v1/worlds", timeout=10)
+    assert response.status_code == 204
+    assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "POST", "OPTIONS"}
+    one = requests.options(f"{server.url}/v1/worlds/{world['id']}", timeout=10)
+    assert {m.strip() for m in one.headers["allow"].split(",")} == {"GET", "DELETE", "OPTIONS"}
+    assert requests.options(f"{server.url}/v1/nothing-here", timeout=10).status_code == 404
+    bad = requests.post(f"{server.url}/v1/worlds/{world['id']}/memory/edits", data=b"{not json",
+                        headers={"Content-Type": "application/json"}, timeout=10)
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_json"
+    spec = requests.get(f"{server.url}/openapi.json", timeout=10).json()
+    assert "400" in spec["paths"]["/v1/worlds/{world_id}/memory/edits"]["post"]["responses"]
+
+
+# --- optimistic concurrency -----------------------------------------------------------------------
+def test_every_memory_write_needs_its_base_version(server, client, world):
+    wid = world["id"]
+    v1 = memory_of(client, wid)
+    ids = v1.point_id.tolist()
+    url = f"{server.url}/v1/worlds/{wid}/memory"
+    body = snapshot_bytes(v1.subset(np.arange(len(v1) - 1)))
+    missing = requests.post(url, data=body, headers=OCTET, timeout=10)
+    assert missing.status_code == 428
+    assert missing.json()["error"]["field"] == "parent" and missing.json()["error"]["current_version"] == 1
+    assert requests.post(url, data=body, headers={**OCTET, "If-Match": '"1"'}, timeout=10).status_code == 201
+    stale = requests.post(url, data=body, headers={**OCTET, "If-Match": "1"}, timeout=10)
+    assert stale.status_code == 409 and stale.json()["error"]["current_version"] == 2 and "(2)" in stale.text
+    assert requests.post(url, data=body, headers={**OCTET, "If-Match": "2"}, timeout=10).status_code == 201
+    assert requests.post(url, data=body, headers={**OCTET, "If-Match": "junk"}, timeout=10).status_code == 422
+    edit = requests.post(f"{url}/edits", json={"delete_ids": ids[:1]}, timeout=10)
+    assert edit.status_code == 428 and edit.json()["error"]["current_version"] == 3
+    assert requests.post(f"{url}/edits", json={"delete_ids": ids[:1]}, headers={"If-Match": '"3"'},
+                         timeout=10).status_code == 201
+    revert = requests.post(f"{url}/revert", json={"version": 1}, timeout=10)
+    assert revert.status_code == 428
+    stale = requests.post(f"{url}/revert", json={"version": 1, "parent": 2}, timeout=10)
+    assert stale.status_code == 409 and stale.json()["error"]["current_version"] == 4
+    with pytest.raises(SpatiaClientError) as err:
+        client.revert_memory(wid, 1, parent=3)
+    assert err.value.status == 409 and err.value.current_version == 4
+    assert client.revert_memory(wid, 1, parent=4) == 5
+    assert versions(client, wid) == [1, 2, 3, 4, 5]
+
+
+def test_concurrent_pushes_lose_nothing(client, world):
+    """Pushes from 8 clients on one base: one wins, every other is told (409), none is silently lost."""
+    wid = world["id"]
+    v1 = memory_of(client, wid)
+    bodies = [snapshot_bytes(v1.subset(np.arange(len(v1) - 1 - i))) for i in range(8)]
+
+    def push(i):
+        try:
+            return SpatiaClient(client.base_url, timeout=60).put_memory(wid, bodies[i], parent=1)
+        except SpatiaClientError as err:
+            return err.status
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(push, range(8)))
+    assert sorted(results, key=str) == [2] + [409] * 7, results
+    assert versions(client, wid) == [1, 2]
+
+
+# --- untrusted snapshots ------------------------------------------------------------------------
+def test_pushed_snapshots_are_checked_beyond_their_hash(client, world):
+    wid = world["id"]
+    v1 = memory_of(client, wid)
+    rgb = v1.rgb.clone()
+    rgb[0] = 255
+    frames = v1.first_frame.clone()
+    cases = {
+        "next_id": snapshot_bytes(v1.replace(next_id=2**63 - 1)),
+        "voxel_size": snapshot_bytes(v1.replace(voxel_size=1e-30)),
+        "rgb": crafted(v1.replace(rgb=rgb), rgb=torch.int8),  # int8 -1 would be stored as 255
+        "first_frame": crafted(v1, first_frame=torch.int64),
+    }
+    for field, body in cases.items():
+        with pytest.raises(SpatiaClientError) as err:
+            client.put_memory(wid, body, parent=1)
+        assert (err.value.status, err.value.field) == (422, field), (field, err.value)
+    big = snapshot_bytes(v1.replace(voxel_size=1e30))
+    with pytest.raises(SpatiaClientError) as err:
+        client.put_memory(wid, big, parent=1)
+    assert err.value.status == 422
+    deep = b"[" * 100_000
+    nested = len(deep).to_bytes(8, "little") + deep
+    with pytest.raises(SpatiaClientError) as err:
+        client.put_memory(wid, nested, parent=1)
+    assert err.value.status == 422 and "deep" in err.value.message
+    assert versions(client, wid) == [1]
+    assert frames.dtype == torch.int32
+
+
+def test_a_ply_must_hold_what_it_declares(client):
+    header = ("ply\nformat binary_little_endian 1.0\ncomment spatia voxel_size=0.02 next_id=3\n"
+              "element vertex 1000000000\nproperty float x\nproperty float y\nproperty float z\nend_header\n")
+    data = header.encode() + np.arange(9, dtype="<f4").tobytes()
+    with pytest.raises(SpatiaClientError) as err:
+        client.create_world("bad", "points", WIDTH, HEIGHT, points=data)
+    assert err.value.status == 422 and err.value.field == "points" and "1000000000" in err.value.message
+    text = "ply\nformat ascii 1.0\nelement vertex 5\nproperty float x\nproperty float y\nproperty float z\nend_header\n"
+    with pytest.raises(SpatiaClientError) as err:
+        client.create_world("bad", "points", WIDTH, HEIGHT, points=(text + "0 0 1\n1 0 1\n").encode())
+    assert err.value.status == 422 and err.value.field == "points"
+
+
+# --- 4xx, not 500 -----------------------------------------------------------------------------
+def test_hostile_inputs_get_4xx(server, client, world):
+    wid = world["id"]
+    rgb, depth, camera = first_view()
+    with pytest.raises(SpatiaClientError) as err:  # decompression bomb
+        client.create_world("bomb", "rgbd", WIDTH, HEIGHT, image=png_header(30000, 30000), depth=depth, camera=camera)
+    assert err.value.status == 422 and err.value.field == "image"
+    huge = b"\x93NUMPY\x01\x00" + b"v\x00" + b"{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000), }"
+    huge = huge[:8] + (len(huge) - 10 + 1).to_bytes(2, "little") + huge[10:] + b"\n"
+    with pytest.raises(SpatiaClientError) as err:
+        client.create_world("npy", "rgbd", WIDTH, HEIGHT, image=rgb, depth=huge, camera=camera)
+    assert err.value.status == 422 and err.value.field == "depth"
+    superscript = requests.get(f"{server.url}/v1/worlds/{wid}/memory/%C2%B2", timeout=10)
+    assert superscript.status_code == 422 and superscript.json()["error"]["field"] == "version"
+    # a memory emptied by an edit: ray casts miss, PLY export says why it cannot
+    ids = memory_of(client, wid).point_id.tolist()
+    client.edit_memory(wid, parent=1, delete_ids=ids)
+    assert client.raycast(wid, [[0, 0, 0]], [[0, 0, 1]])["hit"] == [False]
+    with pytest.raises(SpatiaClientError) as err:
+        client.get_memory(wid, 2, format="ply")
+    assert err.value.status == 409 and "no points" in err.value.message
+
+
+def test_deleting_a_world_leaves_no_folder_behind(server, client):
+    rgb, depth, camera = first_view()
+    for _ in range(4):
+        wid = client.create_world("gone", "rgbd", WIDTH, HEIGHT, image=rgb, depth=depth, camera=camera)["id"]
+
+        def reader():
+            for _ in range(20):
+                try:
+                    client.memory_history(wid)
+                    client.get_world(wid)
+                except SpatiaClientError as err:
+                    assert err.status == 404
+
+        def submit():
+            try:
+                return client.submit_job(wid, shot())["id"]
+            except SpatiaClientError as err:
+                assert err.status in (404, 409), err
+                return None
+
+        with ThreadPoolExecutor(3) as pool:
+            reading = pool.submit(reader)
+            job = pool.submit(submit)
+            time.sleep(0.02)
+            try:
+                client.delete_world(wid)
+                deleted = True
+            except SpatiaClientError as err:
+                assert err.status == 409  # the job got in first
+                deleted = False
+            reading.result(60)
+            job_id = job.result(60)
+        if deleted:
+            assert job_id is None or client.get_job(job_id)["status"] != "queued"
+            time.sleep(0.2)
+            assert not (server.data_dir / "worlds" / wid).exists()
+        else:
+            client.wait(job_id, timeout=120)
+            client.delete_world(wid)
+    assert not [p for p in (server.data_dir / "worlds").iterdir() if p.name.startswith(".")]

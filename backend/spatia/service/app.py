@@ -152,27 +152,24 @@ def create_app(config: ServiceConfig, *, extra_generators: dict[str, GeneratorFa
     install_handlers(app)
     for module in (system, worlds, memory, queries, jobs):
         app.include_router(module.router)
-    add_options_route(app)
+    add_options_route(app, [route for module in (system, worlds, memory, queries, jobs) for route in module.router.routes])
     app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
     app.add_middleware(HostOriginGuard, bound_host=config.host, allowed_hosts=config.allowed_hosts,
                        allowed_origins=config.allowed_origins)  # outermost: runs before anything else
     return app
 
 
-def add_options_route(app) -> None:
+def add_options_route(app, routes: list) -> None:
     """OPTIONS on any path answers 204 with every method its routes accept (404 if none)."""
-    from fastapi import Request, Response
+    from starlette.responses import Response
     from starlette.routing import Match
 
     from .errors import ApiError
 
-    async def options(request: Request, path: str) -> Response:
+    async def options(request):
         methods = set()
-        for route in app.router.routes:
-            route_methods = getattr(route, "methods", None) or set()
-            if "OPTIONS" in route_methods and route.path == "/{path:path}":
-                continue
-            for method in route_methods:
+        for route in routes:
+            for method in getattr(route, "methods", None) or ():
                 match, _ = route.matches({**request.scope, "method": method})
                 if match == Match.FULL:
                     methods.add(method)
@@ -181,7 +178,7 @@ def add_options_route(app) -> None:
         allow = ", ".join(sorted(methods | {"OPTIONS"}))
         return Response(status_code=204, headers={"Allow": allow})
 
-    app.add_api_route("/{path:path}", options, methods=["OPTIONS"], include_in_schema=False)
+    app.router.add_route("/{path:path}", options, methods=["OPTIONS"], include_in_schema=False)
 
 
 TEMP_PATTERNS = (".*.tmp", ".tmp-*")

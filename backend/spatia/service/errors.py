@@ -95,6 +95,9 @@ def install_handlers(app) -> None:
     async def _validation(request, exc: RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # not JSON at all: 400, as documented
+            where = (first.get("ctx") or {}).get("error", "malformed")
+            return respond(400, error_body("invalid_json", f"the request body is not valid JSON ({where})", "body"))
         field = location(first.get("loc", ()))
         message = "; ".join(
             f"{location(e.get('loc', ())) or 'request'}: {e.get('msg', 'invalid')}" for e in errors[:5]
