@@ -326,3 +326,118 @@ def test_deleting_a_world_leaves_no_folder_behind(server, client):
             client.wait(job_id, timeout=120)
             client.delete_world(wid)
     assert not [p for p in (server.data_dir / "worlds").iterdir() if p.name.startswith(".")]
+
+
+# --- load ----------------------------------------------------------------------------------------
+def _poll_health(url: str, stop: threading.Event, latencies: list, failures: list) -> None:
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            assert requests.get(f"{url}/v1/health", timeout=10).status_code == 200
+            latencies.append(time.perf_counter() - started)
+        except Exception as err:  # noqa: BLE001 - recorded and asserted on
+            failures.append(repr(err))
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_health_answers_while_a_large_body_is_validated(server, world):
+    """A 40,000-frame shot takes seconds to validate; it must not hold up /v1/health meanwhile."""
+    big = shot(40_000)
+    big["width"] = WIDTH + 2  # refused after validation, so no job runs
+    stop, latencies, failures = threading.Event(), [], []
+    poller = threading.Thread(target=_poll_health, args=(server.url, stop, latencies, failures), daemon=True)
+    poller.start()
+    time.sleep(0.2)
+    before = len(latencies)
+    response = requests.post(f"{server.url}/v1/jobs", json={"world_id": world["id"], "shot": big}, timeout=120)
+    during = latencies[before:]
+    stop.set()
+    poller.join(15)
+    assert response.status_code == 422 and response.json()["error"]["field"] == "shot.width"
+    assert not failures
+    assert len(during) >= 3, during  # health kept answering while the body was parsed and checked
+    assert max(during) < 1.0, max(during)  # the bound is 100 ms; generous here for a shared test machine
+
+
+@pytest.mark.slow
+def test_eight_clients_on_one_world_all_finish(server):
+    """Pushes, edits, reverts, job submissions and claims, and finally a deletion, from 8 clients
+    on one world: every request finishes and /v1/health stays responsive throughout."""
+    rgb, depth, camera = first_view()
+    main = SpatiaClient(server.url, timeout=60)
+    wid = main.create_world("busy", "rgbd", WIDTH, HEIGHT, image=rgb, depth=depth, camera=camera)["id"]
+    v1 = memory_of(main, wid)
+    body = snapshot_bytes(v1.subset(np.arange(len(v1) - 3)))
+    stop, latencies, failures = threading.Event(), [], []
+    poller = threading.Thread(target=_poll_health, args=(server.url, stop, latencies, failures), daemon=True)
+    poller.start()
+    outcomes = []
+
+    def work(i: int) -> None:
+        client = SpatiaClient(server.url, timeout=60)
+        for step in range(6):
+            current = client.get_world(wid)["memory_version"]
+            kind = (i + step) % 4
+            try:
+                if kind == 0:
+                    client.put_memory(wid, body, parent=current)
+                elif kind == 1:
+                    memory = memory_of(client, wid, current)
+                    client.edit_memory(wid, parent=current, move_ids=memory.point_id[:1],
+                                       move_xyz=[[0.0, 0.0, 2.0 + 0.01 * step]])
+                elif kind == 2:
+                    client.revert_memory(wid, 1, parent=current)
+                else:
+                    job = client.submit_job(wid, shot(frames=14, first_round=12), idempotency_key=f"k-{i}-{step}")
+                    client.wait(job["id"], timeout=120)
+                outcomes.append("ok")
+            except SpatiaClientError as err:
+                assert err.status in (404, 409, 422), err  # a stale base or a running job: told, not lost
+                outcomes.append(err.status)
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(work, i) for i in range(8)]
+        for future in futures:
+            future.result(timeout=300)  # none hangs
+    for job in main.list_jobs(wid):
+        assert job["status"] in ("succeeded", "failed", "cancelled"), job
+    main.delete_world(wid)
+    stop.set()
+    poller.join(15)
+    assert not failures and latencies
+    assert "ok" in outcomes
+    assert not (server.data_dir / "worlds" / wid).exists()
+    history_versions = {o for o in outcomes if o != "ok"} <= {404, 409, 422}
+    assert history_versions
+
+
+# --- hygiene -------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_data_folder_is_private_and_crash_leftovers_are_removed(tmp_path):
+    data = tmp_path / "data"
+    leftovers = [data / "worlds" / "w-aaaaaaaaaaaa" / "memory" / ".tmp-x1.safetensors",
+                 data / "worlds" / "w-aaaaaaaaaaaa" / ".world.json.abc.tmp",
+                 data / "worlds" / "w-aaaaaaaaaaaa" / "rounds" / "0001" / ".cameras.json.def.tmp",
+                 data / "tmp" / ".push-1234.tmp"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    keep = data / "worlds" / "w-aaaaaaaaaaaa" / "notes.txt"
+    keep.write_text("mine")
+    os.chmod(data, 0o755)
+    server = start_server(data)
+    try:
+        assert not [p for p in leftovers if p.exists()] and keep.exists()
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        for name in ("worlds", "jobs", "logs", "tmp"):
+            assert stat.S_IMODE((data / name).stat().st_mode) == 0o700, name
+        for name in ("jobs.sqlite", "token"):
+            assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
+        rgb, depth, camera = first_view()
+        wid = SpatiaClient(server.url).create_world("w", "rgbd", WIDTH, HEIGHT, image=rgb, depth=depth,
+                                                    camera=camera)["id"]
+        world_json = data / "worlds" / wid / "world.json"
+        assert stat.S_IMODE(world_json.stat().st_mode) & 0o077 == 0
+    finally:
+        server.stop()
