@@ -337,16 +337,31 @@ def generate_remote(server: str, shot_path, out_dir, token: str | None = None, p
     """
     from spatia.shot import dump_shot, load_shot
 
+    from spatia.plan import plan_rounds
+
     shot_path = Path(shot_path)
     spec = load_shot(shot_path)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if not spec.world:  # a new world: the plan is checked here, before anything is created
+        plan = spec.rounds
+        plan_rounds(len(spec.trajectory()), list(spec.prompts), first_round_frames=plan.first_round_frames,
+                    round_frames=plan.round_frames, overlap=plan.overlap)
     client = SpatiaClient(server, token=token)
+    generators = {m["name"] for m in client.models() if m["role"] == "generator"}
+    if spec.generator not in generators:
+        raise SpatiaClientError(f"unknown generator {spec.generator!r}; the server knows: {', '.join(sorted(generators))}",
+                                field="generator")
     world_id = _world_for_shot(client, spec, shot_path.parent)
     shot = dump_shot(spec)
     shot.pop("init", None)
     shot["world"] = None
-    job = client.submit_job(world_id, shot)
+    try:
+        job = client.submit_job(world_id, shot)
+    except SpatiaClientError:
+        if not spec.world:  # the world was made for this run only: leave nothing half-made behind
+            client.delete_world(world_id)
+        raise
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     job = client.wait(job["id"], progress=progress)
     if job["status"] != "succeeded":
         error = job.get("error") or {}
