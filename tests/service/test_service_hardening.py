@@ -441,3 +441,39 @@ def test_data_folder_is_private_and_crash_leftovers_are_removed(tmp_path):
         assert stat.S_IMODE(world_json.stat().st_mode) & 0o077 == 0
     finally:
         server.stop()
+
+
+# --- heavy queries ----------------------------------------------------------------------------------
+def test_heavy_queries_beyond_the_cap_get_429(monkeypatch):
+    from spatia.service.errors import ApiError
+    from spatia.service.queries import HeavySlots
+
+    slots = HeavySlots(1)
+    monkeypatch.setattr(HeavySlots, "QUEUE_WAIT_S", 0.05)
+    with slots("a render"):
+        with pytest.raises(ApiError) as err:
+            with slots("a ray cast"):
+                pass
+        assert err.value.status == 429 and err.value.headers["Retry-After"]
+    with slots("a ray cast"):  # free again once the first is done
+        pass
+
+
+def test_indexed_ray_casts_match_brute_force(monkeypatch):
+    from spatia.service import queries
+
+    rng = np.random.default_rng(3)
+    xyz = rng.uniform(-2, 2, (20_000, 3)).astype(np.float32)
+    xyz[:, 2] = rng.uniform(3, 5, len(xyz))
+    memory = SpatialMemory.from_points(xyz, None, voxel_size=0.05)
+    origins = rng.uniform(-0.5, 0.5, (64, 3)).tolist()
+    directions = np.c_[rng.normal(0, 0.3, (64, 2)), np.ones(64)].tolist()
+    directions[0] = [0.0, 0.0, -1.0]  # points away from everything: a miss
+    monkeypatch.setattr(queries, "BRUTE_FORCE_ELEMENTS", 10**12)
+    brute = queries.raycast(memory, origins, directions, 0.05)
+    monkeypatch.setattr(queries, "BRUTE_FORCE_ELEMENTS", 0)
+    tree = queries.raycast(memory, origins, directions, 0.05)
+    assert tree["hit"] == brute["hit"] and tree["point_id"] == brute["point_id"]
+    assert not tree["hit"][0] and sum(tree["hit"]) > 10
+    np.testing.assert_allclose([d or 0 for d in tree["distance"]], [d or 0 for d in brute["distance"]], atol=1e-4)
+    assert queries.raycast(SpatialMemory.empty(0.05), origins[:2], directions[:2])["hit"] == [False, False]
