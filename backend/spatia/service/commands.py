@@ -62,12 +62,28 @@ def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "inf
     except DataDirBusy as err:
         print(f"spatia serve: error: {err}", file=sys.stderr)
         return 2
+    tune_gc()
     token_note = (f"required (Authorization: Bearer <token>; the token is in {config.token_path})"
                   if config.token_required else f"optional on loopback (in {config.token_path})")
     print(f"spatia service: http://{config.host}:{config.port}/v1  data: {config.data_dir}  token: {token_note}",
           file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, timeout_graceful_shutdown=30)
     return 0
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections for a server that parses large JSON bodies.
+
+    A collection holds the interpreter lock while it walks every tracked object; with the
+    defaults, a body of a million points (millions of small lists) triggers collections that
+    stall every thread, /v1/health on the event loop included, for 100-300 ms at a time.
+    Objects alive after start-up are frozen (never walked again) and the young generation
+    collects every 50,000 allocations instead of 700."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _cmd_serve(args) -> int:
