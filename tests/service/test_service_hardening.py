@@ -477,3 +477,29 @@ def test_indexed_ray_casts_match_brute_force(monkeypatch):
     assert not tree["hit"][0] and sum(tree["hit"]) > 10
     np.testing.assert_allclose([d or 0 for d in tree["distance"]], [d or 0 for d in brute["distance"]], atol=1e-4)
     assert queries.raycast(SpatialMemory.empty(0.05), origins[:2], directions[:2])["hit"] == [False, False]
+
+
+def test_host_and_origin_rules():
+    from spatia.service.commands import add_serve_arguments, config_from_args
+    from spatia.service.guard import host_allowed, origin_allowed, split_host
+
+    assert split_host("[::1]:8765") == "::1" and split_host("LocalHost:80") == "localhost"
+    for name in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):
+        assert host_allowed(name, "127.0.0.1", ())
+    assert not host_allowed("attacker.example", "127.0.0.1", ())
+    assert not host_allowed("", "127.0.0.1", ())
+    assert not host_allowed("192.168.1.5", "127.0.0.1", ())  # not the bound address
+    assert host_allowed("192.168.1.5", "192.168.1.5", ())
+    assert host_allowed("studio-proxy.lan", "127.0.0.1", ("studio-proxy.lan",))
+    assert origin_allowed("http://127.0.0.1:8765", "127.0.0.1:8765", ())
+    assert not origin_allowed("http://127.0.0.1:9999", "127.0.0.1:8765", ())
+    assert not origin_allowed("null", "127.0.0.1:8765", ())
+    assert origin_allowed("https://studio.example", "127.0.0.1:8765", ("https://studio.example",))
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    config = config_from_args(parser.parse_args(["--allow-host", "Proxy.LAN", "--allow-origin", "https://s.example/",
+                                                 "--max-heavy-queries", "3"]))
+    assert config.allowed_hosts == ("proxy.lan",) and config.allowed_origins == ("https://s.example",)
+    assert config.max_heavy_queries == 3

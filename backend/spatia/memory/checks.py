@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 
 import numpy as np
@@ -72,7 +73,11 @@ def check_snapshot_layout(data: bytes, source: str = "snapshot") -> dict:
     """Exact dtypes, shapes, offsets and metadata types of a snapshot's header, before parsing.
     Returns the header."""
     header = read_header(data, source)
-    body = len(data) - 8 - int.from_bytes(data[:8], "little")
+    return check_header(header, len(data) - 8 - int.from_bytes(data[:8], "little"), source)
+
+
+def check_header(header: dict, body: int, source: str = "snapshot") -> dict:
+    """check_snapshot_layout on a header already read; `body` is the byte count after it."""
     meta = header.get("__metadata__")
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise _reject(f"{source}: metadata is missing or not a flat map of strings", "__metadata__")
@@ -115,6 +120,50 @@ def check_snapshot_layout(data: bytes, source: str = "snapshot") -> dict:
             raise _reject(f"next_id {value} is outside 0..{MAX_NEXT_ID} (ids must stay far from int64 overflow)",
                           key)
     return header
+
+
+def read_snapshot_file(path, source: str = "snapshot") -> tuple[SpatialMemory, dict[str, str]]:
+    """An untrusted snapshot file -> (memory, metadata), read tensor by tensor straight into its
+    arrays (the file is never held whole in memory), with the same checks as parse_snapshot:
+    layout, schema, metadata hash and content hash."""
+    from .errors import MemoryIntegrityError
+    from .store import SCHEMA, SCHEMA_VERSION, _meta_hash
+
+    with open(path, "rb") as handle:
+        total = os.fstat(handle.fileno()).st_size
+        start = handle.read(8)
+        if len(start) < 8:
+            raise _reject(f"{source}: {total} bytes is too short for a snapshot", "body")
+        size = int.from_bytes(start, "little")
+        if size > min(total - 8, MAX_HEADER_BYTES):
+            raise _reject(f"{source}: header claims {size} bytes; the file holds {total - 8} after the length "
+                          f"and headers are at most {MAX_HEADER_BYTES} bytes", "body")
+        header = read_header(start + handle.read(size), source)
+        check_header(header, total - 8 - size, source)
+        meta = header["__metadata__"]
+        if meta.get("schema") != SCHEMA:
+            raise MemoryIntegrityError(f"{source}: schema is {meta.get('schema')!r}, expected {SCHEMA!r}")
+        if meta.get("schema_version") != str(SCHEMA_VERSION):
+            raise MemoryIntegrityError(f"{source}: schema version {meta.get('schema_version')!r} is not supported "
+                                       f"(expected {SCHEMA_VERSION})")
+        if meta.get("meta_sha256") != _meta_hash(meta):
+            raise MemoryIntegrityError(f"{source}: metadata hash mismatch; the header was altered")
+        arrays = {}
+        for name, (dtype, _) in FIELDS.items():
+            info = header[name]
+            array = torch.empty(info["shape"], dtype=dtype)
+            handle.seek(8 + size + info["data_offsets"][0])
+            view = array.view(torch.uint8).reshape(-1).numpy() if array.numel() else None
+            if view is not None and handle.readinto(memoryview(view)) != view.nbytes:
+                raise MemoryIntegrityError(f"{source}: {name} is truncated")
+            arrays[name] = array
+    try:
+        memory = SpatialMemory.from_arrays(arrays, voxel_size=float(meta["voxel_size"]), next_id=int(meta["next_id"]))
+    except (KeyError, ValueError) as err:
+        raise MemoryIntegrityError(f"{source}: content is invalid ({err})") from None
+    if memory.sha256() != meta.get("sha256"):
+        raise MemoryIntegrityError(f"{source}: content sha256 mismatch; the point data was altered or truncated")
+    return memory, meta
 
 
 def check_memory(memory: SpatialMemory, *, voxel_size: float | None = None) -> SpatialMemory:
@@ -229,5 +278,5 @@ def check_npy_header(data: bytes, field: str, max_bytes: int) -> tuple[tuple[int
     return shape, dtype
 
 
-__all__ = ["MAX_NEXT_ID", "SnapshotRejected", "check_memory", "check_npy_header", "check_ply",
-           "check_snapshot_layout", "read_header"]
+__all__ = ["MAX_NEXT_ID", "SnapshotRejected", "check_header", "check_memory", "check_npy_header", "check_ply",
+           "check_snapshot_layout", "read_header", "read_snapshot_file"]

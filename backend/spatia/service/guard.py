@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 
@@ -51,15 +52,18 @@ def host_allowed(name: str, bound: str, extra: tuple[str, ...]) -> bool:
 
 
 def _is_local_address(address) -> bool:
-    """True for an address of this machine's interfaces (server bound to every address)."""
+    """True for an address of this machine (the server is bound to every address)."""
+    return address.is_loopback or str(address) in _local_addresses()
+
+
+@functools.lru_cache(maxsize=1)
+def _local_addresses() -> frozenset[str]:
     import socket
 
     try:
-        infos = socket.getaddrinfo(socket.gethostname(), None)
-        local = {info[4][0] for info in infos}
+        return frozenset(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None))
     except OSError:
-        local = set()
-    return str(address) in local or address.is_loopback
+        return frozenset()
 
 
 def origin_allowed(origin: str, host_header: str, extra: tuple[str, ...]) -> bool:

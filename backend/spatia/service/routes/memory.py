@@ -31,11 +31,10 @@ from spatia.memory import (
     delete_ids,
     diff,
     merge,
-    parse_snapshot,
     ply_bytes,
 )
 
-from spatia.memory.checks import check_memory, check_snapshot_layout
+from spatia.memory.checks import SnapshotRejected, check_memory, read_snapshot_file
 
 from ..errors import ApiError, conflict, invalid, not_found, precondition_required, stale
 from ..schemas import (
@@ -171,13 +170,12 @@ async def push_memory(world_id: str, request: Request,
 
 
 def _push(svc, world_id: str, temp, base: int | None, message: str) -> int:
-    data = temp.read_bytes()
-    check_snapshot_layout(data, "uploaded snapshot")
-    try:
-        memory, _ = parse_snapshot(data, "uploaded snapshot")
+    try:  # tensor by tensor from the file: the body is never held whole in memory
+        memory, _ = read_snapshot_file(temp, "uploaded snapshot")
+    except SnapshotRejected:
+        raise
     except MemoryFormatError as err:
         raise invalid(str(err), "body") from None
-    del data  # the tensors are all that is kept from here on
     with svc.storage.lock(world_id):
         world = _write_guard(svc, world_id, base)
         check_memory(memory, voxel_size=float(world.state["voxel_size"]))
