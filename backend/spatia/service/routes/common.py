@@ -19,11 +19,12 @@ from ..schemas import ERROR_RESPONSES
 bearer = HTTPBearer(auto_error=False, description="the token from the server's data folder (file `token`)")
 
 
-def service(request: Request):
+async def service(request: Request):
     return request.app.state.service
 
 
-def authorize(request: Request, _credentials=Security(bearer)) -> None:
+async def authorize(request: Request, _credentials=Security(bearer)) -> None:
+    """Async (it only compares a header), so no request waits for a worker thread to be checked."""
     request.app.state.service.auth.check(request.headers.get("authorization"))
 
 
