@@ -14,7 +14,6 @@ size, finite values) and parsed in a worker thread.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 from typing import Annotated, Literal
@@ -154,7 +153,9 @@ async def push_memory(world_id: str, request: Request,
         raise ApiError(415, "unsupported_media_type", f"the body must be a memory snapshot sent as {PUSH_TYPES[0]} "
                        f"or {PUSH_TYPES[1]}, got {media or 'no Content-Type'!r}", "Content-Type")
     base = base_version(parent, if_match)
-    svc.storage.path(world_id)  # 404 before reading the body
+    world = svc.storage.open(world_id)  # 404, or 428 without a base version, before reading the body
+    if base is None:
+        raise precondition_required(world.memory_version)
     temp = svc.config.tmp_dir / f".push-{secrets.token_hex(8)}.tmp"
     try:
         size = 0
