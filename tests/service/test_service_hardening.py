@@ -427,7 +427,7 @@ def test_data_folder_is_private_and_crash_leftovers_are_removed(tmp_path):
     keep = data / "worlds" / "w-aaaaaaaaaaaa" / "notes.txt"
     keep.write_text("mine")
     os.chmod(data, 0o755)
-    server = start_server(data)
+    server = start_server(data, "--max-json-mb", "0.05")
     try:
         assert not [p for p in leftovers if p.exists()] and keep.exists()
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
@@ -440,6 +440,12 @@ def test_data_folder_is_private_and_crash_leftovers_are_removed(tmp_path):
                                                     camera=camera)["id"]
         world_json = data / "worlds" / wid / "world.json"
         assert stat.S_IMODE(world_json.stat().st_mode) & 0o077 == 0
+        # JSON bodies have their own, lower limit (decoding one holds the interpreter lock)
+        big_edit = {"parent": 1, "add_xyz": [[0.125, 0.25, 2.5]] * 5000}
+        refused = requests.post(f"{server.url}/v1/worlds/{wid}/memory/edits", json=big_edit, timeout=30)
+        assert refused.status_code == 413 and "--max-json-mb" in refused.json()["error"]["message"]
+        small_edit = {"parent": 1, "add_xyz": [[0.125, 0.25, 2.5]] * 10}
+        assert requests.post(f"{server.url}/v1/worlds/{wid}/memory/edits", json=small_edit, timeout=30).ok
     finally:
         server.stop()
 

@@ -153,7 +153,7 @@ def create_app(config: ServiceConfig, *, extra_generators: dict[str, GeneratorFa
     for module in (system, worlds, memory, queries, jobs):
         app.include_router(module.router)
     add_options_route(app, [route for module in (system, worlds, memory, queries, jobs) for route in module.router.routes])
-    app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
+    app.add_middleware(BodyLimit, limit=config.max_upload_bytes, json_limit=config.max_json_bytes)
     app.add_middleware(HostOriginGuard, bound_host=config.host, allowed_hosts=config.allowed_hosts,
                        allowed_origins=config.allowed_origins)  # outermost: runs before anything else
     return app

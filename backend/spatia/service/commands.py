@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_HOST, DEFAULT_MAX_HEAVY_QUERIES, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, ServiceConfig
+from .config import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_HEAVY_QUERIES,
+    DEFAULT_MAX_JSON_MB,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_PORT,
+    ServiceConfig,
+)
 
 DEFAULT_DATA_DIR = Path("~/.spatia/service")
 
@@ -29,6 +36,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="job worker threads (default 1)")
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest request body accepted, MB (default {DEFAULT_MAX_UPLOAD_MB})")
+    parser.add_argument("--max-json-mb", type=float, default=DEFAULT_MAX_JSON_MB,
+                        help=f"largest JSON body accepted, MB (default {DEFAULT_MAX_JSON_MB}: about 2M points in an "
+                             "edit); bulk point data goes in a pushed snapshot")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="also accept this Host header (a reverse proxy's name); repeatable. By default only "
                              "loopback names and the bound address are accepted")
@@ -45,7 +55,7 @@ def config_from_args(args) -> ServiceConfig:
     return ServiceConfig(data_dir=Path(args.data_dir).expanduser(), host=args.host, port=args.port,
                          require_token=args.require_token, workers=args.workers, max_upload_mb=args.max_upload_mb,
                          allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
-                         max_heavy_queries=args.max_heavy_queries)
+                         max_heavy_queries=args.max_heavy_queries, max_json_mb=args.max_json_mb)
 
 
 def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "info") -> int:

@@ -11,6 +11,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 1024
 DEFAULT_MAX_HEAVY_QUERIES = 2
+DEFAULT_MAX_JSON_MB = 64
 API_VERSION = 1
 
 
@@ -48,11 +49,14 @@ class ServiceConfig:
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     max_heavy_queries: int = DEFAULT_MAX_HEAVY_QUERIES
+    max_json_mb: float = DEFAULT_MAX_JSON_MB
 
     def __post_init__(self):
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if not self.max_json_mb > 0:
+            raise ValueError(f"max_json_mb must be positive, got {self.max_json_mb}")
         if not self.max_upload_mb > 0:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
         object.__setattr__(self, "allowed_hosts", tuple(h.strip().lower() for h in self.allowed_hosts if h.strip()))
@@ -71,6 +75,10 @@ class ServiceConfig:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_json_bytes(self) -> int:
+        return min(int(self.max_json_mb * 2**20), self.max_upload_bytes)
 
     @property
     def worlds_dir(self) -> Path:

@@ -22,25 +22,34 @@ MAX_NPY_BYTES = 8192 * 8192 * 8
 class BodyTooLarge(HTTPException):
     """Raised from inside body reading, so FastAPI passes it on unchanged (it re-raises HTTPException)."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, json_body: bool = False):
+        option = ("--max-json-mb; bulk point data goes in a pushed snapshot, which is streamed"
+                  if json_body else "--max-upload-mb")
         super().__init__(413, f"request body exceeds the limit of {round(limit / 2**20, 3):g} MB "
-                              "(server option --max-upload-mb)")
+                              f"{'for JSON ' if json_body else ''}(server option {option})")
 
 
 class BodyLimit:
     """ASGI middleware: 413 for a declared Content-Length over the limit, and for a body that
-    grows over it while streaming (chunked uploads declare no length)."""
+    grows over it while streaming (chunked uploads declare no length). JSON bodies have their
+    own, lower limit: decoding one holds the interpreter lock in long native calls, so its size
+    bounds how long other requests may wait."""
 
-    def __init__(self, app, limit: int):
+    def __init__(self, app, limit: int, json_limit: int | None = None):
         self.app = app
         self.limit = limit
+        self.json_limit = min(json_limit or limit, limit)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._reject(send)
+        headers = dict(scope.get("headers") or [])
+        media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        is_json = media == b"application/json" or media.endswith(b"+json")
+        limit = self.json_limit if is_json else self.limit
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await self._reject(send, BodyTooLarge(limit, is_json))
         received = 0
 
         async def limited_receive():
@@ -48,14 +57,14 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLarge(self.limit)
+                if received > limit:
+                    raise BodyTooLarge(limit, is_json)
             return message
 
         await self.app(scope, limited_receive, send)
 
-    async def _reject(self, send) -> None:
-        body = json.dumps({"error": {"type": "payload_too_large", "message": BodyTooLarge(self.limit).detail,
+    async def _reject(self, send, error: BodyTooLarge) -> None:
+        body = json.dumps({"error": {"type": "payload_too_large", "message": error.detail,
                                      "field": None}}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
