@@ -73,7 +73,7 @@ def test_claim_rechecks_that_the_world_runs_nothing(tmp_path):
     store.close()
 
 
-# --- helpers -----------------------------------------------------------------------------------
+# --- inputs ------------------------------------------------------------------------------------
 OCTET = {"Content-Type": "application/octet-stream"}
 
 
