@@ -451,12 +451,11 @@ def test_data_folder_is_private_and_crash_leftovers_are_removed(tmp_path):
 
 
 # --- heavy queries ----------------------------------------------------------------------------------
-def test_heavy_queries_beyond_the_cap_get_429(monkeypatch):
+def test_heavy_queries_beyond_the_cap_get_429():
     from spatia.service.errors import ApiError
     from spatia.service.queries import HeavySlots
 
-    slots = HeavySlots(1)
-    monkeypatch.setattr(HeavySlots, "QUEUE_WAIT_S", 0.05)
+    slots = HeavySlots(1, wait_s=0.05)
     with slots("a render"):
         with pytest.raises(ApiError) as err:
             with slots("a ray cast"):
@@ -464,6 +463,33 @@ def test_heavy_queries_beyond_the_cap_get_429(monkeypatch):
         assert err.value.status == 429 and err.value.headers["Retry-After"]
     with slots("a ray cast"):  # free again once the first is done
         pass
+
+
+@pytest.mark.slow
+def test_a_second_heavy_query_over_the_cap_is_429_over_http(tmp_path):
+    server = start_server(tmp_path / "data", "--max-heavy-queries", "1", "--heavy-wait-s", "0")
+    try:
+        client = SpatiaClient(server.url, timeout=120)
+        rng = np.random.default_rng(5)
+        memory = SpatialMemory.from_points(rng.uniform(-2, 2, (200_000, 3)).astype(np.float32) + [0, 0, 5], None,
+                                           voxel_size=0.02)
+        wid = client.create_world("big", "points", WIDTH, HEIGHT, points=snapshot_bytes(memory))["id"]
+        # the first query: 4,096 rays through a sparse cloud, mostly missing, so each walks its
+        # whole length (seconds, on the CPU whatever the machine's GPU)
+        directions = np.c_[rng.normal(0, 0.2, (4096, 2)), np.ones(4096)].tolist()
+        cast = {"origins": [[0.0, 0.0, 0.0]] * 4096, "directions": directions, "radius": 0.01}
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(requests.post, f"{server.url}/v1/worlds/{wid}/query/raycast", json=cast, timeout=120)
+            time.sleep(0.5)
+            second = requests.post(f"{server.url}/v1/worlds/{wid}/query/points-in-box",
+                                   json={"min": [-1, -1, 4], "max": [1, 1, 6], "limit": 10}, timeout=60)
+            assert not first.done()
+            assert second.status_code == 429 and second.headers["retry-after"]
+            assert second.json()["error"]["type"] == "too_many_requests"
+            assert first.result().status_code == 200
+        assert client.points_in_box(wid, [-1, -1, 4], [1, 1, 6], limit=10)["count"] > 0  # a free slot again
+    finally:
+        server.stop()
 
 
 def test_indexed_ray_casts_match_brute_force(monkeypatch):

@@ -60,7 +60,7 @@ class Service:
         self.pool = WorkerPool(self.storage, self.jobs, self.models, config.jobs_dir, config.workers)
         self._memories: OrderedDict[tuple, SpatialMemory] = OrderedDict()
         self._memories_lock = threading.Lock()
-        self.heavy = HeavySlots(config.max_heavy_queries)
+        self.heavy = HeavySlots(config.max_heavy_queries, config.heavy_wait_s)
 
     def _recover_worlds(self) -> None:
         """No job runs yet: remove what rounds cut off by a crash left in every world."""

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .config import (
+    DEFAULT_HEAVY_WAIT_S,
     DEFAULT_HOST,
     DEFAULT_MAX_HEAVY_QUERIES,
     DEFAULT_MAX_JSON_MB,
@@ -47,7 +48,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "repeatable. By default requests carrying a foreign Origin are refused")
     parser.add_argument("--max-heavy-queries", type=int, default=DEFAULT_MAX_HEAVY_QUERIES,
                         help=f"renders, ray casts and box queries run at once (default {DEFAULT_MAX_HEAVY_QUERIES}); "
-                             "more wait up to 5 s, then get 429")
+                             "more wait up to --heavy-wait-s, then get 429")
+    parser.add_argument("--heavy-wait-s", type=float, default=DEFAULT_HEAVY_WAIT_S,
+                        help=f"how long a heavy query waits for a free slot (default {DEFAULT_HEAVY_WAIT_S:g} s)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
 
@@ -55,7 +58,8 @@ def config_from_args(args) -> ServiceConfig:
     return ServiceConfig(data_dir=Path(args.data_dir).expanduser(), host=args.host, port=args.port,
                          require_token=args.require_token, workers=args.workers, max_upload_mb=args.max_upload_mb,
                          allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
-                         max_heavy_queries=args.max_heavy_queries, max_json_mb=args.max_json_mb)
+                         max_heavy_queries=args.max_heavy_queries, max_json_mb=args.max_json_mb,
+                         heavy_wait_s=args.heavy_wait_s)
 
 
 def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "info") -> int:

@@ -12,6 +12,7 @@ DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 1024
 DEFAULT_MAX_HEAVY_QUERIES = 2
 DEFAULT_MAX_JSON_MB = 64
+DEFAULT_HEAVY_WAIT_S = 5.0
 API_VERSION = 1
 
 
@@ -50,11 +51,14 @@ class ServiceConfig:
     allowed_origins: tuple[str, ...] = ()
     max_heavy_queries: int = DEFAULT_MAX_HEAVY_QUERIES
     max_json_mb: float = DEFAULT_MAX_JSON_MB
+    heavy_wait_s: float = DEFAULT_HEAVY_WAIT_S
 
     def __post_init__(self):
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if not 0 <= self.heavy_wait_s <= 600:
+            raise ValueError(f"heavy_wait_s must be in 0..600, got {self.heavy_wait_s}")
         if not self.max_json_mb > 0:
             raise ValueError(f"max_json_mb must be positive, got {self.max_json_mb}")
         if not self.max_upload_mb > 0:

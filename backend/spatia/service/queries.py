@@ -213,21 +213,20 @@ def _raycast_tree(xyz: np.ndarray, o: np.ndarray, d: np.ndarray, r: float) -> tu
 
 class HeavySlots:
     """At most `slots` heavy queries (renders, ray casts, box and coverage queries) at once; a
-    request waits up to QUEUE_WAIT_S for a slot, then gets 429 with Retry-After."""
+    request waits up to `wait_s` for a slot, then gets 429 with Retry-After."""
 
-    QUEUE_WAIT_S = 5.0
-
-    def __init__(self, slots: int):
+    def __init__(self, slots: int, wait_s: float = 5.0):
         self.slots = slots
+        self.wait_s = wait_s
         self._semaphore = threading.BoundedSemaphore(slots)
 
     @contextmanager
     def __call__(self, what: str):
         from .errors import ApiError
 
-        if not self._semaphore.acquire(timeout=self.QUEUE_WAIT_S):
+        if not self._semaphore.acquire(timeout=self.wait_s):
             raise ApiError(429, "too_many_requests", f"{self.slots} heavy queries are already running; retry {what} "
-                           "in a few seconds (server option --max-heavy-queries)", headers={"Retry-After": "2"})
+                           "in a few seconds (server options --max-heavy-queries, --heavy-wait-s)", headers={"Retry-After": "2"})
         try:
             yield
         finally:
