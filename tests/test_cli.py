@@ -150,3 +150,115 @@ def test_generate_shot_from_a_render_init(tmp_path, capsys):
     # a second run into the same folder is refused rather than mixing two runs
     assert main(["generate", "--shot", str(tmp_path / "shot.json"), "--out", str(tmp_path / "out")]) == 2
     assert "already holds a run" in capsys.readouterr().err
+
+
+# --- every input checked before anything is written ------------------------------------------------
+def render_shot(tmp_path, *, image=None, depth=None, prompts=("a grey box room",), mask=None, frames=25,
+                kind="render", first_round=17):
+    """A shot file with an init from files in tmp_path; `image` / `depth` override the good ones."""
+    from PIL import Image
+
+    from spatia.shot import ShotSpec, save_shot
+
+    folder, good_depth = box_room_case(tmp_path, frames=frames)
+    case = read_reference_case(folder)
+    if image is None:
+        Image.fromarray(case.image).save(tmp_path / "first.png")
+    elif image != "missing":
+        (tmp_path / "first.png").write_bytes(image)
+    np.save(tmp_path / "first_depth.npy", good_depth if depth is None else depth)
+    init = {"kind": kind, "image": "first.png"}
+    if kind == "render":
+        init["depth"] = "first_depth.npy"
+    if mask is not None:
+        np.save(tmp_path / "mask.npy", mask)
+        init["mask"] = "mask.npy"
+    spec = ShotSpec.from_trajectory(case.trajectory, list(prompts), name="box", init=init,
+                                    rounds={"first_round_frames": first_round, "round_frames": 13, "overlap": 5})
+    save_shot(tmp_path / "shot.json", spec)
+    return tmp_path / "shot.json"
+
+
+def png_of(array) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("not an image", "cannot read image"),
+    ("empty", "is empty"),
+    ("missing", "does not exist"),
+    ("1x1", "at least 16x16"),
+    ("depth size", "init.depth is [10, 10]"),
+    ("prompts", "fewer prompts than rounds"),
+])
+def test_a_bad_shot_input_writes_nothing_and_the_corrected_rerun_works(tmp_path, capsys, case, message):
+    kwargs = {
+        "not an image": dict(image=b"not an image"), "empty": dict(image=b""), "missing": dict(image="missing"),
+        "1x1": dict(image=png_of(np.zeros((1, 1, 3), np.uint8))),
+        "depth size": dict(depth=np.full((10, 10), 3.0, np.float32)),
+        "prompts": dict(prompts=("one", "two"), frames=40, first_round=13),
+    }[case]
+    shot_path = render_shot(tmp_path, **kwargs)
+    out = tmp_path / "out"
+    assert main(["generate", "--shot", str(shot_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert not (out / "world").exists()
+    fixed = render_shot(tmp_path / "fixed")
+    assert main(["generate", "--shot", str(fixed), "--out", str(out)]) == 0
+
+
+def test_an_image_start_without_depth_weights_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("SPATIA_MODELS_DIR", raising=False)
+    shot_path = render_shot(tmp_path, kind="image")
+    out = tmp_path / "out"
+    assert main(["generate", "--shot", str(shot_path), "--out", str(out)]) == 2
+    assert "spatia models download depth-pro" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_init_mask_applies_to_a_render_start(tmp_path):
+    from spatia.memory import MemoryStore
+
+    counts = []
+    for name, mask in (("plain", None), ("masked", np.zeros((H, W), bool))):
+        if mask is not None:
+            mask[:, : W // 2] = True  # the left half is dynamic: kept out of the memory
+        shot_path = render_shot(tmp_path / name, mask=mask)
+        assert main(["generate", "--shot", str(shot_path), "--out", str(tmp_path / name / "out")]) == 0
+        counts.append(len(MemoryStore(tmp_path / name / "out" / "world" / "memory").load(1)))
+    assert 0 < counts[1] < 0.75 * counts[0], counts
+
+
+def test_an_unknown_generator_lists_the_known_ones(tmp_path, capsys):
+    shot_path = render_shot(tmp_path)
+    out = tmp_path / "out"
+    assert main(["generate", "--shot", str(shot_path), "--out", str(out), "--generator", "previw"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown generator 'previw'" in err and "preview" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_tiny_case_image_and_too_many_cameras_are_refused(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    import spatia.pipeline as pipeline
+
+    folder, _ = box_room_case(tmp_path, frames=25)
+    monkeypatch.setattr(pipeline, "MAX_RUN_FRAMES", 20)
+    assert main(["generate", "--case", str(folder), "--out", str(tmp_path / "out")]) == 2
+    assert "at most 20" in capsys.readouterr().err
+    monkeypatch.undo()
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "img.jpg")
+    assert main(["generate", "--case", str(folder), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "img" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()

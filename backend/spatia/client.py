@@ -32,9 +32,11 @@ FileInput = str | os.PathLike | bytes | np.ndarray
 class SpatiaClientError(RuntimeError):
     """The server refused a request or cannot be reached; `message` is the server's own words."""
 
-    def __init__(self, message: str, *, status: int | None = None, type: str | None = None, field: str | None = None):
+    def __init__(self, message: str, *, status: int | None = None, type: str | None = None, field: str | None = None,
+                 current_version: int | None = None):
         super().__init__(message if status is None else f"HTTP {status}: {message}")
         self.message, self.status, self.type, self.field = message, status, type, field
+        self.current_version = current_version  # on a 409/428 of a memory write: the world's current version
 
 
 def _file_bytes(value: FileInput, kind: str) -> bytes:
@@ -82,7 +84,7 @@ class SpatiaClient:
         try:
             error = response.json()["error"]
             return SpatiaClientError(error["message"], status=response.status_code, type=error.get("type"),
-                                     field=error.get("field"))
+                                     field=error.get("field"), current_version=error.get("current_version"))
         except (ValueError, KeyError, TypeError):
             return SpatiaClientError(response.text[:500] or response.reason, status=response.status_code)
 
@@ -99,12 +101,13 @@ class SpatiaClient:
 
     # --- worlds --------------------------------------------------------------------------------
     def create_world(self, name: str, kind: str, width: int, height: int, *, fps: float = 24.0,
-                     voxel_size: float = 0.02, camera: dict | None = None, depth_model: str | None = None,
+                     voxel_size: float | None = None, camera: dict | None = None, depth_model: str | None = None,
                      image: FileInput | None = None, depth: FileInput | None = None, mask: FileInput | None = None,
                      points: FileInput | None = None) -> dict:
         """kind "image" (image [+ camera]), "rgbd" (image + depth + camera) or "points" (points: .ply/.safetensors)."""
-        data = {"name": name, "kind": kind, "width": str(width), "height": str(height), "fps": repr(float(fps)),
-                "voxel_size": repr(float(voxel_size))}
+        data = {"name": name, "kind": kind, "width": str(width), "height": str(height), "fps": repr(float(fps))}
+        if voxel_size is not None:  # default: 0.02, or a snapshot's own
+            data["voxel_size"] = repr(float(voxel_size))
         if camera is not None:
             data["camera"] = json.dumps({k: np.asarray(v).tolist() for k, v in camera.items()})
         if depth_model is not None:
@@ -137,13 +140,21 @@ class SpatiaClient:
         response = self.request("GET", f"worlds/{world_id}/memory/{version}", params={"format": format}, stream=True)
         return _save_stream(response, Path(dest))
 
-    def put_memory(self, world_id: str, snapshot: bytes | str | os.PathLike, *, parent: int | None = None,
+    def put_memory(self, world_id: str, snapshot: bytes | str | os.PathLike, *, parent: int,
                    message: str = "pushed") -> int:
-        """Push a memory snapshot (safetensors bytes or file) as the world's new version."""
-        data = snapshot if isinstance(snapshot, bytes) else Path(snapshot).read_bytes()
-        params = {"message": message, **({"parent": parent} if parent is not None else {})}
-        return self._json("POST", f"worlds/{world_id}/memory", params=params, data=data,
-                          headers={"Content-Type": "application/octet-stream"})["version"]
+        """Push a memory snapshot (safetensors bytes or file) as the world's new version.
+
+        `parent` is the version the snapshot was made from; if the world has moved on since,
+        the server refuses with 409 (SpatiaClientError.current_version names the newer one).
+        A file is streamed, not read into memory."""
+        headers = {"Content-Type": "application/octet-stream", "If-Match": f'"{int(parent)}"'}
+        params = {"message": message, "parent": int(parent)}
+        if isinstance(snapshot, (bytes, bytearray, memoryview)):
+            return self._json("POST", f"worlds/{world_id}/memory", params=params, data=bytes(snapshot),
+                              headers=headers)["version"]
+        with open(snapshot, "rb") as handle:
+            return self._json("POST", f"worlds/{world_id}/memory", params=params, data=handle,
+                              headers=headers)["version"]
 
     def edit_memory(self, world_id: str, parent: int, *, message: str = "edited", delete_ids=(), move_ids=(),
                     move_xyz=(), add_xyz=(), add_rgb=None) -> dict:
@@ -158,8 +169,10 @@ class SpatiaClient:
     def diff_memory(self, world_id: str, from_version: int, to_version: int) -> dict:
         return self._json("GET", f"worlds/{world_id}/memory/diff", params={"from": from_version, "to": to_version})
 
-    def revert_memory(self, world_id: str, version: int) -> int:
-        return self._json("POST", f"worlds/{world_id}/memory/revert", json={"version": version})["version"]
+    def revert_memory(self, world_id: str, version: int, *, parent: int) -> int:
+        """Make `version`'s points the new version; `parent` is the current version it replaces."""
+        return self._json("POST", f"worlds/{world_id}/memory/revert",
+                          json={"version": int(version), "parent": int(parent)})["version"]
 
     # --- queries -------------------------------------------------------------------------------
     @staticmethod
@@ -324,16 +337,31 @@ def generate_remote(server: str, shot_path, out_dir, token: str | None = None, p
     """
     from spatia.shot import dump_shot, load_shot
 
+    from spatia.plan import plan_rounds
+
     shot_path = Path(shot_path)
     spec = load_shot(shot_path)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if not spec.world:  # a new world: the plan is checked here, before anything is created
+        plan = spec.rounds
+        plan_rounds(len(spec.trajectory()), list(spec.prompts), first_round_frames=plan.first_round_frames,
+                    round_frames=plan.round_frames, overlap=plan.overlap)
     client = SpatiaClient(server, token=token)
+    generators = {m["name"] for m in client.models() if m["role"] == "generator"}
+    if spec.generator not in generators:
+        raise SpatiaClientError(f"unknown generator {spec.generator!r}; the server knows: {', '.join(sorted(generators))}",
+                                field="generator")
     world_id = _world_for_shot(client, spec, shot_path.parent)
     shot = dump_shot(spec)
     shot.pop("init", None)
     shot["world"] = None
-    job = client.submit_job(world_id, shot)
+    try:
+        job = client.submit_job(world_id, shot)
+    except SpatiaClientError:
+        if not spec.world:  # the world was made for this run only: leave nothing half-made behind
+            client.delete_world(world_id)
+        raise
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     job = client.wait(job["id"], progress=progress)
     if job["status"] != "succeeded":
         error = job.get("error") or {}

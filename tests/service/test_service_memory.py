@@ -37,7 +37,7 @@ def test_memory_round_trip(server, client, world):
     assert version == 3
     assert client.diff_memory(wid, 2, 3) == {"deleted": sorted(v2.point_id[:5].tolist()), "moved": [], "added": []}
 
-    assert client.revert_memory(wid, 1) == 4
+    assert client.revert_memory(wid, 1, parent=3) == 4
     v4, meta = parse_snapshot(client.get_memory(wid, 4))
     assert v4.sha256() == v1.sha256() and meta["message"] == "revert to version 1"
     history = client.memory_history(wid)
@@ -69,22 +69,22 @@ def test_stale_parent_and_bad_edits_are_refused(client, world):
         assert (err.value.status, err.value.field) == (status, field), (kwargs, err.value)
     with pytest.raises(SpatiaClientError) as err:
         client.put_memory(wid, snapshot_bytes(v1), parent=1)
-    assert err.value.status == 409
+    assert err.value.status == 409 and err.value.current_version == 2 and "(2)" in err.value.message
     with pytest.raises(SpatiaClientError) as err:  # ids below next_id would be reused
-        client.put_memory(wid, snapshot_bytes(v1.subset(np.arange(10)).replace(next_id=5)), parent=None)
+        client.put_memory(wid, snapshot_bytes(v1.subset(np.arange(10)).replace(next_id=5)), parent=2)
     assert err.value.status == 422
     tampered = bytearray(snapshot_bytes(v1))
     header_size = int.from_bytes(tampered[:8], "little")
     xyz_start = json.loads(tampered[8:8 + header_size])["xyz"]["data_offsets"][0]
     tampered[8 + header_size + xyz_start] ^= 0x01  # a still-valid coordinate, one bit off
     with pytest.raises(SpatiaClientError) as err:
-        client.put_memory(wid, bytes(tampered))
+        client.put_memory(wid, bytes(tampered), parent=2)
     assert err.value.status == 422 and "sha256" in err.value.message
     with pytest.raises(SpatiaClientError) as err:
         client.get_memory(wid, 99)
     assert err.value.status == 404
     with pytest.raises(SpatiaClientError) as err:
-        client.revert_memory(wid, 99)
+        client.revert_memory(wid, 99, parent=2)
     assert err.value.status == 404
     assert [h["version"] for h in client.memory_history(wid)] == [1, 2]
 
@@ -99,7 +99,7 @@ def test_memory_is_read_only_while_a_job_runs(client, world):
             import time
             time.sleep(0.05)
         with pytest.raises(SpatiaClientError) as err:
-            client.revert_memory(wid, 1)
+            client.revert_memory(wid, 1, parent=1)
         assert err.value.status == 409 and "running" in err.value.message
         with pytest.raises(SpatiaClientError) as err:
             client.delete_world(wid)

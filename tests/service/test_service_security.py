@@ -37,8 +37,9 @@ def test_token_required_with_require_token(tmp_path):
         response = requests.post(f"{server.url}/v1/worlds", headers={"Authorization": f"Bearer {token}"},
                                  files={"points": ("p.ply", big)}, data={"name": "n", "kind": "points"}, timeout=10)
         assert response.status_code == 413 and "0.01 MB" in response.json()["error"]["message"]
-        chunked = requests.post(f"{server.url}/v1/worlds/w-000000000000/memory",
-                                headers={"Authorization": f"Bearer {token}"},
+        chunked = requests.post(f"{server.url}/v1/worlds",
+                                headers={"Authorization": f"Bearer {token}",
+                                         "Content-Type": "multipart/form-data; boundary=x"},
                                 data=iter([big[:5000]] * 4), timeout=10)
         assert chunked.status_code == 413
     finally:

@@ -120,7 +120,14 @@ def test_uploads_are_decoded_defensively():
         decode_depth(npy(-np.ones((2, 2))), "depth", 2, 2)
     with pytest.raises(ApiError, match="float"):
         decode_depth(npy(np.ones((2, 2), dtype=np.int32)), "depth", 2, 2)
-    assert point_cloud_suffix(b"ply\nformat", "points") == ".ply"
+    ply = (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
+           b"end_header\n0 0 1\n1 0 1\n")
+    assert point_cloud_suffix(ply, "points") == ".ply"
+    from spatia.memory.checks import SnapshotRejected
+
+    with pytest.raises(SnapshotRejected) as rejected:  # a header cut short is refused, naming the field
+        point_cloud_suffix(b"ply\nformat", "points")
+    assert rejected.value.field == "points"
     with pytest.raises(ApiError):
         point_cloud_suffix(b"GIF89a....", "points")
 

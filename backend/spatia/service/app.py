@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import logging.handlers
+import os
 import threading
 from collections import OrderedDict
 from contextlib import asynccontextmanager
@@ -18,7 +19,8 @@ from .config import ServiceConfig
 from .errors import install_handlers
 from .jobstore import JobStore
 from .models import GeneratorFactory, ModelCache
-from .queries import RenderCache
+from .guard import HostOriginGuard
+from .queries import HeavySlots, RenderCache
 from .runner import WorkerPool
 from .storage import WorldStorage
 from .uploads import BodyLimit
@@ -41,8 +43,14 @@ class Service:
         self._log_handler = self._start_log()
         self.token = load_or_create_token(config.token_path)
         self.auth = TokenCheck(self.token, config.token_required)
+        removed = remove_temp_files(config)
         self.storage = WorldStorage(config.worlds_dir)
         self.jobs = JobStore(config.db_path)
+        for path in (config.db_path, config.data_dir / ".lock", *config.logs_dir.glob("service.log*")):
+            if path.is_file():
+                os.chmod(path, 0o600)
+        if removed:
+            log.warning("removed %d temporary file(s) left by an interrupted write", removed)
         interrupted = self.jobs.recover()
         if interrupted:
             log.warning("jobs interrupted by the previous shutdown: %s", ", ".join(interrupted))
@@ -52,6 +60,7 @@ class Service:
         self.pool = WorkerPool(self.storage, self.jobs, self.models, config.jobs_dir, config.workers)
         self._memories: OrderedDict[tuple, SpatialMemory] = OrderedDict()
         self._memories_lock = threading.Lock()
+        self.heavy = HeavySlots(config.max_heavy_queries, config.heavy_wait_s)
 
     def _recover_worlds(self) -> None:
         """No job runs yet: remove what rounds cut off by a crash left in every world."""
@@ -62,7 +71,7 @@ class Service:
                 log.error("world %s cannot be opened: %s", world_id, err)
 
     def _claim_data_dir(self):
-        handle = open(self.config.data_dir / ".lock", "a+")
+        handle = open(os.open(self.config.data_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600), "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -143,8 +152,55 @@ def create_app(config: ServiceConfig, *, extra_generators: dict[str, GeneratorFa
     install_handlers(app)
     for module in (system, worlds, memory, queries, jobs):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
+    add_options_route(app, [route for module in (system, worlds, memory, queries, jobs) for route in module.router.routes])
+    app.add_middleware(BodyLimit, limit=config.max_upload_bytes, json_limit=config.max_json_bytes)
+    app.add_middleware(HostOriginGuard, bound_host=config.host, allowed_hosts=config.allowed_hosts,
+                       allowed_origins=config.allowed_origins)  # outermost: runs before anything else
     return app
+
+
+def add_options_route(app, routes: list) -> None:
+    """OPTIONS on any path answers 204 with every method its routes accept (404 if none)."""
+    from starlette.responses import Response
+    from starlette.routing import Match
+
+    from .errors import ApiError
+
+    async def options(request):
+        methods = set()
+        for route in routes:
+            for method in getattr(route, "methods", None) or ():
+                match, _ = route.matches({**request.scope, "method": method})
+                if match == Match.FULL:
+                    methods.add(method)
+        if not methods:
+            raise ApiError(404, "not_found", f"no route {request.url.path!r}")
+        allow = ", ".join(sorted(methods | {"OPTIONS"}))
+        return Response(status_code=204, headers={"Allow": allow})
+
+    app.router.add_route("/{path:path}", options, methods=["OPTIONS"], include_in_schema=False)
+
+
+TEMP_PATTERNS = (".*.tmp", ".tmp-*")
+
+
+def remove_temp_files(config: ServiceConfig) -> int:
+    """Temporary files a crash left mid-write (`memory/.tmp-*`, `.world.json.*.tmp`,
+    `.cameras.json.*.tmp`, request bodies under tmp/): nothing runs yet, so none is in use."""
+    removed = 0
+    for root in (config.worlds_dir, config.jobs_dir, config.tmp_dir):
+        if not root.is_dir():
+            continue
+        for pattern in TEMP_PATTERNS:
+            for path in root.rglob(pattern):
+                if path.is_file() and not path.is_symlink():
+                    path.unlink(missing_ok=True)
+                    removed += 1
+    for path in config.tmp_dir.iterdir() if config.tmp_dir.is_dir() else ():
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 __all__ = ["DataDirBusy", "Service", "create_app"]

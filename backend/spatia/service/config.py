@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_UPLOAD_MB = 1024
+DEFAULT_MAX_HEAVY_QUERIES = 2
+DEFAULT_MAX_JSON_MB = 64
+DEFAULT_HEAVY_WAIT_S = 5.0
 API_VERSION = 1
 
 
@@ -32,6 +36,9 @@ class ServiceConfig:
         token           the API token (mode 0600)
         logs/           service.log
         cache/renders/  rendered query frames, the most recent few
+        tmp/            request bodies being received (emptied at every start)
+
+    Folders are created 0700 and files 0600: only the user running the service reads them.
     """
 
     data_dir: Path
@@ -40,13 +47,27 @@ class ServiceConfig:
     require_token: bool = False
     workers: int = 1
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_heavy_queries: int = DEFAULT_MAX_HEAVY_QUERIES
+    max_json_mb: float = DEFAULT_MAX_JSON_MB
+    heavy_wait_s: float = DEFAULT_HEAVY_WAIT_S
 
     def __post_init__(self):
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
         if self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if not 0 <= self.heavy_wait_s <= 600:
+            raise ValueError(f"heavy_wait_s must be in 0..600, got {self.heavy_wait_s}")
+        if not self.max_json_mb > 0:
+            raise ValueError(f"max_json_mb must be positive, got {self.max_json_mb}")
         if not self.max_upload_mb > 0:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
+        object.__setattr__(self, "allowed_hosts", tuple(h.strip().lower() for h in self.allowed_hosts if h.strip()))
+        object.__setattr__(self, "allowed_origins",
+                           tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip()))
+        if self.max_heavy_queries < 1:
+            raise ValueError(f"max_heavy_queries must be at least 1, got {self.max_heavy_queries}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
 
@@ -58,6 +79,10 @@ class ServiceConfig:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 2**20)
+
+    @property
+    def max_json_bytes(self) -> int:
+        return min(int(self.max_json_mb * 2**20), self.max_upload_bytes)
 
     @property
     def worlds_dir(self) -> Path:
@@ -83,6 +108,12 @@ class ServiceConfig:
     def render_cache_dir(self) -> Path:
         return self.data_dir / "cache" / "renders"
 
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
     def make_dirs(self) -> None:
-        for folder in (self.data_dir, self.worlds_dir, self.jobs_dir, self.logs_dir, self.render_cache_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        for folder in (self.data_dir, self.worlds_dir, self.jobs_dir, self.logs_dir, self.render_cache_dir.parent,
+                       self.render_cache_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(folder, 0o700)

@@ -11,19 +11,22 @@ log = logging.getLogger("spatia.service")
 class ApiError(Exception):
     """An error with its HTTP status, a short machine-readable type and a message for people."""
 
-    def __init__(self, status: int, type: str, message: str, field: str | None = None):
+    def __init__(self, status: int, type: str, message: str, field: str | None = None, extra: dict | None = None,
+                 headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.type = type
         self.message = message
         self.field = field
+        self.extra = extra or {}
+        self.headers = headers
 
     def body(self) -> dict:
-        return error_body(self.type, self.message, self.field)
+        return error_body(self.type, self.message, self.field, **self.extra)
 
 
-def error_body(type: str, message: str, field: str | None = None) -> dict:
-    return {"error": {"type": type, "message": message, "field": field}}
+def error_body(type: str, message: str, field: str | None = None, **extra) -> dict:
+    return {"error": {"type": type, "message": message, "field": field, **extra}}
 
 
 def not_found(what: str, ident: Any) -> ApiError:
@@ -36,6 +39,19 @@ def invalid(message: str, field: str | None = None) -> ApiError:
 
 def conflict(message: str, field: str | None = None) -> ApiError:
     return ApiError(409, "conflict", message, field)
+
+
+def stale(given: int, current: int | None, field: str = "parent") -> ApiError:
+    """409 for a write based on a version that is no longer the current one; names the current one."""
+    return ApiError(409, "conflict", f"parent {given} is not the current memory version ({current}); fetch version "
+                    f"{current} and apply the change to it", field, extra={"current_version": current})
+
+
+def precondition_required(current: int | None) -> ApiError:
+    return ApiError(428, "precondition_required",
+                    "a write to a world's memory must name the version it is based on: give `parent` "
+                    f"or an `If-Match: \"<version>\"` header (the current version is {current})", "parent",
+                    extra={"current_version": current})
 
 
 def location(loc: tuple | list) -> str | None:
@@ -57,6 +73,7 @@ def install_handlers(app) -> None:
 
     from spatia.cameras.core import CameraError
     from spatia.memory import MemoryFormatError
+    from spatia.memory.checks import SnapshotRejected
     from spatia.models.base import ModelInputError, ModelUnavailable
     from spatia.plan import PlanError
     from spatia.render import RenderError
@@ -70,12 +87,17 @@ def install_handlers(app) -> None:
     @app.exception_handler(ApiError)
     async def _api(request, exc: ApiError):
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if exc.headers:
+            headers = {**(headers or {}), **exc.headers}
         return respond(exc.status, exc.body(), headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request, exc: RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # not JSON at all: 400, as documented
+            where = (first.get("ctx") or {}).get("error", "malformed")
+            return respond(400, error_body("invalid_json", f"the request body is not valid JSON ({where})", "body"))
         field = location(first.get("loc", ()))
         message = "; ".join(
             f"{location(e.get('loc', ())) or 'request'}: {e.get('msg', 'invalid')}" for e in errors[:5]
@@ -96,6 +118,10 @@ def install_handlers(app) -> None:
         @app.exception_handler(error_type)
         async def _domain(request, exc, error_type=error_type):
             return respond(422, error_body("invalid_request", str(exc)))
+
+    @app.exception_handler(SnapshotRejected)
+    async def _rejected(request, exc: SnapshotRejected):
+        return respond(422, error_body("invalid_request", str(exc), exc.field))
 
     @app.exception_handler(ModelUnavailable)
     async def _unavailable(request, exc):

@@ -167,28 +167,33 @@ class JobStore:
         """The oldest queued job whose world runs no job, switched to running; None if there is none.
 
         `mark_running(world_id, switch)` holds the world's lock around `switch()`, so a memory
-        write on that world and this switch never interleave.
+        write on that world and this switch never interleave. The store's own lock is not held
+        while the world's lock is taken (the lock order is world, then store: see the package
+        docstring); `switch` re-checks under the store's lock that the job is still queued and
+        that its world still runs nothing, so two workers never start jobs on one world.
         """
         with self._lock:
             row = self._db.execute(
                 "SELECT * FROM jobs WHERE status = 'queued' AND world_id NOT IN "
                 "(SELECT world_id FROM jobs WHERE status = 'running') ORDER BY seq LIMIT 1"
             ).fetchone()
-            if row is None:
-                return None
-            job_id = row["id"]
+        if row is None:
+            return None
+        job_id, world_id = row["id"], row["world_id"]
 
-            def switch() -> bool:
-                now = time.time()
+        def switch() -> bool:
+            now = time.time()
+            with self._lock:
                 changed = self._db.execute(
                     "UPDATE jobs SET status = 'running', stage = 'starting', started = COALESCE(started, ?), "
-                    "finished = NULL, eta_s = NULL, attempts = attempts + 1 WHERE id = ? AND status = 'queued'",
-                    (now, job_id),
+                    "finished = NULL, eta_s = NULL, attempts = attempts + 1 WHERE id = ? AND status = 'queued' "
+                    "AND NOT EXISTS (SELECT 1 FROM jobs WHERE world_id = ? AND status = 'running')",
+                    (now, job_id, world_id),
                 ).rowcount
-                return changed == 1
+            return changed == 1
 
-            if not mark_running(row["world_id"], switch):
-                return None
+        if not mark_running(world_id, switch):
+            return None
         return self.internal(job_id)
 
     def set_start_point(self, job_id: str, first_frame: int, first_round: int) -> None:

@@ -15,10 +15,27 @@ DEFAULT_DEPTH_MODEL = "depth-pro"
 DEFAULT_SEGMENTER = "sam3"
 
 
+PRELOADED_MODULES = ("cv2",)
+
+
+def preload_modules() -> None:
+    """Import, once and before any request, the optional modules whose availability models test
+    with `importlib.util.find_spec`: a find_spec that races another thread's first import of the
+    module sees it half-initialised (`cv2.__spec__ is None` -> ValueError, a 500)."""
+    import importlib
+
+    for name in PRELOADED_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # absent: find_spec says so cleanly, and the model reports it
+
+
 class ModelCache:
     """`extra_generators` adds generator names beyond the registry's presets (plug-ins, tests)."""
 
     def __init__(self, extra_generators: dict[str, GeneratorFactory] | None = None):
+        preload_modules()
         self.extra_generators = dict(extra_generators or {})
         self._models: dict[tuple[str, str], object] = {}
         self._build_locks: dict[tuple[str, str], threading.Lock] = {}

@@ -99,7 +99,8 @@ class VersionOut(BaseModel):
 
 
 class MemoryEditIn(_Request):
-    parent: Version = Field(description="the current memory version; the edit's ids refer to it")
+    parent: Version | None = Field(None, description="the current memory version; the edit's ids refer to it. "
+                                   "Required, here or as an `If-Match` header (428 without either)")
     message: Annotated[str, Field(max_length=1000)] = "edited"
     delete_ids: Annotated[list[PointId], Field(max_length=MAX_IDS)] = []
     move_ids: Annotated[list[PointId], Field(max_length=MAX_IDS)] = []
@@ -124,7 +125,9 @@ class MemoryDiffOut(BaseModel):
 
 
 class RevertIn(_Request):
-    version: Version
+    version: Version = Field(description="the version whose points become the new version")
+    parent: Version | None = Field(None, description="the current memory version, which the revert replaces. "
+                                   "Required, here or as an `If-Match` header (428 without either)")
 
 
 # --- queries -------------------------------------------------------------------------------------
@@ -242,6 +245,8 @@ class ErrorDetail(BaseModel):
     type: str
     message: str
     field: str | None = None
+    current_version: int | None = Field(None, description="on a 409 or 428 of a memory write: the world's current "
+                                        "memory version")
 
 
 class ErrorOut(BaseModel):
@@ -249,5 +254,5 @@ class ErrorOut(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (401, 404, 409, 413, 422, 503)
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 428, 429, 503)
 }

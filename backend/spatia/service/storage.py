@@ -14,6 +14,7 @@ import secrets
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,7 +48,8 @@ class WorldStorage:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._locks: dict[str, threading.RLock] = {}
+        # weak: a lock lives while someone holds or waits on it, so unknown ids leave nothing behind
+        self._locks: weakref.WeakValueDictionary[str, threading.RLock] = weakref.WeakValueDictionary()
         self._guard = threading.Lock()
         self._remove_leftovers()
 
@@ -60,7 +62,10 @@ class WorldStorage:
     def lock(self, world_id: str) -> threading.RLock:
         """Held while a world's memory is written or a job is marked running on it."""
         with self._guard:
-            return self._locks.setdefault(world_id, threading.RLock())
+            lock = self._locks.get(world_id)
+            if lock is None:
+                lock = self._locks[world_id] = threading.RLock()
+            return lock
 
     def path(self, world_id: str) -> Path:
         check_id(world_id, "world")
@@ -76,16 +81,22 @@ class WorldStorage:
         """The world, read from its world.json. `recover=True` (only for the job about to run
         on it, or at start-up) also removes folders a crashed round left; readers must not do
         that, as a running round's folder looks the same."""
-        path = self.path(world_id)
-        if recover:
-            return World.open(path).recover()
-        try:
-            state = json.loads((path / "world.json").read_text())
-        except (OSError, ValueError) as err:
-            raise ApiError(500, "internal_error", f"world {world_id} is unreadable: {err}") from None
-        if state.get("schema") != WORLD_SCHEMA or state.get("version") != WORLD_SCHEMA_VERSION:
-            raise ApiError(500, "internal_error", f"world {world_id} is not a {WORLD_SCHEMA} v{WORLD_SCHEMA_VERSION} world")
-        return World(path, state)
+        # under the world's lock, so a deletion cannot slip between the check and World(), whose
+        # MemoryStore would otherwise re-create `memory/` under the deleted world's name
+        with self.lock(world_id):
+            path = self.path(world_id)
+            if recover:
+                return World.open(path).recover()
+            try:
+                state = json.loads((path / "world.json").read_text())
+            except FileNotFoundError:
+                raise not_found("world", world_id) from None
+            except (OSError, ValueError) as err:
+                raise ApiError(500, "internal_error", f"world {world_id} is unreadable: {err}") from None
+            if state.get("schema") != WORLD_SCHEMA or state.get("version") != WORLD_SCHEMA_VERSION:
+                raise ApiError(500, "internal_error",
+                               f"world {world_id} is not a {WORLD_SCHEMA} v{WORLD_SCHEMA_VERSION} world")
+            return World(path, state)
 
     def ids(self) -> list[str]:
         found = [entry for entry in self.root.iterdir()
@@ -127,9 +138,9 @@ class WorldStorage:
             raise
 
     def delete(self, world_id: str) -> None:
+        """Rename the world away (atomic), then remove it. The caller holds the world's lock; its
+        lock stays in the table, so a request waiting on it sees the world gone (404)."""
         path = self.path(world_id)
         trash = self.root / f"{HIDDEN_PREFIX}deleted-{world_id}-{secrets.token_hex(4)}"
         path.rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
-        with self._guard:
-            self._locks.pop(world_id, None)

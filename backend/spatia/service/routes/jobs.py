@@ -68,7 +68,10 @@ def submit(body: JobSubmitIn, response: Response,
             response.status_code = 200
             return previous
     _validate_shot(svc, body)
-    job, created = svc.jobs.submit(body.world_id, shot, idempotency_key)
+    with svc.storage.lock(body.world_id):  # serialised with the world's deletion (lock order: world, then store)
+        if not svc.storage.exists(body.world_id):
+            raise conflict(f"world {body.world_id} was deleted while the job was being submitted", "world_id")
+        job, created = svc.jobs.submit(body.world_id, shot, idempotency_key)
     if created:
         svc.pool.wake()
     else:

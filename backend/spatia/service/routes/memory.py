@@ -1,18 +1,26 @@
 """Memory versions of a world: history, download, push, edits, diff, revert.
 
 Writes hold the world's lock and are refused while a job runs on the world (the job would
-otherwise replace the world's state without the edit). A write naming a parent that is not
-the current version is a conflict: the client must look at the newer version first.
+otherwise replace the world's state without the edit). Every write (push, edit, revert) names
+the version it is based on, as `parent` or `If-Match: "<version>"`: without it the answer is 428,
+and a base that is not the current version is a 409 whose body names `current_version`, so
+two clients never silently overwrite each other's work.
+
+A pushed snapshot is streamed to a temporary file (never held whole on the event loop),
+checked as untrusted input (spatia.memory.checks: exact dtypes and shapes, next_id, voxel
+size, finite values) and parsed in a worker thread.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
@@ -22,11 +30,12 @@ from spatia.memory import (
     delete_ids,
     diff,
     merge,
-    parse_snapshot,
     ply_bytes,
 )
 
-from ..errors import conflict, invalid, not_found
+from spatia.memory.checks import SnapshotRejected, check_memory, read_snapshot_file
+
+from ..errors import ApiError, conflict, invalid, not_found, precondition_required, stale
 from ..schemas import (
     MAX_INT64,
     MemoryDiffOut,
@@ -40,6 +49,24 @@ from .common import service, v1_router
 
 router = v1_router("memory")
 SNAPSHOT_TYPE = "application/vnd.spatia.memory+safetensors"
+PUSH_TYPES = ("application/octet-stream", SNAPSHOT_TYPE)
+VERSION_TEXT = re.compile(r"[0-9]{1,18}")
+IF_MATCH = re.compile(r'\s*(?:W/)?"?([0-9]{1,18})"?\s*')
+IfMatch = Annotated[str | None, Header(alias="If-Match", description='the base version, `"3"` or `3` '
+                                       "(instead of `parent`)", max_length=100)]
+
+
+def base_version(parent: int | None, if_match: str | None) -> int | None:
+    """The version a write is based on, from `parent` and/or `If-Match` (both: they must agree)."""
+    header = None
+    if if_match is not None:
+        match = IF_MATCH.fullmatch(if_match)
+        if match is None:
+            raise invalid(f'If-Match must be a memory version, "3" or 3; got {if_match!r}', "If-Match")
+        header = int(match.group(1))
+    if parent is not None and header is not None and parent != header:
+        raise invalid(f"parent {parent} and If-Match {header} disagree", "parent")
+    return parent if parent is not None else header
 
 
 def _points(path) -> int | None:
@@ -54,13 +81,16 @@ def _points(path) -> int | None:
 
 
 def _write_guard(svc, world_id: str, parent: int | None):
-    """Open the world for a memory write (caller holds its lock); 409 if a job runs or `parent` is stale."""
+    """Open the world for a memory write (caller holds its lock): 428 without a base version,
+    409 if a job runs or the base is stale (the body names the current version)."""
     world = svc.storage.open(world_id)
     if svc.jobs.count_on_world(world_id, ("running",)):
         raise conflict(f"a job is running on world {world_id}; wait for it or cancel it before editing the memory")
-    if parent is not None and parent != world.memory_version:
-        raise conflict(f"parent {parent} is not the current memory version ({world.memory_version}); "
-                       "fetch the current version and apply the edit to it", "parent")
+    current = world.memory_version
+    if parent is None:
+        raise precondition_required(current)
+    if parent != current:
+        raise stale(parent, current)
     return world
 
 
@@ -96,44 +126,66 @@ def get_memory(world_id: str, version: str, format: Literal["safetensors", "ply"
         number = world.memory_version
         if number is None:
             raise not_found("memory version", version)
-    elif version.isdigit() and len(version) <= 18:
+    elif VERSION_TEXT.fullmatch(version):  # ASCII digits only: str.isdigit() accepts "²", int() does not
         number = int(version)
     else:
         raise invalid(f"version must be a number or 'latest', got {version!r}", "version")
     number, memory = svc.memory(world, number)  # verifies the file's hashes before it is served
     filename = f"{world_id}-v{number:06d}"
     if format == "ply":
+        if not len(memory):
+            raise conflict(f"memory version {number} holds no points; there is nothing to export as PLY", "version")
         return Response(ply_bytes(memory), media_type="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="{filename}.ply"'})
     return FileResponse(world.store.path(number), media_type=SNAPSHOT_TYPE, filename=f"{filename}.safetensors")
 
 
 @router.post("/worlds/{world_id}/memory", status_code=201, response_model=VersionOut,
-             openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
-                 "schema": {"type": "string", "format": "binary"}}}}})
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 t: {"schema": {"type": "string", "format": "binary"}} for t in PUSH_TYPES}}})
 async def push_memory(world_id: str, request: Request,
                       parent: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
                       message: Annotated[str, Query(max_length=1000)] = "pushed",
+                      if_match: IfMatch = None,
                       svc=Depends(service)) -> dict:
-    data = await request.body()
-    if not data:
-        raise invalid("the body must be a memory snapshot (.safetensors bytes)", "body")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in PUSH_TYPES:
+        raise ApiError(415, "unsupported_media_type", f"the body must be a memory snapshot sent as {PUSH_TYPES[0]} "
+                       f"or {PUSH_TYPES[1]}, got {media or 'no Content-Type'!r}", "Content-Type")
+    base = base_version(parent, if_match)
+    world = svc.storage.open(world_id)  # 404, or 428 without a base version, before reading the body
+    if base is None:
+        raise precondition_required(world.memory_version)
+    temp = svc.config.tmp_dir / f".push-{secrets.token_hex(8)}.tmp"
+    try:
+        size = 0
+        with open(temp, "wb") as handle:  # streamed to disk: the event loop never holds the whole body
+            async for chunk in request.stream():
+                handle.write(chunk)
+                size += len(chunk)
+        if not size:
+            raise invalid("the body must be a memory snapshot (.safetensors bytes)", "body")
+        return {"version": await run_in_threadpool(_push, svc, world_id, temp, base, message)}
+    finally:
+        temp.unlink(missing_ok=True)
 
-    def push() -> int:
-        try:
-            memory, _ = parse_snapshot(data, "uploaded snapshot")
-        except MemoryFormatError as err:
-            raise invalid(str(err), "body") from None
-        with svc.storage.lock(world_id):
-            world = _write_guard(svc, world_id, parent)
-            _, current = svc.memory(world, None)
-            if memory.next_id < current.next_id:
-                raise invalid(f"the snapshot's next_id ({memory.next_id}) is below the current version's "
-                              f"({current.next_id}): point ids are never reused; give new points ids from "
-                              f"{current.next_id} on", "body")
-            return world.push_memory(memory, parent=world.memory_version, message=message)
 
-    return {"version": await run_in_threadpool(push)}
+def _push(svc, world_id: str, temp, base: int | None, message: str) -> int:
+    try:  # tensor by tensor from the file: the body is never held whole in memory
+        memory, _ = read_snapshot_file(temp, "uploaded snapshot")
+    except SnapshotRejected:
+        raise
+    except MemoryFormatError as err:
+        raise invalid(str(err), "body") from None
+    with svc.storage.lock(world_id):
+        world = _write_guard(svc, world_id, base)
+        check_memory(memory, voxel_size=float(world.state["voxel_size"]))
+        _, current = svc.memory(world, None)
+        if memory.next_id < current.next_id:
+            raise invalid(f"the snapshot's next_id ({memory.next_id}) is below the current version's "
+                          f"({current.next_id}): point ids are never reused; give new points ids from "
+                          f"{current.next_id} on", "next_id")
+        return world.push_memory(memory, parent=world.memory_version, message=message)
 
 
 def _apply_edit(memory: SpatialMemory, edit: MemoryEditIn, frame: int) -> tuple[SpatialMemory, list[int]]:
@@ -177,20 +229,22 @@ def _apply_edit(memory: SpatialMemory, edit: MemoryEditIn, frame: int) -> tuple[
 
 
 @router.post("/worlds/{world_id}/memory/edits", status_code=201, response_model=MemoryEditOut)
-def edit_memory(world_id: str, edit: MemoryEditIn, svc=Depends(service)) -> dict:
+def edit_memory(world_id: str, edit: MemoryEditIn, if_match: IfMatch = None, svc=Depends(service)) -> dict:
+    base = base_version(edit.parent, if_match)
     with svc.storage.lock(world_id):
-        world = _write_guard(svc, world_id, edit.parent)
-        _, memory = svc.memory(world, edit.parent)
+        world = _write_guard(svc, world_id, base)
+        _, memory = svc.memory(world, base)
         edited, added = _apply_edit(memory, edit, max(world.frame_count - 1, 0))
-        version = world.push_memory(edited, parent=edit.parent, message=edit.message)
+        version = world.push_memory(edited, parent=base, message=edit.message)
     return {"version": version, "deleted": len(edit.delete_ids), "moved": len(edit.move_ids), "added": len(added),
             "added_ids": added}
 
 
 @router.post("/worlds/{world_id}/memory/revert", status_code=201, response_model=VersionOut)
-def revert_memory(world_id: str, body: RevertIn, svc=Depends(service)) -> dict:
+def revert_memory(world_id: str, body: RevertIn, if_match: IfMatch = None, svc=Depends(service)) -> dict:
+    base = base_version(body.parent, if_match)
     with svc.storage.lock(world_id):
-        world = _write_guard(svc, world_id, None)
+        world = _write_guard(svc, world_id, base)
         _, memory = svc.memory(world, body.version)
         version = world.push_memory(memory, parent=world.memory_version, message=f"revert to version {body.version}")
     return {"version": version}

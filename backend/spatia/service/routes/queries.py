@@ -30,7 +30,8 @@ def render(world_id: str, query: RenderQueryIn, request: Request, svc=Depends(se
     cameras = query.cameras.to_cameras()
     world = svc.storage.open(world_id)
     _, memory = svc.memory(world, query.version)
-    arrays = render_arrays(memory, cameras)
+    with svc.heavy("the render"):
+        arrays = render_arrays(memory, cameras)
     if NPZ_TYPE in request.headers.get("accept", ""):
         return Response(npz_bytes(arrays), media_type=NPZ_TYPE)
     token = svc.renders.put(arrays["rgb"])
@@ -53,18 +54,21 @@ def coverage(world_id: str, query: CoverageQueryIn, svc=Depends(service)) -> dic
     cameras = query.cameras.to_cameras()
     world = svc.storage.open(world_id)
     _, memory = svc.memory(world, query.version)
-    return {"coverage": [round(float(v), 6) for v in memory_coverage(memory, cameras)]}
+    with svc.heavy("the coverage query"):
+        return {"coverage": [round(float(v), 6) for v in memory_coverage(memory, cameras)]}
 
 
 @router.post("/worlds/{world_id}/query/points-in-box", response_model=BoxQueryOut)
 def box(world_id: str, query: BoxQueryIn, svc=Depends(service)) -> dict:
     world = svc.storage.open(world_id)
     _, memory = svc.memory(world, query.version)
-    return points_in_box(memory, query.min, query.max, query.limit)
+    with svc.heavy("the box query"):
+        return points_in_box(memory, query.min, query.max, query.limit)
 
 
 @router.post("/worlds/{world_id}/query/raycast", response_model=RaycastOut)
 def cast(world_id: str, query: RaycastIn, svc=Depends(service)) -> dict:
     world = svc.storage.open(world_id)
     _, memory = svc.memory(world, query.version)
-    return raycast(memory, query.origins, query.directions, query.radius)
+    with svc.heavy("the ray cast"):
+        return raycast(memory, query.origins, query.directions, query.radius)

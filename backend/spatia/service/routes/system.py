@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from fastapi import Depends
+from fastapi.concurrency import run_in_threadpool
 
 from spatia import __version__
 
@@ -15,13 +16,17 @@ router = v1_router("system")
 
 
 @router.get("/health", response_model=HealthOut)
-def health(svc=Depends(service)) -> dict:
+async def health(svc=Depends(service)) -> dict:
+    """On the event loop (every call here is brief), so health answers even when every worker
+    thread is busy with heavy requests. Only the first GPU query, which starts CUDA, runs in a
+    thread."""
     cuda = torch.cuda.is_available()
     gpu_name = vram_free = None
     if cuda:
-        gpu_name = torch.cuda.get_device_name(0)
-        free, _ = torch.cuda.mem_get_info()
-        vram_free = round(free / 2**30, 2)
+        if torch.cuda.is_initialized():
+            gpu_name, vram_free = _gpu()
+        else:
+            gpu_name, vram_free = await run_in_threadpool(_gpu)
     return {
         "version": __version__,
         "api_version": API_VERSION,
@@ -31,6 +36,11 @@ def health(svc=Depends(service)) -> dict:
         "loaded_models": svc.models.loaded(),
         "queue_depth": svc.jobs.queue_depth(),
     }
+
+
+def _gpu() -> tuple[str, float]:
+    free, _ = torch.cuda.mem_get_info()
+    return torch.cuda.get_device_name(0), round(free / 2**30, 2)
 
 
 @router.get("/models", response_model=list[ModelOut])

@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from spatia.cameras import Cameras
 from spatia.cameras.core import MAX_IMAGE_SIZE
 from spatia.shot import MIN_IMAGE_SIZE
+from spatia.memory import MemoryFormatError, parse_snapshot
+from spatia.memory.checks import check_memory
 from spatia.world import World
 
 from ..errors import ApiError, conflict, invalid, location, log
@@ -19,6 +21,7 @@ from .common import service, v1_router
 
 router = v1_router("worlds")
 NEEDS = {"image": ("image",), "rgbd": ("image", "depth", "camera"), "points": ("points",)}
+DEFAULT_VOXEL_SIZE = 0.02
 USES = {"image": ("image", "mask", "camera"), "rgbd": ("image", "depth", "mask", "camera"), "points": ("points",)}
 
 
@@ -44,7 +47,8 @@ def create_world(
     width: Annotated[int, Form(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)],
     height: Annotated[int, Form(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)],
     fps: Annotated[float, Form(gt=0, le=1000, allow_inf_nan=False)] = 24.0,
-    voxel_size: Annotated[float, Form(gt=0, le=100, allow_inf_nan=False)] = 0.02,
+    voxel_size: Annotated[float | None, Form(gt=0, le=100, allow_inf_nan=False,
+                                             description="metres; default 0.02, or a snapshot's own")] = None,
     camera: Annotated[str | None, Form(description='JSON {"intrinsics": [fx,fy,cx,cy], "w2c": 4x4}')] = None,
     depth_model: Annotated[str, Form()] = "depth-pro",
     image: Annotated[UploadFile | None, File(description="PNG/JPEG, width x height")] = None,
@@ -66,6 +70,15 @@ def create_world(
     depth_map = decode_depth(_read(depth), "depth", width, height) if depth is not None else None
     cloud = _read(points)
     suffix = point_cloud_suffix(cloud, "points") if cloud is not None else None
+    if suffix == ".safetensors":  # the points a world starts from are checked like a pushed snapshot
+        try:
+            seed, _ = parse_snapshot(cloud, "points")
+        except MemoryFormatError as err:
+            raise invalid(f"points: {err}", "points") from None
+        check_memory(seed, voxel_size=voxel_size)  # a voxel size given must be the snapshot's
+        voxel_size = seed.voxel_size
+        del seed
+    voxel_size = DEFAULT_VOXEL_SIZE if voxel_size is None else voxel_size
     estimator = None
     if kind == "image":
         svc.models.check_depth_model(depth_model)
