@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from service_fixtures import shot
 from spatia.client import SpatiaClientError
-from spatia.memory import delete_ids, load_snapshot, parse_snapshot, snapshot_bytes
+from spatia.memory import MemoryStore, delete_ids, parse_snapshot, snapshot_bytes
 
 
 def test_memory_round_trip(server, client, world):
@@ -46,7 +46,7 @@ def test_memory_round_trip(server, client, world):
     assert client.get_world(wid)["memory_version"] == 4
     # every stored version loads with its hashes verified, and PLY export works
     for h in history:
-        memory, meta = load_snapshot(server.data_dir / "worlds" / wid / "memory" / f"v{h['version']:06d}.safetensors")
+        memory, meta = MemoryStore(server.data_dir / "worlds" / wid / "memory").load_with_meta(h["version"])
         assert meta["sha256"] == h["sha256"] == memory.sha256()
     assert client.get_memory(wid, 2, format="ply").startswith(b"ply")
 

@@ -24,7 +24,7 @@ import re
 import numpy as np
 import torch
 
-from .cloud import FIELDS, SpatialMemory
+from .cloud import FIELDS, OPTIONAL_FIELDS, SpatialMemory
 from .errors import MemoryFormatError
 
 MAX_HEADER_BYTES = 16 * 2**20
@@ -87,6 +87,8 @@ def check_header(header: dict, body: int, source: str = "snapshot") -> dict:
     count = None
     for name, (dtype, trailing) in FIELDS.items():
         info = header.get(name)
+        if info is None and name in OPTIONAL_FIELDS:
+            continue  # written before the field existed: every point takes its default
         if not isinstance(info, dict):
             raise _reject(f"{source}: tensor {name} is missing", name)
         expected = SAFETENSORS_DTYPES[dtype]
@@ -150,6 +152,8 @@ def read_snapshot_file(path, source: str = "snapshot") -> tuple[SpatialMemory, d
             raise MemoryIntegrityError(f"{source}: metadata hash mismatch; the header was altered")
         arrays = {}
         for name, (dtype, _) in FIELDS.items():
+            if name not in header:
+                continue  # an optional field the file predates
             info = header[name]
             array = torch.empty(info["shape"], dtype=dtype)
             handle.seek(8 + size + info["data_offsets"][0])

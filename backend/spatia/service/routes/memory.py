@@ -13,7 +13,6 @@ size, finite values) and parsed in a worker thread.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from typing import Annotated, Literal
@@ -69,17 +68,6 @@ def base_version(parent: int | None, if_match: str | None) -> int | None:
     return parent if parent is not None else header
 
 
-def _points(path) -> int | None:
-    """Point count from a snapshot's header (xyz's first dimension), without reading the tensors."""
-    try:
-        with open(path, "rb") as handle:
-            size = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(size))
-        return int(header["xyz"]["shape"][0])
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return None
-
-
 def _write_guard(svc, world_id: str, parent: int | None):
     """Open the world for a memory write (caller holds its lock): 428 without a base version,
     409 if a job runs or the base is stale (the body names the current version)."""
@@ -100,7 +88,7 @@ def history(world_id: str, svc=Depends(service)) -> list[dict]:
     entries = []
     for entry in world.store.history():
         entries.append({
-            "version": entry["version"], "parent": entry.get("parent"), "points": _points(world.store.path(entry["version"])),
+            "version": entry["version"], "parent": entry.get("parent"), "points": entry.get("points"),
             "message": entry.get("message", entry.get("error", "")), "created": entry.get("created"),
             "sha256": entry.get("sha256"),
         })
@@ -137,7 +125,7 @@ def get_memory(world_id: str, version: str, format: Literal["safetensors", "ply"
             raise conflict(f"memory version {number} holds no points; there is nothing to export as PLY", "version")
         return Response(ply_bytes(memory), media_type="application/octet-stream",
                         headers={"Content-Disposition": f'attachment; filename="{filename}.ply"'})
-    return FileResponse(world.store.path(number), media_type=SNAPSHOT_TYPE, filename=f"{filename}.safetensors")
+    return FileResponse(world.store.snapshot_file(number), media_type=SNAPSHOT_TYPE, filename=f"{filename}.safetensors")
 
 
 @router.post("/worlds/{world_id}/memory", status_code=201, response_model=VersionOut,
