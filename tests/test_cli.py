@@ -43,7 +43,13 @@ def test_run_case_writes_video_memory_versions_cameras_and_report(tmp_path):
     report = run_case(folder, out, depth=ExactDepth(depth, case.cameras.intrinsics[0]), settings=small_rounds())
     assert report["summary"]["frames"] == 25 and report["summary"]["rounds"] == 2  # 17, then 13 with 5 overlapping
     assert (out / "output.mp4").stat().st_size > 0
-    assert sorted(p.name for p in (out / "memory").glob("*.ply")) == ["v0001.ply", "v0002.ply", "v0003.ply"]
+    # the final version's PLY only (every version stays in the world's store)
+    assert sorted(p.name for p in (out / "memory").glob("*.ply")) == ["v0003.ply"]
+    assert report["summary"]["memory_versions"] == [1, 2, 3]
+    # loop closure in the report: the memory at the first camera, per round
+    assert len(report["summary"]["memory_vs_first_psnr_per_round"]) == 2
+    assert all(p > 20 for p in report["summary"]["memory_vs_first_psnr_per_round"])
+    assert all("revisits" in r["loop_closure"] for r in report["rounds"])
     cams = json.loads((out / "cameras.json").read_text())
     np.testing.assert_allclose(cams["w2c"], case.cameras.w2c, atol=1e-12)
     assert json.loads((out / "report.json").read_text())["summary"] == report["summary"]
@@ -63,6 +69,16 @@ def test_generate_without_weights_names_the_download_command_and_writes_nothing(
     err = capsys.readouterr().err
     assert "depth-pro" in err and "spatia models download depth-pro" in err
     assert not out.exists()
+
+
+def test_the_papers_update_mode_needs_mapanything_and_says_so_before_writing(tmp_path, capsys):
+    folder, _ = box_room_case(tmp_path)
+    out = tmp_path / "out"
+    assert main(["generate", "--case", str(folder), "--out", str(out), "--update-mode", "mapanything-rebuild"]) == 2
+    assert "map-anything" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(SystemExit):
+        main(["generate", "--case", str(folder), "--out", str(out), "--retrieval", "best"])
 
 
 @pytest.mark.parametrize(

@@ -73,9 +73,11 @@ def _cmd_generate(args) -> int:
                 raise CliError(str(exc)) from exc
         elif args.case:
             report = run_case(Path(args.case), Path(args.out), generator=args.generator, seed=args.seed,
-                              steps=args.steps, vram=args.vram, progress=update)
+                              steps=args.steps, vram=args.vram, progress=update, retrieval=args.retrieval,
+                              update_mode=args.update_mode)
         else:
-            report = run_shot(Path(args.shot), Path(args.out), generator=args.generator, progress=update)
+            report = run_shot(Path(args.shot), Path(args.out), generator=args.generator, progress=update,
+                              retrieval=args.retrieval, update_mode=args.update_mode)
     finally:
         close()
     print(json.dumps(report["summary"], indent=2))
@@ -142,6 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--generator", default=None, help="generator preset (default: the shot's, else preview)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--steps", type=int, default=None)
+    gen.add_argument("--retrieval", choices=["reference", "iou"], default=None,
+                     help="how reference frames are scored (default: the generator's; spatia-5b: reference)")
+    gen.add_argument("--update-mode", choices=["incremental", "mapanything-rebuild"], default="incremental",
+                     help="memory update: incremental (default) or the paper's MapAnything rebuild")
     gen.add_argument("--vram", default="auto", help="VRAM preset (8gb ... 80gb, see presets/vram.json), a mode "
                      "(gpu, model, group, sequential) or auto (default); a shot file's own setting wins")
     gen.add_argument("--server", help="run on a Spatia service at this URL (with --shot), e.g. http://127.0.0.1:8765")

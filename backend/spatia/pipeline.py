@@ -13,7 +13,7 @@ import numpy as np
 
 from .cameras import Trajectory, read_reference_case
 from .io import write_json
-from .memory import MemoryStore, export_ply
+from .memory import export_ply
 from .models import get_depth_estimator, get_generator, get_segmenter
 from .models.base import DepthEstimator, VideoGenerator
 from .plan import plan_rounds
@@ -62,9 +62,9 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
     video = world.export_video(out / "output.mp4")
     ply_dir = out / "memory"
     ply_dir.mkdir(exist_ok=True)
-    store = MemoryStore(world.root / "memory")
-    for version in store.versions():
-        export_ply(store.load(version), ply_dir / f"v{version:04d}.ply")
+    store = world.store
+    final = world.memory_version
+    export_ply(world.memory(), ply_dir / f"v{final:04d}.ply")  # the final version (others: export on demand)
     cams = world.cameras()
     write_json(out / "cameras.json", {
         "width": cams.width, "height": cams.height, "fps": world.fps,
@@ -76,6 +76,10 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
         "memory_versions": store.versions(),
         "memory_points": len(world.memory()),
         "coverage_per_round": [round(r["coverage"], 4) for r in records],
+        # how well the world comes back to where it has been (see World._loop_closure)
+        "memory_vs_first_psnr_per_round": [r["loop_closure"].get("memory_vs_first_psnr") for r in records],
+        "revisit_psnr_per_round": [r["loop_closure"].get("revisit_psnr_mean") for r in records],
+        "conflict_pixels_per_round": [(r["update"] or {}).get("conflict_pixels") for r in records],
         "video": str(video),
     }
     report = {"summary": summary, "rounds": records, **extra}
@@ -85,12 +89,15 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
 
 def run_case(case_dir, out, *, generator: str | VideoGenerator | None = None,
              depth: str | DepthEstimator = "depth-pro", seed: int = 0, steps: int | None = None,
-             vram: str = "auto", settings: GenerateSettings | None = None, progress=None) -> dict:
+             vram: str = "auto", settings: GenerateSettings | None = None, progress=None,
+             retrieval: str | None = None, update_mode: str = "incremental") -> dict:
     """Generate the video of a reference test case folder into `out`."""
     case = read_reference_case(case_dir)
     _check_frame_count(len(case.trajectory), f"{case_dir}")
     _check_image(np.asarray(case.image), f"{case_dir}/img.jpg")
-    settings = settings or GenerateSettings(seed=seed, steps=steps)
+    settings = settings or GenerateSettings(seed=seed, steps=steps, retrieval=retrieval, update_mode=update_mode)
+    if settings.update_mode == "mapanything-rebuild" and depth == "depth-pro":
+        depth = "map-anything"  # the paper's update rebuilds the memory with MapAnything
     plan_rounds(len(case.trajectory), case.prompts, first_round_frames=settings.first_round_frames,
                 round_frames=settings.round_frames, overlap=settings.overlap)
     gen = generator if isinstance(generator, VideoGenerator) else generator_for(generator or "preview", vram)
@@ -113,7 +120,7 @@ def run_case(case_dir, out, *, generator: str | VideoGenerator | None = None,
 
 def run_shot(shot_path, out, *, generator: str | VideoGenerator | None = None,
              depth: str | DepthEstimator | None = None, settings: GenerateSettings | None = None,
-             progress=None) -> dict:
+             progress=None, retrieval: str | None = None, update_mode: str = "incremental") -> dict:
     """Generate a shot spec into `out` (a world given in the spec is continued). Every input
     (the plan's prompts, the models, the init's files) is checked before anything is written."""
     spec = load_shot(shot_path)
@@ -123,8 +130,10 @@ def run_shot(shot_path, out, *, generator: str | VideoGenerator | None = None,
     settings = settings or GenerateSettings(
         seed=spec.seed, steps=spec.steps, guidance=spec.guidance, negative_prompt=spec.negative_prompt,
         dynamic_prompts=list(spec.dynamic_prompts), first_round_frames=plan.first_round_frames,
-        round_frames=plan.round_frames, overlap=plan.overlap,
+        round_frames=plan.round_frames, overlap=plan.overlap, retrieval=retrieval, update_mode=update_mode,
     )
+    if settings.update_mode == "mapanything-rebuild" and depth is None:
+        depth = "map-anything"  # the paper's update rebuilds the memory with MapAnything
     base = Path(shot_path).parent if not isinstance(shot_path, dict) else Path.cwd()
     start = 0
     if spec.world:
@@ -136,7 +145,8 @@ def run_shot(shot_path, out, *, generator: str | VideoGenerator | None = None,
     depth_estimator = depth if isinstance(depth, DepthEstimator) else (get_depth_estimator(depth) if depth else None)
     if spec.init is not None and spec.init.kind == "image" and not spec.world and depth_estimator is None:
         depth_estimator = get_depth_estimator("depth-pro")  # the image start needs depth weights: checked now
-    if depth_estimator is not None and spec.init is not None and spec.init.kind == "image":
+    if depth_estimator is not None and ((spec.init is not None and spec.init.kind == "image")
+                                        or settings.update_mode == "mapanything-rebuild"):
         depth_estimator.check_available()
     segmenter = None
     if spec.dynamic_prompts:  # people, cars...: masked out of the memory by SAM3 video
