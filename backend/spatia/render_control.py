@@ -234,6 +234,7 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
     col_centre = torch.arange(width, dtype=torch.float32, device=device)
     row_centre = torch.arange(height, dtype=torch.float32, device=device)
 
+    layer = torch.full((pixel_count,), EMPTY_KEY, dtype=torch.int64, device=device)  # reset after each use
     for f in range(frames):
         cam = _project(points_t, w2c[f, :, :3], w2c[f, :, 3:])
         x, y, z = cam.unbind(0)
@@ -262,12 +263,16 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
 
         colour = torch.zeros((pixel_count, 3), dtype=torch.float32, device=device)
         transmit = torch.ones(pixel_count, dtype=torch.float32, device=device)
-        layer = torch.empty(pixel_count, dtype=torch.int64, device=device)
+        hit = None
         for k in range(points_per_pixel):
             if frag.numel() == 0:
                 break
-            layer.fill_(EMPTY_KEY).scatter_reduce_(0, pixel, frag, "amin", include_self=True)
-            hit = (layer != EMPTY_KEY).nonzero().squeeze(1)
+            layer.scatter_reduce_(0, pixel, frag, "amin", include_self=True)
+            # Pixels with a fragment left: after the first layer, only those hit by the previous one.
+            if hit is None:
+                hit = (layer != EMPTY_KEY).nonzero().squeeze(1)
+            else:
+                hit = hit.index_select(0, (layer.index_select(0, hit) != EMPTY_KEY).nonzero().squeeze(1))
             if hit.numel() == 0:
                 break
             rank = layer.index_select(0, hit)
@@ -278,7 +283,9 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
             colour.index_add_(0, hit, colour_in.index_select(0, rank) * (alpha * t).unsqueeze(1))
             transmit.index_copy_(0, hit, t * (1 - alpha))
             if k + 1 < points_per_pixel:  # retire this layer's winners
-                frag.masked_fill_(frag == layer.index_select(0, pixel), EMPTY_KEY)
+                left = (frag != layer.index_select(0, pixel)).nonzero().squeeze(1)
+                pixel, frag = pixel.index_select(0, left), frag.index_select(0, left)
+            layer.index_fill_(0, hit, EMPTY_KEY)  # every pixel written this layer: all empty again
         out_rgb[f] = colour.view(height, width, 3)
         out_score[f] = transmit.view(height, width)
     return ControlRender(rgb=out_rgb, score=out_score)
