@@ -77,9 +77,14 @@ class ControlRender:
     def to_uint8(self) -> tuple[np.ndarray, np.ndarray]:
         """The frames as the authors wrote them to video: rgb uint8 [F,H,W,3] = floor(255 rgb) and
         score uint8 [F,H,W] = 255 - floor(255 (1 - score)) (their white render, inverted)."""
-        rgb = (self.rgb.clamp(0, 1) * 255).to(torch.uint8)
-        white = ((1 - self.score).clamp(0, 1) * 255).to(torch.uint8)
-        return rgb.cpu().numpy(), (255 - white).cpu().numpy()
+        frames = self.rgb.shape[0]
+        rgb = np.empty(tuple(self.rgb.shape), dtype=np.uint8)
+        score = np.empty(tuple(self.score.shape), dtype=np.uint8)
+        for start in range(0, frames, 8):  # a few frames at a time: no full-size float temporaries
+            part = slice(start, start + 8)
+            rgb[part] = (self.rgb[part].clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+            score[part] = (255 - ((1 - self.score[part]).clamp(0, 1) * 255).to(torch.uint8)).cpu().numpy()
+        return rgb, score
 
 
 def control_voxel_size(round_index: int) -> float:
