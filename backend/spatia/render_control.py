@@ -56,8 +56,9 @@ from spatia.cameras import Cameras
 INDEX_BITS = 31
 INDEX_MASK = (1 << INDEX_BITS) - 1
 EMPTY_KEY = 1 << 62  # larger than every fragment key (a point's rank)
-# Candidate pixels (points x window) expanded at once: bounds the transient memory.
-CANDIDATE_CHUNK = {"cpu": 8_000_000, "cuda": 64_000_000}
+# Candidate pixels (points x window) expanded at once: bounds the transient memory (on the CPU,
+# small enough that the allocator reuses its heap instead of mapping fresh pages every chunk).
+CANDIDATE_CHUNK = {"cpu": 2_000_000, "cuda": 64_000_000}
 CONTROL_VOXEL_BASE = 0.01
 CONTROL_VOXEL_STEP = 0.005
 
