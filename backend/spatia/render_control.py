@@ -237,8 +237,9 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
     out_rgb = torch.zeros((frames, height, width, 3), dtype=torch.float32, device=device)
     out_score = torch.ones((frames, height, width), dtype=torch.float32, device=device)
     pixel_count = height * width
-    col_centre = torch.arange(width, dtype=torch.float32, device=device)
-    row_centre = torch.arange(height, dtype=torch.float32, device=device)
+    # Every pixel's centre (column, row), looked up by flat pixel index: no integer division per layer.
+    col_centre = torch.arange(width, dtype=torch.float32, device=device).repeat(height)
+    row_centre = torch.arange(height, dtype=torch.float32, device=device).repeat_interleave(width)
 
     layer = torch.full((pixel_count,), EMPTY_KEY, dtype=torch.int64, device=device)  # reset after each use
     for f in range(frames):
@@ -282,8 +283,8 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
             if hit.numel() == 0:
                 break
             rank = layer.index_select(0, hit)
-            du = col_centre.index_select(0, hit % width) - u_in.index_select(0, rank)
-            dv = row_centre.index_select(0, hit // width) - v_in.index_select(0, rank)
+            du = col_centre.index_select(0, hit) - u_in.index_select(0, rank)
+            dv = row_centre.index_select(0, hit) - v_in.index_select(0, rank)
             alpha = 1 - (du.square_() + dv.square_()) / r2
             t = transmit.index_select(0, hit)
             colour.index_add_(0, hit, colour_in.index_select(0, rank) * (alpha * t).unsqueeze(1))
