@@ -90,3 +90,53 @@ def test_a_world_seeded_from_points_starts_from_the_control_render(seeded_world)
     expected, _ = render_control(xyz, rgb, traj.cameras[:1]).to_uint8()
     np.testing.assert_array_equal(first, expected[0])
     assert first.any()
+
+
+class FlatDepth:
+    """A depth estimator that says every pixel is 3.1 m away (the seeded wall's depth)."""
+
+    name = "flat"
+
+    def check_available(self):
+        pass
+
+    def estimate(self, images, intrinsics=None):
+        from spatia.models.base import DepthResult
+
+        f, h, w = images.shape[:3]
+        return DepthResult(np.full((f, h, w), 3.1, np.float32), np.asarray(intrinsics, np.float64).reshape(f, 4),
+                           np.ones((f, h, w), np.float32))
+
+
+@pytest.mark.slow
+def test_spatia_5b_in_a_world_gets_the_control_render_full_rounds_and_one_seed(tmp_path):
+    import torch
+
+    from spatia.models.gpu import RuntimeOptions
+    from spatia.models.spatia import SpatiaGenerator
+    from spatia.models.spatia.tiny import tiny_spatia_pipeline
+
+    xyz, rgb = box_points(4000)
+    path = save_snapshot(tmp_path / "points.safetensors", SpatialMemory.from_points(xyz, rgb, voxel_size=0.02))
+    world = World.create(tmp_path / "w", width=32, height=32, voxel_size=0.02)
+    world.init_from_points(path)
+    eye = np.stack([np.linspace(-0.2, 0.2, 14), np.zeros(14), np.zeros(14)], axis=1)
+    traj = Trajectory(Cameras.look_at(eye, eye + [0, 0, 1], up=(0, -1, 0), width=32, height=32, fov_x_deg=60), fps=24.0)
+    pipe = tiny_spatia_pipeline()
+    frames_seen = []
+    hook = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: frames_seen.append(kwargs["control_latents"].shape[2]), with_kwargs=True)
+    try:
+        records = world.generate(traj, ["a wall"], SpatiaGenerator(pipeline=pipe, runtime=RuntimeOptions(device="cpu")),
+                                 GenerateSettings(seed=5, steps=1, guidance=1.0, first_round_frames=9, round_frames=9,
+                                                  overlap=3, update_fps=6.0), depth_estimator=FlatDepth())
+    finally:
+        hook.remove()
+    assert [(r["start"], r["end"]) for r in records] == [(0, 9), (6, 14)]
+    info = [r["generator_info"] for r in records]
+    assert [i["control"] for i in info] == ["render_control"] * 2
+    assert [i["control_voxel_size"] for i in info] == pytest.approx([0.01, 0.015])
+    assert [r["seed"] for r in records] == [5, 5]
+    assert frames_seen == [3, 3]  # both rounds at the full 9 frames (3 latent frames): the short one was padded
+    assert world.frame_count == 14
+    assert torch.is_tensor(world.memory().xyz)

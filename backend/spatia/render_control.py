@@ -56,8 +56,9 @@ from spatia.cameras import Cameras
 INDEX_BITS = 31
 INDEX_MASK = (1 << INDEX_BITS) - 1
 EMPTY_KEY = 1 << 62  # larger than every fragment key (a point's rank)
-# Candidate pixels (points x window) expanded at once: bounds the transient memory.
-CANDIDATE_CHUNK = {"cpu": 8_000_000, "cuda": 64_000_000}
+# Candidate pixels (points x window) expanded at once: bounds the transient memory (on the CPU,
+# small enough that the allocator reuses its heap instead of mapping fresh pages every chunk).
+CANDIDATE_CHUNK = {"cpu": 2_000_000, "cuda": 64_000_000}
 CONTROL_VOXEL_BASE = 0.01
 CONTROL_VOXEL_STEP = 0.005
 
@@ -77,9 +78,14 @@ class ControlRender:
     def to_uint8(self) -> tuple[np.ndarray, np.ndarray]:
         """The frames as the authors wrote them to video: rgb uint8 [F,H,W,3] = floor(255 rgb) and
         score uint8 [F,H,W] = 255 - floor(255 (1 - score)) (their white render, inverted)."""
-        rgb = (self.rgb.clamp(0, 1) * 255).to(torch.uint8)
-        white = ((1 - self.score).clamp(0, 1) * 255).to(torch.uint8)
-        return rgb.cpu().numpy(), (255 - white).cpu().numpy()
+        frames = self.rgb.shape[0]
+        rgb = np.empty(tuple(self.rgb.shape), dtype=np.uint8)
+        score = np.empty(tuple(self.score.shape), dtype=np.uint8)
+        for start in range(0, frames, 8):  # a few frames at a time: no full-size float temporaries
+            part = slice(start, start + 8)
+            rgb[part] = (self.rgb[part].clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+            score[part] = (255 - ((1 - self.score[part]).clamp(0, 1) * 255).to(torch.uint8)).cpu().numpy()
+        return rgb, score
 
 
 def control_voxel_size(round_index: int) -> float:
@@ -231,9 +237,11 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
     out_rgb = torch.zeros((frames, height, width, 3), dtype=torch.float32, device=device)
     out_score = torch.ones((frames, height, width), dtype=torch.float32, device=device)
     pixel_count = height * width
-    col_centre = torch.arange(width, dtype=torch.float32, device=device)
-    row_centre = torch.arange(height, dtype=torch.float32, device=device)
+    # Every pixel's centre (column, row), looked up by flat pixel index: no integer division per layer.
+    col_centre = torch.arange(width, dtype=torch.float32, device=device).repeat(height)
+    row_centre = torch.arange(height, dtype=torch.float32, device=device).repeat_interleave(width)
 
+    layer = torch.full((pixel_count,), EMPTY_KEY, dtype=torch.int64, device=device)  # reset after each use
     for f in range(frames):
         cam = _project(points_t, w2c[f, :, :3], w2c[f, :, 3:])
         x, y, z = cam.unbind(0)
@@ -262,23 +270,29 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
 
         colour = torch.zeros((pixel_count, 3), dtype=torch.float32, device=device)
         transmit = torch.ones(pixel_count, dtype=torch.float32, device=device)
-        layer = torch.empty(pixel_count, dtype=torch.int64, device=device)
+        hit = None
         for k in range(points_per_pixel):
             if frag.numel() == 0:
                 break
-            layer.fill_(EMPTY_KEY).scatter_reduce_(0, pixel, frag, "amin", include_self=True)
-            hit = (layer != EMPTY_KEY).nonzero().squeeze(1)
+            layer.scatter_reduce_(0, pixel, frag, "amin", include_self=True)
+            # Pixels with a fragment left: after the first layer, only those hit by the previous one.
+            if hit is None:
+                hit = (layer != EMPTY_KEY).nonzero().squeeze(1)
+            else:
+                hit = hit.index_select(0, (layer.index_select(0, hit) != EMPTY_KEY).nonzero().squeeze(1))
             if hit.numel() == 0:
                 break
             rank = layer.index_select(0, hit)
-            du = col_centre.index_select(0, hit % width) - u_in.index_select(0, rank)
-            dv = row_centre.index_select(0, hit // width) - v_in.index_select(0, rank)
+            du = col_centre.index_select(0, hit) - u_in.index_select(0, rank)
+            dv = row_centre.index_select(0, hit) - v_in.index_select(0, rank)
             alpha = 1 - (du.square_() + dv.square_()) / r2
             t = transmit.index_select(0, hit)
             colour.index_add_(0, hit, colour_in.index_select(0, rank) * (alpha * t).unsqueeze(1))
             transmit.index_copy_(0, hit, t * (1 - alpha))
             if k + 1 < points_per_pixel:  # retire this layer's winners
-                frag.masked_fill_(frag == layer.index_select(0, pixel), EMPTY_KEY)
+                left = (frag != layer.index_select(0, pixel)).nonzero().squeeze(1)
+                pixel, frag = pixel.index_select(0, left), frag.index_select(0, left)
+            layer.index_fill_(0, hit, EMPTY_KEY)  # every pixel written this layer: all empty again
         out_rgb[f] = colour.view(height, width, 3)
         out_score[f] = transmit.view(height, width)
     return ControlRender(rgb=out_rgb, score=out_score)

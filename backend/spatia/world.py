@@ -376,10 +376,11 @@ class World:
         # (the reference); the frames past the round are cropped below.
         pad = rnd.padding if getattr(generator, "pads_short_rounds", False) else 0
         pad_index = np.concatenate([np.arange(rnd.frames), np.full(pad, rnd.frames - 1)]).astype(np.int64)
+        padded = (lambda a: a[pad_index]) if pad else (lambda a: a)
         request = GenerationRequest(
-            prompt=rnd.prompt, negative_prompt=settings.negative_prompt, projection=proj_rgb[pad_index],
-            projection_depth=proj_depth[pad_index], hole_mask=hole_mask[pad_index], history=history,
-            references=references, first_frame=first_frame, cameras=cams[pad_index], fps=self.fps,
+            prompt=rnd.prompt, negative_prompt=settings.negative_prompt, projection=padded(proj_rgb),
+            projection_depth=padded(proj_depth), hole_mask=padded(hole_mask), history=history,
+            references=references, first_frame=first_frame, cameras=padded(cams), fps=self.fps,
             seed=settings.seed + round_index if settings.seed_per_round else settings.seed,
             steps=settings.steps, guidance=settings.guidance,
             points_xyz=memory.xyz.detach().cpu().numpy().astype(np.float32, copy=False),
