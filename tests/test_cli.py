@@ -71,6 +71,15 @@ def test_generate_without_weights_names_the_download_command_and_writes_nothing(
     assert not out.exists()
 
 
+def test_a_case_runs_with_the_authors_seed_unless_told_otherwise(tmp_path):
+    folder, depth = box_room_case(tmp_path, frames=9)
+    case = read_reference_case(folder)
+    exact = ExactDepth(depth, case.cameras.intrinsics[0])
+    report = run_case(folder, tmp_path / "a", depth=exact)
+    assert [r["seed"] for r in report["rounds"]] == [20917]
+    assert [r["seed"] for r in run_case(folder, tmp_path / "b", depth=exact, seed=5)["rounds"]] == [5]
+
+
 def test_the_papers_update_mode_needs_mapanything_and_says_so_before_writing(tmp_path, capsys):
     folder, _ = box_room_case(tmp_path)
     out = tmp_path / "out"

@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--shot", help="a shot spec JSON file")
     gen.add_argument("--out", required=True, help="output folder")
     gen.add_argument("--generator", default=None, help="generator preset (default: the shot's, else preview)")
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=None,
+                     help="the seed of every round (default: a case's own, the authors' 20917; a shot's seed)")
     gen.add_argument("--steps", type=int, default=None)
     gen.add_argument("--retrieval", choices=["reference", "iou"], default=None,
                      help="how reference frames are scored (default: the generator's; spatia-5b: reference)")

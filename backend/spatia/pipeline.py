@@ -88,13 +88,14 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
 
 
 def run_case(case_dir, out, *, generator: str | VideoGenerator | None = None,
-             depth: str | DepthEstimator = "depth-pro", seed: int = 0, steps: int | None = None,
+             depth: str | DepthEstimator = "depth-pro", seed: int | None = None, steps: int | None = None,
              vram: str = "auto", settings: GenerateSettings | None = None, progress=None,
              retrieval: str | None = None, update_mode: str = "incremental") -> dict:
     """Generate the video of a reference test case folder into `out`."""
     case = read_reference_case(case_dir)
     _check_frame_count(len(case.trajectory), f"{case_dir}")
     _check_image(np.asarray(case.image), f"{case_dir}/img.jpg")
+    seed = case.seed if seed is None else seed  # the authors' seed unless asked otherwise
     settings = settings or GenerateSettings(seed=seed, steps=steps, retrieval=retrieval, update_mode=update_mode)
     if settings.update_mode == "mapanything-rebuild" and depth == "depth-pro":
         depth = "map-anything"  # the paper's update rebuilds the memory with MapAnything

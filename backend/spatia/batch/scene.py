@@ -68,11 +68,11 @@ def read_shot(scene, options: dict) -> Shot:
     from ..shot import dump_shot, load_shot
 
     settings = scene.spatia
-    quality = presets.quality(settings.quality or "standard")
+    generator = options.get("generator") or settings.generator
+    quality = presets.quality(settings.quality or "standard", generator=generator)  # spatia-5b keeps its trained size
     if options.get("resolution") == "quality":
         _apply_quality_size(scene, quality)
     shot, _ = shot_for_scene(scene)
-    generator = options.get("generator") or shot["generator"]
     shot["generator"] = generator
     shot.setdefault("steps", quality.steps)  # the scene's own steps/guidance win when set
     shot.setdefault("guidance", quality.guidance)
