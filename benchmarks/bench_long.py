@@ -155,7 +155,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--size", default="128x72")
     parser.add_argument("--generators", default="oracle,preview")
-    parser.add_argument("--max-points", type=int, default=60_000, help="the memory budget (small, so it binds)")
+    parser.add_argument("--max-points", type=int, default=100_000, help="the memory budget (small, so it binds)")
     parser.add_argument("--quick", action="store_true", help="6 rounds, for a smoke run")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))

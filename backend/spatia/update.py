@@ -161,13 +161,16 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
     covered = observed & (winner >= 0)
     safe = np.where(winner >= 0, winner, 0)
     xyz = memory.xyz.cpu().numpy().astype(np.float64)
-    cell = (memory.voxel_size * np.exp2(memory.level.cpu().numpy().astype(np.float64)))[safe]
+    spacing = memory.spacing()  # the footprint a point stands for (its splat)
+    spacing = np.broadcast_to(np.asarray(spacing.cpu().numpy() if torch.is_tensor(spacing) else spacing,
+                                         dtype=np.float64), (len(memory),))
+    cell = spacing[safe]
     # The pixel's observation as a world point, against the point that won the pixel: a 3-D
     # distance, so pixels of a splat on a surface seen at a grazing angle still agree with it.
     gap = np.linalg.norm(_pixel_points(depth, cameras) - xyz[safe], axis=-1)
     consistent = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
-    # The same sample as the point: its own pixel, or within its cell. Other consistent pixels
-    # are new samples of the same surface, fused into cells like any new point.
+    # The same sample as the point: its own pixel, or within the footprint it stands for. Other
+    # consistent pixels are new samples of the same surface, fused into cells like any new point.
     agree = consistent & (own_pixel | (gap <= cell))
     residual = depth - rendered
     protected = ((memory.rank > rank) | (memory.conf >= settings.protect_conf)).cpu().numpy()[safe]
