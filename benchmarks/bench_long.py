@@ -116,7 +116,8 @@ def run(generator_name: str, rounds: int, width: int, height: int, first: int, l
         disk, memory_disk = now, memory_now
         print(generator_name, per_round[-1], flush=True)
     final = world.memory()
-    largest_cell = final.voxel_size * 2 ** int(final.level.max()) if len(final) else 0.0
+    level = getattr(final, "level", None)  # memories of older versions have no cell levels
+    largest_cell = final.voxel_size * 2 ** int(level.max()) if level is not None and len(final) else final.voxel_size
     region = max(REGION, largest_cell)  # a merged point may sit anywhere in its cell
     round0_places, final_places = occupied(round0_xyz, region), occupied(final.xyz.numpy(), region)
     rounds_out = per_round
