@@ -40,7 +40,7 @@ INDEX_BITS = 31
 INDEX_MASK = (1 << INDEX_BITS) - 1
 MAX_POINTS = INDEX_MASK  # index N (one past the last point) marks an empty pixel
 OCCLUSION_MARGIN_VOXELS = 2.0  # a splat covers a neighbour's pixel only if nearer by this many voxels
-OCCLUSION_MARGIN_REL = 0.01  # ... plus this share of the depth
+OCCLUSION_MARGIN_REL = 0.1  # ... plus this share of the depth (a surface seen at a grazing angle keeps its own pixels)
 INF_BITS = 0x7F800000  # float32 +inf: every finite depth packs to a smaller key
 # Projected points (or pixels) per batch of frames: CPU batches stay small enough for the
 # allocator to reuse memory; a GPU wants large batches to fill the device.
@@ -320,10 +320,14 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index)
 
 
+SPLAT_OVERLAP = 1.5  # splats a little wider than a memory's sampling: views between the sampled ones have no pinholes
+
+
 def point_sizes(memory) -> float | torch.Tensor:
-    """Splat sizes for a memory: its own `spacing()` where it has one, else its voxel size."""
+    """Splat sizes for a memory: SPLAT_OVERLAP times its own `spacing()` where it has one, else its
+    voxel size."""
     spacing = getattr(memory, "spacing", None)
-    return spacing() if callable(spacing) else float(memory.voxel_size)
+    return spacing() * SPLAT_OVERLAP if callable(spacing) else float(memory.voxel_size)
 
 
 def render_memory(memory, cameras: Cameras, **kwargs) -> RenderResult:

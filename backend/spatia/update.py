@@ -31,7 +31,7 @@ import torch
 from .memory import (
     RANK_GENERATED, Merges, SpatialMemory, carve, coarsen_to_budget, fuse, fuse_points, points_from_depth, refine,
 )
-from .render import OCCLUSION_MARGIN_REL, OCCLUSION_MARGIN_VOXELS, render_memory
+from .render import OCCLUSION_MARGIN_REL, OCCLUSION_MARGIN_VOXELS, point_sizes, render_memory
 
 
 @dataclass(frozen=True)
@@ -161,15 +161,18 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
     covered = observed & (winner >= 0)
     safe = np.where(winner >= 0, winner, 0)
     xyz = memory.xyz.cpu().numpy().astype(np.float64)
-    spacing = memory.spacing()  # the footprint a point stands for (its splat)
-    spacing = np.broadcast_to(np.asarray(spacing.cpu().numpy() if torch.is_tensor(spacing) else spacing,
-                                         dtype=np.float64), (len(memory),))
-    cell = spacing[safe]
+    splat = point_sizes(memory)  # what a point's splat covers
+    splat = np.broadcast_to(np.asarray(splat.cpu().numpy() if torch.is_tensor(splat) else splat, dtype=np.float64),
+                            (len(memory),))
+    # The farthest a square splat reaches from its point: half its side (the projection's stretch
+    # up to 1.5 at a frame's corners, plus the half pixel the centre may sit off) across the diagonal.
+    focal = np.minimum(cameras.intrinsics[:, 0], cameras.intrinsics[:, 1])[:, None, None]
+    cell = np.sqrt(2.0) * (0.75 * splat[safe] + 0.5 * rendered / focal)
     # The pixel's observation as a world point, against the point that won the pixel: a 3-D
     # distance, so pixels of a splat on a surface seen at a grazing angle still agree with it.
     gap = np.linalg.norm(_pixel_points(depth, cameras) - xyz[safe], axis=-1)
     consistent = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
-    # The same sample as the point: its own pixel, or within the footprint it stands for. Other
+    # The same sample as the point: its own pixel, or within what its splat covers. Other
     # consistent pixels are new samples of the same surface, fused into cells like any new point.
     agree = consistent & (own_pixel | (gap <= cell))
     residual = depth - rendered
