@@ -90,6 +90,7 @@ def run(generator_name: str, rounds: int, width: int, height: int, first: int, l
         memory = world.memory()
         if r == 0:
             round0_xyz = memory.xyz.numpy().copy()
+            round0_ids = memory.point_id.numpy().copy()
         now, memory_now = folder_bytes(folder), folder_bytes(folder / "memory")
         timings = record["timings"]
         # revisits: new frames at frame 0's pose, against frame 0
@@ -137,6 +138,8 @@ def run(generator_name: str, rounds: int, width: int, height: int, first: int, l
             "retrieval_share_last": round(share(last), 3),
             "memory_vs_first_drop_db": round(initial_psnr - last["memory_vs_first_psnr"], 2),
             "round0_places_lost": len(round0_places - final_places),
+            # share of the points of round 0 still in the memory under their own id (a merge keeps one of its ids)
+            "round0_points_still_held": round(float(np.isin(round0_ids, final.point_id.numpy()).mean()), 4),
             "round0_places": len(round0_places),
             "place_size_m": region,
             "largest_cell_m": largest_cell,
