@@ -89,6 +89,16 @@ class SPATIA_OT_generate(bpy.types.Operator):
         return _start_follow(self, context, client, lambda: client.submit(world_id, shot), start, prompts[0])
 
 
+def _follow_scene_job(op, context, request) -> set:
+    """Follow the scene's job after `request(client, job_id)` (look it up, or resume it)."""
+    settings = context.scene.spatia
+    client = client_or_report(op)
+    if client is None:
+        return {"CANCELLED"}
+    job_id = settings.job_id
+    return _start_follow(op, context, client, lambda: request(client, job_id), settings.world_frame_start, "")
+
+
 class SPATIA_OT_follow(bpy.types.Operator):
     """Follow the scene's last job again (after a restart of Blender or of the backend) and import its result"""
 
@@ -104,12 +114,7 @@ class SPATIA_OT_follow(bpy.types.Operator):
         return not _generation_busy(cls)
 
     def execute(self, context):
-        settings = context.scene.spatia
-        client = client_or_report(self)
-        if client is None:
-            return {"CANCELLED"}
-        job_id = settings.job_id
-        return _start_follow(self, context, client, lambda: client.job(job_id), settings.world_frame_start, "")
+        return _follow_scene_job(self, context, lambda client, job_id: client.job(job_id))
 
 
 class SPATIA_OT_resume(bpy.types.Operator):
@@ -129,12 +134,7 @@ class SPATIA_OT_resume(bpy.types.Operator):
         return not _generation_busy(cls)
 
     def execute(self, context):
-        settings = context.scene.spatia
-        client = client_or_report(self)
-        if client is None:
-            return {"CANCELLED"}
-        job_id = settings.job_id
-        return _start_follow(self, context, client, lambda: client.resume(job_id), settings.world_frame_start, "")
+        return _follow_scene_job(self, context, lambda client, job_id: client.resume(job_id))
 
 
 class SPATIA_OT_cancel(bpy.types.Operator):
