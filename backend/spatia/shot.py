@@ -118,6 +118,52 @@ class RoundPlan(_Strict):
         return self
 
 
+MAX_OBJECT_ID = 2**53  # object ids travel through JSON: exact in a double
+MAX_PATH_KEYS = 10_000
+
+
+class ObjectPathKey(_Strict):
+    """Where the artist puts an object at one Blender frame (an Empty's keyframe)."""
+
+    frame: int = Field(ge=-MAX_FRAME_NUMBER, le=MAX_FRAME_NUMBER, description="Blender frame number")
+    position: Annotated[list[FiniteFloat], Field(min_length=3, max_length=3)] = Field(description="world metres")
+    heading: FiniteFloat = Field(0.0, description="radians, a right-handed turn about the world's up axis")
+
+    @field_validator("position")
+    @classmethod
+    def _in_range(cls, p: list[float]) -> list[float]:
+        if max(abs(v) for v in p) > MAX_TRANSLATION:
+            raise ValueError(f"position {p} exceeds {MAX_TRANSLATION:g} m")
+        return p
+
+
+class ObjectDirection(_Strict):
+    """How the artist directs one remembered object in this shot (docs/objects.md)."""
+
+    id: int = Field(ge=1, le=MAX_OBJECT_ID, description="the object's id; for a copy, a new unused id")
+    path: list[ObjectPathKey] = Field(default_factory=list, max_length=MAX_PATH_KEYS,
+                                      description="keyed poses; empty: the motion model predicts")
+    condition: bool = Field(True, description="render the object's points into the conditioning")
+    reference: bool = Field(True, description="offer its best crop as a reference image")
+    copy_of: int | None = Field(None, ge=1, le=MAX_OBJECT_ID, description="make this a new object copied from that one")
+
+    @field_validator("path")
+    @classmethod
+    def _increasing(cls, path: list[ObjectPathKey]) -> list[ObjectPathKey]:
+        numbers = [k.frame for k in path]
+        if any(b <= a for a, b in zip(numbers, numbers[1:])):
+            raise ValueError(f"path frames must strictly increase, got {numbers}")
+        return path
+
+    @model_validator(mode="after")
+    def _copy_needs_path(self) -> "ObjectDirection":
+        if self.copy_of is not None and not self.path:
+            raise ValueError(f"object {self.id} copies object {self.copy_of}: give it a path to say where it is")
+        if self.copy_of == self.id:
+            raise ValueError(f"object {self.id} cannot be a copy of itself")
+        return self
+
+
 class ShotSpec(_Strict):
     schema_id: Literal["spatia.shot"] = Field(SHOT_SCHEMA, alias="schema")
     version: int = SHOT_VERSION
@@ -138,6 +184,26 @@ class ShotSpec(_Strict):
     dynamic_prompts: list[NonEmptyStr] = Field(default_factory=list, description='entities to keep out of memory, e.g. "person"')
     init: InitSpec | None = None
     rounds: RoundPlan = Field(default_factory=RoundPlan)
+    objects: list[ObjectDirection] = Field(default_factory=list, description="paths and switches for remembered objects")
+    forget_objects: list[Annotated[int, Field(ge=1, le=MAX_OBJECT_ID)]] = Field(
+        default_factory=list, description="ids of remembered objects to forget before this shot")
+    object_memory: bool = Field(True, description="remember moving objects and render them where predicted")
+
+    @field_validator("objects")
+    @classmethod
+    def _unique_objects(cls, objects: list[ObjectDirection]) -> list[ObjectDirection]:
+        ids = [o.id for o in objects]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"objects name ids {twice} more than once")
+        return objects
+
+    @model_validator(mode="after")
+    def _forget_is_not_directed(self) -> "ShotSpec":
+        both = sorted({o.id for o in self.objects} & set(self.forget_objects))
+        if both:
+            raise ValueError(f"objects {both} are both directed and forgotten")
+        return self
 
     @field_validator("version")
     @classmethod
