@@ -18,7 +18,7 @@ from .models import get_depth_estimator, get_generator, get_segmenter
 from .models.base import DepthEstimator, VideoGenerator
 from .plan import plan_rounds
 from .shot import load_shot
-from .world import GenerateSettings, World, WorldError
+from .world import GenerateSettings, World, WorldError, shot_settings
 
 MIN_IMAGE_SIDE = 16  # the smallest first image a run accepts, as the shot schema's width and height
 MAX_RUN_FRAMES = 100_000  # cameras in one run (a reference case or a shot): over an hour at 24 fps
@@ -127,12 +127,7 @@ def run_shot(shot_path, out, *, generator: str | VideoGenerator | None = None,
     spec = load_shot(shot_path)
     trajectory: Trajectory = spec.trajectory()
     _check_frame_count(len(trajectory), "the shot")
-    plan = spec.rounds
-    settings = settings or GenerateSettings(
-        seed=spec.seed, steps=spec.steps, guidance=spec.guidance, negative_prompt=spec.negative_prompt,
-        dynamic_prompts=list(spec.dynamic_prompts), first_round_frames=plan.first_round_frames,
-        round_frames=plan.round_frames, overlap=plan.overlap, retrieval=retrieval, update_mode=update_mode,
-    )
+    settings = settings or shot_settings(spec, retrieval=retrieval, update_mode=update_mode)
     if settings.update_mode == "mapanything-rebuild" and depth is None:
         depth = "map-anything"  # the paper's update rebuilds the memory with MapAnything
     base = Path(shot_path).parent if not isinstance(shot_path, dict) else Path.cwd()

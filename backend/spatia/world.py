@@ -103,6 +103,24 @@ class GenerateSettings:
     forget_objects: tuple[int, ...] = ()  # objects removed before the first round
 
 
+def shot_settings(spec, **overrides) -> GenerateSettings:
+    """The settings a shot spec (spatia.shot.ShotSpec) asks for. Its objects' path frames are
+    Blender frame numbers; the world counts video frames from the shot's first listed frame."""
+    first = int(spec.frames[0].frame)
+    directions = tuple(
+        Direction(id=o.id, path_frames=tuple(k.frame - first for k in o.path),
+                  path_position=tuple(tuple(k.position) for k in o.path), path_heading=tuple(k.heading for k in o.path),
+                  condition=o.condition, reference=o.reference, copy_of=o.copy_of)
+        for o in spec.objects)
+    plan = spec.rounds
+    fields = dict(seed=spec.seed, steps=spec.steps, guidance=spec.guidance, negative_prompt=spec.negative_prompt,
+                  dynamic_prompts=list(spec.dynamic_prompts), first_round_frames=plan.first_round_frames,
+                  round_frames=plan.round_frames, overlap=plan.overlap, object_memory=spec.object_memory,
+                  object_directions=directions, forget_objects=tuple(spec.forget_objects))
+    fields.update(overrides)
+    return GenerateSettings(**fields)
+
+
 class World:
     """Open with World.open(path) or create with World.create(path, ...)."""
 
@@ -527,7 +545,7 @@ class World:
                                          message=f"round {len(self.state['rounds'])}: {rnd.prompt[:80]}")
             memory = new_memory
             if objects is not None and (len(objects) or instances.any()):
-                clip = observe(key_frames, aligned, key_cams, keys, instances)
+                clip = observe(key_frames, aligned, key_cams, keys, instances, objects.up)
                 learned = learn(objects, paths, clip, labels, self.state["voxel_size"])
                 objects_out = self.object_store.save(learned.objects, parent=objects_in, memory_version=memory_out,
                                                      message=f"round {len(self.state['rounds'])}")
@@ -608,7 +626,6 @@ class World:
         labels: dict[int, str] = {}
 
         def add(ids, names=None):
-            nonlocal out
             ids = np.asarray(ids)
             if ids.dtype == np.bool_:
                 ids = split_components(ids)

@@ -113,7 +113,7 @@ class StreetOracle(VideoGenerator):
     def __init__(self, street: Street, *, instances: bool = True, seed: int = 0):
         self.street, self.instances = street, instances
         self.rng = np.random.default_rng(seed)
-        self.requests = []
+        self.requests, self.perms = [], []
 
     @property
     def requirements(self):
@@ -131,6 +131,7 @@ class StreetOracle(VideoGenerator):
         info = {}
         if self.instances:
             perm = np.r_[0, self.rng.permutation(len(self.street.movers)) + 5]  # clip-local ids
+            self.perms.append(perm)
             info["instance_masks"] = perm[ids].astype(np.int32)
             info["instance_labels"] = {int(perm[k + 1]): m.label for k, m in enumerate(self.street.movers)}
         return GenerationResult(frames=rgb, depth=depth, info=info)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import presets
-from ..world import GenerateSettings, World, WorldError
+from ..world import World, WorldError, shot_settings
 from .jobs import sha256_file
 
 
@@ -147,11 +147,7 @@ def generate(world: World, shot: Shot, models: dict, progress) -> list[dict]:
     from ..shot import load_shot
 
     spec = load_shot(shot.spec)
-    settings = GenerateSettings(
-        seed=spec.seed, steps=spec.steps, guidance=spec.guidance, negative_prompt=spec.negative_prompt,
-        dynamic_prompts=list(spec.dynamic_prompts), first_round_frames=spec.rounds.first_round_frames,
-        round_frames=spec.rounds.round_frames, overlap=spec.rounds.overlap)
-    return world.generate(spec.trajectory(), list(spec.prompts), models["generator"], settings,
+    return world.generate(spec.trajectory(), list(spec.prompts), models["generator"], shot_settings(spec),
                           depth_estimator=models["depth"], segmenter=models["segmenter"], progress=progress)
 
 

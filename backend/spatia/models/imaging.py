@@ -82,3 +82,18 @@ def finalize_depth(depth: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     depth = torch.where(torch.isfinite(depth) & (depth > 0), depth, torch.zeros_like(depth)).float()
     conf = edge_confidence(depth)
     return depth.cpu().numpy(), conf.cpu().numpy().astype(np.float32)
+
+
+def reference_canvases(crops: np.ndarray, height: int, width: int, *, share: float = 0.6) -> np.ndarray:
+    """Object crops uint8 [K,S,S,3] (on white) centred on white frames of height x width, scaled to
+    `share` of the frame's shorter side, for generators whose reference slots take whole frames."""
+    crops = np.asarray(crops, dtype=np.uint8)
+    out = np.full((len(crops), height, width, 3), 255, np.uint8)
+    if not len(crops):
+        return out
+    side = max(1, int(round(min(height, width) * share)))
+    scaled = resize(images_to_tensor(crops, torch.device("cpu")), (side, side)).clamp(0, 1)
+    scaled = (scaled.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    top, left = (height - side) // 2, (width - side) // 2
+    out[:, top:top + side, left:left + side] = scaled
+    return out

@@ -1,7 +1,9 @@
 """Dynamic-entity masks: user-supplied files, SAM2 video (clicks/boxes), SAM3 video (text).
 
 Every segmenter returns bool [F,H,W], True where a pixel shows something that moves (people,
-cars, animals) and so must never be fused into the static spatial memory.
+cars, animals) and so must never be fused into the static spatial memory; `segment_instances`
+also says which entity each such pixel belongs to (int32 ids stable through the clip, labels),
+which the object memory tracks.
 """
 
 from __future__ import annotations
@@ -75,6 +77,17 @@ def load_mask_stack(source: str | Path | Sequence[str | Path] | np.ndarray) -> n
     return stack != 0
 
 
+def instance_ids(stack: np.ndarray) -> np.ndarray | None:
+    """An integer mask stack read as instance ids (int32, 0 = static), or None for a plain
+    on/off mask (bool, or values 0 and 255 / 0 and 1 only)."""
+    stack = np.asarray(stack)
+    if not np.issubdtype(stack.dtype, np.integer) or np.setdiff1d(np.unique(stack), [0, 1, 255]).size == 0:
+        return None
+    if stack.min() < 0 or stack.max() > np.iinfo(np.int32).max:
+        raise ModelInputError(f"instance masks must hold ids in 0..{np.iinfo(np.int32).max}")
+    return stack.astype(np.int32)
+
+
 class UserMasks(Segmenter):
     """Masks the user drew, in the reference test-case format (mask.png or .npy [N,H,W]).
 
@@ -87,6 +100,9 @@ class UserMasks(Segmenter):
 
     def __init__(self, source: str | Path | Sequence[str | Path] | np.ndarray, *, static: bool = False):
         self.masks = load_mask_stack(source)
+        raw = source if isinstance(source, np.ndarray) else (
+            np.load(source, allow_pickle=False) if isinstance(source, (str, Path)) and str(source).lower().endswith(".npy") else None)
+        self.instances = None if raw is None else instance_ids(raw.reshape(self.masks.shape))
         self.static = static
 
     @property
@@ -97,19 +113,28 @@ class UserMasks(Segmenter):
         return None
 
     def segment(self, frames: np.ndarray, prompts: Sequence[Prompt] = ()) -> np.ndarray:
+        return self._per_frame(self.masks, frames)
+
+    def segment_instances(self, frames: np.ndarray, prompts: Sequence[Prompt] = ()) -> tuple[np.ndarray, dict[int, str]]:
+        """An integer .npy labels instances itself; an on/off mask is split into components."""
+        if self.instances is None:
+            return super().segment_instances(frames, prompts)
+        return self._per_frame(self.instances, frames), {}
+
+    def _per_frame(self, masks: np.ndarray, frames: np.ndarray) -> np.ndarray:
         frames = check_images(frames, "frames")
         count, height, width = frames.shape[:3]
-        n, mh, mw = self.masks.shape
+        n, mh, mw = masks.shape
         if (mh, mw) != (height, width):
             raise ModelInputError(f"masks are {mw}x{mh} but the frames are {width}x{height}; they must match")
         if n == count:
-            return self.masks.copy()
+            return masks.copy()
         if n == 1:
-            out = np.zeros((count, height, width), dtype=bool)
+            out = np.zeros((count, height, width), dtype=masks.dtype)
             if self.static:
-                out[:] = self.masks[0]
+                out[:] = masks[0]
             else:
-                out[0] = self.masks[0]
+                out[0] = masks[0]
             return out
         raise ModelInputError(f"{n} masks for {count} frames: give one mask per frame, or a single mask")
 
@@ -132,8 +157,13 @@ class Sam2VideoSegmenter(PretrainedAdapter, Segmenter):
 
         return Sam2VideoModel.from_pretrained(folder, local_files_only=True)
 
-    @torch.inference_mode()
     def segment(self, frames: np.ndarray, prompts: Sequence[Prompt]) -> np.ndarray:
+        return self.segment_instances(frames, prompts)[0] > 0
+
+    @torch.inference_mode()
+    def segment_instances(self, frames: np.ndarray, prompts: Sequence[Prompt]) -> tuple[np.ndarray, dict[int, str]]:
+        """Each prompted object id is one instance (the id itself); a pixel claimed by two goes to
+        the more confident."""
         from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
 
         frames = check_images(frames, "frames")
@@ -156,15 +186,17 @@ class Sam2VideoSegmenter(PretrainedAdapter, Segmenter):
                 {"point_coords": points.to(self.device), "point_labels": torch.tensor([[labels]], dtype=torch.int32, device=self.device)},
             )
         session.obj_with_new_inputs = sorted({obj for _, obj in inputs})
-        masks = np.zeros((count, height, width), dtype=bool)
+        instances = np.zeros((count, height, width), dtype=np.int32)
         start = min(frame for frame, _ in inputs)
         for reverse in (False, True):
             if reverse and start == 0:
                 break
             for output in model.propagate_in_video_iterator(session, start_frame_idx=start, reverse=reverse):
-                logits = resize(output.pred_masks.float(), (height, width))
-                masks[output.frame_idx] = (logits > 0).any(dim=(0, 1)).cpu().numpy()
-        return masks
+                logits = resize(output.pred_masks.float(), (height, width)).amax(dim=1)  # [objects, H, W]
+                ids = torch.as_tensor(list(output.object_ids or session.obj_ids), dtype=torch.int32)
+                best, which = logits.max(dim=0)
+                instances[output.frame_idx] = torch.where(best > 0, ids[which], 0).cpu().numpy()
+        return instances, {}
 
     @staticmethod
     def _group_prompts(prompts: list[Prompt], count: int, width: int, height: int) -> dict[tuple[int, int], tuple[list, list]]:
@@ -222,8 +254,13 @@ class Sam3VideoSegmenter(PretrainedAdapter, Segmenter):
             raise ModelInputError("a SAM3 model was given without its Sam3VideoProcessor")
         return self._processor
 
-    @torch.inference_mode()
     def segment(self, frames: np.ndarray, prompts: Sequence[Prompt]) -> np.ndarray:
+        return self.segment_instances(frames, prompts)[0] > 0
+
+    @torch.inference_mode()
+    def segment_instances(self, frames: np.ndarray, prompts: Sequence[Prompt]) -> tuple[np.ndarray, dict[int, str]]:
+        """Every tracked instance of every concept, with its concept as label (SAM3 keeps an
+        instance's id through the clip)."""
         frames = check_images(frames, "frames")
         texts = self._text_prompts(_typed(prompts))
         count, height, width = frames.shape[:3]
@@ -233,12 +270,18 @@ class Sam3VideoSegmenter(PretrainedAdapter, Segmenter):
             video_storage_device=self.device, dtype=self.dtype,
         )
         processor.add_text_prompt(inference_session=session, text=texts)
-        masks = np.zeros((count, height, width), dtype=bool)
+        instances = np.zeros((count, height, width), dtype=np.int32)
+        labels: dict[int, str] = {}
         for output in model.propagate_in_video_iterator(inference_session=session, max_frame_num_to_track=count):
-            found = processor.postprocess_outputs(session, output)["masks"]
-            if len(found):
-                masks[output.frame_idx] = torch.as_tensor(found).bool().any(dim=0).cpu().numpy()
-        return masks
+            post = processor.postprocess_outputs(session, output)
+            found = torch.as_tensor(post["masks"]).bool().cpu()
+            ids = [int(i) + 1 for i in post.get("object_ids", range(len(found)))]  # 0 is static
+            for prompt, members in (post.get("prompt_to_obj_ids") or {}).items():
+                labels.update({int(i) + 1: str(prompt) for i in members})
+            frame = instances[output.frame_idx]
+            for k, mask in zip(ids, found.numpy()):
+                frame[mask & (frame == 0)] = k
+        return instances, labels
 
     @staticmethod
     def _text_prompts(prompts: list[Prompt]) -> list[str]:

@@ -5,7 +5,8 @@ How a request maps onto VACE's inputs:
   written over the first frames; `mask`: white where VACE must generate (the memory's holes),
   black where the pixels are known (memory and every history frame) and should be kept.
 - round 0: the first image is the known first frame (mask black) in the same way.
-- retrieved reference frames go in as `reference_images` when `use_references` is on.
+- retrieved reference frames, then remembered objects' crops on white, go in as `reference_images`
+  when `use_references` is on.
 - F frames of any count: padded to 4k+1 by repeating the last frame, cropped afterwards.
 VACE treats known pixels as strong conditioning, not as a hard constraint; with
 `pin_known_frames` (default) the returned history / first frame pixels are the caller's own.
@@ -132,8 +133,11 @@ class WanVaceGenerator(DiffusersGenerator):
         padded = padded_frame_count(frames, pipe.vae_scale_factor_temporal)
         video, mask = vace_inputs(request, padded)
         references = None
-        if self.use_references and request.references is not None and len(request.references):
-            references = [Image.fromarray(r) for r in request.references]
+        if self.use_references:
+            # retrieved frames, then remembered objects' crops on white (VACE's subject references)
+            images = [*(request.references if request.references is not None else ()),
+                      *(request.object_references if request.object_references is not None else ())]
+            references = [Image.fromarray(r) for r in images] or None
         steps = request.steps if request.steps is not None else self.steps
         guidance = request.guidance if request.guidance is not None else self.guidance
 

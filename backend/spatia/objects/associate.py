@@ -174,8 +174,8 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
     frames, positions, headings = [], [], []
     prev = None
     for obs in observations:
-        if obs.truncated:
-            continue  # a part cut by the image's edge slides along it under registration: no pose
+        if obs.partial:
+            continue  # a part cut by the image's edge or an occluder slides under registration: no pose
         if prev is None:
             position, heading = (path.at([obs.frame]) if path is not None else
                                  (track.key_position[-1:], track.key_heading[-1:]))

@@ -12,7 +12,7 @@ from .model import ObjectTrack, rotation, wrap_angle
 
 FIT_SECONDS = 1.0  # the velocity is fitted to the observed poses of the last second seen
 PARKED_SPEED = 0.1  # m/s: slower than this is parked
-DAMPING_SECONDS = 4.0  # tau: unseen for t seconds, an object has moved v tau (1 - exp(-t / tau))
+DAMPING_SECONDS = 8.0  # tau: unseen for t seconds, an object has moved v tau (1 - exp(-t / tau))
 BLOCK_POINTS = 5  # memory points inside an object's box (above its lowest fifth) that stop it
 BOTTOM_SHARE = 0.2
 

@@ -13,6 +13,8 @@ from spatia.cameras import Cameras
 from .model import CROP_SIZE, HIST_BINS, Crop
 
 MIN_PIXELS = 24  # an instance with fewer valid pixels in a keyframe is not observed there
+OCCLUDER_METRES = 0.5  # a neighbour this much nearer than the instance's front hides part of it
+OCCLUDED_SHARE = 0.1  # ... along this share of its outline: the view is partial
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,7 +27,7 @@ class Observation:
     rgb: np.ndarray
     spacing: float  # the median pixel footprint (metres) at the instance's depth
     crop: Crop | None
-    truncated: bool = False  # the mask touches the image's edge: part of the object is out of view
+    partial: bool = False  # cut by the image's edge or hidden in part behind something nearer
 
     @property
     def centroid(self) -> np.ndarray:
@@ -68,9 +70,10 @@ def make_crop(image: np.ndarray, mask: np.ndarray, frame: int) -> Crop | None:
 
 
 def observe(frames: np.ndarray, depth: np.ndarray, cameras: Cameras, frame_indices, instances: np.ndarray,
-            *, min_pixels: int = MIN_PIXELS) -> dict[int, list[Observation]]:
+            up, *, min_pixels: int = MIN_PIXELS) -> dict[int, list[Observation]]:
     """Every instance of `instances` (int [F,H,W], 0 = none) in every keyframe where it has at
     least `min_pixels` pixels of valid depth -> {instance id: observations in frame order}.
+    `up`: the world's up axis (what stands above the ground can hide an object).
     Masks are eroded by one pixel so that mixed edge depths do not smear into the background."""
     instances = np.asarray(instances)
     out: dict[int, list[Observation]] = {}
@@ -89,12 +92,27 @@ def observe(frames: np.ndarray, depth: np.ndarray, cameras: Cameras, frame_indic
             valid = core & (depth[j] > 0) & np.isfinite(depth[j])
             if valid.sum() < min_pixels:
                 continue
-            edge = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+            partial = _partial(mask, depth[j], world, world[valid], up)
             out.setdefault(int(k), []).append(Observation(
                 instance=int(k), frame=int(frame), xyz=world[valid], rgb=frames[j][valid],
-                spacing=float(np.median(depth[j][valid])) / focal, crop=None if edge else make_crop(frames[j], mask, frame),
-                truncated=bool(edge)))
+                spacing=float(np.median(depth[j][valid])) / focal,
+                crop=None if partial else make_crop(frames[j], mask, frame), partial=partial))
     return out
+
+
+def _partial(mask: np.ndarray, depth: np.ndarray, world: np.ndarray, points: np.ndarray, up) -> bool:
+    """Whether the object is only partly in view: its mask touches the image's edge, or much of its
+    outline borders something well in front of it and standing above its lowest fifth (a building,
+    another object; not the ground it stands on, which is nearer just below it)."""
+    if mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
+        return True
+    ring = (cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~mask
+    heights = points @ up
+    floor = heights.min() + 0.2 * np.ptp(heights)
+    front = float(np.percentile(depth[mask & (depth > 0)], 10))
+    nearer = ring & (depth > 0) & (depth < front - OCCLUDER_METRES)
+    nearer[nearer] = world[nearer] @ up > floor
+    return bool(np.count_nonzero(nearer) > OCCLUDED_SHARE * max(1, np.count_nonzero(ring)))
 
 
 def split_components(masks: np.ndarray, *, min_overlap: float = 0.2) -> np.ndarray:

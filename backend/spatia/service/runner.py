@@ -15,7 +15,7 @@ from spatia.io import write_json
 from spatia.models.base import Cancelled
 from spatia.shot import ShotSpec, load_shot
 from spatia.video import write_video
-from spatia.world import GenerateSettings, World, WorldError
+from spatia.world import GenerateSettings, World, WorldError, shot_settings
 
 from .jobstore import JobStore, shot_of
 from .models import ModelCache
@@ -29,12 +29,7 @@ MIN_FRACTION_FOR_ETA = 0.02
 
 
 def generate_settings(shot: ShotSpec) -> GenerateSettings:
-    plan = shot.rounds
-    return GenerateSettings(
-        seed=shot.seed, steps=shot.steps, guidance=shot.guidance, negative_prompt=shot.negative_prompt,
-        dynamic_prompts=list(shot.dynamic_prompts), first_round_frames=plan.first_round_frames,
-        round_frames=plan.round_frames, overlap=plan.overlap,
-    )
+    return shot_settings(shot)
 
 
 def job_files(end: int) -> dict:

@@ -37,6 +37,7 @@ from ..base import (
     report,
 )
 from ..gpu import DiffusersGenerator, RuntimeOptions, out_of_memory_as_unavailable
+from ..imaging import reference_canvases
 from ..loading import require_modules
 from ..registry import get_preset, require_weights
 from .config import (
@@ -82,7 +83,36 @@ def control_inputs(request: GenerationRequest, device=None) -> tuple[np.ndarray,
         xyz, rgb = voxel_downsample(xyz, rgb, voxel)
     rendered = render_control(xyz, rgb, request.cameras, device=device)
     video, score = rendered.to_uint8()
-    return video, score, {"control": "render_control", "control_voxel_size": voxel, "control_points": int(len(xyz))}
+    # remembered moving objects at their predicted poses join the memory's points in their frames
+    with_objects = [i for i, p in enumerate(request.frame_points_xyz or ()) if len(p)]
+    if with_objects:
+        import torch
+
+        base_xyz = torch.as_tensor(xyz, dtype=torch.float32).cpu()
+        base_rgb = rgb.float().cpu() if isinstance(rgb, torch.Tensor) else torch.as_tensor(rgb).float() / 255
+    for i in with_objects:
+        both = render_control(torch.cat([base_xyz, torch.as_tensor(request.frame_points_xyz[i])]),
+                              torch.cat([base_rgb, torch.as_tensor(request.frame_points_rgb[i]).float() / 255]),
+                              request.cameras[i:i + 1], device=device)
+        video[i], score[i] = (a[0] for a in both.to_uint8())
+    return video, score, {"control": "render_control", "control_voxel_size": voxel, "control_points": int(len(xyz)),
+                          "control_object_frames": len(with_objects)}
+
+
+MAX_REFERENCES = 7  # reference frames per clip, as trained
+
+
+def with_object_references(request: GenerationRequest) -> np.ndarray | None:
+    """The retrieved frames, then remembered objects' crops (centred on white frames) in the
+    reference slots still free."""
+    refs = request.references
+    crops = request.object_references
+    free = MAX_REFERENCES - (0 if refs is None else len(refs))
+    if crops is None or not len(crops) or free <= 0:
+        return refs
+    height, width = request.size
+    canvases = reference_canvases(crops[:free], height, width)
+    return canvases if refs is None else np.concatenate([refs, canvases])
 
 
 class SpatiaGenerator(DiffusersGenerator):
@@ -183,7 +213,7 @@ class SpatiaGenerator(DiffusersGenerator):
                 control_score,
                 negative_prompt=request.negative_prompt or self.negative_prompt,
                 history=request.history if continuation else None,
-                references=request.references,
+                references=with_object_references(request),
                 first_frame=None if continuation else request.first_frame,
                 num_inference_steps=steps,
                 guidance_scale=guidance,
