@@ -5,6 +5,7 @@
     spatia serve                                  the local backend service (HTTP API)
     spatia cameras convert IN OUT --to FORMAT     convert camera files
     spatia models list | download NAME | verify   model weights
+    spatia objects list | show | forget WORLD     a world's remembered moving objects
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from . import __version__
 from .models.base import ModelUnavailable
 
 
-COMMAND_MODULES = [name for name in ("spatia.service.commands", "spatia.eval.commands", "spatia.batch.commands")
+COMMAND_MODULES = [name for name in ("spatia.service.commands", "spatia.eval.commands", "spatia.batch.commands",
+                                     "spatia.objects_commands")
                    if importlib.util.find_spec(name.rsplit(".", 1)[0]) and importlib.util.find_spec(name)]
 
 

@@ -130,7 +130,7 @@ def create_app(config: ServiceConfig, *, extra_generators: dict[str, GeneratorFa
     """The ASGI app. Workers start with the app's lifespan and stop (jobs -> interrupted) with it."""
     from fastapi import FastAPI
 
-    from .routes import jobs, memory, queries, system, worlds
+    from .routes import jobs, memory, objects, queries, system, worlds
 
     service = Service(config, extra_generators)
 
@@ -150,9 +150,10 @@ def create_app(config: ServiceConfig, *, extra_generators: dict[str, GeneratorFa
     )
     app.state.service = service
     install_handlers(app)
-    for module in (system, worlds, memory, queries, jobs):
+    modules = (system, worlds, memory, objects, queries, jobs)
+    for module in modules:
         app.include_router(module.router)
-    add_options_route(app, [route for module in (system, worlds, memory, queries, jobs) for route in module.router.routes])
+    add_options_route(app, [route for module in modules for route in module.router.routes])
     app.add_middleware(BodyLimit, limit=config.max_upload_bytes, json_limit=config.max_json_bytes)
     app.add_middleware(HostOriginGuard, bound_host=config.host, allowed_hosts=config.allowed_hosts,
                        allowed_origins=config.allowed_origins)  # outermost: runs before anything else

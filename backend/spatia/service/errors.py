@@ -41,15 +41,16 @@ def conflict(message: str, field: str | None = None) -> ApiError:
     return ApiError(409, "conflict", message, field)
 
 
-def stale(given: int, current: int | None, field: str = "parent") -> ApiError:
-    """409 for a write based on a version that is no longer the current one; names the current one."""
-    return ApiError(409, "conflict", f"parent {given} is not the current memory version ({current}); fetch version "
+def stale(given: int, current: int | None, field: str = "parent", what: str = "memory") -> ApiError:
+    """409 for a write based on a version that is no longer the current one; names the current one.
+    `what`: the versioned thing written ("memory", "objects")."""
+    return ApiError(409, "conflict", f"parent {given} is not the current {what} version ({current}); fetch version "
                     f"{current} and apply the change to it", field, extra={"current_version": current})
 
 
-def precondition_required(current: int | None) -> ApiError:
+def precondition_required(current: int | None, what: str = "memory") -> ApiError:
     return ApiError(428, "precondition_required",
-                    "a write to a world's memory must name the version it is based on: give `parent` "
+                    f"a write to a world's {what} must name the version it is based on: give `parent` "
                     f"or an `If-Match: \"<version>\"` header (the current version is {current})", "parent",
                     extra={"current_version": current})
 
@@ -75,6 +76,7 @@ def install_handlers(app) -> None:
     from spatia.memory import MemoryFormatError
     from spatia.memory.checks import SnapshotRejected
     from spatia.models.base import ModelInputError, ModelUnavailable
+    from spatia.objects.store import ObjectStoreError
     from spatia.plan import PlanError
     from spatia.render import RenderError
     from spatia.shot import ShotError
@@ -122,6 +124,11 @@ def install_handlers(app) -> None:
     @app.exception_handler(SnapshotRejected)
     async def _rejected(request, exc: SnapshotRejected):
         return respond(422, error_body("invalid_request", str(exc), exc.field))
+
+    @app.exception_handler(ObjectStoreError)
+    async def _objects_unreadable(request, exc: ObjectStoreError):
+        # a stored objects file that does not check out (routes/objects.py names the world too)
+        return respond(409, error_body("conflict", f"the stored object memory cannot be read: objects/{exc}"))
 
     @app.exception_handler(ModelUnavailable)
     async def _unavailable(request, exc):

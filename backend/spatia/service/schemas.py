@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spatia.cameras import Cameras
 from spatia.cameras.core import MAX_IMAGE_SIZE
@@ -179,6 +179,105 @@ class RaycastOut(BaseModel):
     point_id: list[int | None]
 
 
+# --- objects -------------------------------------------------------------------------------------
+MAX_QUERY_OBJECTS = 1000
+MAX_PATH_KEYS = 10_000
+VideoFrame = Annotated[int, Field(ge=0, le=2**53)]
+ObjectNumber = Annotated[int, Field(ge=1, le=2**53)]
+
+
+class ObjectKeyOut(BaseModel):
+    frame: int
+    position: list[float]
+    heading: float
+
+
+class ObjectCropOut(BaseModel):
+    frame: int
+    score: float
+
+
+class ObjectOut(BaseModel):
+    id: int
+    label: str
+    state: Literal["moving", "parked"] = Field(description="parked: slower than PARKED_SPEED (0.1 m/s) over its "
+                                               "last second seen, at the world's fps")
+    condition: bool
+    reference: bool
+    points: int
+    extent: list[float] = Field(description="the size of its points' box in its own frame, metres")
+    keys: list[ObjectKeyOut] = Field(description="observed poses (video frame indices), frames ascending")
+    seen: list[list[int]] = Field(description="runs of frames it was seen in: [first frame, count]")
+    last_seen: int | None = Field(description="the last frame it was seen in (null for a copy never seen)")
+    crops: list[ObjectCropOut] = Field(description="its appearance crops, best first")
+
+
+class ObjectsOut(BaseModel):
+    version: int | None = Field(description="the objects version (null: the world remembers no objects yet)")
+    memory_version: int | None = Field(description="the memory version this objects version goes with")
+    up: list[float]
+    objects: list[ObjectOut]
+
+
+class ObjectPointsOut(BaseModel):
+    id: int
+    version: int
+    xyz: list[list[float]] = Field(description="its points in its own frame, metres")
+    rgb: list[list[int]]
+
+
+class ObjectPathKeyIn(_Request):
+    frame: VideoFrame = Field(description="a video frame index (0 = the world's first frame)")
+    position: Vec3
+    heading: FiniteFloat = Field(0.0, description="radians, a right-handed turn about the world's up axis")
+
+
+class ObjectDirectionIn(_Request):
+    id: ObjectNumber
+    path: Annotated[list[ObjectPathKeyIn], Field(max_length=MAX_PATH_KEYS)] = Field(
+        default_factory=list, description="the artist's keys, frames ascending; empty: the motion model")
+    condition: bool = True
+    reference: bool = True
+
+    @field_validator("path")
+    @classmethod
+    def _increasing(cls, path: list[ObjectPathKeyIn]) -> list[ObjectPathKeyIn]:
+        frames = [k.frame for k in path]
+        if any(b <= a for a, b in zip(frames, frames[1:])):
+            raise ValueError(f"path frames must strictly increase, got {frames}")
+        return path
+
+
+class ObjectEntriesIn(_Request):
+    cameras: CamerasIn
+    start_frame: VideoFrame = Field(description="the video frame index of cameras[0]")
+    objects: Annotated[list[ObjectDirectionIn], Field(max_length=MAX_QUERY_OBJECTS)] = Field(
+        default_factory=list, description="optional directions: paths that replace the motion model")
+    version: Version | None = Field(None, description="the objects version (default: the current one)")
+
+    @field_validator("objects")
+    @classmethod
+    def _unique(cls, objects: list[ObjectDirectionIn]) -> list[ObjectDirectionIn]:
+        ids = [o.id for o in objects]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"objects name ids {twice} more than once")
+        return objects
+
+
+class ObjectEntryOut(BaseModel):
+    id: int
+    label: str
+    source: Literal["path", "motion", "parked"]
+    visible: list[bool] = Field(description="per camera: whether its predicted place is in view")
+    entries: list[int] = Field(description="video frame indices where its predicted place comes into view")
+
+
+class ObjectEntriesOut(BaseModel):
+    version: int | None
+    objects: list[ObjectEntryOut]
+
+
 # --- jobs ----------------------------------------------------------------------------------------
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled", "interrupted"]
 
@@ -245,8 +344,8 @@ class ErrorDetail(BaseModel):
     type: str
     message: str
     field: str | None = None
-    current_version: int | None = Field(None, description="on a 409 or 428 of a memory write: the world's current "
-                                        "memory version")
+    current_version: int | None = Field(None, description="on a 409 or 428 of a memory or objects write: the "
+                                        "world's current memory (objects) version")
 
 
 class ErrorOut(BaseModel):

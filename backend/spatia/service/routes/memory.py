@@ -55,13 +55,15 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", description='the base v
                                        "(instead of `parent`)", max_length=100)]
 
 
-def base_version(parent: int | None, if_match: str | None) -> int | None:
-    """The version a write is based on, from `parent` and/or `If-Match` (both: they must agree)."""
+def base_version(parent: int | None, if_match: str | None, what: str = "memory") -> int | None:
+    """The version a write is based on, from `parent` and/or `If-Match` (both: they must agree).
+    `what`: the versioned thing written ("memory", "objects")."""
     header = None
     if if_match is not None:
         match = IF_MATCH.fullmatch(if_match)
         if match is None:
-            raise invalid(f'If-Match must be a memory version, "3" or 3; got {if_match!r}', "If-Match")
+            raise invalid(f'If-Match must be a{"n" if what[0] in "aeiou" else ""} {what} version, "3" or 3; '
+                          f"got {if_match!r}", "If-Match")
         header = int(match.group(1))
     if parent is not None and header is not None and parent != header:
         raise invalid(f"parent {parent} and If-Match {header} disagree", "parent")
