@@ -51,10 +51,11 @@ def apply_directions(objects: ObjectSet, directions, forget=()) -> ObjectSet:
             raise ObjectDirectionError(f"object {d.id} copies object {d.copy_of}, which the world does not remember")
         if d.copy_of is not None and d.id in known:
             raise ObjectDirectionError(f"object {d.id} is a copy but the id is taken; give it an id above {max(known)}")
+    before = objects  # a copy may be of an object forgotten now (duplicate, then delete the original)
     objects = objects.without(forget) if forget else objects
     tracks = []
     for d in directions:
-        source = objects.get(d.copy_of if d.copy_of is not None else d.id)
+        source = before.get(d.copy_of if d.copy_of is not None else d.id)
         track = replace(source, id=d.id, condition=d.condition, reference=d.reference)
         if d.copy_of is not None:  # the copy starts where its path does
             frames, position, heading = d.path()
