@@ -39,3 +39,19 @@ def ensure_node_tree(material):
     if material.node_tree is None:
         material.use_nodes = True
     return material.node_tree
+
+
+def action_fcurves(id_data) -> list:
+    """The F-curves animating `id_data` (an object, a scene): a legacy action's own F-curves
+    before Blender 4.4, those of the ID's slot of a layered action from 4.4 on (5.0 has no
+    `Action.fcurves`)."""
+    animation = getattr(id_data, "animation_data", None)
+    action = animation.action if animation is not None else None
+    if action is None:
+        return []
+    if hasattr(action, "fcurves"):
+        return list(action.fcurves)
+    from bpy_extras import anim_utils
+
+    channelbag = anim_utils.action_get_channelbag_for_slot(action, animation.action_slot)
+    return list(channelbag.fcurves) if channelbag is not None else []
