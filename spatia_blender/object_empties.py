@@ -169,13 +169,18 @@ def apply_objects(scene, fetched: dict, *, restore: bool = False) -> str:
       (id, version, state, points) is replaced, and an unkeyed one moves to the latest pose;
     - an object whose Empty the artist deleted stays deleted (it is forgotten with the next
       shot) unless `restore`;
-    - Empties of objects the backend no longer has are removed, except copies not made yet.
+    - Empties of objects the backend no longer has are removed, except copies not made yet,
+      and so are all Empties of another world's objects.
     """
     import bpy
 
     settings = scene.spatia
     world, table, points = fetched["world"], fetched["table"], fetched["points"]
     same_world = settings.objects_world == world
+    if not same_world:  # Empties of another world's objects would direct this world's namesakes
+        for obj in object_empties(scene):
+            _remove(bpy, obj)
+        settings.objects_next_id = 1
     empties = object_empties(scene)
     plain = [{"name": obj.name, "id": obj.spatia_object.object_id, "label": obj.spatia_object.label} for obj in empties]
     deleted = set() if restore or not same_world else set(directing.pending_forgets(known_ids(settings), plain))
@@ -199,7 +204,7 @@ def apply_objects(scene, fetched: dict, *, restore: bool = False) -> str:
             continue  # further Empties of a listed id are duplicates waiting to become copies
         for entry in group:
             obj = bpy.data.objects[entry["name"]]
-            if same_world and obj.spatia_object.copy_of in listed:
+            if obj.spatia_object.copy_of in listed:
                 continue  # a copy the next generation makes
             _remove(bpy, obj)
             removed += 1

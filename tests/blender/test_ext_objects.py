@@ -126,11 +126,13 @@ def test_fetch_builds_empties_with_points_and_a_refetch_keeps_the_keys(addon, ba
     key(car, 8, (0.0, 0.0, 0.0), 0.0)
     key(car, 20, (6.0, 2.0, 0.0), 1.5)
     curves = [fc for fc in compat.action_fcurves(car)]
+    shown = tuple(car.location)
     backend.objects = table(version=6)
     backend.objects["objects"][1]["keys"] = [{"frame": 40, "position": [1.0, 1.0, 1.0], "heading": 0.5}]
     backend.object_points[3] = cloud(25, 7)
     fetch(bpy)
     assert bpy.data.objects["car 3"] == car and len([o for o in scene.objects if o.type == "EMPTY"]) == 2
+    assert tuple(car.location) == shown  # a keyed Empty is not moved to the fetched pose
     after = compat.action_fcurves(car)
     assert len(after) == len(curves) == 4
     assert sorted(p.co[0] for p in after[0].keyframe_points) == [8.0, 20.0]
@@ -138,6 +140,8 @@ def test_fetch_builds_empties_with_points_and_a_refetch_keeps_the_keys(addon, ba
     np.testing.assert_allclose(car.location, [6.0, 2.0, 0.0], atol=1e-6)  # its animation, not the fetched pose
     assert car.spatia_object.objects_version == 6 and len(points_child(car).data.vertices) == 25
     np.testing.assert_allclose(person.location, [1.0, 1.0, 1.0])  # unkeyed: moved to its latest pose
+    bpy.context.view_layer.update()
+    np.testing.assert_allclose(np.array(points_child(person).matrix_world), np.array(person.matrix_world), atol=1e-6)
     assert len([o for o in scene.objects if o.spatia_object.is_points]) == 2  # replaced, not added
 
     # the backend forgot the person (elsewhere): its Empty goes
@@ -145,6 +149,13 @@ def test_fetch_builds_empties_with_points_and_a_refetch_keeps_the_keys(addon, ba
     fetch(bpy)
     assert "person 5" not in bpy.data.objects and "person 5 points" not in bpy.data.objects
     assert [item.object_id for item in settings.known_objects] == [3]
+
+    # the Empties of another world's objects make way for this world's (the keys were for them)
+    settings.objects_world = "another world"
+    fetch(bpy)
+    car = bpy.data.objects["car 3"]
+    assert not compat.action_fcurves(car) and car.spatia_object.objects_version == 7
+    assert len([o for o in scene.objects if o.type == "EMPTY"]) == 1 and settings.objects_world == "w"
 
 
 # --- directing ------------------------------------------------------------------------------------
@@ -361,3 +372,23 @@ def test_objects_work_while_the_memory_is_in_edit_mode(addon, backend):
     backend.object_points[3] = cloud(9, 3)
     fetch(bpy)
     assert points.mode == "EDIT" and len(points.data.vertices) == 9
+
+
+def test_the_timeline_draws_a_mark_and_a_name_per_reentry(addon, monkeypatch):
+    bpy = addon
+    import blf
+
+    from spatia_blender import coverage_overlay, payloads
+
+    entries = bpy.context.scene.spatia.object_entries
+    for frame, object_id, label in [(5, 3, "car"), (6, 5, "person"), (40, 3, "car")]:
+        item = entries.add()
+        item.frame, item.object_id, item.label = frame, object_id, label
+    drawn, texts = [], []
+    monkeypatch.setattr(coverage_overlay, "_triangles", lambda *batch: drawn.append(batch))  # no GPU here
+    monkeypatch.setattr(blf, "draw", lambda font, text: texts.append(text))
+    coverage_overlay._draw_entries(bpy.context.scene, (10.0, -20.0), 40.0, 1.0)
+    ((verts, colours, indices),) = drawn
+    np.testing.assert_allclose(verts[::3], [[30.0, 40.0], [40.0, 40.0], [380.0, 40.0]])  # tips on frames 5, 6, 40
+    np.testing.assert_allclose(colours[3:6], [payloads.object_colour(5)] * 3)
+    assert texts == ["car 3", "car 3"]  # "person 5" would overlap "car 3": left out
