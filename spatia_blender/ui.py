@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import plan, runtime
+from . import directing, object_empties, plan, runtime
 from .operators import GENERATE_TASK
 
 RUNNING = ("queued", "running")
@@ -177,16 +177,14 @@ def draw_generate(layout, context) -> None:
 
 def draw_objects(layout, context) -> None:
     """The world's objects; the active object Empty's switches (on the Empty, or on its points)."""
-    from . import directing, object_empties
-
     scene = context.scene
     settings = scene.spatia
     row = layout.row(align=True)
     row.operator("spatia.objects_fetch", icon="FILE_REFRESH")
     row.prop(settings, "object_memory", text="", icon="OUTLINER_OB_EMPTY")
+    empties = [{"name": obj.name, "id": obj.spatia_object.object_id, "label": obj.spatia_object.label}
+               for obj in object_empties.object_empties(scene)]
     if settings.objects_world and settings.objects_world == settings.world_id:
-        empties = [{"name": obj.name, "id": obj.spatia_object.object_id, "label": obj.spatia_object.label}
-                   for obj in object_empties.object_empties(scene)]
         deleted = directing.pending_forgets(object_empties.known_ids(settings), empties)
         text = f"{len(settings.known_objects)} objects, version {settings.objects_version}"
         layout.label(text=text + (f"; {len(deleted)} deleted: forgotten with the next shot" if deleted else ""))
@@ -199,6 +197,8 @@ def draw_objects(layout, context) -> None:
     box.label(text=empty.name, icon="OUTLINER_OB_EMPTY")
     if item.copy_of:
         box.label(text=f"copy of object {item.copy_of}: made by the next generation", icon="DUPLICATE")
+    elif directing.group_by_id(empties)[item.object_id][0]["name"] != empty.name:
+        box.label(text=f"a duplicate: becomes a copy of object {item.object_id} with the next shot", icon="DUPLICATE")
     else:
         box.label(text=f"{item.state or 'seen'}, {item.points:,} points, last seen at frame {item.last_seen}")
     row = box.row(align=True)

@@ -213,6 +213,11 @@ def test_panels_draw_in_every_state(addon):
     assert ("prop", "condition") in log and ("prop", "reference") in log and ("operator", "spatia.object_forget") in log
     assert "2 objects, version 4; 1 deleted: forgotten with the next shot" in labels
     assert any(text.startswith("unkeyed") for text in labels)
+    twin = empty.copy()  # Shift+D
+    context.scene.collection.objects.link(twin)
+    context.view_layer.objects.active = twin
+    labels = [entry[1] for entry in _draw_all(bpy, context) if entry[0] == "label"]
+    assert "a duplicate: becomes a copy of object 3 with the next shot" in labels
 
     from spatia_blender.preferences import draw_preferences
 
