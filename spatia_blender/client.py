@@ -66,6 +66,15 @@ class MemoryConflict(ApiError):
                      f"and push ({message})",)
 
 
+class ObjectsConflict(ApiError):
+    """A write to the world's objects based on an objects version that is no longer current (409)."""
+
+    def __init__(self, message: str, current_version: int | None):
+        super().__init__(409, "conflict", message, None, current_version)
+        now = f" (now version {current_version})" if current_version is not None else ""
+        self.args = (f"the world's objects changed on the backend{now}; fetch the objects again and retry ({message})",)
+
+
 def normalize_url(url: str) -> str:
     """The server root (scheme://host:port[/prefix]) without a trailing /v1."""
     url = (url or "").strip() or DEFAULT_URL
@@ -110,7 +119,7 @@ class Client:
         return headers
 
     def request(self, method: str, path: str, *, expect=(200, 201, 204), headers=None, stream=False,
-                memory_write: bool = False, **kwargs):
+                memory_write: bool = False, objects_write: bool = False, **kwargs):
         url = self.base + path
         try:
             response = self.session.request(method, url, headers=self._headers(headers), stream=stream,
@@ -123,9 +132,9 @@ class Client:
                 "Start backend, or `spatia serve`) or fix the URL") from None
         if response.status_code in expect:
             return response
-        raise self._error(response, memory_write)
+        raise self._error(response, memory_write, objects_write)
 
-    def _error(self, response, memory_write: bool = False) -> SpatiaError:
+    def _error(self, response, memory_write: bool = False, objects_write: bool = False) -> SpatiaError:
         kind, message, field, current, structured = "error", response.reason or "", None, None, False
         try:
             data = response.json()
@@ -147,6 +156,8 @@ class Client:
                             "backend (`spatia serve`)? Check the Backend URL in Preferences > Add-ons > Spatia")
         if response.status_code == 409 and memory_write:
             return MemoryConflict(message, None if current is None else int(current))
+        if response.status_code == 409 and objects_write:
+            return ObjectsConflict(message, None if current is None else int(current))
         return ApiError(response.status_code, kind, message, field, None if current is None else int(current))
 
     def get_json(self, path: str, **kwargs):
@@ -223,6 +234,28 @@ class Client:
         if version is not None:
             body["version"] = int(version)
         return self.post_json(f"/worlds/{_quote(world_id)}/query/coverage", body)["coverage"]
+
+    # --- objects (docs/objects.md) -------------------------------------------------------------
+    def objects(self, world_id: str, version: int | None = None) -> dict:
+        """The world's object table: {"version", "memory_version", "up", "objects": [...]}."""
+        params = {"version": int(version)} if version is not None else None
+        return self.get_json(f"/worlds/{_quote(world_id)}/objects", params=params)
+
+    def object_points(self, world_id: str, object_id: int) -> dict:
+        """{"id", "version", "xyz", "rgb"}: the object's points in its own frame."""
+        return self.get_json(f"/worlds/{_quote(world_id)}/objects/{int(object_id)}/points")
+
+    def forget_object(self, world_id: str, object_id: int, base_version: int) -> dict:
+        """DELETE an object on top of objects version `base_version`; a newer one -> ObjectsConflict."""
+        response = self.request("DELETE", f"/worlds/{_quote(world_id)}/objects/{int(object_id)}",
+                                headers=_if_match(base_version), objects_write=True)
+        return response.json()
+
+    def object_entries(self, world_id: str, cameras: dict, start_frame: int, objects: list[dict]) -> list[dict]:
+        """Per object, the video frames where its predicted place comes back into view.
+        `start_frame` is the video index of cameras[0]; path frames in `objects` are video indices."""
+        body = {"cameras": cameras, "start_frame": int(start_frame), "objects": list(objects)}
+        return self.post_json(f"/worlds/{_quote(world_id)}/query/object-entries", body)["objects"]
 
     # --- jobs --------------------------------------------------------------------------------
     def submit(self, world_id: str, shot: dict, idempotency_key: str | None = None) -> dict:

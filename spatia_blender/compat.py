@@ -39,3 +39,19 @@ def ensure_node_tree(material):
     if material.node_tree is None:
         material.use_nodes = True
     return material.node_tree
+
+
+def action_fcurves(id_data) -> list:
+    """The F-curves animating `id_data` (an object, a scene): those of the ID's slot of a layered
+    action from Blender 4.4 on (an action may animate several IDs, and 5.0 has no
+    `Action.fcurves`), a legacy action's own F-curves before."""
+    animation = getattr(id_data, "animation_data", None)
+    action = animation.action if animation is not None else None
+    if action is None:
+        return []
+    if not _has_property(animation, "action_slot"):
+        return list(action.fcurves)
+    from bpy_extras import anim_utils
+
+    channelbag = anim_utils.action_get_channelbag_for_slot(action, animation.action_slot)
+    return list(channelbag.fcurves) if channelbag is not None else []

@@ -85,6 +85,15 @@ def build_mesh(bpy, name: str, xyz: np.ndarray, rgb: np.ndarray, point_id: np.nd
     return mesh
 
 
+def draw_as_points(bpy, obj, radius: float) -> None:
+    """Draw a vertex-only mesh object as coloured points of `radius` (geometry nodes)."""
+    modifier = obj.modifiers.get("Spatia Points") or obj.modifiers.new("Spatia Points", "NODES")
+    modifier.node_group = _points_node_group(bpy)
+    radius_socket = next(item for item in modifier.node_group.interface.items_tree
+                         if getattr(item, "in_out", "") == "INPUT" and item.name == "Radius")
+    modifier[radius_socket.identifier] = float(radius)
+
+
 class EditModeError(RuntimeError):
     pass
 
@@ -142,11 +151,7 @@ def _import_memory(bpy, scene, obj, name, xyz, rgb, point_id, conf, radius, vers
         obj.hide_render = True  # a guide for the artist, not part of the picture
     if obj.name not in scene.collection.all_objects:
         scene.collection.objects.link(obj)
-    modifier = obj.modifiers.get("Spatia Points") or obj.modifiers.new("Spatia Points", "NODES")
-    modifier.node_group = _points_node_group(bpy)
-    radius_socket = next(item for item in modifier.node_group.interface.items_tree
-                         if getattr(item, "in_out", "") == "INPUT" and item.name == "Radius")
-    modifier[radius_socket.identifier] = float(radius)
+    draw_as_points(bpy, obj, radius)
     obj["spatia_memory_version"] = -1 if version is None else int(version)
     obj["spatia_world"] = world
     return obj

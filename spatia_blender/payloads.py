@@ -1,9 +1,10 @@
 """What the extension sends to the backend, built from plain arrays (no Blender here).
 
-- `build_shot`: the `spatia.shot` v1 dict for an exported camera path.
+- `build_shot`: the `spatia.shot` v1 dict for an exported camera path (and its object directions).
 - `cameras_payload`: the `{"width", "height", "intrinsics", "w2c"}` of the query endpoints.
 - `memory_edits`: the diff of an edited memory object against the version it came from,
   as the body of POST /v1/worlds/{id}/memory/edits.
+- `coverage_bars` / `entry_marks`: the Timeline overlay's geometry.
 - `sample_surface`: points with colours on triangles, for geometry added to the memory.
 - `encode_png` / `encode_npy`: upload bodies without PIL.
 """
@@ -38,8 +39,10 @@ def frames_payload(exported: dict) -> list[dict]:
 def build_shot(exported: dict, prompts: list[str], *, name: str = "shot", world: str | None = None,
                generator: str = "preview", quality: str = "standard", vram: str = "auto", seed: int = 0,
                negative_prompt: str = "", dynamic_prompts: list[str] = (), steps: int | None = None,
-               guidance: float | None = None, rounds: dict | None = None) -> dict:
-    """The shot spec dict for `exported` (camera_export.export_camera's result)."""
+               guidance: float | None = None, rounds: dict | None = None, objects: list[dict] = (),
+               forget_objects: list[int] = (), object_memory: bool = True) -> dict:
+    """The shot spec dict for `exported` (camera_export.export_camera's result); `objects` and
+    `forget_objects` as directing.direct_objects makes them."""
     prompts = [p.strip() for p in prompts if p.strip()]
     if not prompts:
         raise ValueError("write a prompt first")
@@ -67,6 +70,12 @@ def build_shot(exported: dict, prompts: list[str], *, name: str = "shot", world:
         shot["guidance"] = float(guidance)
     if rounds:
         shot["rounds"] = {key: int(value) for key, value in rounds.items()}
+    if objects:
+        shot["objects"] = [dict(o) for o in objects]
+    if forget_objects:
+        shot["forget_objects"] = sorted(int(i) for i in forget_objects)
+    if not object_memory:
+        shot["object_memory"] = False
     return shot
 
 
@@ -268,3 +277,43 @@ def coverage_bars(frames, coverage, *, frame_to_x: tuple[float, float], bottom: 
     base = np.arange(len(frames), dtype=np.int32)[:, None] * 4
     indices = (base[:, None, :] + np.array([[0, 1, 2], [0, 2, 3]], np.int32)[None]).reshape(-1, 3)
     return verts, colours, indices
+
+
+ENTRY_PALETTE = np.array([[1.0, 0.62, 0.1, 1.0], [0.25, 0.75, 1.0, 1.0], [0.95, 0.35, 0.85, 1.0],
+                          [1.0, 0.92, 0.2, 1.0], [0.45, 1.0, 0.55, 1.0], [0.7, 0.55, 1.0, 1.0]], np.float32)
+
+
+def object_colour(object_id: int) -> np.ndarray:
+    """The RGBA an object's marks are drawn in: the same for one id every time."""
+    return ENTRY_PALETTE[int(object_id) % len(ENTRY_PALETTE)]
+
+
+def entry_marks(frames, object_ids, *, frame_to_x: tuple[float, float], bottom: float, size: float):
+    """A downward triangle per expected re-entry of a remembered object (like a marker pointing
+    at the frame): vertices [3M, 2] with the tip at (frame x, bottom), RGBA colours [3M, 4] in
+    the object's colour and triangle indices [M, 3]."""
+    frames = np.asarray(frames, dtype=np.float32).reshape(-1)
+    ids = np.asarray(object_ids, dtype=np.int64).reshape(-1)
+    if frames.shape != ids.shape:
+        raise ValueError(f"{len(ids)} object ids for {len(frames)} re-entry frames")
+    scale, offset = frame_to_x
+    x = frames * scale + offset
+    half = size * 0.5
+    verts = np.stack([np.stack([x, np.full_like(x, bottom)], 1), np.stack([x + half, np.full_like(x, bottom + size)], 1),
+                      np.stack([x - half, np.full_like(x, bottom + size)], 1)], axis=1).reshape(-1, 2)
+    colours = np.repeat(ENTRY_PALETTE[ids % len(ENTRY_PALETTE)], 3, axis=0)
+    indices = np.arange(len(frames) * 3, dtype=np.int32).reshape(-1, 3)
+    return verts, colours, indices
+
+
+def label_fits(xs, widths, gap: float = 4.0) -> np.ndarray:
+    """Which labels (starting at `xs`, `widths` wide) to draw, left to right, so none overlaps
+    the one drawn before it."""
+    xs, widths = np.asarray(xs, dtype=np.float64), np.asarray(widths, dtype=np.float64)
+    keep = np.zeros(len(xs), dtype=bool)
+    end = -np.inf
+    for i in np.argsort(xs, kind="stable"):
+        if xs[i] >= end + gap:
+            keep[i] = True
+            end = xs[i] + widths[i]
+    return keep

@@ -4,8 +4,8 @@ its shots in batch. Job progress is kept here too (written only on the main thre
 from __future__ import annotations
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
+                       PointerProperty, StringProperty)
 
 from . import plan, presets, runtime
 from .compat import blend_relative_path_options
@@ -56,6 +56,40 @@ class SpatiaClip(bpy.types.PropertyGroup):
 
 class SpatiaWorldEntry(bpy.types.PropertyGroup):
     """A world id on the backend (its `name`), for the world field's search list."""
+
+
+class SpatiaKnownObject(bpy.types.PropertyGroup):
+    """An object of the world as the last fetch listed it (an id the scene knows)."""
+
+    object_id: IntProperty(name="Object")
+    label: StringProperty(name="Label")
+
+
+class SpatiaObjectEntry(bpy.types.PropertyGroup):
+    """A frame where a remembered object is expected to come back into view."""
+
+    frame: IntProperty(name="Frame")
+    object_id: IntProperty(name="Object")
+    label: StringProperty(name="Label")
+
+
+class SpatiaObjectSettings(bpy.types.PropertyGroup):
+    """On an Empty that stands for an object of the world (or on its child points, `is_points`).
+    Shift+D copies it, which is how a duplicate is recognised as a copy of the object."""
+
+    object_id: IntProperty(name="Object id", default=0, min=0, description="The world's object this Empty stands for")
+    label: StringProperty(name="Label")
+    objects_version: IntProperty(name="Objects version", default=-1, description="The objects version it was fetched from")
+    copy_of: IntProperty(name="Copy of", default=0, min=0,
+                         description="The object this Empty is a copy of, until a generation makes the copy")
+    state: StringProperty(name="State", description="moving or parked, as the backend last saw it")
+    points: IntProperty(name="Points")
+    last_seen: IntProperty(name="Last seen", description="Scene frame it was last seen in")
+    condition: BoolProperty(name="Condition", default=True,
+                            description="Render the object's points into the conditioning where it is predicted")
+    reference: BoolProperty(name="Reference", default=True,
+                            description="Offer the object's best crop to the generator as a reference image")
+    is_points: BoolProperty(name="Object points", default=False, options={"HIDDEN"})
 
 
 class SpatiaSceneSettings(bpy.types.PropertyGroup):
@@ -118,6 +152,17 @@ class SpatiaSceneSettings(bpy.types.PropertyGroup):
     coverage_min_frame: IntProperty(name="At frame")
     show_coverage: BoolProperty(name="Show in Timeline", default=True,
                                 description="Draw the coverage of each frame as bars in the Timeline and Dope Sheet")
+    object_entries: CollectionProperty(type=SpatiaObjectEntry)
+
+    # objects of the world (docs/objects.md)
+    object_memory: BoolProperty(name="Object memory", default=True,
+                                description="Remember moving objects and render them where they are predicted")
+    objects_world: StringProperty(name="Objects of world", description="The world the object Empties were fetched from")
+    objects_version: IntProperty(name="Objects version", default=-1)
+    objects_up: FloatVectorProperty(name="Up", size=3, default=(0.0, 0.0, 1.0), description="The world's up axis")
+    objects_next_id: IntProperty(name="Next object id", default=1, min=1,
+                                 description="Above every object id seen: where new copies' ids start")
+    known_objects: CollectionProperty(type=SpatiaKnownObject)
 
     def frame_range(self, scene) -> tuple[int, int]:
         if self.use_scene_range:
@@ -128,16 +173,19 @@ class SpatiaSceneSettings(bpy.types.PropertyGroup):
         return {"first_round_frames": self.first_round_frames, "round_frames": self.round_frames, "overlap": self.overlap}
 
 
-CLASSES = (SpatiaPrompt, SpatiaVersion, SpatiaClip, SpatiaWorldEntry, SpatiaSceneSettings)
+CLASSES = (SpatiaPrompt, SpatiaVersion, SpatiaClip, SpatiaWorldEntry, SpatiaKnownObject, SpatiaObjectEntry,
+           SpatiaObjectSettings, SpatiaSceneSettings)
 
 
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.spatia = PointerProperty(type=SpatiaSceneSettings)
+    bpy.types.Object.spatia_object = PointerProperty(type=SpatiaObjectSettings)
 
 
 def unregister():
+    del bpy.types.Object.spatia_object
     del bpy.types.Scene.spatia
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from . import memory_object, payloads, presets
+from .compat import action_fcurves
 from .safetensors_io import read_safetensors
 
 COVERAGE_PROPERTY = "spatia_coverage"
@@ -149,16 +150,7 @@ def sample_objects(objects, depsgraph, spacing: float, max_points: int = 200_000
 
 # --- coverage --------------------------------------------------------------------------------
 def _fcurve(scene, data_path: str):
-    from bpy_extras import anim_utils
-
-    animation = scene.animation_data
-    action = animation.action if animation is not None else None
-    if action is None:
-        return None
-    if hasattr(action, "fcurves"):  # Blender < 4.4 (legacy actions)
-        return action.fcurves.find(data_path)
-    channelbag = anim_utils.action_get_channelbag_for_slot(action, animation.action_slot)
-    return channelbag.fcurves.find(data_path) if channelbag is not None else None
+    return next((fc for fc in action_fcurves(scene) if fc.data_path == data_path), None)
 
 
 def write_coverage_curve(scene, frames, coverage) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import plan, runtime
+from . import directing, object_empties, plan, runtime
 from .operators import GENERATE_TASK
 
 RUNNING = ("queued", "running")
@@ -175,6 +175,41 @@ def draw_generate(layout, context) -> None:
                           f"at frame {settings.coverage_min_frame}")
 
 
+def draw_objects(layout, context) -> None:
+    """The world's objects; the active object Empty's switches (on the Empty, or on its points)."""
+    scene = context.scene
+    settings = scene.spatia
+    row = layout.row(align=True)
+    row.operator("spatia.objects_fetch", icon="FILE_REFRESH")
+    row.prop(settings, "object_memory", text="", icon="OUTLINER_OB_EMPTY")
+    empties = [{"name": obj.name, "id": obj.spatia_object.object_id, "label": obj.spatia_object.label}
+               for obj in object_empties.object_empties(scene)]
+    if settings.objects_world and settings.objects_world == settings.world_id:
+        deleted = directing.pending_forgets(object_empties.known_ids(settings), empties)
+        text = f"{len(settings.known_objects)} objects, version {settings.objects_version}"
+        layout.label(text=text + (f"; {len(deleted)} deleted: forgotten with the next shot" if deleted else ""))
+    empty = object_empties.owner_of(getattr(context, "active_object", None))
+    if empty is None:
+        layout.label(text="Select an object's Empty to direct it", icon="INFO")
+        return
+    item = empty.spatia_object
+    box = layout.box()
+    box.label(text=empty.name, icon="OUTLINER_OB_EMPTY")
+    if item.copy_of:
+        box.label(text=f"copy of object {item.copy_of}: made by the next generation", icon="DUPLICATE")
+    elif directing.group_by_id(empties)[item.object_id][0]["name"] != empty.name:
+        box.label(text=f"a duplicate: becomes a copy of object {item.object_id} with the next shot", icon="DUPLICATE")
+    else:
+        box.label(text=f"{item.state or 'seen'}, {item.points:,} points, last seen at frame {item.last_seen}")
+    row = box.row(align=True)
+    row.prop(item, "condition", toggle=True)
+    row.prop(item, "reference", toggle=True)
+    keyed = object_empties.is_animated(empty)
+    box.label(text="keyed: follows its keys" if keyed else "unkeyed: the motion model predicts it (key it to direct it)",
+              icon="KEYFRAME_HLT" if keyed else "KEYFRAME")
+    box.operator("spatia.object_forget", icon="TRASH")
+
+
 def draw_clips(layout, context) -> None:
     settings = context.scene.spatia
     layout.template_list("SPATIA_UL_clips", "", settings, "clips", settings, "clip_index", rows=3)
@@ -232,6 +267,15 @@ class SPATIA_PT_generate(_SpatiaPanel, bpy.types.Panel):
         draw_generate(self.layout, context)
 
 
+class SPATIA_PT_objects(_SpatiaPanel, bpy.types.Panel):
+    bl_label = "Objects"
+    bl_idname = "SPATIA_PT_objects"
+    bl_parent_id = "SPATIA_PT_main"
+
+    def draw(self, context):
+        draw_objects(self.layout, context)
+
+
 class SPATIA_PT_clips(_SpatiaPanel, bpy.types.Panel):
     bl_label = "Clips"
     bl_idname = "SPATIA_PT_clips"
@@ -260,6 +304,9 @@ class SPATIA_MT_menu(bpy.types.Menu):
         for idname in ("spatia.memory_import", "spatia.memory_push", "spatia.memory_revert"):
             layout.operator(idname)
         layout.separator()
+        for idname in ("spatia.objects_fetch", "spatia.object_forget"):
+            layout.operator(idname)
+        layout.separator()
         for idname in ("spatia.test_connection", "spatia.backend_start", "spatia.backend_stop", "spatia.backend_log"):
             layout.operator(idname)
 
@@ -270,8 +317,8 @@ def _menu_entry(self, context):
 
 
 CLASSES = (SPATIA_MT_menu, SPATIA_UL_prompts, SPATIA_UL_versions, SPATIA_UL_clips, SPATIA_PT_main, SPATIA_PT_shot, SPATIA_PT_generate,
-           SPATIA_PT_clips)
-PANELS = (SPATIA_PT_main, SPATIA_PT_shot, SPATIA_PT_generate, SPATIA_PT_clips)
+           SPATIA_PT_objects, SPATIA_PT_clips)
+PANELS = (SPATIA_PT_main, SPATIA_PT_shot, SPATIA_PT_generate, SPATIA_PT_objects, SPATIA_PT_clips)
 
 
 def register():

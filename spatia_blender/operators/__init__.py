@@ -3,6 +3,7 @@
   backend     test the connection; start, stop and read the log of a local backend
   world       new world from the camera's render or from an image; refresh
   memory      import a memory version, revert to one, push the artist's edits
+  objects     the world's remembered objects as Empties: fetch them, forget one now
   shot        prompts, camera path presets, coverage along the path
   generation  generate, follow, resume and cancel a job
   clips       bring a finished job's clip and memory into the scene (no operators)
@@ -18,12 +19,12 @@ from __future__ import annotations
 
 import bpy
 
-from . import backend, generation, memory, shot, world
+from . import backend, generation, memory, objects, shot, world
 from .clips import apply_clip, follow_and_fetch
 from .common import GENERATE_TASK, MEMORY_TASK, WORLD_TASK, check_connection_async, describe, fetch_memory
 from .shot import export_shot_cameras, shot_for_scene
 
-MODULES = (backend, world, memory, shot, generation)
+MODULES = (backend, world, memory, objects, shot, generation)
 CLASSES = tuple(cls for module in MODULES for cls in module.CLASSES)
 
 __all__ = ["GENERATE_TASK", "MEMORY_TASK", "WORLD_TASK", "CLASSES", "apply_clip", "check_connection_async", "describe",

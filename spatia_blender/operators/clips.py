@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from .. import payloads, runtime
+from .. import object_empties, payloads, runtime
 from ..client import Cancelled, SpatiaError, job_error_text
 from ..compat import strips
-from .common import apply_memory, fetch_memory
+from .common import apply_memory, fetch_memory, fetch_objects
 
 
 def _job_progress(scene, job: dict) -> None:
@@ -60,7 +60,8 @@ def follow_and_fetch(client, job: dict, task, report, data_root: str, *, lost_af
         if i % 10 == 0:
             report({**job, "stage": f"downloading frames {i + 1}/{len(new_frames)}"})
     fetched = fetch_memory(client, job["world_id"], (job.get("result") or {}).get("memory_version"), data_root=data_root)
-    return {"job": job, "video": video, "frames_dir": os.path.join(folder, "frames"), "fetched": fetched}
+    objects = fetch_objects(client, job["world_id"], missing_ok=True)  # a backend without object memory: None
+    return {"job": job, "video": video, "frames_dir": os.path.join(folder, "frames"), "fetched": fetched, "objects": objects}
 
 
 def _retire_older_clips(scene, imported: dict) -> None:
@@ -87,6 +88,8 @@ def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> 
     _job_progress(scene, job)
     settings.job_error = ""
     memory_text = apply_memory(scene, result["fetched"])
+    if result.get("objects") is not None:
+        memory_text += "; " + object_empties.apply_objects(scene, result["objects"])
     video_start, count, _ = payloads.clip_span(job)
     frame_start = shot_first_frame + video_start
     name = f"Spatia {job['id'][:12]}"

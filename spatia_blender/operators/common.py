@@ -7,14 +7,17 @@ import os
 import time
 
 import bpy
+import numpy as np
 
 from .. import plan, runtime, scene_data
 from ..camera_export import CameraExportError
-from ..client import Cancelled, SpatiaError
+from ..client import ApiError, Cancelled, SpatiaError
 
 WORLD_TASK = "world"
 MEMORY_TASK = "memory"
+OBJECTS_TASK = "objects"
 GENERATE_TASK = "generate"
+NO_OBJECT_MEMORY = (404, 405)  # what a backend from before object memory answers its routes with
 
 
 def describe(exc: BaseException) -> str:
@@ -120,6 +123,23 @@ def fetch_memory(client, world_id: str, version=None, *, data_root: str) -> dict
             handle.write(data)
         os.replace(path + ".part", path)
     return {"world": world, "history": history, "version": int(version), "memory": memory}
+
+
+def fetch_objects(client, world_id: str, *, missing_ok: bool = False) -> dict | None:
+    """The world's object table and every object's points (worker thread). `missing_ok`: a
+    backend without object memory gives None instead of an error."""
+    try:
+        table = client.objects(world_id)
+    except ApiError as exc:
+        if missing_ok and exc.status in NO_OBJECT_MEMORY:
+            return None
+        raise
+    points = {}
+    for info in table.get("objects") or []:
+        data = client.object_points(world_id, info["id"])
+        points[int(info["id"])] = {"xyz": np.asarray(data.get("xyz") or np.zeros((0, 3)), np.float32).reshape(-1, 3),
+                                   "rgb": np.asarray(data.get("rgb") or np.zeros((0, 3)), np.uint8).reshape(-1, 3)}
+    return {"world": world_id, "table": table, "points": points}
 
 
 def apply_memory(scene, fetched: dict) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import bpy
 from bpy.props import StringProperty
 
-from .. import payloads, plan, presets, runtime, scene_data
+from .. import directing, object_empties, payloads, plan, presets, runtime, scene_data
 from ..camera_export import CameraExportError, export_camera
-from ..client import SpatiaError
+from ..client import ApiError, SpatiaError
 from ..compat import poll_message
-from .common import client_or_report, describe, prompts_of, run_async
+from .common import NO_OBJECT_MEMORY, client_or_report, describe, prompts_of, run_async
 
 
 class SPATIA_OT_prompt_add(bpy.types.Operator):
@@ -89,7 +89,8 @@ def export_shot_cameras(scene, settings, frames=None):
 
 
 class SPATIA_OT_coverage(bpy.types.Operator):
-    """How much of each frame the memory already knows, along the camera path (F-curve 'spatia_coverage' on the scene)"""
+    """How much of each frame the memory already knows, along the camera path (F-curve 'spatia_coverage' on the scene),
+    and where remembered objects are expected to come back into view (marks in the Timeline)"""
 
     bl_idname = "spatia.coverage"
     bl_label = "Preview Coverage"
@@ -114,27 +115,45 @@ class SPATIA_OT_coverage(bpy.types.Operator):
         if client is None:
             return {"CANCELLED"}
         world_id, cameras, frames = settings.world_id, payloads.cameras_payload(exported), exported["frames"]
+        # the objects' re-entries follow the Empties' keys (video frames: 0 = the world's first frame)
+        world_start = settings.world_frame_start
+        directed = object_empties.directions_for_scene(scene, frames[0], frames[-1])
+        paths = directing.to_video_frames([d for d in directed["objects"] if "copy_of" not in d], world_start)
+        deleted = directed["forget_objects"]
 
         def work(task, report):
             coverage = client.coverage(world_id, cameras)
             if len(coverage) != len(frames):
                 raise SpatiaError(f"the backend returned {len(coverage)} coverage values for {len(frames)} frames")
-            return coverage
+            if frames[0] < world_start:
+                return coverage, []  # the path starts before the world: no video frame to ask about
+            try:
+                return coverage, client.object_entries(world_id, cameras, frames[0] - world_start, paths)
+            except ApiError as exc:
+                if exc.status not in NO_OBJECT_MEMORY:
+                    raise
+                return coverage, []  # a backend without object memory
 
-        def done(scene, coverage):
+        def done(scene, result):
+            coverage, entries = result
             scene_data.write_coverage_curve(scene, frames, coverage)
             summary = payloads.coverage_summary(frames, coverage)
             scene.spatia.coverage_mean, scene.spatia.coverage_min = summary["mean"], summary["min"]
             scene.spatia.coverage_min_frame = summary["min_frame"] or 0
+            marks = directing.entry_frames(entries, world_start, leave_out=deleted)
+            object_empties.write_entries(scene, marks)
+            back = "".join(f"; {directing.object_name(label, oid)} comes back into view at frame {frame}"
+                           for frame, oid, label in marks[:3]) + (f" (+{len(marks) - 3} more)" if len(marks) > 3 else "")
             return (f"coverage: mean {summary['mean']:.0%}, lowest {summary['min']:.0%} at frame {summary['min_frame']}; "
-                    f"{len(summary['low_frames'])} frames under 50%")
+                    f"{len(summary['low_frames'])} frames under 50%{back}")
 
         return run_async(self, context, "coverage", work, done, started="computing coverage...")
 
 
 def shot_for_scene(scene) -> tuple[dict, dict]:
-    """The shot spec dict for the scene's camera, frame range, prompts and settings, plus the
-    exported cameras; raises PlanError, CameraExportError or ValueError with a clear message."""
+    """The shot spec dict for the scene's camera, frame range, prompts and settings, and what its
+    object Empties direct, plus the exported cameras; raises PlanError, CameraExportError or
+    ValueError with a clear message. A duplicated object Empty gets its copy's new id here."""
     settings = scene.spatia
     prompts = prompts_of(settings)
     start, end = settings.frame_range(scene)
@@ -148,11 +167,14 @@ def shot_for_scene(scene) -> tuple[dict, dict]:
                              start_frame=settings.world_frames)
     plan.round_prompts(prompts, count)
     exported = export_shot_cameras(scene, settings)
+    directed = object_empties.directions_for_scene(scene, start, end)
+    object_empties.assign_copies(scene, directed["assign"])  # a retry sends the same copies
     shot = payloads.build_shot(
         exported, prompts, name=scene.name, world=settings.world_id or None, generator=settings.generator,
         quality=settings.quality, vram=settings.vram, seed=settings.seed, negative_prompt=settings.negative_prompt,
         dynamic_prompts=payloads.split_prompts(settings.dynamic_prompts), steps=settings.steps or None,
-        guidance=settings.guidance or None, rounds=settings.rounds_dict())
+        guidance=settings.guidance or None, rounds=settings.rounds_dict(), objects=directed["objects"],
+        forget_objects=directed["forget_objects"], object_memory=settings.object_memory)
     return shot, exported
 
 

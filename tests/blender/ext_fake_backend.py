@@ -1,5 +1,7 @@
-"""A tiny stand-in for the backend's HTTP API (health, worlds, memory, jobs and their files),
-recording requests and enforcing the memory's base version like the real service."""
+"""A tiny stand-in for the backend's HTTP API (health, worlds, memory, objects, jobs and their
+files), recording requests and enforcing the memory's and the objects' base versions like the
+real service. A submitted shot's `forget_objects` and copies (`copy_of`) change its objects as
+the real pipeline would (docs/objects.md)."""
 
 import json
 import re
@@ -24,6 +26,10 @@ class FakeBackend:
         self.job_frames: list[str] = []  # the frame files of a succeeded job (paths under its files)
         self.job_memory_version: int | None = None  # the version a succeeded job made (added on the first poll)
         self.unreachable_polls = 0  # the next polls of a job answer with a dropped connection
+        # GET /objects as docs/objects.md shows it; None: a backend from before object memory (404)
+        self.objects = {"version": None, "memory_version": None, "up": [0, 0, 1], "objects": []}
+        self.object_points: dict[int, dict] = {}  # id -> {"xyz", "rgb"}
+        self.object_entries: dict[int, list[int]] = {}  # id -> video frames where it comes back into view
         backend = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,6 +58,17 @@ class FakeBackend:
                               "frames": [0, len(backend.job_frames)], "memory_version": backend.job_memory_version}
                 return {"id": "j1", "world_id": "w", "status": status, "fraction": fraction, "stage": stage,
                         "error": error, "messages": [], "result": result}
+
+            def _objects_get(self, path):
+                if backend.objects is None:
+                    return self._send(404, {"detail": "Not Found"})  # FastAPI's answer to an unknown route
+                if path == "/v1/worlds/w/objects":
+                    return self._send(200, backend.objects)
+                match = re.fullmatch(r"/v1/worlds/w/objects/(\d+)/points", path)
+                oid = int(match.group(1)) if match else None
+                if oid in backend.object_points and any(o["id"] == oid for o in backend.objects["objects"]):
+                    return self._send(200, {"id": oid, "version": backend.objects["version"], **backend.object_points[oid]})
+                return self._send(404, {"error": {"type": "not_found", "message": f"no object {oid}", "field": None}})
 
             def do_GET(self):
                 path = self.path.split("?")[0]
@@ -82,6 +99,8 @@ class FakeBackend:
                         backend.snapshots[version] = backend.snapshots[max(backend.snapshots)]
                         backend.job_memory_version = version
                     return self._send(200, self._job(status, fraction, stage))
+                if path.startswith("/v1/worlds/w/objects"):
+                    return self._objects_get(path)
                 match = re.fullmatch(r"/v1/jobs/j1/files/(.+)", path)
                 if match and match.group(1) in backend.job_files:
                     return self._send(200, backend.job_files[match.group(1)], raw=True)
@@ -126,6 +145,7 @@ class FakeBackend:
                     backend.snapshots[version] = backend.snapshots[body["version"]]
                     return self._send(201, {"version": version})
                 if path == "/v1/jobs":
+                    backend.apply_shot(body["shot"])
                     return self._send(201, self._job("queued", 0.0, "queued"))
                 if path == "/v1/jobs/j1/resume":
                     backend.job_polls = 0
@@ -135,11 +155,53 @@ class FakeBackend:
                 if path == "/v1/worlds/w/query/coverage":
                     n = len(body["cameras"]["w2c"])
                     return self._send(200, {"coverage": backend.coverage or [i / max(n - 1, 1) for i in range(n)]})
+                if path == "/v1/worlds/w/query/object-entries" and backend.objects is not None:
+                    n = len(body["cameras"]["w2c"])
+                    return self._send(200, {"objects": [
+                        {"id": o["id"], "label": o["label"], "entries": backend.object_entries.get(o["id"], []),
+                         "visible": [True] * n} for o in backend.objects["objects"]]})
                 return self._send(404, {"error": {"type": "not_found", "message": path, "field": None}})
+
+            def do_DELETE(self):
+                path = self.path.split("?")[0]
+                backend.requests.append(("DELETE", path, None))
+                backend.headers.append(("DELETE", path, dict(self.headers)))
+                if not self._authorised():
+                    return None
+                match = re.fullmatch(r"/v1/worlds/w/objects/(\d+)", path)
+                if backend.objects is None or not match:
+                    return self._send(404, {"error": {"type": "not_found", "message": path, "field": None}})
+                current = backend.objects["version"]
+                if self.headers.get("If-Match") != f'"{current}"':
+                    return self._send(409, {"error": {"type": "conflict", "field": "If-Match", "current_version": current,
+                                                      "message": f"objects version {current} is the current one"}})
+                backend.forget([int(match.group(1))])
+                return self._send(201, {"version": backend.objects["version"]})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def forget(self, ids) -> None:
+        table = self.objects
+        table["objects"] = [o for o in table["objects"] if o["id"] not in set(ids)]
+        table["version"] = (table["version"] or 0) + 1
+
+    def apply_shot(self, shot: dict) -> None:
+        """What a round does to the objects: forget, then make the copies (path frames become video frames)."""
+        if self.objects is None:
+            return
+        first = shot["frames"][0]["frame"]
+        copies = [d for d in shot.get("objects", []) if d.get("copy_of")]
+        if shot.get("forget_objects"):
+            self.forget(shot["forget_objects"])
+        for copy in copies:
+            source = next(o for o in self.objects["objects"] if o["id"] == copy["copy_of"])
+            keys = [{**k, "frame": k["frame"] - first} for k in copy["path"]]
+            self.objects["objects"].append({**source, "id": copy["id"], "keys": keys, "seen": []})
+            self.object_points[copy["id"]] = self.object_points[copy["copy_of"]]
+        if copies:
+            self.objects["version"] = (self.objects["version"] or 0) + 1
 
     def posted(self, path):
         return [body for method, p, body in self.requests if method == "POST" and p == path]

@@ -6,12 +6,12 @@ pytestmark = pytest.mark.bpy
 
 OPERATORS = ["test_connection", "backend_start", "backend_stop", "backend_log", "world_from_render", "world_from_image",
              "world_refresh", "memory_import", "memory_revert", "memory_push", "prompt_add", "prompt_remove",
-             "camera_path", "coverage", "generate", "follow", "resume", "cancel"]
+             "camera_path", "coverage", "generate", "follow", "resume", "cancel", "objects_fetch", "object_forget"]
 UNDOABLE = ["prompt_add", "prompt_remove", "camera_path", "coverage"]
 # they change the backend's state: a redo (Adjust Last Operation) would do it again; their Blender
 # changes get an undo step of their own when they land
 NO_REDO = ["world_from_render", "world_from_image", "memory_import", "memory_revert", "memory_push", "generate",
-           "follow", "resume", "cancel", "backend_start", "backend_stop"]
+           "follow", "resume", "cancel", "backend_start", "backend_stop", "objects_fetch", "object_forget"]
 
 
 def _registered(bpy):
@@ -74,7 +74,7 @@ def test_pure_modules_do_not_need_blender():
     code = ("import sys; sys.modules['bpy'] = None\n"
             "import spatia_blender, spatia_blender.camera_math, spatia_blender.payloads, spatia_blender.plan, "
             "spatia_blender.presets, spatia_blender.safetensors_io, spatia_blender.client, spatia_blender.tasks, "
-            "spatia_blender.backend_process\n"
+            "spatia_blender.backend_process, spatia_blender.directing\n"
             "assert 'torch' not in sys.modules and 'spatia' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -198,6 +198,26 @@ def test_panels_draw_in_every_state(addon):
     log = _draw_all(bpy, context)
     assert ("operator", "spatia.generate") in log and ("operator", "spatia.follow") in log
     assert any(entry[0] == "label" and "out of memory" in entry[1] for entry in log)
+    assert ("operator", "spatia.objects_fetch") in log and ("prop", "condition") not in log
+
+    # an object's Empty active: its switches, what drives it, Forget; a deleted one is counted
+    empty = bpy.data.objects.new("car 3", None)
+    context.scene.collection.objects.link(empty)
+    empty.spatia_object.object_id, empty.spatia_object.label, empty.spatia_object.state = 3, "car", "parked"
+    settings.objects_world, settings.objects_version = "w1", 4
+    for object_id in (3, 5):
+        settings.known_objects.add().object_id = object_id
+    context.view_layer.objects.active = empty
+    log = _draw_all(bpy, context)
+    labels = [entry[1] for entry in log if entry[0] == "label"]
+    assert ("prop", "condition") in log and ("prop", "reference") in log and ("operator", "spatia.object_forget") in log
+    assert "2 objects, version 4; 1 deleted: forgotten with the next shot" in labels
+    assert any(text.startswith("unkeyed") for text in labels)
+    twin = empty.copy()  # Shift+D
+    context.scene.collection.objects.link(twin)
+    context.view_layer.objects.active = twin
+    labels = [entry[1] for entry in _draw_all(bpy, context) if entry[0] == "label"]
+    assert "a duplicate: becomes a copy of object 3 with the next shot" in labels
 
     from spatia_blender.preferences import draw_preferences
 
