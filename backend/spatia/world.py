@@ -417,6 +417,7 @@ class World:
         proj_depth = np.nan_to_num(projection.depth.cpu().numpy(), posinf=0.0).astype(np.float32)
         hole_mask = ~projection.mask.cpu().numpy()
         objects_in, objects, paths, conditioned, object_ids = self.objects_version, None, {}, [], None
+        t_objects = time.perf_counter()
         if settings.object_memory:
             objects = self.objects()
             paths = predict_all(objects, np.arange(rnd.start, rnd.end), self.fps, directions=settings.object_directions,
@@ -425,6 +426,7 @@ class World:
             if conditioned:
                 layer = render_objects(conditioned, paths, cams, objects.up, device=settings.update.render_device)
                 proj_rgb, proj_depth, hole_mask, object_ids = composite(proj_rgb, proj_depth, hole_mask, layer)
+        timings["objects_s"] = time.perf_counter() - t_objects  # also counted in render_s (and below in update_s)
         timings["render_s"] = time.perf_counter() - t
         check_cancel()
 
@@ -545,10 +547,12 @@ class World:
                                          message=f"round {len(self.state['rounds'])}: {rnd.prompt[:80]}")
             memory = new_memory
             if objects is not None and (len(objects) or instances.any()):
+                t_objects = time.perf_counter()
                 clip = observe(key_frames, aligned, key_cams, keys, instances, objects.up)
-                learned = learn(objects, paths, clip, labels, self.state["voxel_size"])
+                learned = learn(objects, paths, clip, labels, self.state["voxel_size"], self.fps)
                 objects_out = self.object_store.save(learned.objects, parent=objects_in, memory_version=memory_out,
                                                      message=f"round {len(self.state['rounds'])}")
+                timings["objects_s"] += time.perf_counter() - t_objects
         timings["update_s"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -71,6 +71,33 @@ class Mover:
     def position(self, frame) -> np.ndarray:
         return self.start + self.velocity * (np.asarray(frame, float)[..., None] / FPS)
 
+    def heading(self, frame) -> np.ndarray:
+        return np.zeros(np.shape(frame))
+
+    def world_points(self, frame) -> np.ndarray:
+        a = float(self.heading(frame))
+        turn = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+        return (self.xyz @ turn.T + self.position(frame)).astype(np.float32)
+
+
+@dataclass
+class Circler(Mover):
+    """A box driving round a circle of `radius` about `start` at `speed` m/s, facing along it."""
+
+    radius: float = 3.0
+    speed: float = 1.0
+    phase: float = 0.0
+
+    def _angle(self, frame):
+        return self.phase + self.speed / self.radius * np.asarray(frame, float) / FPS
+
+    def position(self, frame) -> np.ndarray:
+        a = self._angle(frame)
+        return self.start + self.radius * np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], axis=-1)
+
+    def heading(self, frame) -> np.ndarray:
+        return self._angle(frame) + np.pi / 2
+
 
 class Street:
     """Ground, a building, and movers; `frames(indices, cameras)` renders the truth."""
@@ -90,7 +117,7 @@ class Street:
         depth = np.zeros((len(cams), H, W), np.float32)
         ids = np.zeros((len(cams), H, W), np.int32)
         for i, f in enumerate(indices):
-            xyz = [self.static_xyz] + [(m.xyz + m.position(f)).astype(np.float32) for m in self.movers]
+            xyz = [self.static_xyz] + [m.world_points(f) for m in self.movers]
             colours = [self.static_rgb] + [m.rgb for m in self.movers]
             owner = np.concatenate([np.zeros(len(self.static_xyz), np.int32)]
                                    + [np.full(len(m.xyz), k + 1, np.int32) for k, m in enumerate(self.movers)])

@@ -146,13 +146,13 @@ def test_association_uses_prediction_appearance_and_labels():
     paths = {t.id: predict(t, np.arange(16, 40), FPS, UP) for t in (a, b)}
     later = lambda t: replace(t, key_frame=np.array([32]), key_position=paths[t.id].at([32])[0], key_heading=np.zeros(1))
     clip = {7: _obs_of(later(b), [32]), 9: _obs_of(later(a), [32])}
-    assert associate([a, b], paths, clip, {7: "car", 9: "car"}, UP) == {7: 2, 9: 1}
-    assert associate([a, b], paths, clip, {7: "person", 9: "car"}, UP) == {7: None, 9: 1}  # labels differ
+    assert associate([a, b], paths, clip, {7: "car", 9: "car"}, UP, FPS) == {7: 2, 9: 1}
+    assert associate([a, b], paths, clip, {7: "person", 9: "car"}, UP, FPS) == {7: None, 9: 1}  # labels differ
     far = {7: _obs_of(later(a), [32], position_offset=(5, 0, 0))}
-    assert associate([a, b], paths, far, {}, UP) == {7: None}  # beyond the gate: a new object
+    assert associate([a, b], paths, far, {}, UP, FPS) == {7: None}  # beyond the gate: a new object
     blue = {7: [replace(o, rgb=np.tile(np.array([20, 20, 230], np.uint8), (len(o.rgb), 1)))
                 for o in _obs_of(later(a), [32])]}
-    assert associate([a, b], paths, blue, {}, UP) == {7: None}  # looks nothing like it
+    assert associate([a, b], paths, blue, {}, UP, FPS) == {7: None}  # looks nothing like it
 
 
 def test_registration_recovers_a_shift_and_a_turn_from_a_partial_view():

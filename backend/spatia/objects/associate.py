@@ -5,7 +5,8 @@ the object (its pose by registration, new points, crops, frames seen). See docs/
 
 d: the median distance between the instance's observed centroids and the object's centroid at
 its predicted poses for the same frames; gate = GATE_METRES + GATE_EXTENT x the object's
-largest extent. Pairs beyond the gate, with histograms farther than APPEARANCE_GATE, or with
+largest extent + GATE_SPEED x the seconds since it was last seen (at most GATE_TIME_CAP): the
+longer unseen, the farther it may be. Pairs beyond the gate, with histograms farther than APPEARANCE_GATE, or with
 two different known labels cannot match. The assignment minimises the total cost (Hungarian).
 """
 
@@ -23,6 +24,8 @@ from .observe import Observation, bhattacharyya, colour_histogram
 
 GATE_METRES = 1.0
 GATE_EXTENT = 0.5
+GATE_SPEED = 0.5  # m/s: the gate widens with the time an object was unseen (where else could it be) ...
+GATE_TIME_CAP = 3.0  # ... by at most this many metres
 APPEARANCE_GATE = 0.6
 APPEARANCE_WEIGHT = 0.5
 MIN_NEW_POINTS = 60  # an unmatched instance needs this many points in all to become an object
@@ -35,7 +38,7 @@ def instance_histogram(observations: list[Observation]) -> np.ndarray:
 
 
 def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[Observation]],
-                      labels: dict[int, str], up) -> tuple[list[int], np.ndarray]:
+                      labels: dict[int, str], up, fps: float) -> tuple[list[int], np.ndarray]:
     """(instance ids, cost [instances, tracks]) with np.inf where a pair cannot match."""
     instances = sorted(clip)
     cost = np.full((len(instances), len(tracks)), np.inf)
@@ -55,7 +58,9 @@ def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[O
                 position, heading = interpolate(track.key_frame, track.key_position, track.key_heading, frames)
             predicted = position + np.einsum("fij,j->fi", rotation(up, heading), track.anchor)
             d = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
-            gate = GATE_METRES + GATE_EXTENT * float(track.extent.max(initial=0.0))
+            unseen = max(0.0, float(frames.min() - track.last_frame)) / fps
+            gate = (GATE_METRES + GATE_EXTENT * float(track.extent.max(initial=0.0))
+                    + min(GATE_SPEED * unseen, GATE_TIME_CAP))
             a = bhattacharyya(hist, track.appearance)
             if d <= gate and a <= APPEARANCE_GATE:
                 cost[i, j] = d / gate + APPEARANCE_WEIGHT * a
@@ -63,9 +68,9 @@ def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[O
 
 
 def associate(tracks, paths: dict[int, PosePath], clip: dict[int, list[Observation]], labels: dict[int, str],
-              up) -> dict[int, int | None]:
+              up, fps: float) -> dict[int, int | None]:
     """{instance id: the id of the object it is, or None (a new object)}."""
-    instances, cost = association_costs(tracks, paths, clip, labels, up)
+    instances, cost = association_costs(tracks, paths, clip, labels, up, fps)
     match: dict[int, int | None] = {k: None for k in instances}
     if cost.size and np.isfinite(cost).any():
         finite = np.where(np.isfinite(cost), cost, 1e9)

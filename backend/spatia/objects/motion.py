@@ -10,7 +10,9 @@ import numpy as np
 
 from .model import ObjectTrack, rotation, wrap_angle
 
-FIT_SECONDS = 1.0  # the velocity is fitted to the observed poses of the last second seen
+FIT_SECONDS = 1.0  # the velocity is fitted to the observed poses of the last second seen ...
+MIN_FIT_KEYS = 3  # ... or to the last three, when they span up to MAX_FIT_SECONDS
+MAX_FIT_SECONDS = 3.0
 PARKED_SPEED = 0.1  # m/s: slower than this is parked
 DAMPING_SECONDS = 8.0  # tau: unseen for t seconds, an object has moved v tau (1 - exp(-t / tau))
 BLOCK_POINTS = 5  # memory points inside an object's box (above its lowest fifth) that stop it
@@ -50,6 +52,8 @@ def velocity(track: ObjectTrack, fps: float) -> np.ndarray:
     the pairwise slopes (Theil-Sen), so one poorly registered pose does not stop or fling it."""
     frames = track.key_frame.astype(np.float64)
     recent = frames >= frames[-1] - FIT_SECONDS * fps
+    if recent.sum() < MIN_FIT_KEYS:  # seen in glimpses: reach back further for a few poses
+        recent = (frames >= frames[-1] - MAX_FIT_SECONDS * fps) & (np.arange(len(frames)) >= len(frames) - MIN_FIT_KEYS)
     t = frames[recent] / fps
     if len(t) < 2 or np.ptp(t) <= 0:
         return np.zeros(3)

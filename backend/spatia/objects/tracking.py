@@ -80,11 +80,11 @@ class Learned:
 
 
 def learn(objects: ObjectSet, paths: dict[int, PosePath], clip: dict[int, list[Observation]],
-          labels: dict[int, str], voxel: float) -> Learned:
+          labels: dict[int, str], voxel: float, fps: float) -> Learned:
     """Associate the clip's instances with the objects, update the matched ones and make new
     objects of the rest (those with enough points)."""
     tracks = list(objects.objects)
-    match = associate(tracks, paths, clip, labels, objects.up)
+    match = associate(tracks, paths, clip, labels, objects.up, fps)
     updated, instances = [], {}
     for k, object_id in match.items():
         observations = clip[k]

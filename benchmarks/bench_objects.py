@@ -1,0 +1,115 @@
+"""Object memory over a long shot: three look-alike cars drive round circles while the camera
+pans back and forth, so each leaves the view and comes back again and again. Per round: the
+time object memory adds (prediction, drawing, observing, associating), the whole round's time,
+the objects file's size, how many objects the world holds (three, if no car is re-invented),
+identity swaps, and the prediction error where a car is seen again.
+
+The street is built of points and rendered by the memory's own renderer (exact depth and
+instance masks, ids renumbered every clip), the same scene the object tests use.
+
+    .venv/bin/python benchmarks/bench_objects.py [--rounds 30] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "objects"))
+from object_scenes import FPS, H, W, Circler, Street, StreetOracle, trajectory  # noqa: E402
+
+from harness import write  # noqa: E402
+from spatia.world import GenerateSettings, World  # noqa: E402
+
+PAN_PERIOD = 96  # frames: the camera pans away and back once in this many frames
+ROUNDS = dict(first_round_frames=25, round_frames=17, overlap=5)
+
+
+def street() -> Street:
+    colours = [((200, 30, 30), (240, 220, 60)), ((190, 40, 40), (235, 215, 70)), ((205, 35, 25), (240, 210, 55))]
+    movers = [Circler("car", (x, 6.5, 0.3), (0.0, 0.0, 0.0), colours=c, radius=1.5, speed=0.5, phase=p)
+              for x, c, p in zip((-3.5, 0.0, 3.5), colours, (0.0, 2.1, 4.2))]
+    return Street(movers, building=((8.0, 14.0, 0.0), (11.0, 17.0, 4.0)))
+
+
+def run(rounds: int) -> dict:
+    frames = ROUNDS["first_round_frames"] + (rounds - 1) * (ROUNDS["round_frames"] - ROUNDS["overlap"])
+    yaws = 90.0 + 55.0 * np.sin(2 * np.pi * np.arange(frames) / PAN_PERIOD)
+    scene = street()
+    traj = trajectory(yaws)
+    world = World.create(Path(tempfile.mkdtemp(prefix="bench-objects-")) / "world", width=W, height=H, fps=FPS,
+                         voxel_size=0.05)
+    rgb, depth, ids = scene.frames([0], traj.cameras[:1])
+    world.init_from_rgbd(rgb[0], depth[0], traj.cameras[:1], dynamic=ids[0] > 0)
+    oracle = StreetOracle(scene, seed=1)
+    settings = GenerateSettings(**ROUNDS)
+    per_round, owner = [], {}
+    swaps = 0
+    for r in range(rounds):
+        end = ROUNDS["first_round_frames"] + r * (ROUNDS["round_frames"] - ROUNDS["overlap"])
+        t = time.perf_counter()
+        record = world.generate(traj[:end], ["a street"], oracle, settings)[0]
+        wall = time.perf_counter() - t
+        perm = oracle.perms[-1]
+        for k in range(len(scene.movers)):
+            object_id = record["instances"].get(str(int(perm[k + 1])))
+            if object_id is None:
+                continue
+            if k in owner and owner[k] != object_id:
+                swaps += 1
+            owner[k] = object_id
+        errors = []
+        for entry in record["objects"]:
+            if not (entry["observed"] and entry["predicted"] and entry["source"] == "motion"):
+                continue
+            mover = next((k for k, i in owner.items() if i == entry["id"]), None)
+            if mover is None:
+                continue
+            track = world.objects().get(entry["id"])
+            first = int(track.key_frame[0])
+            offset = track.key_position[0] - scene.movers[mover].position(first)  # the track's origin vs the truth's
+            seen = np.array(entry["observed"]["frames"])
+            predicted = np.array(entry["predicted"]["position"])[np.isin(entry["predicted"]["frames"], seen)]
+            errors.extend(np.linalg.norm(predicted - scene.movers[mover].position(seen) - offset, axis=1).tolist())
+        version = world.objects_version
+        per_round.append({
+            "round": r, "wall_s": round(wall, 3), "objects_s": round(record["timings"]["objects_s"], 4),
+            "total_s": round(record["timings"]["total_s"], 3), "objects": len(world.objects()),
+            "objects_file_kb": round(world.object_store.path(version).stat().st_size / 1024, 1) if version else 0,
+            "prediction_error_m": round(float(np.median(errors)), 3) if errors else None,
+        })
+        print(per_round[-1], flush=True)
+    late = per_round[len(per_round) // 2:]
+    return {
+        "rounds": rounds, "frames": frames, "size": f"{W}x{H}", "identity_swaps": swaps,
+        "objects_at_end": len(world.objects()),
+        "objects_s_round2": per_round[min(2, rounds - 1)]["objects_s"],
+        "objects_s_last": per_round[-1]["objects_s"],
+        "objects_s_median_second_half": float(np.median([p["objects_s"] for p in late])),
+        "objects_share_of_round": float(np.median([p["objects_s"] / p["total_s"] for p in late])),
+        "objects_file_kb_last": per_round[-1]["objects_file_kb"],
+        "prediction_error_m_median": float(np.median([p["prediction_error_m"] for p in per_round
+                                                       if p["prediction_error_m"] is not None] or [np.nan])),
+        "per_round": per_round,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="6 rounds")
+    args = parser.parse_args()
+    result = run(6 if args.quick else args.rounds)
+    path = write("objects", result)
+    summary = {k: v for k, v in result.items() if k != "per_round"}
+    print(summary)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
