@@ -5,11 +5,13 @@ Layout of a world folder:
     world.json          state: size, fps, frames so far, rounds, current memory version
     cameras.json        the camera of every generated frame (OpenCV, pixels)
     memory/             versioned memory snapshots (append-only)
+    objects/            versioned object sets: the moving things remembered (docs/objects.md)
     frames/000000.png   every generated frame, in video order
     keyframes/NNNNNN.npz aligned depth + dynamic mask of the frames that updated the memory
     rounds/0000/        round.json (prompt, memory versions, references, timings, loop closure),
                         clip.mp4, projection.mp4 (the memory render the generator was conditioned
-                        on), views.npz (which points the round's frames saw: the view index)
+                        on, objects drawn in), views.npz (which points the round's frames saw: the
+                        view index), object_layer.npz (which object won each conditioning pixel)
     first_frame.png     the image the world was initialised from, when there is one
     video.mp4           all frames
 
@@ -37,6 +39,23 @@ from .cameras import Cameras, Trajectory
 from .io import write_json
 from .memory import RANK_USER, MemoryStore, SpatialMemory, diff, import_ply, load_snapshot
 from .models.base import Cancelled, DepthEstimator, GenerationRequest, Segmenter, VideoGenerator
+from .objects import (
+    Direction,
+    ObjectDirectionError,
+    ObjectSet,
+    ObjectStore,
+    PosePath,
+    apply_directions,
+    composite,
+    frame_points,
+    in_view,
+    learn,
+    observe,
+    predict_all,
+    render_objects,
+    snap_up,
+    split_components,
+)
 from .plan import Round, plan_rounds
 from .render import control_voxel_size, render_control, render_memory, voxel_downsample
 from .metrics import psnr, ssim
@@ -79,6 +98,9 @@ class GenerateSettings:
     update: UpdateSettings = field(default_factory=UpdateSettings)
     retrieval: str | None = None  # "reference" or "iou"; None: the generator's preference, else "iou"
     update_mode: str = "incremental"  # or "mapanything-rebuild", the paper's (see World._posed_rebuild)
+    object_memory: bool = True  # remember moving things and draw them where they are predicted
+    object_directions: tuple[Direction, ...] = ()  # the artist's paths and switches (video frame indices)
+    forget_objects: tuple[int, ...] = ()  # objects removed before the first round
 
 
 class World:
@@ -88,6 +110,7 @@ class World:
         self.root = Path(root)
         self.state = state
         self.store = MemoryStore(self.root / "memory")
+        self.object_store = ObjectStore(self.root / "objects")
         self._memory_cache: tuple[int, SpatialMemory] | None = None  # the latest version used
         self._views: ViewIndex | None = None  # built on first use, then kept up to date
 
@@ -170,6 +193,25 @@ class World:
         memory = self.store.load(version)
         self._memory_cache = (version, memory)
         return memory
+
+    @property
+    def objects_version(self) -> int | None:
+        return self.state.get("objects_version")
+
+    def objects(self, version: int | None = None) -> ObjectSet:
+        """The remembered moving objects (an empty set before any was seen)."""
+        version = version if version is not None else self.objects_version
+        if version is not None:
+            return self.object_store.load(version)
+        first = self.first_camera() or self.cameras()
+        return ObjectSet(up=snap_up(first.c2w[0]) if first is not None else np.array([0.0, 0.0, 1.0]))
+
+    def save_objects(self, objects: ObjectSet, *, parent: int | None, message: str) -> int:
+        """A new objects version (its parent defaults to the current one) made current."""
+        version = self.object_store.save(objects, parent=parent, memory_version=self.memory_version, message=message)
+        self.state["objects_version"] = version
+        self._save_state()
+        return version
 
     def cameras(self) -> Cameras | None:
         path = self.root / "cameras.json"
@@ -301,6 +343,7 @@ class World:
                              "(map-anything: spatia models download map-anything, and the mapanything package)")
         generator.check_available()
         rounds = self.plan(trajectory, prompts, settings)
+        self._direct_objects(settings, trajectory.cameras)
         records = []
         for i, rnd in enumerate(rounds):
             def round_progress(fraction: float, stage: str, i=i):
@@ -312,6 +355,20 @@ class World:
         if progress:
             progress(1.0, "done")
         return records
+
+    def _direct_objects(self, settings: GenerateSettings, cameras: Cameras) -> None:
+        """The artist's forgets, copies and switches, as a new objects version before any round."""
+        if not (settings.object_directions or settings.forget_objects):
+            return
+        objects = self.objects() if self.objects_version is not None else ObjectSet(up=snap_up(cameras.c2w[0]))
+        try:
+            directed = apply_directions(objects, settings.object_directions, settings.forget_objects)
+        except ObjectDirectionError as err:
+            raise WorldError(str(err)) from None
+        changed = [d.id for d in settings.object_directions if d.copy_of is not None]
+        message = ", ".join(filter(None, [f"forgot {list(settings.forget_objects)}" if settings.forget_objects else "",
+                                          f"copied to {changed}" if changed else "", "directed"]))
+        self.save_objects(directed, parent=self.objects_version, message=message)
 
     def _generate_round(self, rnd: Round, *args) -> dict:
         partial = self.root / "rounds" / f"{len(self.state['rounds']):04d}.partial"
@@ -341,6 +398,15 @@ class World:
         proj_rgb = projection.rgb.cpu().numpy()
         proj_depth = np.nan_to_num(projection.depth.cpu().numpy(), posinf=0.0).astype(np.float32)
         hole_mask = ~projection.mask.cpu().numpy()
+        objects_in, objects, paths, conditioned, object_ids = self.objects_version, None, {}, [], None
+        if settings.object_memory:
+            objects = self.objects()
+            paths = predict_all(objects, np.arange(rnd.start, rnd.end), self.fps, directions=settings.object_directions,
+                                obstacles=memory.xyz.detach().cpu().numpy())
+            conditioned = [o for o in objects.objects if o.condition]
+            if conditioned:
+                layer = render_objects(conditioned, paths, cams, objects.up, device=settings.update.render_device)
+                proj_rgb, proj_depth, hole_mask, object_ids = composite(proj_rgb, proj_depth, hole_mask, layer)
         timings["render_s"] = time.perf_counter() - t
         check_cancel()
 
@@ -377,6 +443,14 @@ class World:
         pad = rnd.padding if getattr(generator, "pads_short_rounds", False) else 0
         pad_index = np.concatenate([np.arange(rnd.frames), np.full(pad, rnd.frames - 1)]).astype(np.int64)
         padded = (lambda a: a[pad_index]) if pad else (lambda a: a)
+        frame_xyz = frame_rgb = object_references = None
+        if conditioned:
+            frame_xyz, frame_rgb = frame_points(conditioned, paths, cams, objects.up)
+            frame_xyz, frame_rgb = [frame_xyz[i] for i in pad_index], [frame_rgb[i] for i in pad_index]
+        if objects is not None:
+            crops = [o.best_crop().on_white() for o in objects.objects
+                     if o.reference and o.crops and in_view(o, paths[o.id], cams, objects.up).any()]
+            object_references = np.stack(crops) if crops else None
         request = GenerationRequest(
             prompt=rnd.prompt, negative_prompt=settings.negative_prompt, projection=padded(proj_rgb),
             projection_depth=padded(proj_depth), hole_mask=padded(hole_mask), history=history,
@@ -385,6 +459,8 @@ class World:
             steps=settings.steps, guidance=settings.guidance,
             points_xyz=memory.xyz.detach().cpu().numpy().astype(np.float32, copy=False),
             points_rgb=memory.rgb.detach().cpu().numpy(), round_index=round_index,
+            frame_points_xyz=frame_xyz, frame_points_rgb=frame_rgb, object_references=object_references,
+            start_frame=rnd.start,
         )
         result = generator.generate(request, progress=lambda f, s: progress(0.1 + 0.7 * f, s),
                                     should_cancel=should_cancel)
@@ -407,13 +483,12 @@ class World:
         local = keys - rnd.start
         key_cams = cams[local] if len(local) else None
         memory_out, update_stats = memory_in, None
+        objects_out, learned = objects_in, None
         if len(keys):
             key_frames = frames[local]
-            dynamic = np.zeros((len(keys), self.height, self.width), dtype=bool)
-            if segmenter is not None and settings.dynamic_prompts:
-                dynamic |= segmenter.segment(key_frames, settings.dynamic_prompts)
-            if user_masks is not None:
-                dynamic |= np.asarray(user_masks, dtype=bool)[keys]
+            instances, labels = self._key_instances(key_frames, keys, local, result, segmenter, settings, user_masks,
+                                                    object_ids, objects)
+            dynamic = instances > 0  # moving things never enter the static memory, remembered or not
             if settings.update_mode == "mapanything-rebuild":
                 new_memory, aligned, confidence = self._posed_rebuild(trajectory.cameras, frames, rnd, keys, dynamic,
                                                                       depth_estimator, step)
@@ -451,6 +526,11 @@ class World:
             memory_out = self.store.save(new_memory, parent=memory_in,
                                          message=f"round {len(self.state['rounds'])}: {rnd.prompt[:80]}")
             memory = new_memory
+            if objects is not None and (len(objects) or instances.any()):
+                clip = observe(key_frames, aligned, key_cams, keys, instances)
+                learned = learn(objects, paths, clip, labels, self.state["voxel_size"])
+                objects_out = self.object_store.save(learned.objects, parent=objects_in, memory_version=memory_out,
+                                                     message=f"round {len(self.state['rounds'])}")
         timings["update_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -461,6 +541,8 @@ class World:
 
         progress(0.9, "saving clip")
         t = time.perf_counter()
+        if object_ids is not None:
+            np.savez_compressed(partial / "object_layer.npz", ids=object_ids)
         with ThreadPoolExecutor(max_workers=2) as pool:  # the encoders run in ffmpeg processes alongside
             videos = [pool.submit(write_video, partial / "clip.mp4", frames, self.fps),
                       pool.submit(write_video, partial / "projection.mp4", proj_rgb, self.fps)]
@@ -493,6 +575,10 @@ class World:
             "generator": getattr(generator, "name", type(generator).__name__),
             "generator_info": {k: v for k, v in result.info.items() if not isinstance(v, np.ndarray)},
             "update": update_stats.as_dict() if update_stats else None,
+            "objects_version_in": objects_in,
+            "objects_version_out": objects_out,
+            "objects": self._object_records(objects, paths, learned, cams, rnd),
+            "instances": {str(k): v for k, v in (learned.instances if learned else {}).items()},
             "timings": timings,
         }
         write_json(partial / "round.json", record)
@@ -504,11 +590,89 @@ class World:
                                                              "memory_version_out")})
         self.state["frames"] = rnd.end
         self.state["memory_version"] = memory_out
+        self.state["objects_version"] = objects_out
         self._save_state()
         self._memory_cache = (memory_out, memory)
         self._views = views
         progress(1.0, "round done")
         return record
+
+    # --- object memory --------------------------------------------------------------------
+    def _key_instances(self, key_frames, keys, local, result, segmenter, settings, user_masks, object_ids, objects):
+        """Instance ids (int32 [K,H,W], 0 = static) and labels of the keyframes, from every source
+        there is: the segmenter's instances, the user's masks (an integer mask labels instances,
+        a boolean one is split into components), the generator's own (the oracle's truth), and
+        for a generator that copied the conditioning (the preview) the objects it was shown.
+        A later source only labels pixels the earlier ones left static."""
+        out = np.zeros((len(keys), self.height, self.width), np.int32)
+        labels: dict[int, str] = {}
+
+        def add(ids, names=None):
+            nonlocal out
+            ids = np.asarray(ids)
+            if ids.dtype == np.bool_:
+                ids = split_components(ids)
+            ids = ids.astype(np.int64)
+            offset = int(out.max())
+            fresh = (out == 0) & (ids > 0)
+            out[fresh] = (ids[fresh] + offset).astype(np.int32)
+            for k, name in (names or {}).items():
+                labels[int(k) + offset] = str(name)
+
+        if segmenter is not None and settings.dynamic_prompts:
+            add(*segmenter.segment_instances(key_frames, settings.dynamic_prompts))
+        if user_masks is not None:
+            add(np.asarray(user_masks)[keys])
+        if isinstance(result.info.get("instance_masks"), np.ndarray):
+            add(result.info["instance_masks"][local], result.info.get("instance_labels"))
+        if object_ids is not None and isinstance(result.info.get("filled_mask"), np.ndarray):
+            shown = np.where(result.info["filled_mask"][local], 0, object_ids[local])
+            add(shown, {o.id: o.label for o in objects.objects})
+        return out, labels
+
+    def _object_records(self, objects, paths, learned, cams: Cameras, rnd: Round) -> list[dict]:
+        """Per object: where it was predicted over the round and, once generated, observed."""
+        if objects is None:
+            return []
+        after = learned.objects if learned else objects
+        records = []
+        for o in after.objects:
+            path = paths.get(o.id)
+            observed = learned.observed.get(o.id) if learned else None
+            before = o.id in paths
+            track = objects.get(o.id) if before else o
+            visible = in_view(track, path, cams, objects.up) if path is not None else np.zeros(0, bool)
+            records.append({
+                "id": o.id, "label": o.label, "source": path.source if path is not None else "new",
+                "condition": bool(track.condition), "reference": bool(track.reference),
+                "predicted": path.as_dict() if path is not None else None,
+                "observed": observed.as_dict() if observed is not None else None,
+                "visible_frames": (rnd.start + np.flatnonzero(visible)).tolist(),
+            })
+        return records
+
+    def round_conditioning(self, index: int) -> "RoundConditioning":
+        """What round `index`'s generator was conditioned on, recomputed: the memory's projection
+        with the objects drawn in at their predicted poses, and which object won each pixel."""
+        path = self.root / "rounds" / f"{int(index):04d}" / "round.json"
+        if not path.exists():
+            raise WorldError(f"the world has no round {index}")
+        record = json.loads(path.read_text())
+        cams = self.cameras()[record["start"]:record["end"]]
+        projection = render_memory(self.memory(record["memory_version_in"]), cams)
+        rgb = projection.rgb.cpu().numpy()
+        depth = np.nan_to_num(projection.depth.cpu().numpy(), posinf=0.0).astype(np.float32)
+        hole = ~projection.mask.cpu().numpy()
+        ids = np.zeros(hole.shape, np.int32)
+        shown = [r for r in record.get("objects", []) if r["condition"] and r["predicted"]]
+        if shown and record.get("objects_version_in") is not None:
+            objects = self.objects(record["objects_version_in"])
+            paths = {r["id"]: PosePath(np.array(r["predicted"]["frames"], np.int64),
+                                       np.array(r["predicted"]["position"], np.float64),
+                                       np.array(r["predicted"]["heading"], np.float64), r["source"]) for r in shown}
+            layer = render_objects([objects.get(i) for i in paths], paths, cams, objects.up)
+            rgb, depth, hole, ids = composite(rgb, depth, hole, layer)
+        return RoundConditioning(rgb, depth, hole, ids)
 
     # --- the view index -------------------------------------------------------------------
     def _index_frames(self, start: int, end: int) -> list[int]:
@@ -651,6 +815,17 @@ class World:
         path = Path(path) if path else self.root / "video.mp4"
         write_video(path, iter_frames(self.root / "frames" / f"{i:06d}.png" for i in range(self.frame_count)), self.fps)
         return path
+
+
+@dataclass(frozen=True, eq=False)
+class RoundConditioning:
+    """rgb uint8 [F,H,W,3], depth float32 [F,H,W] (0 in holes), hole bool [F,H,W], object_ids int32
+    [F,H,W] (the object that won each pixel, 0 none) of one round's frames."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    hole: np.ndarray
+    object_ids: np.ndarray
 
 
 def _db(value: float) -> float:

@@ -185,6 +185,14 @@ class Segmenter(abc.ABC):
     def segment(self, frames: np.ndarray, prompts: Sequence[Prompt]) -> np.ndarray:
         """frames uint8 [F,H,W,3] -> bool [F,H,W], True where the pixel shows a dynamic entity."""
 
+    def segment_instances(self, frames: np.ndarray, prompts: Sequence[Prompt]) -> tuple[np.ndarray, dict[int, str]]:
+        """frames -> (int32 [F,H,W] instance ids, 0 = static, one id per entity through the clip;
+        {id: label}). This default splits `segment`'s mask into connected components linked from
+        frame to frame by overlap; segmenters that track instances override it."""
+        from spatia.objects.observe import split_components
+
+        return split_components(self.segment(frames, prompts)), {}
+
 
 # --- generation -----------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
@@ -215,6 +223,14 @@ class GenerationRequest:
     points_xyz: np.ndarray | None = None
     points_rgb: np.ndarray | None = None
     round_index: int = 0
+    # Remembered moving objects at their predicted poses (docs/objects.md): per frame, their points
+    # (float32 [n,3], uint8 [n,3]; empty where none is in view), which spatia-5b draws into its
+    # control video with the memory's; and their best crops on white (uint8 [K,S,S,3]), offered as
+    # reference images to generators that take references. The projection already shows them.
+    start_frame: int = 0  # the video frame index of the clip's first frame (moving things depend on time)
+    frame_points_xyz: list | None = None
+    frame_points_rgb: list | None = None
+    object_references: np.ndarray | None = None
 
     def __post_init__(self):
         self.validate()
@@ -273,6 +289,19 @@ class GenerationRequest:
                 raise ModelInputError("points_xyz contains NaN or infinite coordinates")
             if rgb.shape != xyz.shape or rgb.dtype != np.uint8:
                 raise ModelInputError(f"points_rgb must be uint8 [{len(xyz)}, 3] to match points_xyz, got {rgb.dtype} {list(rgb.shape)}")
+        if (self.frame_points_xyz is None) != (self.frame_points_rgb is None):
+            raise ModelInputError("frame_points_xyz and frame_points_rgb come together: give both or neither")
+        if self.frame_points_xyz is not None:
+            if len(self.frame_points_xyz) != f or len(self.frame_points_rgb) != f:
+                raise ModelInputError(f"frame_points need one entry per frame ({f}), got {len(self.frame_points_xyz)}")
+            for i, (xyz, rgb) in enumerate(zip(self.frame_points_xyz, self.frame_points_rgb)):
+                xyz, rgb = np.asarray(xyz), np.asarray(rgb)
+                if xyz.ndim != 2 or xyz.shape[1:] != (3,) or xyz.dtype != np.float32 or not np.isfinite(xyz).all():
+                    raise ModelInputError(f"frame_points_xyz[{i}] must be finite float32 [n, 3], got {xyz.dtype} {list(xyz.shape)}")
+                if rgb.shape != xyz.shape or rgb.dtype != np.uint8:
+                    raise ModelInputError(f"frame_points_rgb[{i}] must be uint8 {list(xyz.shape)}, got {rgb.dtype} {list(rgb.shape)}")
+        if self.object_references is not None:
+            check_images(self.object_references, "object_references")
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,16 @@
+"""Object memory: the world's moving things, kept beside the static memory (docs/objects.md)."""
+
+from .associate import associate, register
+from .model import Crop, ObjectSet, ObjectTrack, rotation, snap_up
+from .motion import PosePath, predict
+from .observe import Observation, observe, split_components
+from .render import ObjectLayer, composite, frame_points, in_view, render_objects
+from .store import ObjectStore, ObjectStoreError
+from .tracking import Direction, ObjectDirectionError, apply_directions, learn, predict_all
+
+__all__ = [
+    "Crop", "Direction", "ObjectDirectionError", "ObjectLayer", "ObjectSet", "ObjectStore", "ObjectStoreError",
+    "ObjectTrack", "Observation", "PosePath", "apply_directions", "associate", "composite", "frame_points",
+    "in_view", "learn", "observe", "predict", "predict_all", "register", "render_objects", "rotation",
+    "snap_up", "split_components",
+]

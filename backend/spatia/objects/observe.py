@@ -1,0 +1,127 @@
+"""Instances in keyframes -> observations: each instance's world points (back-projected from
+the aligned depth inside its mask), centroid, colour histogram and an appearance crop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from spatia.cameras import Cameras
+
+from .model import CROP_SIZE, HIST_BINS, Crop
+
+MIN_PIXELS = 24  # an instance with fewer valid pixels in a keyframe is not observed there
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """One instance in one keyframe: xyz float64 [n,3] world, rgb uint8 [n,3]."""
+
+    instance: int
+    frame: int
+    xyz: np.ndarray
+    rgb: np.ndarray
+    spacing: float  # the median pixel footprint (metres) at the instance's depth
+    crop: Crop | None
+    truncated: bool = False  # the mask touches the image's edge: part of the object is out of view
+
+    @property
+    def centroid(self) -> np.ndarray:
+        return self.xyz.mean(axis=0)
+
+
+def colour_histogram(rgb: np.ndarray) -> np.ndarray:
+    """uint8 [n,3] -> float32 [64]: 4x4x4 RGB bins, summing to 1 (uniform when empty)."""
+    bins = HIST_BINS ** 3
+    if not len(rgb):
+        return np.full(bins, 1.0 / bins, np.float32)
+    q = np.asarray(rgb, np.int64) * HIST_BINS // 256
+    counts = np.bincount((q[:, 0] * HIST_BINS + q[:, 1]) * HIST_BINS + q[:, 2], minlength=bins)
+    return (counts / counts.sum()).astype(np.float32)
+
+
+def bhattacharyya(a: np.ndarray, b: np.ndarray) -> float:
+    """Distance of two normalised histograms: 0 the same, 1 disjoint."""
+    return float(np.sqrt(max(0.0, 1.0 - float(np.sqrt(np.asarray(a, np.float64) * np.asarray(b, np.float64)).sum()))))
+
+
+def make_crop(image: np.ndarray, mask: np.ndarray, frame: int) -> Crop | None:
+    """The instance's bounding box letterboxed into CROP_SIZE^2, scored by area x sharpness
+    (variance of the Laplacian inside the mask): big, sharp views make the best references."""
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        return None
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    rgb, m = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
+    gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    sharpness = float(cv2.Laplacian(gray, cv2.CV_32F)[m].var()) if m.sum() > 1 else 0.0
+    scale = CROP_SIZE / max(y1 - y0, x1 - x0)
+    h, w = max(1, round((y1 - y0) * scale)), max(1, round((x1 - x0) * scale))
+    out_rgb = np.full((CROP_SIZE, CROP_SIZE, 3), 255, np.uint8)
+    out_mask = np.zeros((CROP_SIZE, CROP_SIZE), bool)
+    top, left = (CROP_SIZE - h) // 2, (CROP_SIZE - w) // 2
+    out_rgb[top:top + h, left:left + w] = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    out_mask[top:top + h, left:left + w] = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    return Crop(frame=int(frame), score=float(m.sum()) * (1.0 + sharpness), rgb=out_rgb, mask=out_mask)
+
+
+def observe(frames: np.ndarray, depth: np.ndarray, cameras: Cameras, frame_indices, instances: np.ndarray,
+            *, min_pixels: int = MIN_PIXELS) -> dict[int, list[Observation]]:
+    """Every instance of `instances` (int [F,H,W], 0 = none) in every keyframe where it has at
+    least `min_pixels` pixels of valid depth -> {instance id: observations in frame order}.
+    Masks are eroded by one pixel so that mixed edge depths do not smear into the background."""
+    instances = np.asarray(instances)
+    out: dict[int, list[Observation]] = {}
+    kernel = np.ones((3, 3), np.uint8)
+    for j, frame in enumerate(frame_indices):
+        ids = np.unique(instances[j])
+        ids = ids[ids > 0]
+        if not len(ids):
+            continue
+        cam = cameras[j:j + 1]
+        world = cam.unproject(depth[j:j + 1])[0]
+        focal = float(max(cam.intrinsics[0, 0], cam.intrinsics[0, 1]))
+        for k in ids:
+            mask = instances[j] == k
+            core = cv2.erode(mask.astype(np.uint8), kernel) > 0
+            valid = core & (depth[j] > 0) & np.isfinite(depth[j])
+            if valid.sum() < min_pixels:
+                continue
+            edge = mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+            out.setdefault(int(k), []).append(Observation(
+                instance=int(k), frame=int(frame), xyz=world[valid], rgb=frames[j][valid],
+                spacing=float(np.median(depth[j][valid])) / focal, crop=None if edge else make_crop(frames[j], mask, frame),
+                truncated=bool(edge)))
+    return out
+
+
+def split_components(masks: np.ndarray, *, min_overlap: float = 0.2) -> np.ndarray:
+    """A bool [F,H,W] dynamic mask without instance ids -> int32 [F,H,W] instances: connected
+    components, linked from one frame to the next by overlap (IoU >= min_overlap), so an
+    entity keeps its id through the clip when it moves less than its size between keyframes."""
+    masks = np.asarray(masks, bool)
+    out = np.zeros(masks.shape, np.int32)
+    next_id = 1
+    previous = None
+    for j in range(len(masks)):
+        count, labels = cv2.connectedComponents(masks[j].astype(np.uint8), connectivity=8)
+        current = np.zeros_like(labels, dtype=np.int32)
+        for c in range(1, count):
+            region = labels == c
+            best, best_iou = 0, min_overlap
+            if previous is not None:
+                for k in np.unique(previous[region]):
+                    if k == 0:
+                        continue
+                    other = previous == k
+                    iou = np.count_nonzero(region & other) / np.count_nonzero(region | other)
+                    if iou >= best_iou:
+                        best, best_iou = int(k), iou
+            if not best or (current == best).any():
+                best, next_id = next_id, next_id + 1
+            current[region] = best
+        out[j] = current
+        previous = current
+    return out
