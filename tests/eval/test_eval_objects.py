@@ -142,7 +142,7 @@ def synthetic_run(memory: bool, shift: float = 0.0):
                 rgb[i][ids[i] == 3] = 200
         return SimpleNamespace(rgb=rgb, object_ids=ids)
 
-    return measure_objects(truth_rgb, inst, truth, records, renumberings, conditioning)
+    return measure_objects(truth_rgb, inst, truth, records, renumberings, conditioning, object_memory=memory)
 
 
 def test_measure_objects_on_a_perfect_track_and_without_memory():
@@ -217,3 +217,24 @@ def test_renumbering_draws_distinct_ids_and_the_frame_table_resolves_repeated_po
     table = FrameTable(cams, np.zeros((f, h, w, 3), np.uint8), np.zeros((f, h, w), np.float32))
     assert table.index(cams[[3, 4]]).tolist() == [3, 4]
     assert table.index(cams[[0, 1]]).tolist() == [0, 1]
+
+
+# --- command line -----------------------------------------------------------------------------
+def test_scene_lists_and_sets_on_the_command_line(tmp_path, capsys):
+    import argparse
+
+    from spatia.cli import main
+    from spatia.eval import EvalOptions
+    from spatia.eval.commands import _scenes
+
+    assert _scenes("objects") == ["car-behind-building", "person-pan", "crossing"]
+    assert _scenes("room, crossing,room") == ["room", "crossing"]
+    assert _scenes("static") == ["room", "street", "terrain"]
+    assert len(_scenes("all")) == 6
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown scene 'moon'"):
+        _scenes("room,moon")
+    with pytest.raises(ValueError, match="oracle generator only"):
+        EvalOptions(scenes=["crossing"], generator="preview").validate()
+    assert main(["eval", "--scenes", "person-pan", "--generator", "preview", "--out", str(tmp_path / "x")]) == 2
+    assert "oracle generator only" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

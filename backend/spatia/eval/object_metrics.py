@@ -197,7 +197,7 @@ def _mean(values) -> float | None:
 
 def measure_objects(truth_rgb: np.ndarray, truth_instances: np.ndarray, truth_objects: Mapping,
                     records: Sequence[Mapping], renumberings: Mapping, conditioning: Callable,
-                    anchors: Mapping | None = None, *, up=UP) -> dict:
+                    anchors: Mapping | None = None, *, up=UP, object_memory: bool = True) -> dict:
     """Object metrics of one run of the world (see the module doc).
 
     truth_rgb uint8 [F,H,W,3], truth_instances int32 [F,H,W]; truth_objects {truth id: object
@@ -205,11 +205,12 @@ def measure_objects(truth_rgb: np.ndarray, truth_instances: np.ndarray, truth_ob
     (start, end, overlap, objects, instances); renumberings {round index: {truth id: clip id}}
     (the oracle's); conditioning(round index) -> an object with rgb [Fr,H,W,3] and object_ids
     [Fr,H,W] of that round's frames; anchors {world object id: c [3]} (default: the origin).
+    With object_memory False there are no tracks: position errors and identities are None.
     Returns {"objects": {truth id: ...}, "swaps": n or None, "rule": text}.
     """
     anchors = anchors or {}
     n = len(truth_rgb)
-    tracked = any("instances" in r for r in records)
+    tracked = bool(object_memory)
     cached: dict[int, object] = {}
 
     def cond(r: int):
@@ -274,8 +275,7 @@ def measure_objects(truth_rgb: np.ndarray, truth_instances: np.ndarray, truth_ob
             "assigned_ids": assignment,
             "id_changes": id_changes(assignment) if tracked else None,
             "position_error_m": _mean(per_frame_error[reentry]) if tracked else None,
-            "position_error_first_m": (None if not reentry or not tracked or not np.isfinite(per_frame_error[reentry[0]])
-                                       else float(per_frame_error[reentry[0]])),
+            "position_error_first_m": _mean(per_frame_error[reentry[:1]]) if tracked else None,
             "mask_iou": _mean(per_frame_iou[reentry]),
             "object_psnr_db": metrics.psnr(np.concatenate(shown_px), np.concatenate(true_px)) if shown_px else None,
             "per_frame": {"position_error_m": per_frame_error.tolist(), "mask_iou": per_frame_iou.tolist(),
