@@ -4,6 +4,10 @@ The depth comes from a second render in which every surface emits its own camera
 (Camera Data > View Z Depth), one sample per pixel with a near-zero filter width, so each
 pixel holds the depth at its centre: exactly the OpenCV pinhole depth our cameras use.
 Background pixels are 0 (no surface). Scene settings are restored afterwards.
+
+With `instances=True` the same depth render also writes each surface's object pass index
+(Object Properties > Relations > Pass Index) into a second channel, giving an exact int32
+instance map at the pixel centres (0 = an object whose pass index is 0, and the sky).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from .camera_export import camera_at_current_frame, check_camera
 from .compat import ensure_node_tree
 
 DEPTH_MATERIAL = "Spatia Depth Override"
+DEPTH_INDEX_MATERIAL = "Spatia Depth Index Override"
 
 
 @contextlib.contextmanager
@@ -44,6 +49,27 @@ def _depth_material(bpy):
     emission = nodes.new("ShaderNodeEmission")
     output = nodes.new("ShaderNodeOutputMaterial")
     links.new(camera_data.outputs["View Z Depth"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], output.inputs["Surface"])
+    return mat
+
+
+def _depth_index_material(bpy):
+    """Emits (View Z Depth, Object Index, 0): the depth override plus each object's pass index."""
+    mat = bpy.data.materials.get(DEPTH_INDEX_MATERIAL)
+    if mat is not None:
+        return mat
+    mat = bpy.data.materials.new(DEPTH_INDEX_MATERIAL)
+    tree = ensure_node_tree(mat)
+    nodes, links = tree.nodes, tree.links
+    nodes.clear()
+    camera_data = nodes.new("ShaderNodeCameraData")
+    object_info = nodes.new("ShaderNodeObjectInfo")
+    combine = nodes.new("ShaderNodeCombineXYZ")
+    emission = nodes.new("ShaderNodeEmission")
+    output = nodes.new("ShaderNodeOutputMaterial")
+    links.new(camera_data.outputs["View Z Depth"], combine.inputs["X"])
+    links.new(object_info.outputs["Object Index"], combine.inputs["Y"])
+    links.new(combine.outputs["Vector"], emission.inputs["Color"])
     links.new(emission.outputs["Emission"], output.inputs["Surface"])
     return mat
 
@@ -115,7 +141,9 @@ class RGBDPasses:
 
     NAMES = ("colour", "depth")
 
-    def __init__(self, scene, camera=None, *, samples: int = 16, engine: str = "CYCLES", hide=()):
+    def __init__(self, scene, camera=None, *, samples: int = 16, engine: str = "CYCLES", hide=(),
+                 instances: bool = False):
+        self.instances = bool(instances)
         camera = camera if camera is not None else scene.camera
         check_camera(camera)
         if engine not in ("CYCLES", "BLENDER_WORKBENCH"):
@@ -156,7 +184,8 @@ class RGBDPasses:
                                                  gamma=1.0))
                 stack.enter_context(_temporarily(scene.render, film_transparent=False, use_compositing=False))
                 stack.enter_context(_temporarily(scene, world=None))
-                stack.enter_context(_temporarily(view_layer, material_override=_depth_material(bpy)))
+                override = _depth_index_material(bpy) if self.instances else _depth_material(bpy)
+                stack.enter_context(_temporarily(view_layer, material_override=override))
                 _output(scene, self.paths[1], "OPEN_EXR", "32", stack)
         except Exception:
             stack.close()
@@ -172,14 +201,19 @@ class RGBDPasses:
                 if not os.path.isfile(path):
                     raise RuntimeError(f"the {name} render did not write {os.path.basename(path)}")
             rgb = _read_image(bpy, self.paths[0])
-            depth = _read_image(bpy, self.paths[1])[..., 0]
+            depth_pass = _read_image(bpy, self.paths[1])
+            depth = depth_pass[..., 0]
         finally:
             self.close()
         # PNG values are display-referred sRGB in [0, 1]; images load them unconverted as floats.
         rgb8 = np.clip(np.round(rgb[..., :3] * 255.0), 0, 255).astype(np.uint8)
         depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
-        return {"rgb": rgb8, "depth": depth, "intrinsics": self.intrinsics, "w2c": self.w2c, "width": self.width,
+        shot = {"rgb": rgb8, "depth": depth, "intrinsics": self.intrinsics, "w2c": self.w2c, "width": self.width,
                 "height": self.height}
+        if self.instances:
+            index = np.nan_to_num(depth_pass[..., 1], nan=0.0, posinf=0.0, neginf=0.0)
+            shot["instances"] = np.where(depth > 0, np.round(index), 0).astype(np.int32)
+        return shot
 
     def close(self) -> None:
         """Restore the scene and remove the temporary files (safe to call twice)."""
@@ -187,17 +221,19 @@ class RGBDPasses:
         self._tmp.cleanup()
 
 
-def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES", hide=()) -> dict:
+def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES", hide=(),
+                instances: bool = False) -> dict:
     """Render `camera` (default: the scene camera) at the current frame, without the objects in
     `hide` (e.g. the memory object: the world must not see its own points). Blocking.
 
     Returns {"rgb": uint8 [H,W,3], "depth": float32 [H,W] (0 = background),
     "intrinsics": [4] pixels, "w2c": [4,4], "width", "height"}. `engine` is CYCLES or
     BLENDER_WORKBENCH for the colour; depth always comes from Cycles, which renders it exactly.
+    `instances=True` adds "instances": int32 [H,W], each pixel's object pass index (0 = background).
     """
     import bpy
 
-    passes = RGBDPasses(scene, camera, samples=samples, engine=engine, hide=hide)
+    passes = RGBDPasses(scene, camera, samples=samples, engine=engine, hide=hide, instances=instances)
     try:
         for index in range(len(passes)):
             with passes.setup(index), _quiet_stdout():

@@ -1,5 +1,7 @@
-"""Ground truth from Blender: each evaluation scene rendered with Cycles along its closed-loop
-camera path, colour plus exact z-depth plus the cameras, cached on disk.
+"""Ground truth from Blender: each evaluation scene rendered with Cycles along its camera path
+(a closed loop for the static scenes), colour plus exact z-depth plus the cameras plus an int32
+instance map (each pixel's moving object, 0 = static) and every moving object's pose and label
+per frame, cached on disk.
 
 The cache key holds the scene, the frame count, the size, the samples and a hash of the source
 of the modules that build scenes and paths, so editing a scene re-renders it and nothing else
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,10 @@ import numpy as np
 from spatia.cameras import Cameras, Trajectory
 from spatia.metrics import voxel_downsample
 
-from . import scenes, trajectories
+from . import moving, scenes, trajectories
 
 CACHE_ENV = "SPATIA_EVAL_CACHE"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: instance maps and moving objects' poses
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,11 @@ class EvalScene:
     path: Callable  # frame_count -> list of Blender matrix_world
     prompt: str
     description: str
+    animate: Callable | None = None  # (bpy scene, frame_count) -> None: keys the moving objects
+
+    @property
+    def has_objects(self) -> bool:
+        return self.animate is not None
 
 
 SCENES: dict[str, EvalScene] = {
@@ -46,8 +53,22 @@ SCENES: dict[str, EvalScene] = {
         EvalScene("terrain", scenes.build_terrain, trajectories.terrain_orbit,
                   "rolling grassy hills with rocks and trees",
                   "noise-textured height field with rocks and trees; the camera orbits the centre"),
+        EvalScene("car-behind-building", moving.build_car_behind_building, moving.car_gentle_pan,
+                  "a red and yellow car drives along a street behind a brick building",
+                  "a car drives across the view, behind a building and out the other side; the camera pans gently",
+                  moving.animate_car_behind_building),
+        EvalScene("person-pan", moving.build_person_pan, moving.pan_away_and_back,
+                  "a person in a red shirt walks across a paved plaza",
+                  "a person walks across a plaza while the camera pans away to the right and back",
+                  moving.animate_person_pan),
+        EvalScene("crossing", moving.build_crossing, moving.pan_away_and_back,
+                  "two people in similar red shirts walk past each other on a paved plaza",
+                  "two look-alike figures (shirts of slightly different colour) cross while the camera looks away",
+                  moving.animate_crossing),
     )
 }
+STATIC_SCENES = [name for name, s in SCENES.items() if not s.has_objects]
+OBJECT_SCENES = [name for name, s in SCENES.items() if s.has_objects]
 
 
 def get_scene(name: str) -> EvalScene:
@@ -58,8 +79,19 @@ def get_scene(name: str) -> EvalScene:
 
 
 @dataclass(frozen=True, eq=False)
+class TruthObject:
+    """A moving object of the ground truth: its label and its pose at every frame (the Blender
+    object's matrix_world: position [F,3] metres and heading [F] radians about +Z)."""
+
+    label: str
+    position: np.ndarray
+    heading: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class GroundTruth:
-    """rgb uint8 [F,H,W,3], depth float32 [F,H,W] metres (0 = sky), the cameras, fps."""
+    """rgb uint8 [F,H,W,3], depth float32 [F,H,W] metres (0 = sky), the cameras, fps;
+    instances int32 [F,H,W] (0 = static, k = the moving object `objects[k]`)."""
 
     scene: str
     rgb: np.ndarray
@@ -67,6 +99,8 @@ class GroundTruth:
     cameras: Cameras
     fps: float
     samples: int
+    instances: np.ndarray | None = None
+    objects: dict = field(default_factory=dict)  # instance id -> TruthObject
 
     def __len__(self) -> int:
         return len(self.rgb)
@@ -91,7 +125,7 @@ def _source_hash() -> str:
     from spatia import demo_scene
 
     h = hashlib.sha256(f"format {CACHE_FORMAT}".encode())
-    for module in (demo_scene, scenes, trajectories):
+    for module in (demo_scene, scenes, trajectories, moving):
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()[:12]
 
@@ -110,15 +144,26 @@ def _render(spec: EvalScene, frames: int, width: int, height: int, samples: int,
     built = spec.build(width, height)
     scene, camera = built.scene, built.camera
     keyframe_camera(scene, camera, spec.path(frames))
-    rgb, depth = [], []
+    if spec.animate is not None:
+        spec.animate(scene, frames)
+    roots = moving.moving_objects(scene)
+    rgb, depth, instances = [], [], []
+    poses = {int(o[moving.INSTANCE_PROPERTY]): ([], []) for o in roots}
     for f in tqdm(range(scene.frame_start, scene.frame_end + 1), desc=f"rendering {spec.name}", unit="frame",
                   disable=not progress, leave=False):
         scene.frame_set(f)
-        r = render_rgbd(scene, camera, samples=samples)
+        r = render_rgbd(scene, camera, samples=samples, instances=True)
         rgb.append(r["rgb"])
         depth.append(r["depth"])
+        instances.append(r["instances"])
+        for o in roots:
+            position, heading = moving.object_pose(o)
+            poses[int(o[moving.INSTANCE_PROPERTY])][0].append(position)
+            poses[int(o[moving.INSTANCE_PROPERTY])][1].append(heading)
+    objects = {k: TruthObject(str(o[moving.LABEL_PROPERTY]), np.array(poses[k][0]), np.unwrap(poses[k][1]))
+               for k, o in ((int(o[moving.INSTANCE_PROPERTY]), o) for o in roots)}
     exported = export_camera(scene, camera)
-    return np.stack(rgb), np.stack(depth), exported
+    return np.stack(rgb), np.stack(depth), np.stack(instances), objects, exported
 
 
 def render_ground_truth(scene: str, frames: int, width: int, height: int, *, samples: int = 16,
@@ -126,7 +171,7 @@ def render_ground_truth(scene: str, frames: int, width: int, height: int, *, sam
     """Cycles renders + exact depth of `scene` along its path of `frames` frames (cached)."""
     spec = get_scene(scene)
     if frames < 3:
-        raise ValueError(f"need at least 3 frames for a closed loop, got {frames}")
+        raise ValueError(f"need at least 3 frames for a camera path, got {frames}")
     if width < 16 or height < 16:
         raise ValueError(f"size must be at least 16x16, got {width}x{height}")
     if samples < 1:
@@ -135,18 +180,28 @@ def render_ground_truth(scene: str, frames: int, width: int, height: int, *, sam
     if path.exists():
         with np.load(path) as data:
             cams = Cameras(data["intrinsics"], data["w2c"], width, height)
-            return GroundTruth(scene, data["rgb"], data["depth"], cams, float(data["fps"]), samples)
+            objects = {int(k): TruthObject(str(label), position, heading) for k, label, position, heading in
+                       zip(data["object_ids"], data["object_labels"], data["object_position"], data["object_heading"])}
+            return GroundTruth(scene, data["rgb"], data["depth"], cams, float(data["fps"]), samples,
+                               data["instances"], objects)
     try:
         import bpy  # noqa: F401
     except ImportError as exc:
         raise RuntimeError("rendering the ground truth needs the bpy module (pip install bpy==5.0.1)") from exc
-    rgb, depth, exported = _render(spec, frames, width, height, samples, progress)
+    rgb, depth, instances, objects, exported = _render(spec, frames, width, height, samples, progress)
     if (exported["width"], exported["height"]) != (width, height):
         raise RuntimeError(f"Blender rendered {exported['width']}x{exported['height']}, expected {width}x{height}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    ids = sorted(objects)
     np.savez_compressed(tmp, rgb=rgb, depth=depth, intrinsics=exported["intrinsics"], w2c=exported["w2c"],
-                        fps=exported["fps"])
+                        fps=exported["fps"], instances=instances.astype(np.int32),
+                        object_ids=np.array(ids, dtype=np.int64),
+                        object_labels=np.array([objects[k].label for k in ids], dtype=str),
+                        object_position=np.array([objects[k].position for k in ids], dtype=np.float64).reshape(
+                            len(ids), frames, 3),
+                        object_heading=np.array([objects[k].heading for k in ids], dtype=np.float64).reshape(
+                            len(ids), frames))
     os.replace(tmp, path)  # whole or absent, even if two runs render the same scene at once
     cams = Cameras(exported["intrinsics"], exported["w2c"], width, height)
-    return GroundTruth(scene, rgb, depth, cams, float(exported["fps"]), samples)
+    return GroundTruth(scene, rgb, depth, cams, float(exported["fps"]), samples, instances.astype(np.int32), objects)

@@ -70,6 +70,10 @@ class EvalOptions:
     def validate(self) -> None:
         for name in self.scenes:
             get_scene(name)
+        moving = [name for name in self.scenes if get_scene(name).has_objects]
+        if moving and self.generator != "oracle":
+            raise ValueError(f"scenes with moving objects ({', '.join(moving)}) are evaluated with the oracle "
+                             f"generator only (its instance masks are the ground truth's), not {self.generator!r}")
         if self.frames < 3:
             raise ValueError(f"--frames must be at least 3, got {self.frames}")
         if self.rounds < 1 or self.rounds > self.frames // 2:
@@ -320,6 +324,11 @@ def run_eval(options: EvalOptions) -> dict:
     for name in options.scenes:
         gt = render_ground_truth(name, options.frames, options.width, options.height, samples=options.samples,
                                  cache_dir=options.cache_dir, progress=options.progress)
+        if SCENES[name].has_objects:
+            from .object_runner import evaluate_object_scene
+
+            results[name] = evaluate_object_scene(gt, options, out / name)
+            continue
         gen = generator if generator is not None else OracleGenerator(FrameTable(gt.cameras, gt.rgb, gt.depth))
         results[name] = evaluate_scene(gt, gen, options, out / name, depth_estimator=estimator)
     return write_report(results, options, out)
