@@ -30,7 +30,7 @@ from spatia.objects import (
 )
 from spatia.objects.associate import new_track
 from spatia.objects.model import CROP_SIZE, Crop, ObjectTrack
-from spatia.objects.motion import DAMPING_SECONDS, interpolate
+from spatia.objects.motion import DAMPING_SECONDS, HOLD_SECONDS, interpolate
 
 UP = np.array([0.0, 0.0, 1.0])
 FPS = 8.0
@@ -91,9 +91,10 @@ def test_a_parked_object_stays_and_a_moving_one_travels_damped():
     assert path.source == "parked"
     np.testing.assert_allclose(path.position, np.tile(parked.key_position[-1], (44, 1)))
     moving = track(velocity=(1.0, 0.0, 0.0))
+    assert HOLD_SECONDS == 2.0
     path = predict(moving, np.array([16, 24, 56]), FPS, UP)
-    t = np.array([0, 1.0, 5.0])
-    expected = moving.key_position[-1][0] + DAMPING_SECONDS * (1 - np.exp(-t / DAMPING_SECONDS))
+    # constant velocity for HOLD_SECONDS, then damped
+    expected = moving.key_position[-1][0] + np.array([0, 1.0, 2.0 + DAMPING_SECONDS * (1 - np.exp(-3.0 / DAMPING_SECONDS))])
     assert path.source == "motion"
     np.testing.assert_allclose(path.position[:, 0], expected)
     # one badly registered pose does not stop it (the slope is the median of all pairs)
@@ -160,9 +161,10 @@ def test_registration_recovers_a_shift_and_a_turn_from_a_partial_view():
     truth_p, truth_h = np.array([3.0, 1.0, 0.3]), 0.3
     seen = t.xyz[t.xyz[:, 1] < -0.35]  # one long side only
     xyz = seen.astype(np.float64) @ rotation(UP, truth_h).T + truth_p
-    p, h, residual = register(t, xyz, truth_p + [0.45, -0.2, 0.0], truth_h - 0.1, UP)
+    p, h, fit = register(t, xyz, truth_p + [0.45, -0.2, 0.0], truth_h - 0.1, UP)
     np.testing.assert_allclose(p, truth_p, atol=0.05)
-    assert abs(h - truth_h) < 0.03 and residual < 0.05
+    assert abs(h - truth_h) < 0.03 and fit > 0.95
+    assert register(t, xyz + [0, 0, 3.0], truth_p, truth_h, UP)[2] < 0.5  # nothing like it: a poor fit
 
 
 def test_new_tracks_take_their_origin_from_the_first_view_and_observe_instances_from_renders():

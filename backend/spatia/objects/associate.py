@@ -30,6 +30,7 @@ APPEARANCE_GATE = 0.6
 APPEARANCE_WEIGHT = 0.5
 MIN_NEW_POINTS = 60  # an unmatched instance needs this many points in all to become an object
 ICP_ITERATIONS = 12
+MIN_FIT = 0.5  # a registration that puts less than this share of the points on the object gives no pose
 APPEARANCE_MEMORY = 0.8  # an object's histogram keeps this share of its old value per clip
 
 
@@ -94,7 +95,7 @@ def register(track: ObjectTrack, xyz: np.ndarray, position, heading: float, up,
              tree: cKDTree | None = None) -> tuple[np.ndarray, float, float]:
     """The pose (position, heading) that puts world points `xyz` onto the track's points:
     nearest-neighbour ICP over translation and a turn about up, from the given pose. Returns
-    (position, heading, median residual in metres)."""
+    (position, heading, the share of the points within 3 spacings of the object's)."""
     tree = tree or cKDTree(track.xyz)
     a, b = _plane_axes(up)
     position = np.asarray(position, np.float64).copy()
@@ -104,7 +105,6 @@ def register(track: ObjectTrack, xyz: np.ndarray, position, heading: float, up,
     # translation in the ground plane is first found by the most points landing on the object.
     position = position + rotation(up, heading) @ _best_shift(tree, (xyz - position) @ rotation(up, heading), a, b,
                                                                reach, 2.0 * track.spacing)
-    residual = np.inf
     for it in range(ICP_ITERATIONS):
         threshold = max(floor, reach * (0.5 ** (it + 2)))
         local = (xyz - position) @ rotation(up, heading)
@@ -113,7 +113,6 @@ def register(track: ObjectTrack, xyz: np.ndarray, position, heading: float, up,
         if ok.sum() < 3:
             break
         src, dst = local[ok], track.xyz[idx[ok]].astype(np.float64)
-        residual = float(np.median(dist[ok]))
         sc, dc = src.mean(axis=0), dst.mean(axis=0)
         s, d = src - sc, dst - dc
         delta = np.arctan2((s @ a * (d @ b) - s @ b * (d @ a)).sum(), (s @ a * (d @ a) + s @ b * (d @ b)).sum())
@@ -122,7 +121,8 @@ def register(track: ObjectTrack, xyz: np.ndarray, position, heading: float, up,
         position = position - rotation(up, heading) @ t
         if abs(delta) < 1e-5 and np.linalg.norm(t) < 1e-4:
             break
-    return position, float(heading), residual
+    dist, _ = tree.query((xyz - position) @ rotation(up, heading), distance_upper_bound=floor)
+    return position, float(heading), float(np.isfinite(dist).mean()) if len(dist) else 0.0
 
 
 SEARCH_STEPS = 9  # per axis and level: 9 x 9 shifts, then 9 x 9 finer ones around the best
@@ -181,13 +181,15 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
     for obs in observations:
         if obs.partial:
             continue  # a part cut by the image's edge or an occluder slides under registration: no pose
-        if prev is None:
-            position, heading = (path.at([obs.frame]) if path is not None else
-                                 (track.key_position[-1:], track.key_heading[-1:]))
-            position, heading = position[0], float(heading[0])
+        if prev is None:  # the predicted heading, the object centred on what is seen
+            _, heading = (path.at([obs.frame]) if path is not None else (None, track.key_heading[-1:]))
+            heading = float(heading[0])
+            position = obs.centroid - rotation(up, heading) @ track.anchor
         else:
             position, heading = positions[-1] + (obs.centroid - prev.centroid), headings[-1]
-        position, heading, _ = register(track, obs.xyz, position, heading, up, tree)
+        position, heading, fit = register(track, obs.xyz, position, heading, up, tree)
+        if fit < MIN_FIT:
+            continue  # it does not lie on the object's points: no pose from it
         frames.append(obs.frame)
         positions.append(position)
         headings.append(heading)

@@ -14,7 +14,8 @@ FIT_SECONDS = 1.0  # the velocity is fitted to the observed poses of the last se
 MIN_FIT_KEYS = 3  # ... or to the last three, when they span up to MAX_FIT_SECONDS
 MAX_FIT_SECONDS = 3.0
 PARKED_SPEED = 0.1  # m/s: slower than this is parked
-DAMPING_SECONDS = 8.0  # tau: unseen for t seconds, an object has moved v tau (1 - exp(-t / tau))
+HOLD_SECONDS = 2.0  # unseen for t seconds, an object keeps its velocity for the first HOLD_SECONDS ...
+DAMPING_SECONDS = 4.0  # ... then slows: v (H + tau (1 - exp(-(t - H) / tau))), at most v (H + tau) in all
 BLOCK_POINTS = 5  # memory points inside an object's box (above its lowest fifth) that stop it
 BOTTOM_SHARE = 0.2
 
@@ -62,6 +63,12 @@ def velocity(track: ObjectTrack, fps: float) -> np.ndarray:
     return np.median((p[j] - p[i]) / (t[j] - t[i])[:, None], axis=0)
 
 
+def travel_time(t: np.ndarray) -> np.ndarray:
+    """How many seconds of its last velocity an object unseen for `t` seconds has travelled."""
+    late = np.maximum(np.asarray(t, np.float64) - HOLD_SECONDS, 0.0)
+    return np.minimum(t, HOLD_SECONDS) + DAMPING_SECONDS * (1 - np.exp(-late / DAMPING_SECONDS))
+
+
 def predict(track: ObjectTrack, frames, fps: float, up: np.ndarray, *, path=None, obstacles=None) -> PosePath:
     """The object's poses at `frames` (video indices). `path`: the artist's keys (frames,
     positions [K,3], headings [K]), which take precedence. `obstacles`: static memory points
@@ -77,8 +84,7 @@ def predict(track: ObjectTrack, frames, fps: float, up: np.ndarray, *, path=None
     last = track.last_frame
     ahead = frames > last
     if ahead.any():
-        t = (frames[ahead] - last) / fps
-        travelled = DAMPING_SECONDS * (1 - np.exp(-t / DAMPING_SECONDS))
+        travelled = travel_time((frames[ahead] - last) / fps)
         position[ahead] = track.key_position[-1] + travelled[:, None] * v
         heading[ahead] = track.key_heading[-1]  # constant velocity: no turn
         if obstacles is not None and len(obstacles):
