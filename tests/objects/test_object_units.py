@@ -272,3 +272,24 @@ def test_spatia_draws_object_points_into_their_frames_only_and_fills_free_refere
     refs = with_object_references(_request(references=np.zeros((5, 32, 32, 3), np.uint8), object_references=crops))
     assert len(refs) == MAX_REFERENCES and (refs[5:] == 17).any() and (refs[5:] == 255).any()
     assert with_object_references(_request(object_references=crops)).shape == (3, 32, 32, 3)
+
+
+def test_a_shots_object_directions_become_world_settings_in_video_frames():
+    from spatia.shot import ShotSpec
+    from spatia.world import shot_settings
+
+    frames = [{"frame": 101 + i, "intrinsics": [50, 50, 16, 16], "w2c": np.eye(4).tolist()} for i in range(3)]
+    spec = ShotSpec.model_validate({
+        "name": "s", "width": 32, "height": 32, "fps": 8, "frames": frames, "prompts": ["p"],
+        "objects": [{"id": 4, "path": [{"frame": 111, "position": [1, 2, 0], "heading": 0.5}], "reference": False},
+                    {"id": 9, "copy_of": 4, "path": [{"frame": 101, "position": [0, 0, 0]}]}],
+        "forget_objects": [2], "object_memory": True})
+    settings = shot_settings(spec, seed=3)
+    first, copy = settings.object_directions
+    assert first.path_frames == (10,) and first.path_position == ((1.0, 2.0, 0.0),) and first.reference is False
+    assert copy.copy_of == 4 and copy.path_frames == (0,)
+    assert settings.forget_objects == (2,) and settings.seed == 3 and settings.object_memory
+    with pytest.raises(ValueError, match="both directed and forgotten"):
+        ShotSpec.model_validate({**spec.model_dump(by_alias=True), "forget_objects": [4]})
+    with pytest.raises(ValueError, match="give it a path"):
+        ShotSpec.model_validate({**spec.model_dump(by_alias=True), "objects": [{"id": 9, "copy_of": 4}]})

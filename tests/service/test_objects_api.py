@@ -240,3 +240,37 @@ def test_entries_query_validation(client, objects_world):
     for body, status, field in cases:
         err = status_of(lambda: client.request("POST", f"worlds/{wid}/query/object-entries", json=body))
         assert err.status == status and (field is None or err.field == field), (body, err)
+
+
+def test_the_extensions_client_and_directions_work_against_the_real_routes(server, objects_world):
+    """What the Blender extension sends and reads (its own client and pure directing code, no
+    Blender) is what the service answers: the table, the points, entries for a shot whose Empty
+    was keyed and whose other Empty was deleted, and a forget with the base version."""
+    from spatia.shot import load_shot
+    from spatia_blender import directing
+    from spatia_blender.client import Client
+
+    wid, objects = objects_world
+    ext = Client(server.url)
+    table = ext.objects(wid)
+    assert [o["id"] for o in table["objects"]] == [1, 2]
+    position, heading = directing.latest_pose(table["objects"][0]["keys"])
+    np.testing.assert_allclose(position, objects.get(1).key_position[-1])
+    points = ext.object_points(wid, 1)
+    np.testing.assert_allclose(points["xyz"], objects.get(1).xyz, atol=1e-6)
+    # Blender frames 101.. are video frames 0..: the car's Empty keyed behind the camera, the person's deleted
+    empties = [{"name": "car 1", "id": 1, "label": "car", "condition": True, "reference": False,
+                "path": [directing.pose_key(111, [0.0, 0.0, -1.5], 0.0)]}]
+    directed = directing.direct_objects(empties, [1, 2], start=101, next_id=3)
+    assert directed["forget_objects"] == [2]
+    paths = directing.to_video_frames(directed["objects"], 101)
+    entries = ext.object_entries(wid, cameras(LOOK_AWAY_AND_BACK), 10, paths)
+    car = next(o for o in entries if o["id"] == 1)
+    assert car["source"] == "path" and car["entries"] == [15]
+    marks = directing.entry_frames(entries, 101, leave_out=directed["forget_objects"])
+    assert marks == [(116, 1, "car")]
+    # the same directions validate as a shot's objects
+    spec = {**shot(), "objects": directed["objects"], "forget_objects": directed["forget_objects"]}
+    assert load_shot(spec).objects[0].reference is False
+    assert ext.forget_object(wid, 2, table["version"])["version"] == 2
+    assert [o["id"] for o in ext.objects(wid)["objects"]] == [1]
