@@ -550,8 +550,9 @@ class World:
                 t_objects = time.perf_counter()
                 clip = observe(key_frames, aligned, key_cams, keys, instances, objects.up)
                 learned = learn(objects, paths, clip, labels, self.state["voxel_size"], self.fps)
-                objects_out = self.object_store.save(learned.objects, parent=objects_in, memory_version=memory_out,
-                                                     message=f"round {len(self.state['rounds'])}")
+                if learned.instances:  # a round that saw no object leaves the objects as they were
+                    objects_out = self.object_store.save(learned.objects, parent=objects_in, memory_version=memory_out,
+                                                         message=f"round {len(self.state['rounds'])}")
                 timings["objects_s"] += time.perf_counter() - t_objects
         timings["update_s"] = time.perf_counter() - t
 
