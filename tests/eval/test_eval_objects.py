@@ -238,3 +238,20 @@ def test_scene_lists_and_sets_on_the_command_line(tmp_path, capsys):
     assert main(["eval", "--scenes", "person-pan", "--generator", "preview", "--out", str(tmp_path / "x")]) == 2
     assert "oracle generator only" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_camera_held_still_is_found_by_where_the_clip_starts():
+    """Objects move while the camera holds: the same pose in every frame; the clip's start picks
+    the right frames, which the oracle is told."""
+    from spatia.models import GenerationRequest
+    from spatia.models.oracle import OracleGenerator
+
+    f, h, w = 6, 4, 4
+    cams = Cameras.look_at(np.zeros((f, 3)), np.tile([0.0, 1.0, 0.0], (f, 1)), width=w, height=h, fov_x_deg=60.0)
+    frames = np.arange(f, dtype=np.uint8)[:, None, None, None].repeat(h, 1).repeat(w, 2).repeat(3, 3)
+    table = FrameTable(cams, frames, np.ones((f, h, w), np.float32))
+    assert table.index(cams[:3]).tolist() == [0, 1, 2] and table.index(cams[:3], 3).tolist() == [3, 4, 5]
+    request = GenerationRequest(prompt="p", projection=np.zeros((3, h, w, 3), np.uint8),
+                                projection_depth=np.zeros((3, h, w), np.float32), hole_mask=np.ones((3, h, w), bool),
+                                cameras=cams[3:], start_frame=3)
+    assert OracleGenerator(table).generate(request).frames[:, 0, 0, 0].tolist() == [3, 4, 5]

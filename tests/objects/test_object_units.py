@@ -249,6 +249,8 @@ def test_requests_check_object_points_and_references():
     with pytest.raises(ValueError, match=r"frame_points_xyz\[1\] must be finite"):
         _request(frame_points_xyz=[np.zeros((0, 3), np.float32), np.full((1, 3), np.nan, np.float32),
                                    np.zeros((0, 3), np.float32)], frame_points_rgb=[np.zeros((0, 3), np.uint8)] * 3)
+    with pytest.raises(ValueError, match="start_frame must be an integer >= 0"):
+        _request(start_frame=-1)
     with pytest.raises(ValueError, match="object_references must be uint8"):
         _request(object_references=np.zeros((1, 8, 8, 3), np.float32))
 

@@ -289,6 +289,8 @@ class GenerationRequest:
                 raise ModelInputError("points_xyz contains NaN or infinite coordinates")
             if rgb.shape != xyz.shape or rgb.dtype != np.uint8:
                 raise ModelInputError(f"points_rgb must be uint8 [{len(xyz)}, 3] to match points_xyz, got {rgb.dtype} {list(rgb.shape)}")
+        if isinstance(self.start_frame, bool) or not isinstance(self.start_frame, (int, np.integer)) or self.start_frame < 0:
+            raise ModelInputError(f"start_frame must be an integer >= 0, got {self.start_frame!r}")
         if (self.frame_points_xyz is None) != (self.frame_points_rgb is None):
             raise ModelInputError("frame_points_xyz and frame_points_rgb come together: give both or neither")
         if self.frame_points_xyz is not None:

@@ -14,6 +14,7 @@ for the evaluation (it is not in the result).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import numpy as np
@@ -68,7 +69,10 @@ class OracleGenerator(VideoGenerator):
                  should_cancel: CancelFn | None = None) -> GenerationResult:
         raise_if_cancelled(should_cancel)
         report(progress, 0.0, "rendering ground truth")
-        truth = self.source(request.cameras)
+        # a source that can place the clip in the video (a camera held still while things move
+        # has the same pose in many frames) is told where it starts
+        takes_start = "start_frame" in inspect.signature(self.source).parameters
+        truth = self.source(request.cameras, start_frame=request.start_frame) if takes_start else self.source(request.cameras)
         frames, depth = truth[0], truth[1]
         instances = truth[2] if len(truth) > 2 else None
         frames = np.asarray(frames, dtype=np.uint8)
@@ -118,9 +122,14 @@ class FrameTable:
         self.cameras, self.frames, self.depth = cameras, np.asarray(frames), np.asarray(depth)
         self.instances = None if instances is None else np.asarray(instances, dtype=np.int32)
 
-    def index(self, cameras: Cameras) -> np.ndarray:
-        """The stored frame of each requested camera."""
+    def index(self, cameras: Cameras, start_frame: int | None = None) -> np.ndarray:
+        """The stored frame of each requested camera: the run from `start_frame` when its poses
+        are the requested ones, else the first run of the path that matches, else the nearest."""
         dist = np.abs(cameras.w2c[:, None] - self.cameras.w2c[None]).max(axis=(2, 3))
+        if start_frame is not None and 0 <= start_frame and start_frame + len(cameras) <= len(self.cameras):
+            run = start_frame + np.arange(len(cameras))
+            if (dist[np.arange(len(cameras)), run] <= self.TOLERANCE).all():
+                return run
         match = dist <= self.TOLERANCE
         if not match.any(axis=1).all():
             raise ValueError("the oracle has no ground truth for some requested cameras")
@@ -130,8 +139,8 @@ class FrameTable:
             return int(starts[0]) + np.arange(n)
         return dist.argmin(axis=1)  # not a run of the path: the nearest pose, frame by frame
 
-    def __call__(self, cameras: Cameras) -> tuple:
-        index = self.index(cameras)
+    def __call__(self, cameras: Cameras, start_frame: int | None = None) -> tuple:
+        index = self.index(cameras, start_frame)
         if self.instances is None:
             return self.frames[index], self.depth[index]
         return self.frames[index], self.depth[index], self.instances[index]
