@@ -122,6 +122,23 @@ MAX_OBJECT_ID = 2**53  # object ids travel through JSON: exact in a double
 MAX_PATH_KEYS = 10_000
 
 
+def increasing_keys(path: list) -> list:
+    """A path whose key frames strictly increase, or ValueError naming them."""
+    numbers = [k.frame for k in path]
+    if any(b <= a for a, b in zip(numbers, numbers[1:])):
+        raise ValueError(f"path frames must strictly increase, got {numbers}")
+    return path
+
+
+def unique_ids(objects: list) -> list:
+    """Directions that name each object once, or ValueError naming the repeated ids."""
+    ids = [o.id for o in objects]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"objects name ids {twice} more than once")
+    return objects
+
+
 class ObjectPathKey(_Strict):
     """Where the artist puts an object at one Blender frame (an Empty's keyframe)."""
 
@@ -150,10 +167,7 @@ class ObjectDirection(_Strict):
     @field_validator("path")
     @classmethod
     def _increasing(cls, path: list[ObjectPathKey]) -> list[ObjectPathKey]:
-        numbers = [k.frame for k in path]
-        if any(b <= a for a, b in zip(numbers, numbers[1:])):
-            raise ValueError(f"path frames must strictly increase, got {numbers}")
-        return path
+        return increasing_keys(path)
 
     @model_validator(mode="after")
     def _copy_needs_path(self) -> "ObjectDirection":
@@ -192,11 +206,7 @@ class ShotSpec(_Strict):
     @field_validator("objects")
     @classmethod
     def _unique_objects(cls, objects: list[ObjectDirection]) -> list[ObjectDirection]:
-        ids = [o.id for o in objects]
-        twice = sorted({i for i in ids if ids.count(i) > 1})
-        if twice:
-            raise ValueError(f"objects name ids {twice} more than once")
-        return objects
+        return unique_ids(objects)
 
     @model_validator(mode="after")
     def _forget_is_not_directed(self) -> "ShotSpec":

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spatia.cameras import Cameras
 from spatia.cameras.core import MAX_IMAGE_SIZE
-from spatia.shot import ShotSpec
+from spatia.shot import ShotSpec, increasing_keys, unique_ids
 
 ID_PATTERN = r"^[a-z0-9-]{1,64}$"
 MAX_INT64 = 2**63 - 1
@@ -242,10 +242,7 @@ class ObjectDirectionIn(_Request):
     @field_validator("path")
     @classmethod
     def _increasing(cls, path: list[ObjectPathKeyIn]) -> list[ObjectPathKeyIn]:
-        frames = [k.frame for k in path]
-        if any(b <= a for a, b in zip(frames, frames[1:])):
-            raise ValueError(f"path frames must strictly increase, got {frames}")
-        return path
+        return increasing_keys(path)
 
 
 class ObjectEntriesIn(_Request):
@@ -258,11 +255,7 @@ class ObjectEntriesIn(_Request):
     @field_validator("objects")
     @classmethod
     def _unique(cls, objects: list[ObjectDirectionIn]) -> list[ObjectDirectionIn]:
-        ids = [o.id for o in objects]
-        twice = sorted({i for i in ids if ids.count(i) > 1})
-        if twice:
-            raise ValueError(f"objects name ids {twice} more than once")
-        return objects
+        return unique_ids(objects)
 
 
 class ObjectEntryOut(BaseModel):
