@@ -163,3 +163,29 @@ def test_sam3_availability_names_the_fix():
     expected = "torchvision" if importlib.util.find_spec("torchvision") is None else "spatia models download sam3"
     with pytest.raises(ModelUnavailable, match=expected):
         segmenter.check_available()
+
+
+class _LabelledSam3Processor(_FakeSam3Processor):
+    """Two tracked instances: SAM3 object 0 is a person, object 4 a car (ids as SAM3 gives them)."""
+
+    def postprocess_outputs(self, session, output):
+        masks = torch.zeros(2, session.height, session.width, dtype=torch.bool)
+        masks[0, :5, :5] = True
+        masks[1, -5:, -5:] = True
+        return {"masks": masks, "object_ids": torch.tensor([0, 4]),
+                "prompt_to_obj_ids": {"person": [0], "car": [4]}}
+
+
+def test_sam3_instances_keep_their_tracked_ids_and_concepts():
+    segmenter = Sam3VideoSegmenter(model=_FakeSam3Model(), processor=_LabelledSam3Processor(), device="cpu")
+    ids, labels = segmenter.segment_instances(FRAMES, ["person", "car"])
+    assert ids.dtype == np.int32 and ids.shape == (4, 40, 48)
+    assert (ids[:, :5, :5] == 1).all() and (ids[:, -5:, -5:] == 5).all() and ids[:, 10:30, 10:30].max() == 0
+    assert labels == {1: "person", 5: "car"}
+
+
+def test_sam2_instances_are_the_prompted_object_ids(sam2):
+    prompts = ["box:2,2,20,18@0#3", "box:26,20,46,38@0#7"]
+    ids, labels = sam2.segment_instances(FRAMES, prompts)
+    assert ids.dtype == np.int32 and set(np.unique(ids)) <= {0, 3, 7} and labels == {}
+    np.testing.assert_array_equal(ids > 0, sam2.segment(FRAMES, prompts))

@@ -2,6 +2,7 @@
 rules of memory edits, refusal of a corrupt file, and where objects come into view."""
 
 import io
+import json
 import time
 
 import numpy as np
@@ -274,3 +275,27 @@ def test_the_extensions_client_and_directions_work_against_the_real_routes(serve
     assert load_shot(spec).objects[0].reference is False
     assert ext.forget_object(wid, 2, table["version"])["version"] == 2
     assert [o["id"] for o in ext.objects(wid)["objects"]] == [1]
+
+
+def test_a_job_follows_the_shots_object_directions(server, client, objects_world):
+    """A shot that keys the car behind the camera's path and forgets the person: the job's round
+    draws the car where its path says (and offers no crop of it), and the person is gone."""
+    wid, objects = objects_world
+    spec = {**shot(12, first_round=12), "objects": [{"id": 1, "reference": False,
+                                                     "path": [{"frame": 1, "position": [0.0, 0.0, 1.5]}]}],
+            "forget_objects": [2]}
+    job = client.wait(client.submit_job(wid, spec)["id"])
+    assert job["status"] == "succeeded", job
+    assert [o["id"] for o in client._json("GET", f"worlds/{wid}/objects")["objects"]] == [1]
+    folder = world_folder(server, wid)
+    record = json.loads((folder / "rounds" / "0000" / "round.json").read_text())
+    (car,) = record["objects"]
+    assert (car["id"], car["source"], car["reference"]) == (1, "path", False)
+    np.testing.assert_allclose(car["predicted"]["position"], [[0.0, 0.0, 1.5]] * 12)
+    drawn = np.load(folder / "rounds" / "0000" / "object_layer.npz")["ids"]
+    assert (drawn == 1).any() and not (drawn == 2).any()
+    # an unknown object stops the next shot before anything is written, naming it
+    before = client._json("GET", f"worlds/{wid}/objects")["version"]
+    failed = client.wait(client.submit_job(wid, {**shot(24, first_round=12), "forget_objects": [9]})["id"])
+    assert failed["status"] == "failed" and "cannot forget objects [9]" in json.dumps(failed)
+    assert client._json("GET", f"worlds/{wid}/objects")["version"] == before
