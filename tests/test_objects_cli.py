@@ -113,3 +113,22 @@ def test_errors_exit_2_naming_the_problem(capsys, tmp_path, world):
         code, _, err = run(capsys, *argv)
         assert code == 2 and "objects/v000001.safetensors" in err and "sha256" in err, (argv, err)
     assert World.open(world.root).object_store.versions() == [1]
+
+
+def test_generate_refuses_a_shot_naming_objects_its_world_lacks_before_writing(tmp_path, world, capsys):
+    from spatia.shot import ShotSpec, save_shot
+
+    cams = Cameras.look_at([[0.0, 0.0, 1.5]] * 12, [[0.0, 4.0, 0.6]] * 12, up=(0, 0, 1), width=W, height=H)
+    frames = [{"frame": 1 + i, "intrinsics": cams.intrinsics[i].tolist(), "w2c": cams.w2c[i].tolist()} for i in range(12)]
+    base = {"name": "s", "width": W, "height": H, "fps": FPS, "frames": frames, "prompts": ["p"],
+            "init": {"kind": "points", "points": "points.ply"}}
+    new_world = save_shot(tmp_path / "new.json", ShotSpec.model_validate({**base, "forget_objects": [1]}))
+    code = main(["generate", "--shot", str(new_world), "--out", str(tmp_path / "out-new")])
+    assert code == 2 and "starts a new world, which remembers none" in capsys.readouterr().err
+    assert not (tmp_path / "out-new").exists()
+    base.pop("init")
+    continued = save_shot(tmp_path / "more.json", ShotSpec.model_validate({**base, "world": str(world.root),
+                                                                            "forget_objects": [9]}))
+    code = main(["generate", "--shot", str(continued), "--out", str(tmp_path / "out-more")])
+    assert code == 2 and "cannot forget objects [9]: the world remembers [1, 2]" in capsys.readouterr().err
+    assert not (tmp_path / "out-more").exists() and world.objects_version == 1

@@ -148,6 +148,12 @@ def run_shot(shot_path, out, *, generator: str | VideoGenerator | None = None,
     if spec.dynamic_prompts:  # people, cars...: masked out of the memory by SAM3 video
         segmenter = get_segmenter("sam3")
         segmenter.check_available()
+    if spec.objects or spec.forget_objects:  # the objects named must exist: checked before anything is written
+        if spec.world:
+            World.open(_resolve(base, spec.world)).directed_objects(settings)
+        else:
+            raise WorldError(f"the shot directs objects {sorted({o.id for o in spec.objects} | set(spec.forget_objects))} "
+                             "but starts a new world, which remembers none; name the world it continues (world)")
     init = None if spec.world else _load_init(spec, base, trajectory)
     out = _prepare_out(out)
     world = _shot_world(spec, base, out, trajectory, depth_estimator, init)

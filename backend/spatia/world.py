@@ -374,15 +374,23 @@ class World:
             progress(1.0, "done")
         return records
 
+    def directed_objects(self, settings: GenerateSettings, cameras: Cameras | None = None) -> ObjectSet:
+        """The objects with the artist's forgets, copies and switches applied (nothing is saved);
+        WorldError names an object the world does not have, or a copy's id that is taken."""
+        if self.objects_version is None and cameras is not None:
+            objects = ObjectSet(up=snap_up(cameras.c2w[0]))
+        else:
+            objects = self.objects()
+        try:
+            return apply_directions(objects, settings.object_directions, settings.forget_objects)
+        except ObjectDirectionError as err:
+            raise WorldError(str(err)) from None
+
     def _direct_objects(self, settings: GenerateSettings, cameras: Cameras) -> None:
         """The artist's forgets, copies and switches, as a new objects version before any round."""
         if not (settings.object_directions or settings.forget_objects):
             return
-        objects = self.objects() if self.objects_version is not None else ObjectSet(up=snap_up(cameras.c2w[0]))
-        try:
-            directed = apply_directions(objects, settings.object_directions, settings.forget_objects)
-        except ObjectDirectionError as err:
-            raise WorldError(str(err)) from None
+        directed = self.directed_objects(settings, cameras)
         changed = [d.id for d in settings.object_directions if d.copy_of is not None]
         message = ", ".join(filter(None, [f"forgot {list(settings.forget_objects)}" if settings.forget_objects else "",
                                           f"copied to {changed}" if changed else "", "directed"]))

@@ -294,8 +294,13 @@ def test_a_job_follows_the_shots_object_directions(server, client, objects_world
     np.testing.assert_allclose(car["predicted"]["position"], [[0.0, 0.0, 1.5]] * 12)
     drawn = np.load(folder / "rounds" / "0000" / "object_layer.npz")["ids"]
     assert (drawn == 1).any() and not (drawn == 2).any()
-    # an unknown object stops the next shot before anything is written, naming it
+    # an unknown object is refused when the shot is submitted, naming it; nothing is queued or written
     before = client._json("GET", f"worlds/{wid}/objects")["version"]
-    failed = client.wait(client.submit_job(wid, {**shot(24, first_round=12), "forget_objects": [9]})["id"])
-    assert failed["status"] == "failed" and "cannot forget objects [9]" in json.dumps(failed)
+    with pytest.raises(SpatiaClientError) as err:
+        client.submit_job(wid, {**shot(24, first_round=12), "forget_objects": [9]})
+    assert err.value.status == 422 and err.value.field == "shot.objects" and "cannot forget objects [9]" in str(err.value)
+    with pytest.raises(SpatiaClientError, match="copies object 5, which the world does not remember"):
+        client.submit_job(wid, {**shot(24, first_round=12),
+                                "objects": [{"id": 8, "copy_of": 5, "path": [{"frame": 1, "position": [0, 0, 1]}]}]})
     assert client._json("GET", f"worlds/{wid}/objects")["version"] == before
+    assert len(client.list_jobs(wid)) == 1

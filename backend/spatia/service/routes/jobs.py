@@ -13,6 +13,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from spatia.plan import plan_rounds
 from spatia.shot import dump_shot
+from spatia.world import WorldError, shot_settings
 
 from ..errors import conflict, invalid
 from ..files import media_type, resolve_job_file
@@ -53,6 +54,11 @@ def _validate_shot(svc, body: JobSubmitIn) -> None:
                     round_frames=plan.round_frames, overlap=plan.overlap, start_frame=done)
     except ValueError as err:
         raise invalid(f"shot: {err}", "shot.prompts") from None
+    if shot.objects or shot.forget_objects:  # checked again when the job runs (the objects may change)
+        try:
+            world.directed_objects(shot_settings(shot))
+        except WorldError as err:
+            raise invalid(f"shot: {err}", "shot.objects") from None
     svc.models.check_generator(shot.generator)
 
 
