@@ -146,3 +146,23 @@ def test_the_preview_shows_a_remembered_object_where_it_is_predicted(tmp_path):
     assert records[0]["instances"] == {"1": 1} or list(records[0]["instances"].values()) == [1]
     assert world.objects().ids() == [1]
     assert world.objects().get(1).last_frame > 24
+
+
+def test_a_person_whose_feet_the_frame_cuts_off_is_still_followed(tmp_path):
+    """Close to a level camera the bottom of the image cuts a walker's legs in every frame: the
+    cut says nothing about where it stands on the ground, so those views still give poses."""
+    walker = Mover("person", (-0.8, 2.6, 0.9), (0.4, 0.0, 0.0), size=(0.5, 0.4, 1.8),
+                   colours=((30, 60, 200), (220, 200, 180)))
+    street = Street([walker])
+    world, traj = make_world(tmp_path, street, AWAY_AND_BACK)
+    rgb, depth, ids = street.frames([10], traj.cameras[10:11])
+    assert (ids[0, -1] == 1).any() and not (ids[0, :, 0] == 1).any()  # cut at the bottom only
+    records = world.generate(traj, ["a street"], StreetOracle(street), GenerateSettings(**ROUNDS))
+    person = world.objects().get(1)
+    assert world.objects().ids() == [1] and len(person.key_frame) > 10
+    back = next(o for o in records[3]["objects"] if o["id"] == 1)
+    assert back["source"] == "motion"
+    offset = person.key_position[0] - walker.position(person.key_frame[0])
+    frames = np.array(back["predicted"]["frames"])
+    error = np.linalg.norm(np.array(back["predicted"]["position"]) - walker.position(frames) - offset, axis=1)
+    assert error.max() < 0.4

@@ -92,9 +92,10 @@ def _plane_axes(up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def register(track: ObjectTrack, xyz: np.ndarray, position, heading: float, up,
-             tree: cKDTree | None = None) -> tuple[np.ndarray, float, float]:
+             tree: cKDTree | None = None, *, keep_height: bool = False) -> tuple[np.ndarray, float, float]:
     """The pose (position, heading) that puts world points `xyz` onto the track's points:
-    nearest-neighbour ICP over translation and a turn about up, from the given pose. Returns
+    nearest-neighbour ICP over translation and a turn about up, from the given pose (its height
+    kept when `keep_height`: a view cut at the top or bottom cannot say it). Returns
     (position, heading, the share of the points within 3 spacings of the object's)."""
     tree = tree or cKDTree(track.xyz)
     a, b = _plane_axes(up)
@@ -117,6 +118,8 @@ def register(track: ObjectTrack, xyz: np.ndarray, position, heading: float, up,
         s, d = src - sc, dst - dc
         delta = np.arctan2((s @ a * (d @ b) - s @ b * (d @ a)).sum(), (s @ a * (d @ a) + s @ b * (d @ b)).sum())
         t = dc - rotation(up, delta) @ sc  # object frame: p = R(delta) local + t
+        if keep_height:
+            t = t - np.dot(t, up) * up
         heading = heading - delta
         position = position - rotation(up, heading) @ t
         if abs(delta) < 1e-5 and np.linalg.norm(t) < 1e-4:
@@ -179,15 +182,19 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
     frames, positions, headings = [], [], []
     prev = None
     for obs in observations:
-        if obs.partial:
-            continue  # a part cut by the image's edge or an occluder slides under registration: no pose
+        if obs.partial and not obs.cut_vertically:
+            continue  # a part cut by the image's side or an occluder slides under registration: no pose
         if prev is None:  # the predicted heading, the object centred on what is seen
-            _, heading = (path.at([obs.frame]) if path is not None else (None, track.key_heading[-1:]))
+            guess, heading = (path.at([obs.frame]) if path is not None else
+                              (track.key_position[-1:], track.key_heading[-1:]))
             heading = float(heading[0])
             position = obs.centroid - rotation(up, heading) @ track.anchor
         else:
+            guess = positions[-1][None]
             position, heading = positions[-1] + (obs.centroid - prev.centroid), headings[-1]
-        position, heading, fit = register(track, obs.xyz, position, heading, up, tree)
+        if obs.cut_vertically:  # its height comes from the prediction: a cut view's centroid is not
+            position = position + (np.dot(guess[0] - position, up)) * up
+        position, heading, fit = register(track, obs.xyz, position, heading, up, tree, keep_height=obs.cut_vertically)
         if fit < MIN_FIT:
             continue  # it does not lie on the object's points: no pose from it
         frames.append(obs.frame)

@@ -15,6 +15,7 @@ from .model import CROP_SIZE, HIST_BINS, Crop
 MIN_PIXELS = 24  # an instance with fewer valid pixels in a keyframe is not observed there
 OCCLUDER_METRES = 0.5  # a neighbour this much nearer than the instance's front hides part of it
 OCCLUDED_SHARE = 0.1  # ... along this share of its outline: the view is partial
+LEVEL_COSINE = 0.85  # a camera whose image "down" is within ~30 degrees of the world's down is level
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,7 +28,8 @@ class Observation:
     rgb: np.ndarray
     spacing: float  # the median pixel footprint (metres) at the instance's depth
     crop: Crop | None
-    partial: bool = False  # cut by the image's edge or hidden in part behind something nearer
+    partial: bool = False  # cut by the image's edge or hidden in part behind something nearer ...
+    cut_vertically: bool = False  # ... only by the top or bottom edge of a level camera: its place on the ground is seen
 
     @property
     def centroid(self) -> np.ndarray:
@@ -85,6 +87,7 @@ def observe(frames: np.ndarray, depth: np.ndarray, cameras: Cameras, frame_indic
             continue
         cam = cameras[j:j + 1]
         world = cam.unproject(depth[j:j + 1])[0]
+        level = cameras.c2w[:, :3, 1] @ -np.asarray(up, np.float64) > LEVEL_COSINE
         focal = float(max(cam.intrinsics[0, 0], cam.intrinsics[0, 1]))
         for k in ids:
             mask = instances[j] == k
@@ -92,20 +95,21 @@ def observe(frames: np.ndarray, depth: np.ndarray, cameras: Cameras, frame_indic
             valid = core & (depth[j] > 0) & np.isfinite(depth[j])
             if valid.sum() < min_pixels:
                 continue
-            partial = _partial(mask, depth[j], world, world[valid], up)
+            sides = (mask[:, 0].any() or mask[:, -1].any(), mask[0].any() or mask[-1].any())
+            partial = sides[0] or sides[1] or _occluded(mask, depth[j], world, world[valid], up)
             out.setdefault(int(k), []).append(Observation(
                 instance=int(k), frame=int(frame), xyz=world[valid], rgb=frames[j][valid],
                 spacing=float(np.median(depth[j][valid])) / focal,
-                crop=None if partial else make_crop(frames[j], mask, frame), partial=partial))
+                crop=None if partial else make_crop(frames[j], mask, frame), partial=bool(partial),
+                cut_vertically=bool(partial and sides[1] and not sides[0] and level[j]
+                                    and not _occluded(mask, depth[j], world, world[valid], up))))
     return out
 
 
-def _partial(mask: np.ndarray, depth: np.ndarray, world: np.ndarray, points: np.ndarray, up) -> bool:
-    """Whether the object is only partly in view: its mask touches the image's edge, or much of its
-    outline borders something well in front of it and standing above its lowest fifth (a building,
-    another object; not the ground it stands on, which is nearer just below it)."""
-    if mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
-        return True
+def _occluded(mask: np.ndarray, depth: np.ndarray, world: np.ndarray, points: np.ndarray, up) -> bool:
+    """Whether much of the object's outline borders something well in front of it and standing
+    above its lowest fifth (a building, another object; not the ground it stands on, which is
+    nearer just below it)."""
     ring = (cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~mask
     heights = points @ up
     floor = heights.min() + 0.2 * np.ptp(heights)
