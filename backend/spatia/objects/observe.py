@@ -95,14 +95,14 @@ def observe(frames: np.ndarray, depth: np.ndarray, cameras: Cameras, frame_indic
             valid = core & (depth[j] > 0) & np.isfinite(depth[j])
             if valid.sum() < min_pixels:
                 continue
-            sides = (mask[:, 0].any() or mask[:, -1].any(), mask[0].any() or mask[-1].any())
-            partial = sides[0] or sides[1] or _occluded(mask, depth[j], world, world[valid], up)
+            sideways, vertically = mask[:, 0].any() or mask[:, -1].any(), mask[0].any() or mask[-1].any()
+            occluded = _occluded(mask, depth[j], world, world[valid], up)
+            partial = bool(sideways or vertically or occluded)
             out.setdefault(int(k), []).append(Observation(
                 instance=int(k), frame=int(frame), xyz=world[valid], rgb=frames[j][valid],
                 spacing=float(np.median(depth[j][valid])) / focal,
-                crop=None if partial else make_crop(frames[j], mask, frame), partial=bool(partial),
-                cut_vertically=bool(partial and sides[1] and not sides[0] and level[j]
-                                    and not _occluded(mask, depth[j], world, world[valid], up))))
+                crop=None if partial else make_crop(frames[j], mask, frame), partial=partial,
+                cut_vertically=bool(vertically and not sideways and not occluded and level[j])))
     return out
 
 
