@@ -105,7 +105,7 @@ def run(rounds: int) -> dict:
         "objects_share_of_round": float(np.median([p["objects_s"] / p["total_s"] for p in late])),
         "objects_file_kb_last": per_round[-1]["objects_file_kb"],
         "objects_versions": len(world.object_store.versions()),
-        "objects_disk_mb": round(sum(f.stat().st_size for f in world.object_store.root.iterdir()) / 2**20, 2),
+        "objects_disk_mb": round(sum(f.stat().st_size for f in world.object_store.root.rglob("*") if f.is_file()) / 2**20, 2),
         "prediction_error_m_median": float(np.median([p["prediction_error_m"] for p in per_round
                                                        if p["prediction_error_m"] is not None] or [np.nan])),
         "per_round": per_round,

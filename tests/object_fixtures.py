@@ -49,7 +49,7 @@ def make_objects(up) -> ObjectSet:
     return ObjectSet(up=np.asarray(up, np.float64), next_id=3, objects=(car, person))
 
 
-def flip_data_byte(path: Path, tensor: str = "point_xyz") -> None:
+def flip_data_byte(path: Path, tensor: str = "key_position") -> None:
     """Alter one byte of a tensor's data in a safetensors file (the header stays valid)."""
     data = bytearray(path.read_bytes())
     header_size = int.from_bytes(data[:8], "little")

@@ -295,3 +295,34 @@ def test_a_shots_object_directions_become_world_settings_in_video_frames():
         ShotSpec.model_validate({**spec.model_dump(by_alias=True), "forget_objects": [4]})
     with pytest.raises(ValueError, match="give it a path"):
         ShotSpec.model_validate({**spec.model_dump(by_alias=True), "objects": [{"id": 9, "copy_of": 4}]})
+
+
+def test_versions_share_the_blobs_of_unchanged_objects_and_refuse_an_altered_or_missing_one(tmp_path):
+    from spatia.objects.store import snapshot_bytes
+    from spatia.objects.store import parse_snapshot as parse_objects
+
+    car, person = track(1), replace(track(2, label="person", colour=(20, 20, 220)), crops=())
+    store = ObjectStore(tmp_path / "objects")
+    store.save(ObjectSet(up=UP, next_id=3, objects=(car, person)), parent=None, memory_version=1)
+    blobs = sorted((tmp_path / "objects" / "blobs").iterdir())
+    assert len(blobs) == 4  # points and crops of each
+    moved = car.with_keys([24], [[3.0, 0.0, 0.3]], [0.0])  # seen again: new pose, same points and crops
+    store.save(ObjectSet(up=UP, next_id=3, objects=(moved, person)), parent=1, memory_version=2)
+    assert sorted((tmp_path / "objects" / "blobs").iterdir()) == blobs  # nothing new written
+    assert store.path(2).stat().st_size < 8_000 < sum(b.stat().st_size for b in blobs)
+    np.testing.assert_array_equal(ObjectStore(tmp_path / "objects").load(2).get(1).key_frame, [0, 8, 16, 24])
+    # a standalone copy (a download) reads without the store
+    alone, _ = parse_objects(snapshot_bytes(store.load(2)))
+    np.testing.assert_array_equal(alone.get(2).xyz, person.xyz)
+    # the store's own file names its blobs: read alone it says where its points are
+    with pytest.raises(ObjectStoreError, match="load it through its store"):
+        parse_objects(store.path(2).read_bytes(), "v000002.safetensors")
+    blob = blobs[0]
+    data = bytearray(blob.read_bytes())
+    data[-3] ^= 0x10
+    blob.write_bytes(bytes(data))
+    with pytest.raises(ObjectStoreError, match=rf"v000002\.safetensors: .*blobs/{blob.name}"):
+        ObjectStore(tmp_path / "objects").load(2)
+    blob.unlink()
+    with pytest.raises(ObjectStoreError, match=rf"blob blobs/{blob.name} is missing"):
+        ObjectStore(tmp_path / "objects").load(1)

@@ -1,7 +1,10 @@
 """An append-only store of object-set versions, beside the memory's: one safetensors file per
-version (`objects/vNNNNNN.safetensors`), written atomically, with the sha256 of its whole
-content in its metadata. A file whose hash, shapes or dtypes do not check out is refused with
-ObjectStoreError naming the file; nothing half-written is ever read (see docs/objects.md).
+version (`objects/vNNNNNN.safetensors`: poses, frames seen, appearance and the table), each
+object's points and crops in blobs named by their sha256 (`objects/blobs/`, written once and
+shared by every version that keeps them), all written atomically, the version's sha256 over its
+content and the names of its blobs. A file whose hash, shapes or dtypes do not check out, or a
+missing blob, is refused with ObjectStoreError naming the file; nothing half-written is ever read
+(see docs/objects.md). `snapshot_bytes` makes a standalone file (for downloads).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .model import CROP_SIZE, HIST_BINS, Crop, ObjectSet, ObjectTrack
 SCHEMA = "spatia.objects"
 SCHEMA_VERSION = 1
 VERSION_FILE = re.compile(r"^v(\d{6,})\.safetensors$")
+BLOB_FOLDER = "blobs"
 MAX_LABEL = 200
 
 # name -> (dtype, trailing shape); the leading dimension is a count checked against the table
@@ -78,7 +82,12 @@ def _tensors(objects: ObjectSet) -> tuple[dict[str, np.ndarray], list[dict]]:
 
 
 def snapshot_bytes(objects: ObjectSet, meta: dict | None = None) -> bytes:
+    """A standalone file of the whole object set (what a download gets)."""
     tensors, table = _tensors(objects)
+    return _file_bytes(objects, tensors, table, meta)
+
+
+def _file_bytes(objects: ObjectSet, tensors: dict, table: list[dict], meta: dict | None) -> bytes:
     table_json = json.dumps(table, separators=(",", ":"))
     metadata = {str(k): str(v) for k, v in (meta or {}).items()}
     metadata.update(schema=SCHEMA, schema_version=str(SCHEMA_VERSION), objects=table_json,
@@ -89,8 +98,8 @@ def snapshot_bytes(objects: ObjectSet, meta: dict | None = None) -> bytes:
     return safetensors.numpy.save(tensors, metadata=metadata)
 
 
-def parse_snapshot(data: bytes, source: str = "objects") -> tuple[ObjectSet, dict[str, str]]:
-    """Bytes of an object-set file -> (objects, metadata), or ObjectStoreError naming `source`."""
+def _read(data: bytes, source: str, schema: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file of `schema`, or ObjectStoreError naming `source`."""
     if len(data) < 8 or int.from_bytes(data[:8], "little") > len(data) - 8:
         raise ObjectStoreError(f"{source}: file is truncated")
     try:
@@ -99,23 +108,81 @@ def parse_snapshot(data: bytes, source: str = "objects") -> tuple[ObjectSet, dic
     except Exception as err:  # safetensors and json report corruption with their own types
         raise ObjectStoreError(f"{source}: cannot be read ({err})") from None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
-        raise ObjectStoreError(f"{source}: not a {SCHEMA} file")
+    if not isinstance(meta, dict) or meta.get("schema") != schema:
+        raise ObjectStoreError(f"{source}: not a {schema} file")
     if meta.get("schema_version") != str(SCHEMA_VERSION):
         raise ObjectStoreError(f"{source}: schema version {meta.get('schema_version')!r} is not supported")
-    if set(tensors) != set(TENSORS):
-        raise ObjectStoreError(f"{source}: tensors {sorted(tensors)} are not the schema's {sorted(TENSORS)}")
-    for name, (dtype, tail) in TENSORS.items():
+    return tensors, meta
+
+
+def _check_tensors(tensors: dict[str, np.ndarray], names, source: str) -> None:
+    if set(tensors) != set(names):
+        raise ObjectStoreError(f"{source}: tensors {sorted(tensors)} are not the schema's {sorted(names)}")
+    for name in names:
+        dtype, tail = TENSORS[name]
         a = tensors[name]
         if a.dtype != dtype or a.shape[1:] != tail:
             raise ObjectStoreError(f"{source}: {name} is {a.dtype} {list(a.shape)}, expected {np.dtype(dtype)} [N, {', '.join(map(str, tail))}]")
+
+
+def parse_snapshot(data: bytes, source: str = "objects", blobs=None) -> tuple[ObjectSet, dict[str, str]]:
+    """Bytes of an object-set file -> (objects, metadata), or ObjectStoreError naming `source`.
+    A store's version file keeps each object's points and crops in blobs: `blobs(name)` reads one
+    (verified); a standalone file (a download) holds everything itself."""
+    tensors, meta = _read(data, source, SCHEMA)
+    split = meta.get("layout") == "blobs"
+    _check_tensors(tensors, [n for n in TENSORS if not (split and n.split("_")[0] in ("point", "crop"))], source)
     hashed = {k: v for k, v in sorted(meta.items()) if k not in ("created", "sha256")}
     if meta.get("sha256") != _content_hash(tensors, json.dumps(hashed, separators=(",", ":"))):
         raise ObjectStoreError(f"{source}: content sha256 mismatch; the file was altered or truncated")
     try:
+        if split:
+            if blobs is None:
+                raise ValueError("its points and crops are in the store's blobs; load it through its store")
+            tensors = {**tensors, **_joined_blobs(json.loads(meta["objects"]), blobs)}
         return _from_tensors(tensors, meta), meta
     except (KeyError, TypeError, ValueError) as err:
         raise ObjectStoreError(f"{source}: content is invalid ({err})") from None
+
+
+# --- blobs: each object's points and crops, written once and shared by the versions that keep them ---
+POINT_TENSORS = ("point_xyz", "point_rgb")
+CROP_TENSORS = ("crop_frame", "crop_score", "crop_rgb", "crop_mask")
+BLOB_SCHEMA = "spatia.objects.blob"
+BLOB_NAME = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _blob_bytes(tensors: dict[str, np.ndarray]) -> bytes:
+    return safetensors.numpy.save({k: np.ascontiguousarray(v) for k, v in tensors.items()},
+                                  metadata={"schema": BLOB_SCHEMA, "schema_version": str(SCHEMA_VERSION)})
+
+
+def _split(tensors: dict[str, np.ndarray], table: list[dict]) -> tuple[dict, list[dict], dict[str, bytes]]:
+    """The version's own tensors, its table naming each object's blobs, and the blobs by name."""
+    blobs, rows = {}, []
+    for entry in table:
+        row = dict(entry)
+        for kind, names in (("points", POINT_TENSORS), ("crops", CROP_TENSORS)):
+            mine = tensors[f"{kind[:-1]}_object"] == entry["id"]
+            part = {n: tensors[n][mine] for n in names}
+            name = _content_hash(part, BLOB_SCHEMA)  # of the content: a file's header order may vary
+            blobs[name] = _blob_bytes(part)
+            row[kind] = name
+        rows.append(row)
+    own = {k: v for k, v in tensors.items() if k.split("_")[0] not in ("point", "crop")}
+    return own, rows, blobs
+
+
+def _joined_blobs(table: list[dict], blobs) -> dict[str, np.ndarray]:
+    """The point and crop tensors of every object of `table`, read from their blobs."""
+    parts = {n: [] for n in (*POINT_TENSORS, *CROP_TENSORS, "point_object", "crop_object")}
+    for entry in table:
+        for kind, names in (("points", POINT_TENSORS), ("crops", CROP_TENSORS)):
+            blob = blobs(str(entry[kind]))
+            for n in names:
+                parts[n].append(blob[n])
+            parts[f"{kind[:-1]}_object"].append(np.full(len(blob[names[0]]), int(entry["id"]), np.int64))
+    return {n: np.concatenate(v) if v else np.zeros((0, *TENSORS[n][1]), TENSORS[n][0]) for n, v in parts.items()}
 
 
 def _from_tensors(t: dict[str, np.ndarray], meta: dict[str, str]) -> ObjectSet:
@@ -173,15 +240,38 @@ class ObjectStore:
             return []
         return sorted(int(m.group(1)) for p in self.root.iterdir() if (m := VERSION_FILE.match(p.name)))
 
+    def blob_path(self, name: str) -> Path:
+        return self.root / BLOB_FOLDER / f"{name}.safetensors"
+
     def save(self, objects: ObjectSet, *, parent: int | None, memory_version: int | None, message: str = "") -> int:
+        """A new version. Each object's points and crops go to blobs named by their sha256, written
+        once: a version that keeps an object as it was costs its poses and table alone."""
         versions = self.versions()
         version = (versions[-1] + 1) if versions else 1
-        data = snapshot_bytes(objects, {"version": version, "parent": "" if parent is None else parent,
-                                        "memory_version": "" if memory_version is None else memory_version,
-                                        "message": message[:500]})
-        write_atomic(self.path(version), data)
+        tensors, table = _tensors(objects)
+        own, rows, blobs = _split(tensors, table)
+        for name, data in blobs.items():
+            if not self.blob_path(name).exists():
+                write_atomic(self.blob_path(name), data)
+        data = _file_bytes(objects, own, rows, {
+            "version": version, "parent": "" if parent is None else parent, "layout": "blobs",
+            "memory_version": "" if memory_version is None else memory_version, "message": message[:500]})
+        write_atomic(self.path(version), data)  # after its blobs: a version on disk is whole
         self._cache = (version, objects)
         return version
+
+    def _blob(self, name: str) -> dict[str, np.ndarray]:
+        if not BLOB_NAME.match(name):
+            raise ValueError(f"blob name {name!r} is not a sha256")
+        path = self.blob_path(name)
+        if not path.exists():
+            raise ValueError(f"blob {path.parent.name}/{path.name} is missing")
+        source = f"{path.parent.name}/{path.name}"
+        tensors, _ = _read(path.read_bytes(), source, BLOB_SCHEMA)
+        _check_tensors(tensors, POINT_TENSORS if "point_xyz" in tensors else CROP_TENSORS, source)
+        if _content_hash(tensors, BLOB_SCHEMA) != name:
+            raise ValueError(f"blob {source}: content sha256 mismatch; the file was altered")
+        return tensors
 
     def load(self, version: int) -> ObjectSet:
         if self._cache is not None and self._cache[0] == version:
@@ -194,7 +284,7 @@ class ObjectStore:
         path = self.path(version)
         if not path.exists():
             raise ObjectStoreError(f"{path.name}: object version {version} does not exist (versions: {self.versions()})")
-        objects, meta = parse_snapshot(path.read_bytes(), path.name)
+        objects, meta = parse_snapshot(path.read_bytes(), path.name, blobs=self._blob)
         if meta.get("version") != str(version):
             raise ObjectStoreError(f"{path.name}: holds version {meta.get('version')}, not {version}")
         return objects, meta

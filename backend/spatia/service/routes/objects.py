@@ -16,9 +16,9 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import Depends, Path, Query, Response
-from fastapi.responses import FileResponse
 
 from spatia.objects import Direction, ObjectSet, ObjectStoreError, in_view, predict_all
+from spatia.objects.store import snapshot_bytes
 from spatia.objects_commands import describe
 
 from ..errors import ApiError, conflict, invalid, not_found, precondition_required, stale
@@ -81,15 +81,17 @@ def list_objects(world_id: str, version: VersionQuery = None, svc=Depends(servic
             "up": [float(v) for v in objects.up], "objects": [describe(t, world.fps) for t in objects.objects]}
 
 
-@router.get("/worlds/{world_id}/objects/file", response_class=FileResponse,
+@router.get("/worlds/{world_id}/objects/file", response_class=Response,
             responses={200: {"content": {OBJECTS_TYPE: {}}}})
 def objects_file(world_id: str, version: VersionQuery = None, svc=Depends(service)):
     world = svc.storage.open(world_id)
-    number, _ = load_objects(world, world_id, version)  # verifies the file's hashes before it is served
+    number, objects, meta = load_objects(world, world_id, version, meta=True)  # every hash verified
     if number is None:
         raise not_found("objects version", "current (the world remembers no objects yet)")
-    return FileResponse(world.object_store.path(number), media_type=OBJECTS_TYPE,
-                        filename=f"{world_id}-objects-v{number:06d}.safetensors")
+    # a standalone file: the store keeps points and crops in blobs shared between versions
+    kept = {k: meta[k] for k in ("version", "parent", "memory_version", "message", "created") if k in meta}
+    return Response(snapshot_bytes(objects, kept), media_type=OBJECTS_TYPE, headers={
+        "Content-Disposition": f'attachment; filename="{world_id}-objects-v{number:06d}.safetensors"'})
 
 
 @router.get("/worlds/{world_id}/objects/{object_id}/points", response_model=ObjectPointsOut)
