@@ -46,13 +46,12 @@ from .objects import (
     ObjectStore,
     PosePath,
     apply_directions,
-    composite,
+    draw_objects,
     frame_points,
     in_view,
     learn,
     observe,
     predict_all,
-    render_objects,
     snap_up,
     split_components,
 )
@@ -432,8 +431,8 @@ class World:
                                 obstacles=memory.xyz.detach().cpu().numpy())
             conditioned = [o for o in objects.objects if o.condition]
             if conditioned:
-                layer = render_objects(conditioned, paths, cams, objects.up, device=settings.update.render_device)
-                proj_rgb, proj_depth, hole_mask, object_ids = composite(proj_rgb, proj_depth, hole_mask, layer)
+                object_ids = draw_objects(proj_rgb, proj_depth, hole_mask, conditioned, paths, cams, objects.up,
+                                          device=settings.update.render_device)
         timings["objects_s"] = time.perf_counter() - t_objects  # also counted in render_s (and below in update_s)
         timings["render_s"] = time.perf_counter() - t
         check_cancel()
@@ -700,8 +699,7 @@ class World:
             paths = {r["id"]: PosePath(np.array(r["predicted"]["frames"], np.int64),
                                        np.array(r["predicted"]["position"], np.float64),
                                        np.array(r["predicted"]["heading"], np.float64), r["source"]) for r in shown}
-            layer = render_objects([objects.get(i) for i in paths], paths, cams, objects.up)
-            rgb, depth, hole, ids = composite(rgb, depth, hole, layer)
+            ids = draw_objects(rgb, depth, hole, [objects.get(i) for i in paths], paths, cams, objects.up)
         return RoundConditioning(rgb, depth, hole, ids)
 
     # --- the view index -------------------------------------------------------------------

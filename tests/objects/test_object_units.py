@@ -15,13 +15,12 @@ from spatia.models.spatia.generator import MAX_REFERENCES, control_inputs, with_
 from spatia.objects import (
     Direction,
     ObjectDirectionError,
-    ObjectLayer,
     ObjectSet,
     ObjectStore,
     ObjectStoreError,
     apply_directions,
     associate,
-    composite,
+    draw_objects,
     observe,
     predict,
     register,
@@ -222,16 +221,35 @@ def test_directions_forget_copy_and_switch():
 
 # --- compositing and what generators get --------------------------------------------------------------
 def test_objects_replace_farther_memory_pixels_and_fill_holes_but_hide_behind_nearer_ones():
-    rgb = np.full((1, 2, 3, 3), 50, np.uint8)
-    depth = np.array([[[5.0, 1.0, 0.0], [5.0, 5.0, 5.0]]], np.float32)
+    """A car drawn into a projection with a near wall on the left, a far wall in the middle and a
+    hole on the right: hidden behind the near wall, drawn over the far one, filling the hole; a second car
+    behind it is hidden by it; drawing over cropped, batched windows matches one frame at a time."""
+    cams = cameras([90.0, 95.0])
+    rgb = np.full((2, 64, 96, 3), 50, np.uint8)
+    depth = np.zeros((2, 64, 96), np.float32)
+    depth[:, :, :44], depth[:, :, 44:52] = 2.0, 20.0
     hole = depth == 0
-    layer = ObjectLayer(rgb=np.full((1, 2, 3, 3), 200, np.uint8),
-                        depth=np.array([[[2.0, 2.0, 2.0], [np.inf, np.inf, np.inf]]], np.float32),
-                        ids=np.array([[[3, 3, 3], [0, 0, 0]]], np.int32))
-    out_rgb, out_depth, out_hole, ids = composite(rgb, depth, hole, layer)
-    np.testing.assert_array_equal(ids[0, 0], [3, 0, 3])  # nearer wins, behind is hidden, the hole is filled
-    np.testing.assert_array_equal(out_depth[0, 0], [2, 1, 2])
-    assert not out_hole.any() and out_rgb[0, 0, 0, 0] == 200 and out_rgb[0, 0, 1, 0] == 50
+    car, behind = track(1, frames=(0,), start=(0.0, 6.0, 0.3)), track(2, frames=(0,), start=(0.0, 8.0, 0.3))
+    paths = {t.id: predict(t, np.array([0, 1]), FPS, UP) for t in (car, behind)}
+    def fresh():
+        d = np.zeros((2, 64, 96), np.float32)
+        d[:, :, :44], d[:, :, 44:52] = 2.0, 20.0
+        return np.full((2, 64, 96, 3), 50, np.uint8), d, d == 0
+
+    alone = draw_objects(*fresh(), [behind], paths, cams, UP)
+    ids = draw_objects(rgb, depth, hole, [car, behind], paths, cams, UP)
+    assert 0 < (ids == 2).sum() < (alone == 2).sum()  # partly hidden by the nearer car
+    np.testing.assert_array_equal(ids == 1, draw_objects(*fresh(), [car], paths, cams, UP) == 1)
+    drawn = ids[0] == 1
+    assert drawn[:, 44:52].any() and drawn[:, 52:].any() and not drawn[:, :44].any()
+    assert (rgb[0][drawn] != 50).any(axis=-1).all() and not hole[0][drawn].any()
+    assert np.all((depth[0][drawn] > 5) & (depth[0][drawn] < 7))
+    one_by_one = np.zeros_like(ids)
+    for f in range(2):
+        r, d, h = (a[f:f + 1] for a in fresh())
+        single = {t.id: predict(t, np.array([f]), FPS, UP) for t in (car, behind)}
+        one_by_one[f] = draw_objects(r, d, h, [car, behind], single, cams[f:f + 1], UP)[0]
+    np.testing.assert_array_equal(ids, one_by_one)
 
 
 def _request(frames=3, **kwargs):

@@ -4,13 +4,13 @@ from .associate import associate, register
 from .model import Crop, ObjectSet, ObjectTrack, rotation, snap_up
 from .motion import PosePath, predict
 from .observe import Observation, observe, split_components
-from .render import ObjectLayer, composite, frame_points, in_view, render_objects
+from .render import draw_objects, frame_points, in_view
 from .store import ObjectStore, ObjectStoreError
 from .tracking import Direction, ObjectDirectionError, apply_directions, learn, predict_all
 
 __all__ = [
-    "Crop", "Direction", "ObjectDirectionError", "ObjectLayer", "ObjectSet", "ObjectStore", "ObjectStoreError",
-    "ObjectTrack", "Observation", "PosePath", "apply_directions", "associate", "composite", "frame_points",
-    "in_view", "learn", "observe", "predict", "predict_all", "register", "render_objects", "rotation",
+    "Crop", "Direction", "ObjectDirectionError", "ObjectSet", "ObjectStore", "ObjectStoreError",
+    "ObjectTrack", "Observation", "PosePath", "apply_directions", "associate", "draw_objects", "frame_points",
+    "in_view", "learn", "observe", "predict", "predict_all", "register", "rotation",
     "snap_up", "split_components",
 ]

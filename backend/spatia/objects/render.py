@@ -1,9 +1,7 @@
 """Objects at their predicted poses in a round's conditioning: splatted with the memory's
-renderer and composited by depth into the memory's projection (see docs/objects.md)."""
+renderer and drawn by depth into the memory's projection (see docs/objects.md)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,16 +12,6 @@ from .model import ObjectTrack, rotation
 from .motion import PosePath
 
 NEAR = 1e-2
-
-
-@dataclass(frozen=True, eq=False)
-class ObjectLayer:
-    """The objects alone: rgb uint8 [F,H,W,3], depth float32 [F,H,W] (+inf where none), ids
-    int32 [F,H,W] (the object that won each pixel, 0 where none)."""
-
-    rgb: np.ndarray
-    depth: np.ndarray
-    ids: np.ndarray
 
 
 def posed(track: ObjectTrack, position, heading: float, up) -> np.ndarray:
@@ -56,48 +44,73 @@ def in_view(track: ObjectTrack, path: PosePath, cameras: Cameras, up) -> np.ndar
     return front.any(axis=1) & (overlaps | partly_behind)
 
 
-def render_objects(tracks: list[ObjectTrack], paths: dict[int, PosePath], cameras: Cameras, up, *,
-                   device=None) -> ObjectLayer:
-    """Every track at its pose in every frame. Frames where no object is in view cost nothing;
-    consecutive frames where every object holds still are rendered together."""
-    f, h, w = len(cameras), cameras.height, cameras.width
-    rgb = np.zeros((f, h, w, 3), np.uint8)
-    depth = np.full((f, h, w), np.inf, np.float32)
-    ids = np.zeros((f, h, w), np.int32)
-    tracks = [t for t in tracks if len(t.xyz)]
-    if not tracks:
-        return ObjectLayer(rgb, depth, ids)
-    visible = np.stack([in_view(t, paths[t.id], cameras, up) for t in tracks], axis=1)  # [F,T]
-    poses = np.concatenate([np.concatenate([paths[t.id].position, paths[t.id].heading[:, None]], axis=1)
-                            for t in tracks], axis=1)  # [F, 4T]
-    start = 0
-    while start < f:
-        stop = start + 1
-        while stop < f and np.array_equal(poses[stop], poses[start]) and np.array_equal(visible[stop], visible[start]):
-            stop += 1
-        shown = [t for t, v in zip(tracks, visible[start]) if v]
-        if shown:
-            xyz = np.concatenate([posed(t, paths[t.id].position[start], paths[t.id].heading[start], up) for t in shown])
-            colours = np.concatenate([t.rgb for t in shown])
-            owner = np.concatenate([np.full(len(t.xyz), t.id, np.int32) for t in shown] + [np.zeros(1, np.int32)])
-            sizes = np.concatenate([np.full(len(t.xyz), t.spacing * SPLAT_OVERLAP, np.float32) for t in shown])
-            out = render(xyz, colours, cameras[start:stop], point_size=sizes, return_index=True, device=device)
-            index = out.index.cpu().numpy()
-            ids[start:stop] = owner[np.where(index < 0, len(owner) - 1, index)]
-            rgb[start:stop] = out.rgb.cpu().numpy()
-            depth[start:stop] = out.depth.cpu().numpy()
-        start = stop
-    return ObjectLayer(rgb, depth, ids)
+MARGIN_PX = 10  # around an object's projected box: its splats reach past the box's corners
 
 
-def composite(rgb: np.ndarray, depth: np.ndarray, hole: np.ndarray, layer: ObjectLayer):
-    """The memory's projection (rgb, depth with 0 in holes, hole) with the objects drawn in
-    where they are nearer or fill a hole -> (rgb, depth, hole, ids of the object pixels)."""
-    static = np.where(hole, np.float32(np.inf), depth)
-    wins = (layer.ids > 0) & (layer.depth < static)
-    rgb = np.where(wins[..., None], layer.rgb, rgb)
-    depth = np.where(wins, layer.depth, depth).astype(np.float32)
-    return rgb, depth, hole & ~wins, np.where(wins, layer.ids, 0).astype(np.int32)
+def _windows(track: ObjectTrack, path: PosePath, cameras: Cameras, up) -> np.ndarray:
+    """int [F, 4] (x0, y0, x1, y1): the part of each frame the object can cover (its projected
+    box and a margin; the whole frame when the box reaches behind the camera)."""
+    world = np.einsum("fij,kj->fki", rotation(up, path.heading), _box(track)) + path.position[:, None]
+    cam = np.einsum("fij,fkj->fki", cameras.w2c[:, :3, :3], world) + cameras.w2c[:, None, :3, 3]
+    z = cam[..., 2]
+    front = z > NEAR
+    zc = np.where(front, z, NEAR)
+    u = cameras.intrinsics[:, None, 0] * cam[..., 0] / zc + cameras.intrinsics[:, None, 2]
+    v = cameras.intrinsics[:, None, 1] * cam[..., 1] / zc + cameras.intrinsics[:, None, 3]
+    x0 = np.floor(np.where(front, u, np.inf).min(axis=1)) - MARGIN_PX
+    x1 = np.ceil(np.where(front, u, -np.inf).max(axis=1)) + MARGIN_PX
+    y0 = np.floor(np.where(front, v, np.inf).min(axis=1)) - MARGIN_PX
+    y1 = np.ceil(np.where(front, v, -np.inf).max(axis=1)) + MARGIN_PX
+    behind = ~front.all(axis=1)
+    w, h = cameras.width, cameras.height
+    box = np.stack([np.where(behind, 0, np.clip(x0, 0, w)), np.where(behind, 0, np.clip(y0, 0, h)),
+                    np.where(behind, w, np.clip(x1, 0, w)), np.where(behind, h, np.clip(y1, 0, h))], axis=1)
+    return box.astype(np.int64)
+
+
+def draw_objects(rgb: np.ndarray, depth: np.ndarray, hole: np.ndarray, tracks: list[ObjectTrack],
+                 paths: dict[int, PosePath], cameras: Cameras, up, *, device=None) -> np.ndarray:
+    """Draw every track at its poses into the memory's projection, in place: rgb uint8 [F,H,W,3],
+    depth float32 [F,H,W] (0 in holes), hole bool [F,H,W]. An object pixel replaces the memory's
+    (or another object's) where it is nearer, and fills a hole. Returns int32 [F,H,W]: the object
+    that won each pixel (0: none).
+
+    Each object is rendered in its own frame, with one camera per frame carrying its pose
+    (object-to-camera = w2c @ pose), over only the window of the image its box can cover: one
+    batched render per object however it moves, and no frame-sized canvas for a small object."""
+    ids = np.zeros((len(cameras), cameras.height, cameras.width), np.int32)
+    for track in tracks:
+        if not len(track.xyz):
+            continue
+        path = paths[track.id]
+        frames = np.flatnonzero(in_view(track, path, cameras, up))
+        if not len(frames):
+            continue
+        seen = PosePath(path.frames[frames], path.position[frames], path.heading[frames], path.source)
+        box = _windows(track, seen, cameras[frames], up)
+        width, height = int((box[:, 2] - box[:, 0]).max()), int((box[:, 3] - box[:, 1]).max())
+        if width < 1 or height < 1:
+            continue
+        k = cameras.intrinsics[frames].copy()
+        k[:, 2] -= box[:, 0]
+        k[:, 3] -= box[:, 1]
+        pose = np.tile(np.eye(4), (len(frames), 1, 1))
+        pose[:, :3, :3] = rotation(up, seen.heading)
+        pose[:, :3, 3] = seen.position
+        local = Cameras(k, cameras.w2c[frames] @ pose, width, height)
+        out = render(track.xyz, track.rgb, local, point_size=track.spacing * SPLAT_OVERLAP, device=device)
+        o_depth, o_mask, o_rgb = out.depth.cpu().numpy(), out.mask.cpu().numpy(), out.rgb.cpu().numpy()
+        for n, i in enumerate(frames):
+            x0, y0, x1, y1 = box[n]
+            w, h = x1 - x0, y1 - y0
+            window = (i, slice(y0, y1), slice(x0, x1))
+            static = np.where(hole[window], np.float32(np.inf), depth[window])
+            wins = o_mask[n, :h, :w] & (o_depth[n, :h, :w] < static)
+            depth[window][wins] = o_depth[n, :h, :w][wins]
+            rgb[window][wins] = o_rgb[n, :h, :w][wins]
+            hole[window][wins] = False
+            ids[window][wins] = track.id
+    return ids
 
 
 def frame_points(tracks: list[ObjectTrack], paths: dict[int, PosePath], cameras: Cameras, up):
