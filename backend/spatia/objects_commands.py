@@ -5,7 +5,7 @@
     spatia objects forget WORLD ID [--parent N]       a new objects version without it
 
 WORLD is a world folder (the one holding world.json). `forget` writes to the folder: run it while
-no generation runs on the world. `describe` is shared with the HTTP service's objects routes.
+no generation runs on the world.
 """
 
 from __future__ import annotations
@@ -15,43 +15,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the object package (torch with it) is imported when a command runs, not when the CLI starts
     from .objects.model import ObjectSet, ObjectTrack
-
-
-def object_state(track: ObjectTrack, fps: float) -> str:
-    """"parked" (slower than PARKED_SPEED over its last second seen, as the motion model takes
-    it) or "moving"."""
-    import numpy as np
-
-    from .objects.motion import PARKED_SPEED, velocity
-
-    return "moving" if float(np.linalg.norm(velocity(track, fps))) >= PARKED_SPEED else "parked"
-
-
-def last_seen(track: ObjectTrack) -> int | None:
-    """The last frame the object was seen in (null for a copy never seen)."""
-    if not len(track.seen):
-        return None
-    first, count = track.seen[-1]
-    return int(first + count - 1)
-
-
-def describe(track: ObjectTrack, fps: float) -> dict:
-    """One object as the API and `--json` give it."""
-    return {
-        "id": int(track.id),
-        "label": track.label,
-        "state": object_state(track, fps),
-        "condition": bool(track.condition),
-        "reference": bool(track.reference),
-        "points": int(len(track.xyz)),
-        "extent": [round(float(v), 6) for v in track.extent],
-        "keys": [{"frame": int(f), "position": [float(v) for v in p], "heading": float(h)}
-                 for f, p, h in zip(track.key_frame, track.key_position, track.key_heading)],
-        "seen": [[int(a), int(n)] for a, n in track.seen],
-        "last_seen": last_seen(track),
-        "crops": [{"frame": int(c.frame), "score": round(float(c.score), 6)}
-                  for c in sorted(track.crops, key=lambda c: -c.score)],
-    }
 
 
 def register(subparsers) -> None:
@@ -116,6 +79,8 @@ def _track(world, objects: ObjectSet, version: int | None, object_id: int) -> Ob
 
 
 def _list(world, args) -> int:
+    from .objects.summary import describe
+
     version, objects = _objects(world, args.version)
     rows = [describe(t, world.fps) for t in objects.objects]
     if args.json:
@@ -134,6 +99,8 @@ def _list(world, args) -> int:
 
 
 def _show(world, args) -> int:
+    from .objects.summary import describe
+
     version, objects = _objects(world, args.version)
     track = _track(world, objects, version, args.id)
     row = describe(track, world.fps)

@@ -106,11 +106,8 @@ def shot_settings(spec, **overrides) -> GenerateSettings:
     """The settings a shot spec (spatia.shot.ShotSpec) asks for. Its objects' path frames are
     Blender frame numbers; the world counts video frames from the shot's first listed frame."""
     first = int(spec.frames[0].frame)
-    directions = tuple(
-        Direction(id=o.id, path_frames=tuple(k.frame - first for k in o.path),
-                  path_position=tuple(tuple(k.position) for k in o.path), path_heading=tuple(k.heading for k in o.path),
-                  condition=o.condition, reference=o.reference, copy_of=o.copy_of)
-        for o in spec.objects)
+    directions = tuple(Direction.keyed(o.id, o.path, frame_offset=first, condition=o.condition,
+                                       reference=o.reference, copy_of=o.copy_of) for o in spec.objects)
     plan = spec.rounds
     fields = dict(seed=spec.seed, steps=spec.steps, guidance=spec.guidance, negative_prompt=spec.negative_prompt,
                   dynamic_prompts=list(spec.dynamic_prompts), first_round_frames=plan.first_round_frames,

@@ -99,10 +99,10 @@ class UserMasks(Segmenter):
     name = "user-masks"
 
     def __init__(self, source: str | Path | Sequence[str | Path] | np.ndarray, *, static: bool = False):
-        self.masks = load_mask_stack(source)
-        raw = source if isinstance(source, np.ndarray) else (
-            np.load(source, allow_pickle=False) if isinstance(source, (str, Path)) and str(source).lower().endswith(".npy") else None)
-        self.instances = None if raw is None else instance_ids(raw.reshape(self.masks.shape))
+        is_npy = isinstance(source, (str, Path)) and str(source).lower().endswith(".npy") and Path(source).expanduser().is_file()
+        raw = np.load(Path(source).expanduser(), allow_pickle=False) if is_npy else source  # read once
+        self.masks = load_mask_stack(raw)
+        self.instances = instance_ids(raw.reshape(self.masks.shape)) if isinstance(raw, np.ndarray) else None
         self.static = static
 
     @property

@@ -24,24 +24,29 @@ def _box(track: ObjectTrack) -> np.ndarray:
     return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])], np.float64)
 
 
-def in_view(track: ObjectTrack, path: PosePath, cameras: Cameras, up) -> np.ndarray:
-    """bool [F]: whether any part of the object's box at its pose falls in each camera's image."""
-    if not len(track.xyz):
-        return np.zeros(len(cameras), bool)
-    corners = _box(track)  # [8,3]
-    world = np.einsum("fij,kj->fki", rotation(up, path.heading), corners) + path.position[:, None]
+def _projected_box(track: ObjectTrack, path: PosePath, cameras: Cameras, up):
+    """The object's box at its pose in each frame, projected: (u0, u1, v0, v1) [F] over the corners
+    in front of the camera (inf / -inf when none is), and whether any / all corners are in front."""
+    world = np.einsum("fij,kj->fki", rotation(up, path.heading), _box(track)) + path.position[:, None]
     cam = np.einsum("fij,fkj->fki", cameras.w2c[:, :3, :3], world) + cameras.w2c[:, None, :3, 3]
     z = cam[..., 2]
     front = z > NEAR
     zc = np.where(front, z, NEAR)
     u = cameras.intrinsics[:, None, 0] * cam[..., 0] / zc + cameras.intrinsics[:, None, 2]
     v = cameras.intrinsics[:, None, 1] * cam[..., 1] / zc + cameras.intrinsics[:, None, 3]
-    # a box partly behind the camera is taken as in view when any corner is in front
     u0, u1 = np.where(front, u, np.inf).min(axis=1), np.where(front, u, -np.inf).max(axis=1)
     v0, v1 = np.where(front, v, np.inf).min(axis=1), np.where(front, v, -np.inf).max(axis=1)
-    partly_behind = front.any(axis=1) & ~front.all(axis=1)
+    return u0, u1, v0, v1, front.any(axis=1), front.all(axis=1)
+
+
+def in_view(track: ObjectTrack, path: PosePath, cameras: Cameras, up) -> np.ndarray:
+    """bool [F]: whether any part of the object's box at its pose falls in each camera's image."""
+    if not len(track.xyz):
+        return np.zeros(len(cameras), bool)
+    u0, u1, v0, v1, any_front, all_front = _projected_box(track, path, cameras, up)
+    # a box partly behind the camera is taken as in view when any corner is in front
     overlaps = (u1 >= 0) & (u0 <= cameras.width) & (v1 >= 0) & (v0 <= cameras.height)
-    return front.any(axis=1) & (overlaps | partly_behind)
+    return any_front & (overlaps | ~all_front)
 
 
 MARGIN_PX = 10  # around an object's projected box: its splats reach past the box's corners
@@ -50,22 +55,11 @@ MARGIN_PX = 10  # around an object's projected box: its splats reach past the bo
 def _windows(track: ObjectTrack, path: PosePath, cameras: Cameras, up) -> np.ndarray:
     """int [F, 4] (x0, y0, x1, y1): the part of each frame the object can cover (its projected
     box and a margin; the whole frame when the box reaches behind the camera)."""
-    world = np.einsum("fij,kj->fki", rotation(up, path.heading), _box(track)) + path.position[:, None]
-    cam = np.einsum("fij,fkj->fki", cameras.w2c[:, :3, :3], world) + cameras.w2c[:, None, :3, 3]
-    z = cam[..., 2]
-    front = z > NEAR
-    zc = np.where(front, z, NEAR)
-    u = cameras.intrinsics[:, None, 0] * cam[..., 0] / zc + cameras.intrinsics[:, None, 2]
-    v = cameras.intrinsics[:, None, 1] * cam[..., 1] / zc + cameras.intrinsics[:, None, 3]
-    x0 = np.floor(np.where(front, u, np.inf).min(axis=1)) - MARGIN_PX
-    x1 = np.ceil(np.where(front, u, -np.inf).max(axis=1)) + MARGIN_PX
-    y0 = np.floor(np.where(front, v, np.inf).min(axis=1)) - MARGIN_PX
-    y1 = np.ceil(np.where(front, v, -np.inf).max(axis=1)) + MARGIN_PX
-    behind = ~front.all(axis=1)
+    u0, u1, v0, v1, _, all_front = _projected_box(track, path, cameras, up)
     w, h = cameras.width, cameras.height
-    box = np.stack([np.where(behind, 0, np.clip(x0, 0, w)), np.where(behind, 0, np.clip(y0, 0, h)),
-                    np.where(behind, w, np.clip(x1, 0, w)), np.where(behind, h, np.clip(y1, 0, h))], axis=1)
-    return box.astype(np.int64)
+    box = np.stack([np.clip(np.floor(u0) - MARGIN_PX, 0, w), np.clip(np.floor(v0) - MARGIN_PX, 0, h),
+                    np.clip(np.ceil(u1) + MARGIN_PX, 0, w), np.clip(np.ceil(v1) + MARGIN_PX, 0, h)], axis=1)
+    return np.where(all_front[:, None], box, [0, 0, w, h]).astype(np.int64)
 
 
 def draw_objects(rgb: np.ndarray, depth: np.ndarray, hole: np.ndarray, tracks: list[ObjectTrack],

@@ -30,6 +30,14 @@ class Direction:
     reference: bool = True
     copy_of: int | None = None
 
+    @classmethod
+    def keyed(cls, object_id: int, keys, *, frame_offset: int = 0, **switches) -> "Direction":
+        """From keys with `frame`, `position`, `heading` (a shot's or a query's), frames shifted
+        by `frame_offset` into video frames."""
+        return cls(id=object_id, path_frames=tuple(k.frame - frame_offset for k in keys),
+                   path_position=tuple(tuple(k.position) for k in keys), path_heading=tuple(k.heading for k in keys),
+                   **switches)
+
     def path(self):
         if not self.path_frames:
             return None

@@ -19,7 +19,7 @@ from fastapi import Depends, Path, Query, Response
 
 from spatia.objects import Direction, ObjectSet, ObjectStoreError, in_view, predict_all
 from spatia.objects.store import snapshot_bytes
-from spatia.objects_commands import describe
+from spatia.objects.summary import describe
 
 from ..errors import ApiError, conflict, invalid, not_found, precondition_required, stale
 from ..schemas import (
@@ -158,10 +158,7 @@ def object_entries(world_id: str, query: ObjectEntriesIn, svc=Depends(service)) 
                           f"{sorted(known) or 'none'}", f"objects[{i}].id")
     if not len(objects):
         return {"version": number, "objects": []}
-    directions = [Direction(id=d.id, path_frames=tuple(k.frame for k in d.path),
-                            path_position=tuple(tuple(k.position) for k in d.path),
-                            path_heading=tuple(k.heading for k in d.path), condition=d.condition,
-                            reference=d.reference) for d in query.objects]
+    directions = [Direction.keyed(d.id, d.path, condition=d.condition, reference=d.reference) for d in query.objects]
     obstacles = None
     if world.memory_version is not None:
         _, memory = svc.memory(world, None)
