@@ -26,7 +26,7 @@ import harness  # noqa: E402
 def build_shots(folder: Path, count: int, width: int, height: int, frames: int, rounds: tuple[int, int, int]) -> None:
     """Demo-room shots with the extension's settings, in this file run as a script (a fresh Blender)."""
     import bpy
-    from spatia.demo_scene import build_demo_room, keyframe_camera, look_away_and_back
+    from spatia.demo.scene import build_demo_room, keyframe_camera, look_away_and_back
 
     from spatia_blender import properties
 

@@ -20,7 +20,7 @@ import harness
 from spatia.eval import EvalOptions, render_ground_truth
 from spatia.eval.report import write_report
 from spatia.eval.runner import evaluate_scene
-from spatia.models.oracle import FrameTable, OracleGenerator
+from spatia.engine.models.oracle import FrameTable, OracleGenerator
 
 
 def main() -> None:

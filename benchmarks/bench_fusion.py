@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 from spatia.cameras import Cameras  # noqa: E402
-from spatia.memory import SpatialMemory, carve, fuse_points, points_from_depth  # noqa: E402
+from spatia.engine.memory import SpatialMemory, carve, fuse_points, points_from_depth  # noqa: E402
 
 ROOM = (np.array([-4.0, -3.0, 0.0]), np.array([4.0, 3.0, 3.0]))
 SOLIDS = [

@@ -30,14 +30,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness
 from spatia.cameras import Cameras
-from spatia.models import GenerationRequest
-from spatia.models.gpu import RuntimeOptions
-from spatia.models.spatia.config import (
+from spatia.engine.models import GenerationRequest
+from spatia.engine.models.gpu import RuntimeOptions
+from spatia.engine.models.spatia.config import (
     CONTROL_IN_CHANNELS,
     CONTROL_LAYERS,
     TI2V_5B_TRANSFORMER,
 )
-from spatia.models.spatia.transformer import transformer_flops
+from spatia.engine.models.spatia.transformer import transformer_flops
 
 # Dense bf16 tensor-core peaks (FLOP/s), by device-name substring.
 BF16_PEAK = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12, "L40S": 362.0e12,
@@ -96,9 +96,9 @@ def bench_tiny(name: str, generator, transformer, request: GenerationRequest, re
 
 
 def cpu_section(quick: bool) -> list[dict]:
-    from spatia.models.spatia import SpatiaGenerator
-    from spatia.models.spatia.tiny import tiny_spatia_pipeline
-    from spatia.models.wan_vace import WanVaceGenerator, tiny_wan_vace_pipeline
+    from spatia.engine.models.spatia import SpatiaGenerator
+    from spatia.engine.models.spatia.tiny import tiny_spatia_pipeline
+    from spatia.engine.models.wan_vace import WanVaceGenerator, tiny_wan_vace_pipeline
 
     cpu = RuntimeOptions(device="cpu")
     steps, repeat = (2, 1) if quick else (4, 3)
@@ -133,7 +133,7 @@ def flops_per_forward(shapes: dict) -> float:
 
 def gpu_mode_run(mode: str, frames: int, width: int, height: int, refs: int, repeat: int) -> dict:
     """One VRAM mode, in this process: build the random 5B transformer, time forwards, peak VRAM."""
-    from spatia.models.spatia.transformer import SpatiaTransformer3DModel
+    from spatia.engine.models.spatia.transformer import SpatiaTransformer3DModel
 
     device = torch.device("cuda")
     dtype = torch.bfloat16

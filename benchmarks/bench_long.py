@@ -25,11 +25,11 @@ import numpy as np
 from bench_world import box_room_views
 from harness import write
 from spatia.cameras import Cameras, Trajectory
-from spatia.metrics import psnr
-from spatia.models.oracle import OracleGenerator
-from spatia.models.preview import PreviewGenerator
-from spatia.render import render_memory
-from spatia.world import GenerateSettings, World
+from spatia.engine.metrics import psnr
+from spatia.engine.models.oracle import OracleGenerator
+from spatia.engine.models.preview import PreviewGenerator
+from spatia.engine.render import render_memory
+from spatia.engine.world import GenerateSettings, World
 
 PERIOD = 200  # frames: the camera is back at frame 0's pose every PERIOD frames
 REGION = 0.25  # metres: "a place" when checking that nothing seen in round 0 is forgotten (or the largest cell)

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "objects"
 from object_scenes import FPS, H, W, Circler, Street, StreetOracle, trajectory  # noqa: E402
 
 from harness import write  # noqa: E402
-from spatia.objects import rotation  # noqa: E402
-from spatia.world import GenerateSettings, World  # noqa: E402
+from spatia.engine.objects import rotation  # noqa: E402
+from spatia.engine.world import GenerateSettings, World  # noqa: E402
 
 UP = np.array([0.0, 0.0, 1.0])
 
@@ -117,7 +117,7 @@ def draw_cost(frames: int = 81, width: int = 1248, height: int = 704) -> dict:
     """Drawing three 4 m cars (5,000 points each, driving) into the projection of a round at
     spatia-5b's size, as the world does before every round."""
     from spatia.cameras import Cameras
-    from spatia.objects import ObjectSet, ObjectTrack, draw_objects, predict_all
+    from spatia.engine.objects import ObjectSet, ObjectTrack, draw_objects, predict_all
 
     rng = np.random.default_rng(0)
     eye = np.stack([np.linspace(0, 2, frames), np.zeros(frames), np.full(frames, 1.5)], axis=1)

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 from spatia.cameras import Cameras  # noqa: E402
-from spatia.models import GenerationRequest, PreviewGenerator  # noqa: E402
+from spatia.engine.models import GenerationRequest, PreviewGenerator  # noqa: E402
 
 
 def synthetic_request(frames: int, width: int, height: int) -> GenerationRequest:

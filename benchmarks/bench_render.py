@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 from spatia.cameras import Cameras  # noqa: E402
-from spatia.render import control_voxel_size, render, render_control, voxel_downsample  # noqa: E402
+from spatia.engine.render import control_voxel_size, render, render_control, voxel_downsample  # noqa: E402
 
 ROOM_SIZE = np.array([10.0, 8.0, 3.0])  # metres along x, y, z; the floor is z = 0
 

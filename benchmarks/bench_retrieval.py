@@ -28,7 +28,7 @@ import harness  # noqa: E402
 from bench_render import room_points, turning_cameras  # noqa: E402
 
 from spatia.cameras import Cameras  # noqa: E402
-from spatia.retrieval import reduced_size, retrieve, sample_at_rate  # noqa: E402
+from spatia.engine.retrieval import reduced_size, retrieve, sample_at_rate  # noqa: E402
 
 FRAME_FPS = 24.0
 

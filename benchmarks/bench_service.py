@@ -25,8 +25,8 @@ import requests
 
 import numpy as np
 from harness import peak_rss_mb, write
-from spatia.client import SpatiaClient
-from spatia.memory import SpatialMemory, parse_snapshot, snapshot_bytes
+from spatia.service.client import SpatiaClient
+from spatia.engine.memory import SpatialMemory, parse_snapshot, snapshot_bytes
 
 WIDTH, HEIGHT, K = 64, 48, [50.0, 50.0, 32.0, 24.0]
 
@@ -61,7 +61,7 @@ def shot(frames: int = 24) -> dict:
         w2c = np.eye(4)
         w2c[0, 3] = -0.0125 * i
         cams.append({"frame": i + 1, "intrinsics": K, "w2c": w2c.tolist()})
-    return {"schema": "spatia.shot", "version": 1, "name": "bench", "width": WIDTH, "height": HEIGHT, "fps": 24.0,
+    return {"schema": "spatia.formats.shot", "version": 1, "name": "bench", "width": WIDTH, "height": HEIGHT, "fps": 24.0,
             "frames": cams, "prompts": ["a wall"], "generator": "preview",
             "rounds": {"first_round_frames": 12, "round_frames": 10, "overlap": 2}}
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from harness import peak_rss_mb, write
 from spatia.cameras import Cameras, Trajectory
-from spatia.models.oracle import OracleGenerator
-from spatia.world import GenerateSettings, World
+from spatia.engine.models.oracle import OracleGenerator
+from spatia.engine.world import GenerateSettings, World
 
 ROOM = np.array([6.0, 6.0, 3.0])  # half extents x, y and full height z, metres
 

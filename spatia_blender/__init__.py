@@ -1,8 +1,9 @@
 """Spatia for Blender: direct generative video with your camera and a persistent world.
 
 Submodules that touch Blender are imported in register(), so the pure modules of this
-package (camera_math, directing, payloads, plan, presets, safetensors_io, client, tasks) can
-be used without Blender; the backend imports camera_math.
+package (directing, payloads, plan, presets, safetensors_io, client, tasks) can be used
+without Blender. The camera math is the neutral package spatia_geometry, shared with the
+backend and bundled in the extension's zip as a wheel.
 """
 
 _modules = []

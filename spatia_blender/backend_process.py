@@ -1,4 +1,4 @@
-"""Start and stop a local Spatia backend (`python -m spatia.cli serve`) as a subprocess.
+"""Start and stop a local Spatia backend (`python -m spatia.cli.main serve`) as a subprocess.
 
 The backend runs in its own Python environment (the one with torch and the models), never
 inside Blender; its output goes to a log file the user can open in Blender's text editor.
@@ -20,7 +20,7 @@ class BackendProcessError(RuntimeError):
 
 def serve_command(python: str, port: int, data_dir: str, host: str | None = None) -> list[str]:
     """The backend command line; without `host` it binds the backend's default (loopback)."""
-    command = [python, "-m", "spatia.cli", "serve", "--port", str(int(port)), "--data-dir", data_dir]
+    command = [python, "-m", "spatia.cli.main", "serve", "--port", str(int(port)), "--data-dir", data_dir]
     return command + ["--host", host] if host else command
 
 

@@ -1,13 +1,13 @@
 """Read a Blender camera, frame by frame, into OpenCV intrinsics and world-to-camera poses.
 
-Only reads Blender data; the formulas live in camera_math.
+Only reads Blender data; the formulas live in spatia_geometry.camera_math.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import camera_math
+from spatia_geometry import camera_math
 
 
 class CameraExportError(ValueError):

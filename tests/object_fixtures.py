@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from spatia.objects.model import CROP_SIZE, HIST_BINS, Crop, ObjectSet, ObjectTrack
+from spatia.engine.objects.model import CROP_SIZE, HIST_BINS, Crop, ObjectSet, ObjectTrack
 
 FPS = 24.0
 SEEN = (0, 10)  # both objects were seen in frames 0..9

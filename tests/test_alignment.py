@@ -1,6 +1,6 @@
 import numpy as np
 
-from spatia.alignment import fit_scale_shift
+from spatia.engine.alignment import fit_scale_shift
 
 
 def test_recovers_scale_and_shift_despite_outliers(rng):

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spatia.cameras import Cameras, ReferenceCase, Trajectory, read_reference_case, write_reference_case
-from spatia.cli import main
-from spatia.models.depth_exact import ExactDepth
-from spatia.pipeline import run_case
-from spatia.world import GenerateSettings
+from spatia.cameras import Cameras, Trajectory
+from spatia.formats.reference_case import ReferenceCase, read_reference_case, write_reference_case
+from spatia.cli.main import main
+from spatia.engine.models.depth_exact import ExactDepth
+from spatia.engine.run import run_case
+from spatia.engine.world import GenerateSettings
 
 W, H = 64, 48
 
@@ -54,7 +55,7 @@ def test_run_case_writes_video_memory_versions_cameras_and_report(tmp_path):
     np.testing.assert_allclose(cams["w2c"], case.cameras.w2c, atol=1e-12)
     assert json.loads((out / "report.json").read_text())["summary"] == report["summary"]
     # the first generated frame is the case's image
-    from spatia.video import read_image
+    from spatia.formats.video import read_image
 
     np.testing.assert_array_equal(read_image(out / "world" / "frames" / "000000.png"), case.image)
 
@@ -120,7 +121,7 @@ def test_cameras_convert_case_to_colmap_and_shot(tmp_path):
     folder, _ = box_room_case(tmp_path)
     assert main(["cameras", "convert", str(folder), str(tmp_path / "colmap"), "--to", "colmap"]) == 0
     assert main(["cameras", "convert", str(tmp_path / "colmap"), str(tmp_path / "shot.json"), "--to", "shot"]) == 0
-    from spatia.shot import load_shot
+    from spatia.formats.shot import load_shot
 
     shot = load_shot(tmp_path / "shot.json")
     assert shot.trajectory().cameras.equals(read_reference_case(folder).cameras, atol=1e-9)
@@ -157,7 +158,7 @@ def test_models_verify_checks_sha256_and_safetensors(tmp_path, monkeypatch, caps
 def test_generate_shot_from_a_render_init(tmp_path, capsys):
     from PIL import Image
 
-    from spatia.shot import ShotSpec, save_shot
+    from spatia.formats.shot import ShotSpec, save_shot
 
     folder, depth = box_room_case(tmp_path, frames=25)
     case = read_reference_case(folder)
@@ -183,7 +184,7 @@ def render_shot(tmp_path, *, image=None, depth=None, prompts=("a grey box room",
     """A shot file with an init from files in tmp_path; `image` / `depth` override the good ones."""
     from PIL import Image
 
-    from spatia.shot import ShotSpec, save_shot
+    from spatia.formats.shot import ShotSpec, save_shot
 
     folder, good_depth = box_room_case(tmp_path, frames=frames)
     case = read_reference_case(folder)
@@ -251,7 +252,7 @@ def test_an_image_start_without_depth_weights_writes_nothing(tmp_path, monkeypat
 
 
 def test_init_mask_applies_to_a_render_start(tmp_path):
-    from spatia.memory import MemoryStore
+    from spatia.engine.memory import MemoryStore
 
     counts = []
     for name, mask in (("plain", None), ("masked", np.zeros((H, W), bool))):
@@ -275,7 +276,7 @@ def test_an_unknown_generator_lists_the_known_ones(tmp_path, capsys):
 def test_a_tiny_case_image_and_too_many_cameras_are_refused(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
-    import spatia.pipeline as pipeline
+    import spatia.engine.run as pipeline
 
     folder, _ = box_room_case(tmp_path, frames=25)
     monkeypatch.setattr(pipeline, "MAX_RUN_FRAMES", 20)

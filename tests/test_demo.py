@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from spatia.demo import DemoOptions, run_demo
-from spatia.video import read_video
+from spatia.demo.run import DemoOptions, run_demo
+from spatia.formats.video import read_video
 
 pytestmark = [pytest.mark.bpy, pytest.mark.slow]
 

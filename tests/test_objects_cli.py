@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from object_fixtures import FPS, flip_data_byte, make_objects
 from spatia.cameras import Cameras
-from spatia.cli import main
-from spatia.world import World
+from spatia.cli.main import main
+from spatia.engine.world import World
 
 W, H = 64, 48
 
@@ -116,7 +116,7 @@ def test_errors_exit_2_naming_the_problem(capsys, tmp_path, world):
 
 
 def test_generate_refuses_a_shot_naming_objects_its_world_lacks_before_writing(tmp_path, world, capsys):
-    from spatia.shot import ShotSpec, save_shot
+    from spatia.formats.shot import ShotSpec, save_shot
 
     cams = Cameras.look_at([[0.0, 0.0, 1.5]] * 12, [[0.0, 4.0, 0.6]] * 12, up=(0, 0, 1), width=W, height=H)
     frames = [{"frame": 1 + i, "intrinsics": cams.intrinsics[i].tolist(), "w2c": cams.w2c[i].tolist()} for i in range(12)]

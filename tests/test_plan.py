@@ -1,6 +1,6 @@
 import pytest
 
-from spatia.plan import PlanError, plan_rounds
+from spatia.engine.plan import PlanError, plan_rounds
 
 
 def test_paper_plan_121_then_81_with_9_overlap():

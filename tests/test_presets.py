@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from spatia import presets as P
+from spatia.formats import presets as P
 
 from spatia_blender import presets as ext
 
@@ -55,7 +55,7 @@ def test_extension_reads_the_same_names(loaded):
 
 
 def test_models_match_the_registry(loaded):
-    from spatia.models.registry import PRESETS
+    from spatia.engine.models.registry import PRESETS
 
     for name, info in loaded.models.items():
         registry = PRESETS[name]
@@ -66,7 +66,7 @@ def test_models_match_the_registry(loaded):
 
 
 def test_quality_final_is_the_spatia_reference(loaded):
-    from spatia.models.spatia import config
+    from spatia.engine.models.spatia import config
 
     final = P.quality("final", ROOT)
     assert (final.width, final.height) == (config.DEFAULT_WIDTH, config.DEFAULT_HEIGHT)
@@ -164,7 +164,7 @@ def test_camera_keys_follow_the_easing():
 
 
 def test_vram_modes_fit_the_card(loaded):
-    from spatia.models.gpu import VRAM_MODES, RuntimeOptions
+    from spatia.engine.models.gpu import VRAM_MODES, RuntimeOptions
 
     assert P.VRAM_MODES == VRAM_MODES
     assert P.vram_preset_for(23.99, ROOT).name == "24gb"  # a 24 GB card reports a little less
@@ -181,7 +181,7 @@ def test_vram_modes_fit_the_card(loaded):
         for gb in (8, 12, 16, 24, 48, 80):  # a model that does not fit with room to spare is offloaded
             if need > gb:
                 assert P.vram_mode_for(gb, generator, ROOT).vram_mode != "gpu", (generator, gb)
-    options = P.runtime_settings("12gb", "spatia-5b", root=ROOT).runtime_options()
+    options = RuntimeOptions(**P.runtime_settings("12gb", "spatia-5b", root=ROOT).model_dump())
     assert isinstance(options, RuntimeOptions) and options.vram_mode == "group" and options.fp8_storage
     assert P.runtime_settings("auto", "wan-vace-1.3b", gpu_gb=24.0, root=ROOT).vram_mode == "gpu"
     assert P.runtime_settings("model", "spatia-5b", root=ROOT).vram_mode == "model"
@@ -231,7 +231,7 @@ def test_bad_files_are_named(tmp_path):
 
 
 def test_spatia_quality_presets_keep_the_trained_size_and_rounds_and_vary_only_steps(loaded, tmp_path):
-    from spatia.models.spatia import config
+    from spatia.engine.models.spatia import config
 
     trained = (config.DEFAULT_WIDTH, config.DEFAULT_HEIGHT, config.FIRST_ROUND_FRAMES, config.ROUND_FRAMES,
                config.HISTORY_FRAMES, config.DEFAULT_GUIDANCE)

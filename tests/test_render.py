@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from spatia.cameras import Cameras
-from spatia.render import RenderError, render, render_memory
+from spatia.engine.render import RenderError, render, render_memory
 
 W, H = 64, 48
 F = 100.0  # focal length in pixels; principal point at the image centre (32, 24)
@@ -226,8 +226,8 @@ def test_cuda_matches_cpu():
 
 
 # --- render_control: the authors' soft disks and score video -------------------------------------
-from spatia.render import ControlRender, control_voxel_size, render_control, voxel_downsample  # noqa: E402
-from spatia.render_control import ControlRenderError  # noqa: E402
+from spatia.engine.render import ControlRender, control_voxel_size, render_control, voxel_downsample  # noqa: E402
+from spatia.engine.render_control import ControlRenderError  # noqa: E402
 
 # A 41x21 image: s = min(W, H) = 21, so u = 20 + 1.05 (fx X/Z - (cx - 20)) and v = 10 + 1.05 (fy Y/Z - (cy - 10));
 # radius_ndc 0.4 -> 0.4 * 21 / 2 = 4.2 px, r^2 = 17.64.
@@ -346,7 +346,7 @@ def _slow_control(xyz, rgb, cameras, radius_ndc, k):
 
 @pytest.mark.parametrize("k", [1, 5])
 def test_random_clouds_match_the_per_pixel_definition(k, monkeypatch):
-    import spatia.render_control as rc
+    import spatia.engine.render_control as rc
 
     rng = np.random.default_rng(3)
     xyz = rng.uniform([-1, -1, -0.5], [1, 1, 1.5], (250, 3)).astype(np.float32)
@@ -418,7 +418,7 @@ def test_authors_pixel_mapping_equals_pytorch3d_ndc_route():
     pixel j's centre at NDC (n - 1 - 2 j) / s (+x left, +y up)."""
     from scipy.spatial.transform import Rotation
 
-    from spatia.render_control import control_mapping
+    from spatia.engine.render_control import control_mapping
 
     rng = np.random.default_rng(5)
     width, height = 37, 22

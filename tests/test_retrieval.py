@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse
 
 from spatia.cameras import Cameras
-from spatia.retrieval import (
+from spatia.engine.retrieval import (
     RetrievalError,
     assign,
     overlap_matrices,

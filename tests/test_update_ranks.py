@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from spatia.cameras import Cameras
-from spatia.memory import RANK_GENERATED, RANK_USER, SpatialMemory
-from spatia.render import render_memory
-from spatia.update import UpdateSettings, update_memory
+from spatia.engine.memory import RANK_GENERATED, RANK_USER, SpatialMemory
+from spatia.engine.render import render_memory
+from spatia.engine.update import UpdateSettings, update_memory
 
 W, H = 48, 36
 NO_ALIGN = UpdateSettings(align=False, max_points=None)
@@ -112,8 +112,8 @@ def test_fusion_cells_follow_the_pixel_footprint():
 
 
 def test_what_a_pushed_edit_adds_or_moves_becomes_the_users(tmp_path):
-    from spatia.memory import merge, transform
-    from spatia.world import World
+    from spatia.engine.memory import merge, transform
+    from spatia.engine.world import World
 
     world = World.create(tmp_path / "w", width=W, height=H, voxel_size=0.02)
     rgb, depth = plane_view(2.0)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from spatia.cameras import Cameras
-from spatia.retrieval import retrieve, retrieve_indexed, select
-from spatia.view_index import ViewIndex, ViewIndexError, visible_ids
+from spatia.engine.retrieval import retrieve, retrieve_indexed, select
+from spatia.engine.view_index import ViewIndex, ViewIndexError, visible_ids
 
 
 def room_points(rng) -> np.ndarray:

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from spatia.cameras import Cameras, Trajectory
-from spatia.metrics import psnr
-from spatia.models.base import Cancelled, DepthEstimator, DepthResult, ModelRequirements
-from spatia.models.oracle import FrameTable, OracleGenerator
-from spatia.render import render_memory
-from spatia.update import coverage
-from spatia.world import GenerateSettings, World, WorldError
+from spatia.engine.metrics import psnr
+from spatia.engine.models.base import Cancelled, DepthEstimator, DepthResult, ModelRequirements
+from spatia.engine.models.oracle import FrameTable, OracleGenerator
+from spatia.engine.render import render_memory
+from spatia.engine.update import coverage
+from spatia.engine.world import GenerateSettings, World, WorldError
 
 pytestmark = [pytest.mark.bpy, pytest.mark.slow]
 
@@ -27,7 +27,7 @@ SETTINGS = dict(first_round_frames=13, round_frames=13, overlap=5, update_fps=12
 @pytest.fixture(scope="module")
 def room():
     pytest.importorskip("bpy")
-    from spatia.demo_scene import build_demo_room, keyframe_camera, look_away_and_back
+    from spatia.demo.scene import build_demo_room, keyframe_camera, look_away_and_back
     from spatia_blender.camera_export import export_camera
     from spatia_blender.render_rgbd import render_rgbd
 
@@ -264,7 +264,7 @@ def test_cancel_leaves_the_world_as_it_was(tmp_path, room):
 
 def test_estimated_depth_with_a_scale_error_is_aligned_to_the_memory(tmp_path, room):
     """A depth model that is 30% off: fitted to the memory, the update stays metric."""
-    from spatia.models.base import DepthEstimator, DepthResult, GenerationResult, ModelRequirements
+    from spatia.engine.models.base import DepthEstimator, DepthResult, GenerationResult, ModelRequirements
 
     traj, frames, depth = room
     table = FrameTable(traj.cameras, frames, depth)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from spatia.cameras import Cameras
-from spatia.memory import SpatialMemory, export_ply, save_snapshot
-from spatia.world import World, WorldError
+from spatia.engine.memory import SpatialMemory, export_ply, save_snapshot
+from spatia.engine.world import World, WorldError
 
 
 def plane_view(width=32, height=24, depth=2.0):

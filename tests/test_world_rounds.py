@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from spatia.cameras import Cameras, Trajectory
-from spatia.memory import SpatialMemory, save_snapshot
-from spatia.models.preview import PreviewGenerator
-from spatia.render import control_voxel_size, render_control, voxel_downsample
-from spatia.world import GenerateSettings, World
+from spatia.engine.memory import SpatialMemory, save_snapshot
+from spatia.engine.models.preview import PreviewGenerator
+from spatia.engine.render import control_voxel_size, render_control, voxel_downsample
+from spatia.engine.world import GenerateSettings, World
 
 W, H, FRAMES = 64, 48, 17
 SETTINGS = dict(first_round_frames=9, round_frames=9, overlap=3, update_fps=6.0)  # rounds 0-9, 6-15, 12-17
@@ -101,7 +101,7 @@ class FlatDepth:
         pass
 
     def estimate(self, images, intrinsics=None):
-        from spatia.models.base import DepthResult
+        from spatia.engine.models.base import DepthResult
 
         f, h, w = images.shape[:3]
         return DepthResult(np.full((f, h, w), 3.1, np.float32), np.asarray(intrinsics, np.float64).reshape(f, 4),
@@ -112,9 +112,9 @@ class FlatDepth:
 def test_spatia_5b_in_a_world_gets_the_control_render_full_rounds_and_one_seed(tmp_path):
     import torch
 
-    from spatia.models.gpu import RuntimeOptions
-    from spatia.models.spatia import SpatiaGenerator
-    from spatia.models.spatia.tiny import tiny_spatia_pipeline
+    from spatia.engine.models.gpu import RuntimeOptions
+    from spatia.engine.models.spatia import SpatiaGenerator
+    from spatia.engine.models.spatia.tiny import tiny_spatia_pipeline
 
     xyz, rgb = box_points(4000)
     path = save_snapshot(tmp_path / "points.safetensors", SpatialMemory.from_points(xyz, rgb, voxel_size=0.02))

@@ -303,7 +303,7 @@ class SPATIA_OT_world_from_image(bpy.types.Operator):
             return {"CANCELLED"}
         start, _ = settings.frame_range(scene)
         camera = None
-        from ..camera_math import render_size
+        from spatia_geometry.camera_math import render_size
 
         width, height = render_size(scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage)
         if self.use_camera and scene.camera is not None:

@@ -16,7 +16,7 @@ ROUNDS = (12, 10, 2)  # first round, later rounds, overlap: 12 + 8 = 20 frames i
 
 def build(path: Path, *, broken: bool = False, seed: int = 0, yaw: float = 50.0) -> None:
     import bpy
-    from spatia.demo_scene import build_demo_room, keyframe_camera, look_away_and_back
+    from spatia.demo.scene import build_demo_room, keyframe_camera, look_away_and_back
 
     from spatia_blender import properties
 

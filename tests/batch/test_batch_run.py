@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from spatia.cli import main
+from spatia.cli.main import main
 
 pytestmark = [pytest.mark.bpy, pytest.mark.slow]
 
@@ -39,7 +39,7 @@ def local_run(shot_blends, tmp_path_factory):
 
 
 def test_two_shots_succeed_and_the_broken_one_reports_why(local_run):
-    from spatia.video import read_video
+    from spatia.formats.video import read_video
 
     out, code = local_run
     assert code == 1  # one failed shot

@@ -10,8 +10,9 @@ import pytest
 from spatia.batch import jobs
 from spatia.batch.jobs import BatchError, BatchOptions
 from spatia.batch.ray_runner import tar_folder, task_resources, untar_folder
-from spatia.batch.runner import BatchResult, execute_shot, finalise, finished_report, merge_summary, plan_jobs, worker_command
-from spatia.cli import build_parser, main
+from spatia.batch.execute import execute_shot, worker_command
+from spatia.batch.runner import BatchResult, finalise, finished_report, merge_summary, plan_jobs
+from spatia.cli.main import build_parser, main
 
 
 def _blend(path: Path, data: bytes = b"BLENDER-v500") -> Path:

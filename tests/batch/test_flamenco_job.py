@@ -35,7 +35,7 @@ def test_job_type_settings(tmp_path):
     settings = {s["key"]: s for s in job_type["settings"]}
     assert {"blendfile", "shots", "shots_dir", "output_dir", "generator", "spatia_exe", "python_exe"} <= set(settings)
     assert settings["output_dir"]["subtype"] == "dir_path" and settings["output_dir"]["required"]
-    from spatia.presets import load_presets
+    from spatia.formats.presets import load_presets
 
     assert set(settings["generator"]["choices"]) == {"shot", *load_presets().models}  # the model presets
     assert all(s["type"] in ("string", "int32", "float", "bool") for s in settings.values())
@@ -56,11 +56,11 @@ def test_defaults_run_the_submitted_file_with_its_own_settings(tmp_path):
     tasks = compile_job(tmp_path, generator="shot", samples=0, python_exe="/opt/venv/bin/python")["tasks"]
     assert len(tasks) == 1
     assert tasks[0]["commands"][0]["parameters"] == {
-        "exe": "/opt/venv/bin/python", "args": ["-m", "spatia.cli", "batch", "/farm/shots/hero.blend", "--out", "/farm/out"]}
+        "exe": "/opt/venv/bin/python", "args": ["-m", "spatia.cli.main", "batch", "/farm/shots/hero.blend", "--out", "/farm/out"]}
 
 
 def test_the_arguments_parse_as_spatia_batch(tmp_path):
-    from spatia.cli import build_parser
+    from spatia.cli.main import build_parser
 
     tasks = compile_job(tmp_path, shots="a.blend", shots_dir="/s", generator="wan-vace-1.3b", samples=8,
                         worlds_dir="/w")["tasks"]

@@ -27,7 +27,7 @@ def room(tmp_path, monkeypatch):
         pytest.skip("the backend service (spatia.service) is not importable in this checkout yet")
     import addon_utils
 
-    from spatia.demo_scene import build_demo_room, keyframe_camera, look_away_and_back
+    from spatia.demo.scene import build_demo_room, keyframe_camera, look_away_and_back
 
     monkeypatch.setenv("SPATIA_BLENDER_USER_DIR", str(tmp_path / "user"))
     info = build_demo_room(64, 48)
@@ -50,7 +50,7 @@ def room(tmp_path, monkeypatch):
 
 def test_generate_against_real_backend(room, tmp_path):
     bpy, info = room
-    from spatia.demo_scene import keyframe_camera, look_away_and_back
+    from spatia.demo.scene import keyframe_camera, look_away_and_back
 
     from spatia_blender import memory_object, runtime
 

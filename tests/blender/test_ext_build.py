@@ -29,7 +29,14 @@ def test_build_extension_zip(tmp_path):
     source = ROOT / "spatia_blender"
     expected = {p.relative_to(source).as_posix() for p in source.rglob("*")
                 if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
-    assert names == expected
+    # plus the shared camera math as a wheel, named in the zip's manifest
+    wheels = {name for name in names if name.startswith("wheels/")}
+    assert len(wheels) == 1 and next(iter(wheels)).startswith("wheels/spatia_geometry-")
+    assert names - wheels == expected | set()
+    with zipfile.ZipFile(target) as archive:
+        with zipfile.ZipFile(__import__("io").BytesIO(archive.read(next(iter(wheels))))) as wheel:
+            assert "spatia_geometry/camera_math.py" in wheel.namelist()
+        assert b"wheels = [" in archive.read("blender_manifest.toml")
     assert {"__init__.py", "blender_manifest.toml", "operators/__init__.py", "operators/memory.py", "client.py"} <= names
     assert not any(name.startswith(("tests/", "backend/")) or name.endswith(".pyc") for name in names)
     # the zip validates on its own
@@ -58,6 +65,10 @@ assert result == {{"FINISHED"}}, result
 assert "bl_ext.user_default.spatia" in [a.module for a in bpy.context.preferences.addons]
 assert hasattr(bpy.types.Scene, "spatia") and hasattr(bpy.types, "SPATIA_PT_main")
 runtime = importlib.import_module("bl_ext.user_default.spatia.runtime")
+import glob, os
+# Blender installed the bundled wheel of the shared camera math beside the extension
+assert glob.glob(os.path.join({str(tmp_path / "blender")!r}, "**", "site-packages", "spatia_geometry", "camera_math.py"),
+                 recursive=True, include_hidden=True)
 assert type(runtime.prefs()).__name__ == "SpatiaPreferences"
 print("USERDIR", runtime.user_dir())
 # what the artist made is not in the extension's folders, so uninstalling keeps it

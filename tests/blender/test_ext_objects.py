@@ -35,7 +35,7 @@ def cloud(n, seed):
 def validate(shot):
     """The backend's own schema check where the backend is importable (not under bpy 4.2 / 4.5)."""
     try:
-        from spatia.shot import load_shot
+        from spatia.formats.shot import load_shot
     except ImportError:
         return None
     return load_shot(shot)

@@ -15,7 +15,7 @@ from spatia_blender import payloads, plan, presets, safetensors_io, tasks
 
 # --- round plan --------------------------------------------------------------------------------
 def test_round_count_matches_backend_plan():
-    from spatia.plan import PlanError, plan_rounds
+    from spatia.engine.plan import PlanError, plan_rounds
 
     rng = np.random.default_rng(0)
     cases = [(n, 121, 81, 9, 0) for n in (1, 2, 120, 121, 122, 193, 194, 195, 1000)]
@@ -59,7 +59,7 @@ def _exported(n=5):
 
 
 def test_build_shot_validates_with_backend_schema():
-    from spatia.shot import load_shot
+    from spatia.formats.shot import load_shot
 
     exported = _exported()
     shot = payloads.build_shot(exported, ["a room", " "], name="s", world="w1", generator="preview", seed=7,
@@ -156,8 +156,8 @@ def test_png_and_npy_decode():
 def test_safetensors_reader_matches_package_on_snapshot(tmp_path):
     from safetensors.numpy import load_file
 
-    from spatia.memory import SpatialMemory
-    from spatia.memory.store import save_snapshot
+    from spatia.engine.memory import SpatialMemory
+    from spatia.engine.memory.store import save_snapshot
 
     rng = np.random.default_rng(0)
     n = 1000

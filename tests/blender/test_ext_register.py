@@ -72,7 +72,7 @@ def test_pure_modules_do_not_need_blender():
     import sys
 
     code = ("import sys; sys.modules['bpy'] = None\n"
-            "import spatia_blender, spatia_blender.camera_math, spatia_blender.payloads, spatia_blender.plan, "
+            "import spatia_blender, spatia_geometry.camera_math, spatia_blender.payloads, spatia_blender.plan, "
             "spatia_blender.presets, spatia_blender.safetensors_io, spatia_blender.client, spatia_blender.tasks, "
             "spatia_blender.backend_process, spatia_blender.directing\n"
             "assert 'torch' not in sys.modules and 'spatia' not in sys.modules\n")

@@ -32,7 +32,7 @@ def animated_camera(bpy):
 
 def test_shot_from_animated_camera_validates_and_matches_export(addon):
     bpy = addon
-    from spatia.shot import load_shot
+    from spatia.formats.shot import load_shot
 
     from spatia_blender.camera_export import export_camera
     from spatia_blender.operators import shot_for_scene
@@ -73,7 +73,7 @@ def test_camera_path_presets_key_the_camera(addon, preset):
 
     from spatia_blender import presets, runtime
     from spatia_blender.camera_export import export_camera
-    from spatia_blender.camera_math import blender_to_w2c
+    from spatia_geometry.camera_math import blender_to_w2c
 
     scene = bpy.context.scene
     obj = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))

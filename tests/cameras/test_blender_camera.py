@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spatia.cameras import Cameras, blender_intrinsics, intrinsics_to_blender, w2c_to_blender
-from spatia_blender import camera_math
+from spatia_geometry import camera_math
 
 pytestmark = pytest.mark.bpy
 

@@ -3,7 +3,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from spatia.cameras import Cameras
-from spatia.cameras.colmap import ColmapFormatError, read_colmap_text, write_colmap_text
+from spatia.formats.colmap import ColmapFormatError, read_colmap_text, write_colmap_text
 
 pycolmap = pytest.importorskip("pycolmap")
 

@@ -8,8 +8,8 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from spatia.cameras import Cameras, Trajectory
-from spatia.cameras.nerfstudio import NerfstudioFormatError, read_nerfstudio, write_nerfstudio
-from spatia.cameras.reference_case import (
+from spatia.formats.nerfstudio import NerfstudioFormatError, read_nerfstudio, write_nerfstudio
+from spatia.formats.reference_case import (
     ReferenceCase,
     ReferenceCaseError,
     read_reference_case,
@@ -100,7 +100,7 @@ def test_single_mask_is_written_as_png(tmp_path):
 
 
 def test_reference_case_is_read_as_the_authors_read_it(tmp_path):
-    from spatia.cameras.reference_case import REFERENCE_SEED, paper_round_count
+    from spatia.formats.reference_case import REFERENCE_SEED, paper_round_count
 
     # a 3x4 [R | t] line (their reader takes [T,3,4] or [T,4,4]) gets the row [0, 0, 0, 1]
     three_rows = W2C_LINES[1][: W2C_LINES[1].rindex(", [")] + "]"

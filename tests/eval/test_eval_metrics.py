@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
-from spatia.metrics import (
+from spatia.engine.metrics import (
     chamfer_distance,
     coverage_fraction,
     depth_errors,

@@ -19,8 +19,8 @@ from spatia.eval.object_metrics import (
     true_anchor,
     visible_frames,
 )
-from spatia.models.base import GenerationRequest
-from spatia.models.oracle import FrameTable, OracleGenerator, renumbering
+from spatia.engine.models.base import GenerationRequest
+from spatia.engine.models.oracle import FrameTable, OracleGenerator, renumbering
 
 
 # --- poses ------------------------------------------------------------------------------------
@@ -223,7 +223,7 @@ def test_renumbering_draws_distinct_ids_and_the_frame_table_resolves_repeated_po
 def test_scene_lists_and_sets_on_the_command_line(tmp_path, capsys):
     import argparse
 
-    from spatia.cli import main
+    from spatia.cli.main import main
     from spatia.eval import EvalOptions
     from spatia.eval.commands import _scenes
 
@@ -243,8 +243,8 @@ def test_scene_lists_and_sets_on_the_command_line(tmp_path, capsys):
 def test_a_camera_held_still_is_found_by_where_the_clip_starts():
     """Objects move while the camera holds: the same pose in every frame; the clip's start picks
     the right frames, which the oracle is told."""
-    from spatia.models import GenerationRequest
-    from spatia.models.oracle import OracleGenerator
+    from spatia.engine.models import GenerationRequest
+    from spatia.engine.models.oracle import OracleGenerator
 
     f, h, w = 6, 4, 4
     cams = Cameras.look_at(np.zeros((f, 3)), np.tile([0.0, 1.0, 0.0], (f, 1)), width=w, height=h, fov_x_deg=60.0)

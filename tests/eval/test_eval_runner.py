@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from spatia.cameras import Cameras
-from spatia.cli import main
+from spatia.cli.main import main
 from spatia.eval import (
     EvalOptions,
     GroundTruth,
@@ -18,8 +18,8 @@ from spatia.eval import (
 )
 from spatia.eval.plots import line_chart
 from spatia.eval.report import json_safe, write_report
-from spatia.models.oracle import FrameTable, OracleGenerator
-from spatia.plan import plan_rounds
+from spatia.engine.models.oracle import FrameTable, OracleGenerator
+from spatia.engine.plan import plan_rounds
 
 # planes as (normal, offset): n . x = offset
 PLANES = [(np.array([0.0, 0.0, 1.0]), 0.0), (np.array([0.0, 1.0, 0.0]), 6.0), (np.array([1.0, 0.0, 0.0]), -5.0)]

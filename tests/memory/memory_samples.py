@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from spatia.memory import SpatialMemory
+from spatia.engine.memory import SpatialMemory
 
 
 def sample_memory(count: int = 50, seed: int = 0) -> SpatialMemory:

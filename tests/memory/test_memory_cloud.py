@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from spatia.memory import BYTES_PER_POINT, MemoryFormatError, SpatialMemory
+from spatia.engine.memory import BYTES_PER_POINT, MemoryFormatError, SpatialMemory
 
 
 def small_memory() -> SpatialMemory:

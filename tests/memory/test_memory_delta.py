@@ -5,7 +5,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from spatia.memory import (
+from spatia.engine.memory import (
     FIELDS,
     MemoryIntegrityError,
     MemoryStore,
@@ -14,9 +14,9 @@ from spatia.memory import (
     parse_snapshot,
     save_snapshot,
 )
-from spatia.memory import store as store_module
-from spatia.memory.delta import apply_delta, content_hash, make_delta
-from spatia.memory.store import SCHEMA, SCHEMA_VERSION, _meta_hash
+from spatia.engine.memory import store as store_module
+from spatia.engine.memory.delta import apply_delta, content_hash, make_delta
+from spatia.engine.memory.store import SCHEMA, SCHEMA_VERSION, _meta_hash
 from memory_samples import sample_memory
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from spatia.memory import (
+from spatia.engine.memory import (
     MemoryFormatError,
     SpatialMemory,
     delete_ids,

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spatia.cameras import Cameras
-from spatia.memory import (
+from spatia.engine.memory import (
     MemoryFormatError,
     SpatialMemory,
     VoxelRangeError,

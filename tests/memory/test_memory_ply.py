@@ -3,7 +3,7 @@ import pytest
 import torch
 import trimesh
 
-from spatia.memory import FIELDS, MemoryFormatError, SpatialMemory, export_ply, import_ply
+from spatia.engine.memory import FIELDS, MemoryFormatError, SpatialMemory, export_ply, import_ply
 
 
 def sample_memory() -> SpatialMemory:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from spatia.cameras import Cameras
-from spatia.memory import (
+from spatia.engine.memory import (
     BYTES_PER_POINT, MemoryFormatError, SpatialMemory, apply_budget, budget_score, carve, coarsen_to_budget, merge,
 )
 

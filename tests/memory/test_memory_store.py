@@ -4,7 +4,7 @@ import threading
 import pytest
 import torch
 
-from spatia.memory import (
+from spatia.engine.memory import (
     FIELDS,
     MemoryFormatError,
     MemoryIntegrityError,
@@ -13,7 +13,7 @@ from spatia.memory import (
     load_snapshot,
     save_snapshot,
 )
-from spatia.memory.store import SCHEMA, snapshot_bytes
+from spatia.engine.memory.store import SCHEMA, snapshot_bytes
 from memory_samples import sample_memory
 
 

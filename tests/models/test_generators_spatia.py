@@ -7,20 +7,20 @@ import numpy as np
 import pytest
 import torch
 from spatia.cameras import Cameras
-from spatia.models import Cancelled, GenerationRequest, ModelUnavailable, get_generator
-from spatia.models.gpu import RuntimeOptions
-from spatia.models.spatia import SpatiaGenerator
-from spatia.models.spatia.convert import (
+from spatia.engine.models import Cancelled, GenerationRequest, ModelUnavailable, get_generator
+from spatia.engine.models.gpu import RuntimeOptions
+from spatia.engine.models.spatia import SpatiaGenerator
+from spatia.engine.models.spatia.convert import (
     WeightsMismatch,
     convert_control_state_dict,
     convert_key,
     convert_lora_state_dict,
     load_strict,
 )
-from spatia.models.spatia.lora import SwitchableLoRA
-from spatia.models.spatia.pipeline import known_latent_frames, padded_frame_count
-from spatia.models.spatia.tiny import tiny_spatia_pipeline, tiny_spatia_transformer
-from spatia.models.spatia.transformer import rotary_for_grid
+from spatia.engine.models.spatia.lora import SwitchableLoRA
+from spatia.engine.models.spatia.pipeline import known_latent_frames, padded_frame_count
+from spatia.engine.models.spatia.tiny import tiny_spatia_pipeline, tiny_spatia_transformer
+from spatia.engine.models.spatia.transformer import rotary_for_grid
 
 H = W = 32
 CPU = RuntimeOptions(device="cpu")
@@ -321,7 +321,7 @@ def test_generator_loads_download_folders_and_runs(tmp_path, pipe):
 
 
 def test_base_transformer_in_original_naming_loads_too(tmp_path, pipe):
-    from spatia.models.spatia.loading import load_spatia_transformer
+    from spatia.engine.models.spatia.loading import load_spatia_transformer
 
     base, spatia, _ = _write_download_folders(tmp_path, pipe, original_naming=True)
     model = load_spatia_transformer(base / "transformer", spatia / "control.safetensors", dtype=torch.float32,
@@ -331,7 +331,7 @@ def test_base_transformer_in_original_naming_loads_too(tmp_path, pipe):
 
 # --- the inputs the reference gives the model ----------------------------------------------------
 def test_sampling_schedule_is_the_references_flow_unipc_grid():
-    from spatia.models.spatia.pipeline import sampling_schedule
+    from spatia.engine.models.spatia.pipeline import sampling_schedule
 
     timesteps, sigmas = sampling_schedule(40, 5.0)
     assert timesteps.shape == (40,) and sigmas.shape == (41,)
@@ -367,8 +367,8 @@ def _points_request(frames=5, round_index=2, **kwargs):
 
 
 def test_spatia_feeds_the_transformer_the_control_render_score_and_reference_timesteps(pipe):
-    from spatia.models.spatia.pipeline import sampling_schedule
-    from spatia.render import render_control, voxel_downsample
+    from spatia.engine.models.spatia.pipeline import sampling_schedule
+    from spatia.engine.render import render_control, voxel_downsample
 
     gen = SpatiaGenerator(pipeline=pipe, runtime=CPU, shift=5.0)
     req = _points_request(frames=5, round_index=2, steps=3, guidance=1.0, first=True)
@@ -430,7 +430,7 @@ def test_request_points_are_validated():
 
 
 def test_leaving_the_trained_size_or_round_length_is_recorded(pipe):
-    from spatia.models.spatia.generator import out_of_distribution
+    from spatia.engine.models.spatia.generator import out_of_distribution
 
     result = SpatiaGenerator(pipeline=pipe, runtime=CPU).generate(_request(frames=5, steps=1, guidance=1.0, first=True))
     assert result.info["out_of_distribution"] == ["size 32x32 (trained at 1248x704)", "5 frames in a first round (trained: 121)"]

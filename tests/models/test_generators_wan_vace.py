@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from spatia.cameras import Cameras
-from spatia.models import Cancelled, GenerationRequest, ModelUnavailable, get_generator
-from spatia.models.gpu import RuntimeOptions, next_vram_mode, oom_advice
-from spatia.models.wan_vace import WanVaceGenerator, tiny_wan_vace_pipeline, vace_inputs
+from spatia.engine.models import Cancelled, GenerationRequest, ModelUnavailable, get_generator
+from spatia.engine.models.gpu import RuntimeOptions, next_vram_mode, oom_advice
+from spatia.engine.models.wan_vace import WanVaceGenerator, tiny_wan_vace_pipeline, vace_inputs
 
 H = W = 16
 CPU = RuntimeOptions(device="cpu")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from spatia.cameras import Cameras
-from spatia.models import BoxPrompt, GenerationRequest, ModelInputError, PointPrompt, parse_prompt
+from spatia.engine.models import BoxPrompt, GenerationRequest, ModelInputError, PointPrompt, parse_prompt
 
 
 def _cameras(frames, width=16, height=12):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from spatia.models import (
+from spatia.engine.models import (
     DepthAnythingMetricEstimator,
     DepthProEstimator,
     ExactDepth,
@@ -10,9 +10,9 @@ from spatia.models import (
     ModelUnavailable,
     get_depth_estimator,
 )
-from spatia.models.depth_anything import dpt_resize_shape
-from spatia.models.imaging import DEFAULT_FOV_X_DEG, focal_from_fov
-from spatia.models.tiny import tiny_depth_anything, tiny_depth_pro
+from spatia.engine.models.depth_anything import dpt_resize_shape
+from spatia.engine.models.imaging import DEFAULT_FOV_X_DEG, focal_from_fov
+from spatia.engine.models.tiny import tiny_depth_anything, tiny_depth_pro
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from spatia.cameras import Cameras
-from spatia.models import Cancelled, GenerationRequest, get_generator
-from spatia.models.fill import push_pull_fill
-from spatia.models.preview import FILLED_DEPTH_CONFIDENCE, PreviewGenerator
+from spatia.engine.models import Cancelled, GenerationRequest, get_generator
+from spatia.engine.models.fill import push_pull_fill
+from spatia.engine.models.preview import FILLED_DEPTH_CONFIDENCE, PreviewGenerator
 
 
 def _cameras(frames, width, height):

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from spatia.models import ModelUnavailable, get_depth_estimator, get_generator, get_segmenter, register_generator
-from spatia.models.registry import PRESETS, find_weights, get_preset, is_present, presets_for, require_weights
+from spatia.engine.models import ModelUnavailable, get_depth_estimator, get_generator, get_segmenter, register_generator
+from spatia.engine.models.registry import PRESETS, find_weights, get_preset, is_present, presets_for, require_weights
 
 
 def _fake_hf_snapshot(cache, repo_id, files, commit="0123456789abcdef0123456789abcdef01234567"):
@@ -71,7 +71,7 @@ def test_user_models_dir_by_preset_name_or_repo_id(tmp_path, monkeypatch):
 
 
 def test_factories_and_generator_plug_in(monkeypatch):
-    from spatia import models
+    from spatia.engine import models
 
     assert get_depth_estimator("depth-anything-v2-metric-outdoor").name == "depth-anything-v2-metric-outdoor"
     assert get_segmenter("sam2").name == "sam2"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from spatia.models import (
+from spatia.engine.models import (
     BoxPrompt,
     ModelInputError,
     ModelUnavailable,
@@ -16,7 +16,7 @@ from spatia.models import (
     UserMasks,
     get_segmenter,
 )
-from spatia.models.tiny import tiny_sam2_video
+from spatia.engine.models.tiny import tiny_sam2_video
 
 FRAMES = np.random.default_rng(0).integers(0, 256, (4, 40, 48, 3), dtype=np.uint8)
 

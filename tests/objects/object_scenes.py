@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spatia.cameras import Cameras, Trajectory
-from spatia.models.base import GenerationResult, ModelRequirements, VideoGenerator
-from spatia.render import render
+from spatia.engine.models.base import GenerationResult, ModelRequirements, VideoGenerator
+from spatia.engine.render import render
 
 UP = np.array([0.0, 0.0, 1.0])
 W, H, FPS = 96, 64, 8.0

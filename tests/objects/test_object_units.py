@@ -9,10 +9,10 @@ import pytest
 
 from object_scenes import Mover, Street, cameras
 from spatia.cameras import Cameras
-from spatia.models import GenerationRequest
-from spatia.models.segment import UserMasks
-from spatia.models.spatia.generator import MAX_REFERENCES, control_inputs, with_object_references
-from spatia.objects import (
+from spatia.engine.models import GenerationRequest
+from spatia.engine.models.segment import UserMasks
+from spatia.engine.models.spatia.generator import MAX_REFERENCES, control_inputs, with_object_references
+from spatia.engine.objects import (
     Direction,
     ObjectDirectionError,
     ObjectSet,
@@ -27,9 +27,9 @@ from spatia.objects import (
     rotation,
     split_components,
 )
-from spatia.objects.associate import new_track
-from spatia.objects.model import CROP_SIZE, Crop, ObjectTrack
-from spatia.objects.motion import DAMPING_SECONDS, HOLD_SECONDS, interpolate
+from spatia.engine.objects.associate import new_track
+from spatia.engine.objects.model import CROP_SIZE, Crop, ObjectTrack
+from spatia.engine.objects.motion import DAMPING_SECONDS, HOLD_SECONDS, interpolate
 
 UP = np.array([0.0, 0.0, 1.0])
 FPS = 8.0
@@ -130,7 +130,7 @@ def test_an_artist_path_is_interpolated_held_and_turns_the_short_way():
 # --- association and registration ----------------------------------------------------------------
 def _obs_of(t: ObjectTrack, frames, position_offset=(0, 0, 0)):
     """Observations of a track seen whole at its (offset) poses."""
-    from spatia.objects.observe import Observation
+    from spatia.engine.objects.observe import Observation
 
     out = []
     for f in frames:
@@ -295,8 +295,8 @@ def test_spatia_draws_object_points_into_their_frames_only_and_fills_free_refere
 
 
 def test_a_shots_object_directions_become_world_settings_in_video_frames():
-    from spatia.shot import ShotSpec
-    from spatia.world import shot_settings
+    from spatia.formats.shot import ShotSpec
+    from spatia.engine.world import shot_settings
 
     frames = [{"frame": 101 + i, "intrinsics": [50, 50, 16, 16], "w2c": np.eye(4).tolist()} for i in range(3)]
     spec = ShotSpec.model_validate({
@@ -316,8 +316,8 @@ def test_a_shots_object_directions_become_world_settings_in_video_frames():
 
 
 def test_versions_share_the_blobs_of_unchanged_objects_and_refuse_an_altered_or_missing_one(tmp_path):
-    from spatia.objects.store import snapshot_bytes
-    from spatia.objects.store import parse_snapshot as parse_objects
+    from spatia.engine.objects.store import snapshot_bytes
+    from spatia.engine.objects.store import parse_snapshot as parse_objects
 
     car, person = track(1), replace(track(2, label="person", colour=(20, 20, 220)), crops=())
     store = ObjectStore(tmp_path / "objects")

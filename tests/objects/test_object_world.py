@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from object_scenes import FPS, H, W, Mover, Street, StreetOracle, trajectory
-from spatia.models.preview import PreviewGenerator
-from spatia.objects import Direction
-from spatia.world import GenerateSettings, World, WorldError
+from spatia.engine.models.preview import PreviewGenerator
+from spatia.engine.objects import Direction
+from spatia.engine.world import GenerateSettings, World, WorldError
 
 ROUNDS = dict(first_round_frames=25, round_frames=17, overlap=5)  # rounds 0-25, 20-37, 32-49, 44-61
 AWAY_AND_BACK = np.concatenate([np.full(25, 90.0), np.linspace(90, 200, 12), np.full(8, 200.0),

@@ -1,6 +1,6 @@
 import pytest
 from service_fixtures import HEIGHT, WIDTH, first_view, start_server
-from spatia.client import SpatiaClient
+from spatia.service.client import SpatiaClient
 
 
 @pytest.fixture(scope="session")

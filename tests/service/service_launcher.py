@@ -12,8 +12,8 @@ import os
 import sys
 import time
 
-from spatia.models import PreviewGenerator
-from spatia.models.base import raise_if_cancelled, report
+from spatia.engine.models import PreviewGenerator
+from spatia.engine.models.base import raise_if_cancelled, report
 from spatia.service.commands import add_serve_arguments, config_from_args, serve
 
 STEP_S = float(os.environ.get("SPATIA_TEST_SLOW_STEP_S", "0.1"))

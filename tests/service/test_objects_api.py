@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from object_fixtures import FPS, PARKED_AT, flip_data_byte, make_objects, track
 from service_fixtures import HEIGHT, INTRINSICS, WIDTH, shot
-from spatia.client import SpatiaClientError
-from spatia.objects import ObjectStoreError
-from spatia.objects.store import parse_snapshot
-from spatia.world import World
+from spatia.service.client import SpatiaClientError
+from spatia.engine.objects import ObjectStoreError
+from spatia.engine.objects.store import parse_snapshot
+from spatia.engine.world import World
 
 
 def world_folder(server, wid):
@@ -250,7 +250,7 @@ def test_the_extensions_client_and_directions_work_against_the_real_routes(serve
     """What the Blender extension sends and reads (its own client and pure directing code, no
     Blender) is what the service answers: the table, the points, entries for a shot whose Empty
     was keyed and whose other Empty was deleted, and a forget with the base version."""
-    from spatia.shot import load_shot
+    from spatia.formats.shot import load_shot
     from spatia_blender import directing
     from spatia_blender.client import Client
 

@@ -14,10 +14,10 @@ from service_fixtures import (
     shot,
     shot_cameras,
 )
-from spatia.client import SpatiaClientError
-from spatia.memory import SpatialMemory, parse_snapshot, snapshot_bytes
-from spatia.memory.ply import ply_bytes
-from spatia.video import read_image, read_video
+from spatia.service.client import SpatiaClientError
+from spatia.engine.memory import SpatialMemory, parse_snapshot, snapshot_bytes
+from spatia.engine.memory.ply import ply_bytes
+from spatia.formats.video import read_image, read_video
 
 
 def test_health_models_and_openapi(server, client):

@@ -1,4 +1,4 @@
-"""spatia.client: generate_remote end to end, error reporting, and following a job without SSE."""
+"""spatia.service.client: generate_remote end to end, error reporting, and following a job without SSE."""
 
 import json
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import requests
 from service_fixtures import first_view, npy_bytes, png_bytes, shot
-from spatia.client import SpatiaClient, SpatiaClientError, generate_remote
-from spatia.video import read_image, read_video
+from spatia.service.client import SpatiaClient, SpatiaClientError, generate_remote
+from spatia.formats.video import read_image, read_video
 
 
 def test_generate_remote_from_a_shot_file(server, tmp_path):
@@ -61,7 +61,7 @@ def test_wait_falls_back_to_polling(client, world, monkeypatch):
 
 
 def test_cli_generate_with_server(server, tmp_path, capsys):
-    from spatia.cli import main
+    from spatia.cli.main import main
 
     rgb, depth, _ = first_view()
     (tmp_path / "first.png").write_bytes(png_bytes(rgb))

@@ -15,8 +15,8 @@ import requests
 import safetensors.torch
 import torch
 from service_fixtures import HEIGHT, WIDTH, first_view, npy_bytes, png_bytes, shot, start_server
-from spatia.client import SpatiaClient, SpatiaClientError
-from spatia.memory import FIELDS, SpatialMemory, parse_snapshot, snapshot_bytes
+from spatia.service.client import SpatiaClient, SpatiaClientError
+from spatia.engine.memory import FIELDS, SpatialMemory, parse_snapshot, snapshot_bytes
 from spatia.service.jobstore import JobStore
 from spatia.service.storage import WorldStorage
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 from service_fixtures import HEIGHT, WIDTH, first_view, shot
-from spatia.client import SpatiaClient, SpatiaClientError
+from spatia.service.client import SpatiaClient, SpatiaClientError
 
 
 def wait_until(predicate, timeout=60.0, interval=0.05):

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 from service_fixtures import shot
-from spatia.client import SpatiaClientError
-from spatia.memory import MemoryStore, delete_ids, parse_snapshot, snapshot_bytes
+from spatia.service.client import SpatiaClientError
+from spatia.engine.memory import MemoryStore, delete_ids, parse_snapshot, snapshot_bytes
 
 
 def test_memory_round_trip(server, client, world):

@@ -6,9 +6,9 @@ import time
 import numpy as np
 import pytest
 from service_fixtures import HEIGHT, WIDTH, first_view, shot, start_server
-from spatia.client import SpatiaClient
-from spatia.memory import MemoryStore
-from spatia.video import read_image, read_video
+from spatia.service.client import SpatiaClient
+from spatia.engine.memory import MemoryStore
+from spatia.formats.video import read_image, read_video
 
 pytestmark = pytest.mark.slow
 

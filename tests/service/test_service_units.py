@@ -6,7 +6,7 @@ import stat
 
 import numpy as np
 import pytest
-from spatia.memory import SpatialMemory
+from spatia.engine.memory import SpatialMemory
 from spatia.service.auth import TokenCheck, load_or_create_token
 from spatia.service.errors import ApiError, location
 from spatia.service.files import resolve_job_file
@@ -123,7 +123,7 @@ def test_uploads_are_decoded_defensively():
     ply = (b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nproperty float y\nproperty float z\n"
            b"end_header\n0 0 1\n1 0 1\n")
     assert point_cloud_suffix(ply, "points") == ".ply"
-    from spatia.memory.checks import SnapshotRejected
+    from spatia.engine.memory.checks import SnapshotRejected
 
     with pytest.raises(SnapshotRejected) as rejected:  # a header cut short is refused, naming the field
         point_cloud_suffix(b"ply\nformat", "points")

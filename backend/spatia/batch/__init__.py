@@ -4,7 +4,21 @@
 spatia.batch.runner and spatia.batch.worker.
 """
 
-from .jobs import BatchError, BatchOptions
-from .runner import BatchResult, run_batch
+import importlib
 
-__all__ = ["BatchError", "BatchOptions", "BatchResult", "run_batch"]
+# Names re-exported lazily, so that `spatia --help` (which imports this package's commands)
+# does not import the engine.
+_EXPORTS = {
+    "BatchError": ".jobs",
+    "BatchOptions": ".jobs",
+    "BatchResult": ".runner",
+    "run_batch": ".runner",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import __version__
+from spatia import __version__
 
 SHOTS_DIR = "shots"
 SUMMARY = "summary.json"
@@ -129,7 +129,7 @@ def code_version() -> str:
 
 
 def presets_digest() -> str:
-    from ..presets import find_presets_dir
+    from spatia.formats.presets import find_presets_dir
 
     return _tree_digest(find_presets_dir(), ("*.json",))[:16]
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from .jobs import BatchError, ShotJob, sha256_file, stage_dir
-from .runner import execute_shot, failure_report
+from .execute import execute_shot, failure_report
 
 
 def tar_folder(folder: Path) -> bytes:

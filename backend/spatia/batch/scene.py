@@ -11,14 +11,14 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import presets
-from ..world import World, WorldError, shot_settings
+from spatia.formats import presets
+from spatia.engine.world import World, WorldError, shot_settings
 from .jobs import sha256_file
 
 
 @dataclass
 class Shot:
-    spec: dict  # spatia.shot v1, validated
+    spec: dict  # spatia.formats.shot v1, validated
     generator: str
     quality: str
     samples: int
@@ -65,7 +65,7 @@ def read_shot(scene, options: dict) -> Shot:
     """The shot the scene's settings describe, with the batch's overrides and the quality preset."""
     from spatia_blender.operators import shot_for_scene
 
-    from ..shot import dump_shot, load_shot
+    from spatia.formats.shot import dump_shot, load_shot
 
     settings = scene.spatia
     generator = options.get("generator") or settings.generator
@@ -85,8 +85,8 @@ def read_shot(scene, options: dict) -> Shot:
 
 def prepare_models(shot: Shot) -> dict:
     """The generator (and the depth and segmentation models it needs), checked before any work."""
-    from ..models import get_depth_estimator, get_segmenter
-    from ..pipeline import generator_for
+    from spatia.engine.models import get_depth_estimator, get_segmenter
+    from spatia.engine.run import generator_for
 
     runtime = presets.runtime_settings(shot.spec["vram"], shot.generator)
     generator = generator_for(shot.generator, shot.spec["vram"])
@@ -120,7 +120,7 @@ def find_world(world_id: str, blend_dir: Path, worlds_dir: str | None) -> Path:
 def init_world(scene, shot: Shot, root: Path, job) -> tuple[World, dict | None]:
     """A copy of the world the settings name, or a new world seeded from a Cycles render of the
     active camera at the shot's first frame."""
-    from ..shot import load_shot
+    from spatia.formats.shot import load_shot
 
     if root.exists():
         shutil.rmtree(root)
@@ -144,7 +144,7 @@ def init_world(scene, shot: Shot, root: Path, job) -> tuple[World, dict | None]:
 
 
 def generate(world: World, shot: Shot, models: dict, progress) -> list[dict]:
-    from ..shot import load_shot
+    from spatia.formats.shot import load_shot
 
     spec = load_shot(shot.spec)
     return world.generate(spec.trajectory(), list(spec.prompts), models["generator"], shot_settings(spec),

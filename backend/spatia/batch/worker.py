@@ -6,7 +6,7 @@ reads the shot from the extension's scene settings, initialises the world from a
 render of the active camera (or continues the world the settings name), runs every round
 and writes, into the job's stage folder:
 
-    shot.json      the shot spec it ran (spatia.shot v1)
+    shot.json      the shot spec it ran (spatia.formats.shot v1)
     world/         the world: frames/, rounds/, memory versions, cameras
     video.mp4      every frame
     memory.ply     the final memory
@@ -26,7 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ..io import write_json
+from spatia.formats.atomic import write_json
 from .jobs import PROGRESS_PREFIX, REPORT, REPORT_SCHEMA, ShotJob, sha256_file
 
 STAGES = ("open", "camera", "settings", "model", "init", "generate", "outputs", "blend")
@@ -107,7 +107,7 @@ class ShotRun:
         return self.report
 
     def _outputs(self, world, records) -> None:
-        from ..memory import export_ply
+        from spatia.engine.memory import export_ply
 
         out = self.stage_dir
         world.export_video(out / "video.mp4")

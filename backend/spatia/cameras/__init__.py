@@ -1,6 +1,6 @@
-"""Cameras and trajectories (OpenCV convention), conversions, validation and file formats."""
+"""Cameras and trajectories (OpenCV convention), conversions and validation. File formats are in spatia.formats."""
 
-from spatia_blender.camera_math import (
+from spatia_geometry.camera_math import (
     blender_intrinsics,
     blender_to_c2w,
     blender_to_w2c,
@@ -10,7 +10,6 @@ from spatia_blender.camera_math import (
     w2c_to_blender,
 )
 
-from .colmap import ColmapFormatError, ColmapModel, read_colmap_text, write_colmap_text
 from .core import (
     CameraError,
     Cameras,
@@ -22,24 +21,10 @@ from .core import (
     pixels_to_normalized,
     w2c_to_c2w,
 )
-from .nerfstudio import NerfstudioFormatError, NerfstudioTransforms, read_nerfstudio, write_nerfstudio
-from .reference_case import ReferenceCase, ReferenceCaseError, read_reference_case, write_reference_case
 
 __all__ = [
     "CameraError",
     "Cameras",
-    "ColmapFormatError",
-    "ColmapModel",
-    "NerfstudioFormatError",
-    "NerfstudioTransforms",
-    "ReferenceCase",
-    "ReferenceCaseError",
-    "read_colmap_text",
-    "read_nerfstudio",
-    "read_reference_case",
-    "write_colmap_text",
-    "write_nerfstudio",
-    "write_reference_case",
     "Trajectory",
     "blender_intrinsics",
     "blender_to_c2w",

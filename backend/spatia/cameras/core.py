@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
 
-from spatia_blender.camera_math import rigid_inverse
+from spatia_geometry.camera_math import rigid_inverse
 
 MAX_IMAGE_SIZE = 16384
 ORTHONORMAL_TOLERANCE = 1e-4
@@ -233,6 +232,8 @@ def interpolate_poses(c2w, times, new_times) -> np.ndarray:
     if len(c2w) == 1:
         out[:] = c2w[0]
         return out
+    from scipy.spatial.transform import Rotation, Slerp  # here, not at import: the CLI starts without scipy
+
     out[:, :3, :3] = Slerp(times, Rotation.from_matrix(c2w[:, :3, :3]))(new_times).as_matrix()
     for axis in range(3):
         out[:, axis, 3] = np.interp(new_times, times, c2w[:, axis, 3])

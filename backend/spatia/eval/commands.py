@@ -69,7 +69,6 @@ def _cmd_eval(args) -> int:
 
 def register(subparsers) -> None:
     from .groundtruth import SCENES
-    from .runner import GENERATORS
 
     p = subparsers.add_parser(
         "eval", help="measure spatial consistency against Blender ground truth (closed-loop revisits, memory geometry)",
@@ -81,7 +80,7 @@ def register(subparsers) -> None:
                    help=f"comma-separated scenes ({', '.join(SCENES)}) or sets: all, static (closed loops), objects "
                         "(moving objects, each run with object memory on and off; oracle only) (default: room)")
     p.add_argument("--generator", default="oracle",
-                   help=f"{', '.join(GENERATORS)} or a generator preset name (default: oracle, the renders "
+                   help="oracle, preview or a generator preset name, as `spatia generate` names them (default: oracle, the renders "
                         "themselves, which isolates the memory pipeline)")
     p.add_argument("--size", type=_size, default=None, help="WxH (default 256x144; --quick 96x64)")
     p.add_argument("--frames", type=int, default=None, help="frames along the loop (default 48; --quick 25)")

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from spatia.cameras import Cameras, Trajectory
-from spatia.metrics import voxel_downsample
 
 from . import moving, scenes, trajectories
 
@@ -114,6 +113,8 @@ class GroundTruth:
         frames = np.asarray(list(frames), dtype=np.int64)
         xyz = self.cameras[frames].unproject(self.depth[frames])
         xyz = xyz[self.depth[frames] > 0]
+        from spatia.engine.metrics import voxel_downsample  # here: `spatia eval --help` loads no engine
+
         return voxel_downsample(xyz, voxel) if voxel else xyz
 
 
@@ -122,7 +123,7 @@ def default_cache_dir() -> Path:
 
 
 def _source_hash() -> str:
-    from spatia import demo_scene
+    from spatia.demo import scene as demo_scene
 
     h = hashlib.sha256(f"format {CACHE_FORMAT}".encode())
     for module in (demo_scene, scenes, trajectories, moving):
@@ -137,7 +138,7 @@ def cache_path(cache_dir, scene: str, frames: int, width: int, height: int, samp
 def _render(spec: EvalScene, frames: int, width: int, height: int, samples: int, progress: bool):
     from tqdm import tqdm
 
-    from spatia.demo_scene import keyframe_camera
+    from spatia.demo.scene import keyframe_camera
     from spatia_blender.camera_export import export_camera
     from spatia_blender.render_rgbd import render_rgbd
 

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from spatia.demo_scene import DemoScene, add_box, look_at_matrix_world, material
+from spatia.demo.scene import DemoScene, add_box, look_at_matrix_world, material
 
 from .scenes import _add_cylinder, _empty_scene, _object_space_material
 

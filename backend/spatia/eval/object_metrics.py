@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from spatia import metrics
+from spatia.engine import metrics
 
 VISIBLE_FRACTION = 0.001  # of the image's pixels
 VISIBLE_MIN_PIXELS = 4

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from spatia.models.oracle import FrameTable, OracleGenerator
-from spatia.update import UpdateSettings
-from spatia.world import GenerateSettings, World
+from spatia.engine.models.oracle import FrameTable, OracleGenerator
+from spatia.engine.update import UpdateSettings
+from spatia.engine.world import GenerateSettings, World
 
 from .groundtruth import SCENES, GroundTruth
+from .trajectories import round_plan
 from .object_metrics import RULE, UP, measure_objects
 
 MODES = (("on", True), ("off", False))
@@ -35,7 +36,6 @@ def _round_records(world: World, records: list[dict]) -> list[dict]:
 def run_world(gt: GroundTruth, options, world_dir: Path, *, object_memory: bool, progress: bool = False):
     """One run of the world along the truth's path with the oracle; returns (world, round
     records, the oracle's renumberings, seconds)."""
-    from .runner import round_plan
 
     if world_dir.exists():
         shutil.rmtree(world_dir)
@@ -53,7 +53,7 @@ def run_world(gt: GroundTruth, options, world_dir: Path, *, object_memory: bool,
                          message="initialised from the ground-truth first frame (moving objects masked)")
     prompt = SCENES[gt.scene].prompt if gt.scene in SCENES else gt.scene
     if progress:
-        from spatia.cli import progress_bar
+        from spatia.engine.progress import progress_bar
 
         update, close = progress_bar(desc=f"{gt.scene}: world loop, object memory {'on' if object_memory else 'off'}")
     else:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spatia.io import write_atomic, write_json
-from spatia.video import write_frames
+from spatia.formats.atomic import write_atomic, write_json
+from spatia.formats.video import write_frames
 
 from .plots import filmstrip, labelled_strip, line_chart
 

@@ -18,7 +18,6 @@ isolate the memory pipeline (initialisation, alignment, fusion, carving, retriev
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,16 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from spatia import metrics
-from spatia.models import get_depth_estimator, get_generator
-from spatia.models.base import DepthEstimator, VideoGenerator
-from spatia.models.oracle import FrameTable, OracleGenerator
-from spatia.models.preview import PreviewGenerator
-from spatia.render import render_memory
-from spatia.update import UpdateSettings
-from spatia.world import GenerateSettings, World
+from spatia.engine import metrics
+from spatia.engine.models import get_depth_estimator, get_generator
+from spatia.engine.models.base import DepthEstimator, VideoGenerator
+from spatia.engine.models.oracle import FrameTable, OracleGenerator
+from spatia.engine.models.preview import PreviewGenerator
+from spatia.engine.render import render_memory
+from spatia.engine.update import UpdateSettings
+from spatia.engine.world import GenerateSettings, World
 
 from .groundtruth import SCENES, GroundTruth, get_scene, render_ground_truth
+from .trajectories import round_plan
 
 # Short names for the generator presets; any preset name is accepted as well.
 GENERATOR_PRESETS = {"spatia": "spatia-5b", "wan-vace": "wan-vace-1.3b"}
@@ -82,16 +82,6 @@ class EvalOptions:
             raise ValueError(f"keyframe step must be >= 1, got {self.keyframe_step}")
         if self.voxel_size <= 0 or self.gt_voxel <= 0:
             raise ValueError("voxel sizes must be positive")
-
-
-def round_plan(frames: int, rounds: int) -> dict:
-    """Equal rounds that cover `frames` frames with ~10% overlap (the paper's 81-frame rounds
-    share 9 frames): first_round_frames, round_frames and overlap for GenerateSettings."""
-    if rounds == 1:
-        return {"first_round_frames": frames, "round_frames": frames, "overlap": 1}
-    overlap = max(1, round(0.1 * frames / rounds))
-    length = math.ceil((frames + (rounds - 1) * overlap) / rounds)
-    return {"first_round_frames": length, "round_frames": max(length, overlap + 2), "overlap": overlap}
 
 
 # --- generators ------------------------------------------------------------------------------
@@ -164,7 +154,7 @@ def evaluate_scene(gt: GroundTruth, generator: VideoGenerator, options: EvalOpti
     world = World.create(world_dir, width=cams.width, height=cams.height, fps=gt.fps, voxel_size=options.voxel_size)
     world.init_from_rgbd(gt.rgb[0], gt.depth[0], cams[0], message="initialised from the ground-truth first frame")
     if options.progress:
-        from spatia.cli import progress_bar
+        from spatia.engine.progress import progress_bar
 
         update, close = progress_bar(desc=f"{gt.scene}: world loop")
     else:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from spatia.demo_scene import DemoScene, add_box, build_demo_room, empty_scene, material
+from spatia.demo.scene import DemoScene, add_box, build_demo_room, empty_scene, material
 
 
 def _empty_scene(width: int, height: int, fps: int = 24, sky=(0.6, 0.7, 0.9)):

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from spatia.demo_scene import look_at_matrix_world, look_away_and_back
+from spatia.demo.scene import look_at_matrix_world, look_away_and_back
 
 from .scenes import terrain_height
 
@@ -71,3 +71,13 @@ def terrain_orbit(frame_count: int) -> list[np.ndarray]:
         eye = np.array([x, y, float(terrain_height(x, y)) + ORBIT_HEIGHT])
         out.append(look_at_matrix_world(eye, np.array([0.0, 0.0, target_z])))
     return out
+
+
+def round_plan(frames: int, rounds: int) -> dict:
+    """Equal rounds that cover `frames` frames with ~10% overlap (the paper's 81-frame rounds
+    share 9 frames): first_round_frames, round_frames and overlap for GenerateSettings."""
+    if rounds == 1:
+        return {"first_round_frames": frames, "round_frames": frames, "overlap": 1}
+    overlap = max(1, round(0.1 * frames / rounds))
+    length = math.ceil((frames + (rounds - 1) * overlap) / rounds)
+    return {"first_round_frames": length, "round_frames": max(length, overlap + 2), "overlap": overlap}

@@ -1,6 +1,6 @@
 """The local backend service: HTTP API (FastAPI), persistent job queue, auth and storage.
 
-A thin layer over `spatia.world` and `spatia.memory`; docs/http-api.md is its contract.
+A thin layer over `spatia.engine.world` and `spatia.engine.memory`; docs/http-api.md is its contract.
 Importing this package does not import FastAPI; `create_app` does.
 
 Lock order. Locks are only ever taken in this order, never the other way round:

@@ -11,8 +11,8 @@ from collections import OrderedDict
 from contextlib import asynccontextmanager
 
 from spatia import __version__
-from spatia.memory import SpatialMemory
-from spatia.world import World
+from spatia.engine.memory import SpatialMemory
+from spatia.engine.world import World
 
 from .auth import TokenCheck, load_or_create_token
 from .config import ServiceConfig

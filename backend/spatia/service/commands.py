@@ -1,4 +1,4 @@
-"""`spatia serve`: run the backend service (added to the CLI by spatia.cli)."""
+"""`spatia serve`: run the backend service (added to the CLI by spatia.cli.main)."""
 
 from __future__ import annotations
 

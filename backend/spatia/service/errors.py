@@ -73,15 +73,15 @@ def install_handlers(app) -> None:
     from starlette.exceptions import HTTPException
 
     from spatia.cameras.core import CameraError
-    from spatia.memory import MemoryFormatError
-    from spatia.memory.checks import SnapshotRejected
-    from spatia.models.base import ModelInputError, ModelUnavailable
-    from spatia.objects.store import ObjectStoreError
-    from spatia.plan import PlanError
-    from spatia.render import RenderError
-    from spatia.shot import ShotError
-    from spatia.video import VideoError
-    from spatia.world import WorldError
+    from spatia.engine.memory import MemoryFormatError
+    from spatia.engine.memory.checks import SnapshotRejected
+    from spatia.engine.models.base import ModelInputError, ModelUnavailable
+    from spatia.engine.objects.store import ObjectStoreError
+    from spatia.engine.plan import PlanError
+    from spatia.engine.render import RenderError
+    from spatia.formats.shot import ShotError
+    from spatia.formats.video import VideoError
+    from spatia.engine.world import WorldError
 
     def respond(status: int, body: dict, headers: dict | None = None) -> JSONResponse:
         return JSONResponse(body, status_code=status, headers=headers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from spatia.models.base import DepthEstimator, Segmenter, VideoGenerator
+from spatia.engine.models.base import DepthEstimator, Segmenter, VideoGenerator
 
 from .errors import invalid
 
@@ -54,18 +54,18 @@ class ModelCache:
 
     def generator(self, name: str) -> tuple[VideoGenerator, threading.Lock]:
         """The cached generator and the lock to hold while it runs."""
-        from spatia.models import get_generator
+        from spatia.engine.models import get_generator
 
         factory = self.extra_generators.get(name)
         return self._get("generator", name, factory or (lambda: get_generator(name)))  # type: ignore[return-value]
 
     def depth_estimator(self, name: str = DEFAULT_DEPTH_MODEL) -> tuple[DepthEstimator, threading.Lock]:
-        from spatia.models import get_depth_estimator
+        from spatia.engine.models import get_depth_estimator
 
         return self._get("depth", name, lambda: get_depth_estimator(name))  # type: ignore[return-value]
 
     def segmenter(self, name: str = DEFAULT_SEGMENTER) -> tuple[Segmenter, threading.Lock]:
-        from spatia.models import get_segmenter
+        from spatia.engine.models import get_segmenter
 
         return self._get("segmenter", name, lambda: get_segmenter(name))  # type: ignore[return-value]
 
@@ -73,7 +73,7 @@ class ModelCache:
         """Unknown name -> 422 naming `field`; known but unusable here -> ModelUnavailable (503)."""
         if name in self.extra_generators:
             return
-        from spatia.models.registry import PRESETS
+        from spatia.engine.models.registry import PRESETS
 
         preset = PRESETS.get(name)
         if preset is None or preset.role != "generator":
@@ -83,7 +83,7 @@ class ModelCache:
         generator.check_available()
 
     def check_depth_model(self, name: str, field: str = "depth_model") -> None:
-        from spatia.models.registry import PRESETS
+        from spatia.engine.models.registry import PRESETS
 
         preset = PRESETS.get(name)
         if preset is None or preset.role != "depth":

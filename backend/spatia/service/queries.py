@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from spatia.cameras import Cameras
-from spatia.memory import SpatialMemory
-from spatia.render import render_memory
-from spatia.video import write_frames
+from spatia.engine.memory import SpatialMemory
+from spatia.engine.render import render_memory
+from spatia.formats.video import write_frames
 
 from .errors import invalid, not_found
 

@@ -11,11 +11,11 @@ import time
 import traceback
 from pathlib import Path
 
-from spatia.io import write_json
-from spatia.models.base import Cancelled
-from spatia.shot import ShotSpec, load_shot
-from spatia.video import write_video
-from spatia.world import GenerateSettings, World, WorldError, shot_settings
+from spatia.formats.atomic import write_json
+from spatia.engine.models.base import Cancelled
+from spatia.formats.shot import ShotSpec, load_shot
+from spatia.formats.video import write_video
+from spatia.engine.world import GenerateSettings, World, WorldError, shot_settings
 
 from .jobstore import JobStore, shot_of
 from .models import ModelCache

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spatia.cameras import Cameras
 from spatia.cameras.core import MAX_IMAGE_SIZE
-from spatia.shot import ShotSpec, increasing_keys, unique_ids
+from spatia.formats.shot import ShotSpec, increasing_keys, unique_ids
 
 ID_PATTERN = r"^[a-z0-9-]{1,64}$"
 MAX_INT64 = 2**63 - 1

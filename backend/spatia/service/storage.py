@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from spatia.io import write_json
-from spatia.world import SCHEMA as WORLD_SCHEMA
-from spatia.world import SCHEMA_VERSION as WORLD_SCHEMA_VERSION
-from spatia.world import World
+from spatia.formats.atomic import write_json
+from spatia.engine.world import SCHEMA as WORLD_SCHEMA
+from spatia.engine.world import SCHEMA_VERSION as WORLD_SCHEMA_VERSION
+from spatia.engine.world import World
 
 from .errors import ApiError, not_found
 

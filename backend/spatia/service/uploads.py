@@ -111,7 +111,7 @@ def decode_mask(data: bytes, field: str, width: int, height: int) -> np.ndarray:
 def decode_npy(data: bytes, field: str) -> np.ndarray:
     """`.npy` bytes -> array; pickled (object) arrays, and headers that claim more data than the
     file holds (or than MAX_NPY_BYTES), are refused before anything is allocated."""
-    from spatia.memory.checks import SnapshotRejected, check_npy_header
+    from spatia.engine.memory.checks import SnapshotRejected, check_npy_header
 
     if not data.startswith(NPY_MAGIC):
         raise invalid(f"{field}: expected a .npy file (numpy.save)", field)
@@ -142,7 +142,7 @@ def decode_depth(data: bytes, field: str, width: int, height: int) -> np.ndarray
 def point_cloud_suffix(data: bytes, field: str) -> str:
     """".ply" or ".safetensors" by content, checked as untrusted (a PLY's declared counts match
     its data; a snapshot's dtypes, shapes and ids are exact), or a 422 for anything else."""
-    from spatia.memory.checks import check_ply, check_snapshot_layout
+    from spatia.engine.memory.checks import check_ply, check_snapshot_layout
 
     if data.startswith(PLY_MAGIC):
         check_ply(data, field)

@@ -11,9 +11,9 @@ from fastapi import Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 
-from spatia.plan import plan_rounds
-from spatia.shot import dump_shot
-from spatia.world import WorldError, shot_settings
+from spatia.engine.plan import plan_rounds
+from spatia.formats.shot import dump_shot
+from spatia.engine.world import WorldError, shot_settings
 
 from ..errors import conflict, invalid
 from ..files import media_type, resolve_job_file

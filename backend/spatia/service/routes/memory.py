@@ -7,7 +7,7 @@ and a base that is not the current version is a 409 whose body names `current_ve
 two clients never silently overwrite each other's work.
 
 A pushed snapshot is streamed to a temporary file (never held whole on the event loop),
-checked as untrusted input (spatia.memory.checks: exact dtypes and shapes, next_id, voxel
+checked as untrusted input (spatia.engine.memory.checks: exact dtypes and shapes, next_id, voxel
 size, finite values) and parsed in a worker thread.
 """
 
@@ -23,7 +23,7 @@ from fastapi import Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from spatia.memory import (
+from spatia.engine.memory import (
     MemoryFormatError,
     SpatialMemory,
     delete_ids,
@@ -32,7 +32,7 @@ from spatia.memory import (
     ply_bytes,
 )
 
-from spatia.memory.checks import SnapshotRejected, check_memory, read_snapshot_file
+from spatia.engine.memory.checks import SnapshotRejected, check_memory, read_snapshot_file
 
 from ..errors import ApiError, conflict, invalid, not_found, precondition_required, stale
 from ..schemas import (

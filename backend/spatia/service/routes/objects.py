@@ -17,9 +17,9 @@ from typing import Annotated
 import numpy as np
 from fastapi import Depends, Path, Query, Response
 
-from spatia.objects import Direction, ObjectSet, ObjectStoreError, in_view, predict_all
-from spatia.objects.store import snapshot_bytes
-from spatia.objects.summary import describe
+from spatia.engine.objects import Direction, ObjectSet, ObjectStoreError, in_view, predict_all
+from spatia.engine.objects.store import snapshot_bytes
+from spatia.engine.objects.summary import describe
 
 from ..errors import ApiError, conflict, invalid, not_found, precondition_required, stale
 from ..schemas import (

@@ -49,7 +49,7 @@ def rendered_frame(world_id: str, token: str, index: int, svc=Depends(service)):
 
 @router.post("/worlds/{world_id}/query/coverage", response_model=CoverageOut)
 def coverage(world_id: str, query: CoverageQueryIn, svc=Depends(service)) -> dict:
-    from spatia.update import coverage as memory_coverage
+    from spatia.engine.update import coverage as memory_coverage
 
     cameras = query.cameras.to_cameras()
     world = svc.storage.open(world_id)

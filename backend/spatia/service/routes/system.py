@@ -45,7 +45,7 @@ def _gpu() -> tuple[str, float]:
 
 @router.get("/models", response_model=list[ModelOut])
 def models(svc=Depends(service)) -> list[dict]:
-    from spatia.models.registry import PRESETS, is_present
+    from spatia.engine.models.registry import PRESETS, is_present
 
     listed = [
         {"name": p.name, "role": p.role, "present": not p.sources or is_present(p), "vram_gb": p.vram_gb,

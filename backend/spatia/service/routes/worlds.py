@@ -9,10 +9,10 @@ from pydantic import ValidationError
 
 from spatia.cameras import Cameras
 from spatia.cameras.core import MAX_IMAGE_SIZE
-from spatia.shot import MIN_IMAGE_SIZE
-from spatia.memory import MemoryFormatError, parse_snapshot
-from spatia.memory.checks import check_memory
-from spatia.world import World
+from spatia.formats.shot import MIN_IMAGE_SIZE
+from spatia.engine.memory import MemoryFormatError, parse_snapshot
+from spatia.engine.memory.checks import check_memory
+from spatia.engine.world import World
 
 from ..errors import ApiError, conflict, invalid, location, log
 from ..schemas import CameraIn, WorldOut

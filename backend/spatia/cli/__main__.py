@@ -1,0 +1,5 @@
+import sys
+
+from spatia.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,344 @@
+"""Point-cloud splatting renderer: a z-buffer of square splats, in batched torch ops.
+
+Each point is a square splat of constant depth centred on the pixel it projects into:
+OpenCV pinhole, continuous pixel coordinates, a point at (u, v) lands in pixel
+(floor(u), floor(v)). The splat's half-width in pixels is
+
+    k = ceil(radius_px - 1/2),  radius_px = f * stretch * point_size / (2 z),  f = max(fx, fy),
+
+clamped to `max_radius_px`: k = 0 (the centre pixel alone) while neighbouring points of a
+surface sampled every `point_size` metres land at most one pixel apart. `stretch` =
+sqrt(1 + (dx/fx)^2 + (dy/fy)^2) at the pixel, (dx, dy) its offset from the principal point,
+is the most a surface element can be stretched by the projection there (the largest
+singular value of the projection's Jacobian is f |p| / z^2), so the splats of such a surface
+tile the image without pinholes at any viewing angle. `point_size` may be one per point (a
+memory whose cells grow with distance), and preferred points (the user's) keep their pixels
+against others at about the same depth.
+
+How: every point is written to its centre pixel with one scatter-min of a packed int64
+key (float32 depth bits << 31 | point index: nearest wins, ties go to the lower index,
+so the result is deterministic on any device). The footprints then grow in image space:
+pass t (t = 1..k_max) takes a 3x3 min filter of the pixels whose winner reaches radius
+t (depth below f * stretch * point_size / (2t - 1)), so a splat grows one ring per pass, only
+into empty pixels or over farther points. A far point whose ring is cut by a nearer
+splat does not grow around it, a negligible difference from exact square splats.
+
+The same code runs on CPU and CUDA; outputs stay on the device they were rendered on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spatia.cameras import Cameras
+
+INDEX_BITS = 31
+INDEX_MASK = (1 << INDEX_BITS) - 1
+MAX_POINTS = INDEX_MASK  # index N (one past the last point) marks an empty pixel
+OCCLUSION_MARGIN_VOXELS = 2.0  # a splat covers a neighbour's pixel only if nearer by this many voxels
+OCCLUSION_MARGIN_REL = 0.1  # ... plus this share of the depth (a surface seen at a grazing angle keeps its own pixels)
+INF_BITS = 0x7F800000  # float32 +inf: every finite depth packs to a smaller key
+# Projected points (or pixels) per batch of frames: CPU batches stay small enough for the
+# allocator to reuse memory; a GPU wants large batches to fill the device.
+CHUNK_ELEMENTS = {"cpu": 1_000_000, "cuda": 64_000_000}
+
+
+class RenderError(ValueError):
+    """The renderer got malformed input; the message names the argument and the problem."""
+
+
+@dataclass
+class RenderResult:
+    """Rendered frames, torch tensors on the render device.
+
+    depth: [F,H,W] float32, z along the optical axis of the winning point; +inf where empty.
+    mask: [F,H,W] bool, True where some point covers the pixel.
+    rgb: [F,H,W,3] uint8 colour of the winning point, 0 where empty; None in depth-only mode.
+    index: [F,H,W] int64 index of the winning point, -1 where empty; None unless asked for.
+    """
+
+    depth: torch.Tensor
+    mask: torch.Tensor
+    rgb: torch.Tensor | None = None
+    index: torch.Tensor | None = None
+
+
+def as_points_tensor(xyz, device: torch.device) -> torch.Tensor:
+    """[N,3] points (numpy or torch) -> float32 tensor on `device`; rejects bad shapes and non-finite values."""
+    points = torch.as_tensor(xyz, device=device).to(torch.float32)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise RenderError(f"xyz must have shape [N, 3], got {list(points.shape)}")
+    if points.shape[0] >= MAX_POINTS:
+        raise RenderError(f"at most {MAX_POINTS - 1} points can be rendered, got {points.shape[0]}")
+    if not bool(torch.isfinite(points).all()):
+        raise RenderError("xyz contains NaN or infinite coordinates")
+    return points
+
+
+def _packed_colours(rgb, count: int, device: torch.device) -> torch.Tensor:
+    """[N,3] uint8 colours -> [N+1] int32, one RGB0 texel per point (a flat gather is much faster
+    than gathering rows), plus a black texel at index N for empty pixels."""
+    colours = torch.as_tensor(rgb, device=device)
+    if colours.dtype != torch.uint8:
+        raise RenderError(f"rgb must be uint8, got {colours.dtype}")
+    if colours.shape != (count, 3):
+        raise RenderError(f"rgb must have shape [{count}, 3] to match xyz, got {list(colours.shape)}")
+    texels = torch.zeros((count + 1, 4), dtype=torch.uint8, device=device)
+    texels[:count, :3] = colours
+    return texels.view(torch.int32).squeeze(1)
+
+
+def _depth_keys(depth: torch.Tensor) -> torch.Tensor:
+    """Positive float32 depths -> int64 keys with index 0 that order like the depths."""
+    return depth.to(torch.float32).view(torch.int32).to(torch.int64) << INDEX_BITS
+
+
+def _projection_matrices(cameras: Cameras, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (fx r0 + cx r2, fy r1 + cy r2, r2) and translations: world -> (u z, v z, z)."""
+    proj = cameras.K @ cameras.w2c[:, :3, :4]
+    proj_t = torch.as_tensor(proj, dtype=torch.float32, device=device)
+    return proj_t[:, :, :3].contiguous(), proj_t[:, :, 3:].contiguous()
+
+
+def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, canvas: torch.Tensor,
+                   width: int, height: int, pad: int, near: float) -> torch.Tensor:
+    """Scatter-min every point's key into its centre pixel of the padded canvas [C, H+2p, W+2p].
+
+    Returns the smallest depth written in each frame, [C] (+inf for a frame that saw nothing).
+    """
+    chunk, canvas_h, canvas_w = canvas.shape
+    count = points_t.shape[1]
+    # Rows grouped by coordinate (all frames' u z, then v z, then z): each coordinate a
+    # contiguous [C, N] block, so the survivors gather with a flat index. One matmul per frame,
+    # always of the same shape, so a frame's projection does not depend on how many frames are
+    # batched with it (a BLAS may pick another kernel, and round differently, for a taller matrix).
+    projected = torch.empty((3, chunk, count), dtype=points_t.dtype, device=points_t.device)
+    for f in range(chunk):
+        projected[:, f] = torch.addmm(translation[f], rotation[f], points_t)
+    uz, vz, z = projected.unbind(0)
+    inv_z = z.reciprocal()
+    u = uz.mul_(inv_z)
+    v = vz.mul_(inv_z)
+    # Centres up to `pad` pixels outside the image still reach into it with their splats.
+    inside = z > near
+    inside &= u >= -pad
+    inside &= u < width + pad
+    inside &= v >= -pad
+    inside &= v < height + pad
+    flat = inside.view(-1).nonzero().squeeze(1)  # frame * N + point
+    z_in = z.view(-1).index_select(0, flat)
+    col = u.view(-1).index_select(0, flat).floor_().to(torch.int64).add_(pad)
+    row = v.view(-1).index_select(0, flat).floor_().to(torch.int64).add_(pad)
+    if chunk == 1:
+        frame, point, pixel = torch.zeros_like(flat), flat, row.mul_(canvas_w).add_(col)
+    else:
+        frame = flat // count
+        point = flat - frame * count
+        pixel = ((frame * canvas_h).add_(row)).mul_(canvas_w).add_(col)
+    keys = _depth_keys(z_in).bitwise_or_(point)
+    canvas.view(-1).scatter_reduce_(0, pixel, keys, "amin", include_self=True)
+    nearest = torch.full((chunk,), math.inf, device=z.device)
+    return nearest.scatter_reduce_(0, frame, z_in, "amin", include_self=True)
+
+
+def _pixels_per_metre_at_unit_depth(cameras: Cameras) -> list[float]:
+    """f * stretch per frame (see the module docstring): a splat's radius is this * point_size / (2 z)."""
+    fx, fy, cx, cy = cameras.intrinsics.T
+    dx = np.maximum(cx, cameras.width - cx) / fx
+    dy = np.maximum(cy, cameras.height - cy) / fy
+    return (np.maximum(fx, fy) * np.sqrt(1 + dx**2 + dy**2)).tolist()
+
+
+def _key_depths(keys: torch.Tensor) -> torch.Tensor:
+    return (keys >> INDEX_BITS).to(torch.int32).view(torch.float32)
+
+
+def _local_focal(cameras: Cameras, pad: int, device) -> torch.Tensor:
+    """f * stretch at every pixel of the padded canvas [F, H+2p, W+2p]: the projection's largest
+    stretch of a surface element there (f |p| / z^2, see the module docstring)."""
+    fx, fy, cx, cy = (torch.as_tensor(k, dtype=torch.float32, device=device).view(-1, 1, 1)
+                      for k in cameras.intrinsics.T)
+    u = torch.arange(cameras.width + 2 * pad, dtype=torch.float32, device=device).view(1, 1, -1) + (0.5 - pad)
+    v = torch.arange(cameras.height + 2 * pad, dtype=torch.float32, device=device).view(1, -1, 1) + (0.5 - pad)
+    return torch.maximum(fx, fy) * torch.sqrt(1 + ((u - cx) / fx) ** 2 + ((v - cy) / fy) ** 2)
+
+
+def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tensor, point_size: float,
+                 max_radius_px: int, empty_key: int, sizes: torch.Tensor | None = None,
+                 local_focal: torch.Tensor | None = None) -> None:
+    """Grow each centre into its square footprint, in place (see the module docstring).
+    `sizes` [N+1]: each point's own spacing (the last entry, for empty pixels, 0), else all
+    points have `point_size`, which also sets the occlusion margin."""
+    largest = point_size if sizes is None else float(sizes.max())
+    if largest <= 0 or max_radius_px <= 0:
+        return
+    # focal: f * stretch per frame. Pass t carries the winners nearer than focal * s / (2t - 1),
+    # i.e. with half-width k >= t.
+    widest = float(((focal * largest / nearest + 1) / 2).ceil().sub(1).max())
+    passes = int(min(max(widest, 0.0), max_radius_px))
+    occlusion_margin = OCCLUSION_MARGIN_VOXELS * point_size
+    across = torch.empty_like(canvas)
+    block = torch.empty_like(canvas)
+    for t in range(1, passes + 1):
+        # 3x3 min filter, separable: along rows into `across`, then down columns into `block`.
+        across[:, :, 0] = canvas[:, :, 0]
+        torch.minimum(canvas[:, :, 1:], canvas[:, :, :-1], out=across[:, :, 1:])
+        torch.minimum(across[:, :, :-1], canvas[:, :, 1:], out=across[:, :, :-1])
+        block[:, 0] = across[:, 0]
+        torch.minimum(across[:, 1:], across[:, :-1], out=block[:, 1:])
+        torch.minimum(block[:, :-1], across[:, 1:], out=block[:, :-1])
+        # The nearest neighbour is the one to carry unless it is too far to reach ring t; then none is.
+        size = point_size if sizes is None else sizes[block & INDEX_MASK]
+        reach = local_focal * size / (2 * t - 1)
+        block.masked_fill_(_key_depths(block) >= reach, empty_key)
+        # A splat takes an empty pixel, or one whose point lies clearly behind it: within
+        # `occlusion_margin` the pixel's own point keeps it, so neighbours on the same surface
+        # (a floor seen at an angle) do not paint over each other's centres.
+        current, grown = _key_depths(canvas), _key_depths(block)
+        # a coarse point (seen from afar) must be nearer by its own size to cover a finer one
+        margin = occlusion_margin if sizes is None else OCCLUSION_MARGIN_VOXELS * sizes[block & INDEX_MASK]
+        take = (canvas == empty_key) | (grown < current - (margin + OCCLUSION_MARGIN_REL * current))
+        torch.where(take, block, canvas, out=canvas)
+
+
+def _to_global(canvas: torch.Tensor, subset: torch.Tensor, empty_key: int) -> None:
+    """Keys of a canvas rendered from a subset of the points: subset positions -> point indices, in place."""
+    filled = canvas != empty_key
+    local = (canvas & INDEX_MASK).clamp_(max=max(len(subset) - 1, 0))
+    remapped = (canvas & ~INDEX_MASK) | subset[local] if len(subset) else canvas
+    torch.where(filled, remapped, canvas, out=canvas)
+
+
+def _centres_by_priority(points_t, preferred, rotation, translation, canvas, spare, width, height, pad, near,
+                         point_size, sizes, empty_key) -> torch.Tensor:
+    """Centre pixels when some points are preferred (the user's): a preferred point keeps its
+    pixel unless another point is clearly nearer (by its size, as splats grow), so points of a
+    lower rank on the same surface never show through the user's."""
+    first, second = preferred.nonzero()[:, 0], (~preferred).nonzero()[:, 0]
+    nearest = _splat_centres(points_t[:, first], rotation, translation, canvas, width, height, pad, near)
+    _to_global(canvas, first, empty_key)
+    spare.fill_(empty_key)
+    nearest = torch.minimum(nearest, _splat_centres(points_t[:, second], rotation, translation, spare, width, height,
+                                                    pad, near))
+    _to_global(spare, second, empty_key)
+    held, challenger = _key_depths(canvas), _key_depths(spare)
+    size = point_size if sizes is None else sizes[spare & INDEX_MASK]
+    take = (canvas == empty_key) | (challenger < held - (OCCLUSION_MARGIN_VOXELS * size + OCCLUSION_MARGIN_REL * held))
+    torch.where(take, spare, canvas, out=canvas)
+    return nearest
+
+
+def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch.device | None = None,
+           depth_only: bool = False, return_index: bool = False, near: float = 1e-2, max_radius_px: int = 8,
+           chunk: int | None = None, priority=None) -> RenderResult:
+    """Render points into every camera of `cameras` (see the module docstring for the splat model).
+
+    xyz: [N,3] float world points, numpy or torch. rgb: [N,3] uint8 (ignored when depth_only).
+    point_size: world-space spacing of the points (the memory's voxel size), metres, one for all
+    or one per point [N]; 0 draws one pixel per point. Points with z <= near are dropped. device: where to render (default:
+    where xyz lives if it is a tensor, else the CPU). chunk: frames rendered together
+    (default: about 1M projected points per batch on CPU, 64M on CUDA). priority: bool [N],
+    points that keep their pixels against others at about the same depth (the user's).
+    """
+    if not isinstance(cameras, Cameras):
+        raise RenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
+    sizes = None
+    if isinstance(point_size, (np.ndarray, torch.Tensor)) and np.ndim(point_size) == 1:
+        sizes = torch.as_tensor(point_size, dtype=torch.float32)
+        if len(sizes) != len(xyz):
+            raise RenderError(f"point_size must be a number or one per point ({len(xyz)}), got {len(sizes)}")
+        if len(sizes) and not bool((torch.isfinite(sizes) & (sizes >= 0)).all()):
+            raise RenderError("point_size must be finite and >= 0 for every point")
+        point_size = float(sizes.min()) if len(sizes) else 0.0
+    point_size = float(point_size)
+    if not (math.isfinite(point_size) and point_size >= 0):
+        raise RenderError(f"point_size must be a finite number >= 0, got {point_size}")
+    if not (math.isfinite(near) and near >= 0):
+        raise RenderError(f"near must be a finite number >= 0, got {near}")
+    if max_radius_px < 0:
+        raise RenderError(f"max_radius_px must be >= 0, got {max_radius_px}")
+    if device is None:
+        device = xyz.device if isinstance(xyz, torch.Tensor) else torch.device("cpu")
+    device = torch.device(device)
+    points = as_points_tensor(xyz, device)
+    count = points.shape[0]
+    colours = None if depth_only else _packed_colours(rgb, count, device)
+    frames, height, width = len(cameras), cameras.height, cameras.width
+    if chunk is None:
+        chunk = max(1, CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cpu"]) // max(count, height * width))
+    if chunk < 1:
+        raise RenderError(f"chunk must be >= 1, got {chunk}")
+
+    if sizes is not None:
+        if len(sizes) == 0 or bool((sizes == sizes[0]).all()):
+            sizes = None  # one size for all: the cheaper path
+        else:
+            sizes = torch.cat([sizes.to(device), torch.zeros(1, device=device)])  # entry N: empty pixels
+    pad = max_radius_px if point_size > 0 or sizes is not None else 0
+    empty_key = (INF_BITS << INDEX_BITS) | count
+    rotation, translation = _projection_matrices(cameras, device)
+    focal = torch.tensor(_pixels_per_metre_at_unit_depth(cameras), dtype=torch.float32, device=device)
+    points_t = points.t().contiguous()
+
+    depth = torch.empty((frames, height, width), dtype=torch.float32, device=device)
+    mask = torch.empty((frames, height, width), dtype=torch.bool, device=device)
+    out_rgb = None if depth_only else torch.empty((frames, height, width, 3), dtype=torch.uint8, device=device)
+    index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_index else None
+    canvas_buffer = torch.empty((min(chunk, frames), height + 2 * pad, width + 2 * pad), dtype=torch.int64, device=device)
+    preferred = None if priority is None else torch.as_tensor(priority, device=device).to(torch.bool).reshape(-1)
+    if preferred is not None and len(preferred) != count:
+        raise RenderError(f"priority must hold one flag per point ({count}), got {len(preferred)}")
+    if preferred is not None and (bool(preferred.all()) or not bool(preferred.any())):
+        preferred = None  # one rank for all: nothing to prefer
+    spare_buffer = torch.empty_like(canvas_buffer) if preferred is not None else None
+
+    for start in range(0, frames, chunk):
+        stop = min(start + chunk, frames)
+        canvas = canvas_buffer[: stop - start].fill_(empty_key)
+        if preferred is None:
+            nearest = _splat_centres(points_t, rotation[start:stop], translation[start:stop], canvas, width, height,
+                                     pad, near)
+        else:
+            nearest = _centres_by_priority(points_t, preferred, rotation[start:stop], translation[start:stop], canvas,
+                                           spare_buffer[: stop - start], width, height, pad, near, point_size, sizes,
+                                           empty_key)
+        _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key, sizes,
+                     _local_focal(cameras[start:stop], pad, device))
+        keys = canvas[:, pad:pad + height, pad:pad + width]
+        winner = keys & INDEX_MASK  # == count where empty
+        depth[start:stop] = _key_depths(keys)
+        torch.ne(winner, count, out=mask[start:stop])
+        if out_rgb is not None:
+            texels = colours.index_select(0, winner.view(-1)).view(torch.uint8).view(stop - start, height, width, 4)
+            out_rgb[start:stop] = texels[..., :3]
+        if index is not None:
+            index[start:stop] = winner.masked_fill_(~mask[start:stop], -1)
+    return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index)
+
+
+SPLAT_OVERLAP = 1.5  # splats a little wider than a memory's sampling: views between the sampled ones have no pinholes
+
+
+def point_sizes(memory) -> float | torch.Tensor:
+    """Splat sizes for a memory: SPLAT_OVERLAP times its own `spacing()` where it has one, else its
+    voxel size."""
+    spacing = getattr(memory, "spacing", None)
+    return spacing() * SPLAT_OVERLAP if callable(spacing) else float(memory.voxel_size)
+
+
+def render_memory(memory, cameras: Cameras, **kwargs) -> RenderResult:
+    """render() for any object with `.xyz`, `.rgb` and `.voxel_size` (e.g. a spatial memory),
+    splats sized by each point's cell, the user's points preferred over generated ones."""
+    kwargs.setdefault("point_size", point_sizes(memory))
+    rank = getattr(memory, "rank", None)
+    if rank is not None:
+        kwargs.setdefault("priority", rank > 0)
+    rgb = None if kwargs.get("depth_only") else memory.rgb
+    return render(memory.xyz, rgb, cameras, **kwargs)
+
+
+from spatia.engine.render_control import ControlRender, control_voxel_size, render_control, voxel_downsample  # noqa: E402,F401

@@ -1,0 +1,326 @@
+"""The per-clip memory update: align new depth to the memory, keep dynamic pixels out,
+weigh every new pixel against what the memory already holds there, carve what the new views
+see through, fuse the rest.
+
+Each static pixel with depth is compared with the memory's own render at that camera (the
+z-buffer of splats, and which point won the pixel):
+- it **agrees** (its back-projection lies within agree_abs + agree_rel * m + the point's cell
+  of the winning point): at the point's own pixel or inside its cell it is a re-observation,
+  which refines the point along the line of sight by the confidence-weighted residual (a
+  well-observed point barely moves; re-fusing the memory's own render moves nothing) and adds
+  no new point; elsewhere it is a new sample of the same surface, fused into its cell;
+- it **conflicts** (nearer, or seen through the point's own pixel) with a point that outranks
+  the observation (a user point against a generated frame, or one observed with at least
+  `protect_conf` confidence): the pixel is kept out and counted, the point stays;
+- otherwise it is new: it may carve the points it sees through (never protected ones) and is
+  fused as a new point, in a cell about its pixel's footprint.
+
+This step needs both the renderer and the memory package, so it sits above both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spatia.engine.alignment import DepthAlignment, fit_scale_shift
+from spatia.cameras import Cameras
+import torch
+
+from spatia.engine.memory import (
+    RANK_GENERATED, Merges, SpatialMemory, carve, coarsen_to_budget, fuse, fuse_points, points_from_depth, refine,
+)
+from spatia.engine.render import OCCLUSION_MARGIN_REL, OCCLUSION_MARGIN_VOXELS, point_sizes, render_memory
+
+
+@dataclass(frozen=True)
+class UpdateSettings:
+    carve_margin_abs: float = 0.05  # metres
+    carve_margin_rel: float = 0.05  # share of depth: generated depth is noisier far away
+    align: bool = True
+    align_shift: bool = False  # metric depth models need a scale; a shift is for affine-invariant ones
+    max_points: int | None = 4_000_000
+    render_device: str | None = None
+    chunk_frames: int = 1  # frames weighed and fused together: one at a time, so each frame meets the memory its predecessors made
+    agree_abs: float = 0.05  # metres: a re-observation within this (plus agree_rel of the depth) agrees
+    agree_rel: float = 0.05
+    protect_conf: float = 2.0  # a point seen with this much confidence is not overruled by one generated frame
+    scale_aware: bool = True  # fusion cells grow with depth, about one pixel's footprint
+
+
+@dataclass
+class UpdateStats:
+    points_before: int = 0
+    points_after: int = 0
+    carved: int = 0
+    added_pixels: int = 0
+    excluded_pixels: int = 0
+    reobserved_pixels: int = 0  # agreed with the memory: refined a point, added none
+    conflict_pixels: int = 0  # contradicted a point that outranks them: kept out
+    points_added: int = 0
+    points_merged: int = 0  # merged into others by the budget
+    alignments: list[DepthAlignment] = field(default_factory=list)
+    merges: Merges | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "points_before": self.points_before,
+            "points_after": self.points_after,
+            "points_added": self.points_added,
+            "points_merged": self.points_merged,
+            "carved": self.carved,
+            "added_pixels": self.added_pixels,
+            "excluded_pixels": self.excluded_pixels,
+            "reobserved_pixels": self.reobserved_pixels,
+            "conflict_pixels": self.conflict_pixels,
+            "alignment": [
+                {"scale": a.scale, "shift": a.shift, "inliers": a.inliers, "fitted": a.fitted} for a in self.alignments
+            ],
+        }
+
+
+def align_to_memory(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, static: np.ndarray,
+                    settings: UpdateSettings) -> tuple[np.ndarray, list[DepthAlignment]]:
+    """Fit each depth map [F,H,W] to the memory's rendered depth on static covered pixels."""
+    if len(memory) == 0 or not settings.align:
+        return depth.astype(np.float32), [DepthAlignment(1.0, 0.0, 0, 0, False)] * len(depth)
+    # Only the pixels a memory point projects into (no splat footprints): splats stand in front
+    # of farther surfaces at silhouettes and grazing angles, which would bias the fit.
+    rendered = render_memory(memory, cameras, depth_only=True, point_size=0.0, device=settings.render_device)
+    reference = rendered.depth.cpu().numpy()
+    covered = rendered.mask.cpu().numpy()
+    aligned, fits = np.empty_like(depth, dtype=np.float32), []
+    for f in range(len(depth)):
+        fit = fit_scale_shift(depth[f], np.where(covered[f], reference[f], 0.0), covered[f] & static[f],
+                              with_shift=settings.align_shift)
+        aligned[f] = fit.apply(depth[f])
+        fits.append(fit)
+    return aligned, fits
+
+
+@dataclass
+class _Verdicts:
+    """Per-pixel outcome of weighing new depth against the memory, for a few frames."""
+
+    reobserved: np.ndarray  # [F,H,W] bool
+    conflict: np.ndarray  # [F,H,W] bool
+    memory: SpatialMemory  # refined by the re-observations
+
+
+def _in_free_space(xyz: torch.Tensor, cameras: Cameras, depth: torch.Tensor, voxel_size: float) -> torch.Tensor:
+    """Bool [M]: points that some camera sees in front of its observed depth [A,H,W] (0 = none)
+    by the margin at which the renderer would draw them over it, i.e. in space that view saw
+    as empty."""
+    inside_any = torch.zeros(len(xyz), dtype=torch.bool, device=xyz.device)
+    w2c = torch.as_tensor(cameras.w2c, dtype=torch.float32, device=xyz.device)
+    for a in range(len(cameras)):
+        cam = xyz @ w2c[a, :3, :3].T + w2c[a, :3, 3]
+        z = cam[:, 2]
+        fx, fy, cx, cy = (float(k) for k in cameras.intrinsics[a])
+        safe = torch.where(z > 0, z, torch.ones_like(z))
+        col = torch.floor(fx * cam[:, 0] / safe + cx)
+        row = torch.floor(fy * cam[:, 1] / safe + cy)
+        inside = (z > 0) & (col >= 0) & (col < cameras.width) & (row >= 0) & (row < cameras.height)
+        pixel = (row.clamp(0, cameras.height - 1) * cameras.width + col.clamp(0, cameras.width - 1)).long()
+        seen = depth[a].reshape(-1)[pixel]
+        margin = OCCLUSION_MARGIN_VOXELS * voxel_size + OCCLUSION_MARGIN_REL * seen
+        inside_any |= inside & (seen > 0) & (z < seen - margin)
+    return inside_any
+
+
+def _pixel_points(depth: np.ndarray, cameras: Cameras) -> np.ndarray:
+    """World points [F,H,W,3] of every pixel centre at its depth [F,H,W]."""
+    f, h, w = depth.shape
+    k = cameras.intrinsics
+    x = (np.arange(w) + 0.5)[None, None, :] - k[:, 2, None, None]
+    y = (np.arange(h) + 0.5)[None, :, None] - k[:, 3, None, None]
+    rays = np.stack(np.broadcast_arrays(x / k[:, 0, None, None], y / k[:, 1, None, None], np.ones((f, 1, 1))), -1)
+    c2w = cameras.c2w
+    return np.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], rays * depth[..., None]) + c2w[:, None, None, :3, 3]
+
+
+def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndarray, cameras: Cameras,
+                       frame_indices: np.ndarray, static: np.ndarray, weight: np.ndarray, *, rank: int,
+                       settings: UpdateSettings) -> _Verdicts:
+    """Which pixels re-observe a memory point (and refine it) and which conflict with one (see
+    the module docstring); pixels that are neither are new."""
+    shape = depth.shape
+    none = np.zeros(shape, dtype=bool)
+    if len(memory) == 0:
+        return _Verdicts(none, none.copy(), memory)
+    device = settings.render_device
+    splats = render_memory(memory, cameras, depth_only=True, return_index=True, device=device)
+    winner = splats.index.cpu().numpy()
+    rendered = np.nan_to_num(splats.depth.cpu().numpy(), posinf=0.0)
+    # the pixel a point projects into itself: only there can it be seen through for certain
+    centres = render_memory(memory, cameras, depth_only=True, return_index=True, point_size=0.0, device=device).index
+    own_pixel = (centres.cpu().numpy() == winner) & (winner >= 0)
+
+    observed = static & (depth > 0) & (weight > 0)
+    covered = observed & (winner >= 0)
+    safe = np.where(winner >= 0, winner, 0)
+    xyz = memory.xyz.cpu().numpy().astype(np.float64)
+    splat = point_sizes(memory)  # what a point's splat covers
+    splat = np.broadcast_to(np.asarray(splat.cpu().numpy() if torch.is_tensor(splat) else splat, dtype=np.float64),
+                            (len(memory),))
+    # The farthest a square splat reaches from its point: half its side (the projection's stretch
+    # up to 1.5 at a frame's corners, plus the half pixel the centre may sit off) across the diagonal.
+    focal = np.minimum(cameras.intrinsics[:, 0], cameras.intrinsics[:, 1])[:, None, None]
+    cell = np.sqrt(2.0) * (0.75 * splat[safe] + 0.5 * rendered / focal)
+    # The pixel's observation as a world point, against the point that won the pixel: a 3-D
+    # distance, so pixels of a splat on a surface seen at a grazing angle still agree with it.
+    gap = np.linalg.norm(_pixel_points(depth, cameras) - xyz[safe], axis=-1)
+    consistent = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
+    # The same sample as the point: its own pixel, or within what its splat covers. Other
+    # consistent pixels are new samples of the same surface, fused into cells like any new point.
+    agree = consistent & (own_pixel | (gap <= cell))
+    residual = depth - rendered
+    protected = ((memory.rank > rank) | (memory.conf >= settings.protect_conf)).cpu().numpy()[safe]
+    conflict = covered & ~consistent & protected & ((residual < 0) | own_pixel)
+    refine_at = agree & own_pixel  # a point's own pixel says where along the line of sight it is
+
+    # Re-observations: each frame counts once per point (its pixels' mean confidence), and
+    # moves the point along that camera's line of sight by the residual.
+    rows_all, shift_all, weight_all, rgb_all, frame_all = [], [], [], [], []
+    rgb_of = frames.reshape(-1, 3).astype(np.float64)
+    for f in range(shape[0]):
+        pixels = np.flatnonzero(refine_at[f])
+        if len(pixels) == 0:
+            continue
+        rows = winner[f].reshape(-1)[pixels]
+        unique, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+        w = weight[f].reshape(-1)[pixels].astype(np.float64) / counts[inverse]
+        r = residual[f].reshape(-1)[pixels] / np.maximum(rendered[f].reshape(-1)[pixels], 1e-6)
+        centre = cameras.c2w[f, :3, 3]
+        per_point_w = np.bincount(inverse, w, len(unique))
+        per_point_r = np.bincount(inverse, w * r, len(unique))
+        offset = xyz[unique] - centre
+        rows_all.append(unique)
+        weight_all.append(per_point_w)
+        shift_all.append(offset * per_point_r[:, None])
+        rgb_all.append(np.stack([np.bincount(inverse, w * rgb_of[f * shape[1] * shape[2] + pixels, c], len(unique))
+                                 for c in range(3)], axis=1))
+        frame_all.append(np.full(len(unique), int(frame_indices[f])))
+    if rows_all:
+        rows = np.concatenate(rows_all)
+        unique, inverse = np.unique(rows, return_inverse=True)
+
+        def total(values):
+            values = np.concatenate(values)
+            out = np.zeros((len(unique), *values.shape[1:]))
+            np.add.at(out, inverse, values)
+            return out
+
+        frame = np.zeros(len(unique), dtype=np.int64)
+        np.maximum.at(frame, inverse, np.concatenate(frame_all))
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=memory.device)  # noqa: E731
+        memory = refine(memory, torch.as_tensor(unique, device=memory.device), as_tensor(total(shift_all)),
+                        as_tensor(total(weight_all)), as_tensor(total(rgb_all)), torch.as_tensor(frame), rank=rank)
+    return _Verdicts(agree, conflict, memory)
+
+
+def update_memory(
+    memory: SpatialMemory,
+    frames: np.ndarray,
+    depth: np.ndarray,
+    cameras: Cameras,
+    frame_indices,
+    *,
+    dynamic: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+    rank: int = RANK_GENERATED,
+    anchors: Cameras | None = None,
+    settings: UpdateSettings = UpdateSettings(),
+) -> tuple[SpatialMemory, np.ndarray, UpdateStats]:
+    """Update the memory with frames [F,H,W,3] uint8 seen by `cameras` with depth [F,H,W].
+
+    `dynamic` [F,H,W] marks pixels that must never enter the memory (people, cars); they
+    neither add points nor carve. `rank` is the frames' (RANK_USER for the user's own images
+    and renders). `anchors`: the cameras of the user's own views (the first image): a lower-rank
+    point that would stand in space such a view saw as empty (in front of the user's points
+    there) is kept out and counted as a conflict. Returns the new memory, the aligned depth (for
+    a later full rebuild) and statistics (with `merges`: which ids the budget merged into which).
+    """
+    count = len(cameras)
+    shape = (count, cameras.height, cameras.width)
+    if frames.shape != shape + (3,) or depth.shape != shape:
+        raise ValueError(f"frames {frames.shape} and depth {depth.shape} must match the cameras {shape}")
+    dynamic = np.zeros(shape, dtype=bool) if dynamic is None else np.asarray(dynamic, dtype=bool)
+    if dynamic.shape != shape:
+        raise ValueError(f"dynamic mask must be {list(shape)}, got {list(dynamic.shape)}")
+    stats = UpdateStats(points_before=len(memory), excluded_pixels=int(dynamic.sum()))
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+    weight = np.ones(shape, np.float32) if confidence is None else np.asarray(confidence, dtype=np.float32)
+    anchor_depth = None
+    users = memory.rank > rank
+    if anchors is not None and len(anchors) and bool(users.any()):
+        view = render_memory(memory.subset(users), anchors, depth_only=True, device=settings.render_device)
+        anchor_depth = torch.where(view.mask, view.depth, torch.zeros_like(view.depth)).to(memory.device)
+
+    # A few frames at a time: back-projected points of a whole clip at full resolution would
+    # not fit in memory (about 100 bytes a pixel in flight), and later frames then align to a
+    # memory that already holds the earlier ones.
+    aligned = np.empty_like(depth)
+    indices = np.asarray(frame_indices, dtype=np.int64)
+    for start in range(0, count, settings.chunk_frames):
+        part = slice(start, min(start + settings.chunk_frames, count))
+        cams = cameras[part]
+        aligned[part], fits = align_to_memory(memory, depth[part], cams, ~dynamic[part], settings)
+        stats.alignments += fits
+        static = ~dynamic[part]
+        verdicts = weigh_observations(memory, frames[part], aligned[part], cams, indices[part], static, weight[part],
+                                      rank=rank, settings=settings)
+        memory = verdicts.memory
+        stats.reobserved_pixels += int(verdicts.reobserved.sum())
+        stats.conflict_pixels += int(verdicts.conflict.sum())
+        new = static & (aligned[part] > 0) & ~verdicts.reobserved & ~verdicts.conflict
+        if len(memory):
+            protected = (memory.rank > rank) | (memory.conf >= settings.protect_conf)
+            memory, carved = carve(memory, aligned[part], cams, margin_abs=settings.carve_margin_abs,
+                                   margin_rel=settings.carve_margin_rel, valid=new, protected=protected)
+            stats.carved += carved
+        before = len(memory)
+        points = points_from_depth(aligned[part], frames[part], cams, exclude=~new,
+                                   conf=None if confidence is None else confidence[part], frames=indices[part])
+        if anchor_depth is not None and len(points):
+            seen_empty = _in_free_space(points.xyz, anchors, anchor_depth, memory.voxel_size)
+            points.conf[seen_empty] = 0.0  # fusion skips points of no confidence
+            stats.conflict_pixels += int(seen_empty.sum())
+        stats.added_pixels += len(points)
+        memory = fuse_points(memory, points, rank=rank, scale_aware=settings.scale_aware)
+        stats.points_added += len(memory) - before
+    if settings.max_points is not None and len(memory) > settings.max_points:
+        memory, stats.merges = coarsen_to_budget(memory, settings.max_points)
+        stats.points_merged = len(stats.merges)
+    stats.points_after = len(memory)
+    return memory, aligned, stats
+
+
+def rebuild_with_known_poses(frames: np.ndarray, cameras: Cameras, frame_indices, estimator, *,
+                             dynamic: np.ndarray | None = None, voxel_size: float = 0.01
+                             ) -> tuple[SpatialMemory, np.ndarray, np.ndarray]:
+    """The paper's memory build: one multi-view reconstruction of every given frame (the first
+    image and the video so far, a few frames a second) by a depth model that takes the known
+    intrinsics and poses (MapAnything), back-projected with those cameras, dynamic pixels left
+    out, then averaged per voxel of `voxel_size` (the mean of the points in each voxel, as
+    Open3D's voxel_down_sample). Returns the memory, the depth and its confidence."""
+    if not getattr(estimator, "takes_poses", False):
+        raise ValueError(f"the posed rebuild needs a depth model that takes known poses (map-anything); "
+                         f"{getattr(estimator, 'name', type(estimator).__name__)} does not")
+    result = estimator.estimate(frames, cameras.intrinsics, w2c=cameras.w2c)
+    points = points_from_depth(result.depth, frames, cameras, exclude=dynamic, frames=frame_indices)
+    side = torch.zeros(len(points), dtype=torch.uint8)  # one cell per voxel, whatever the surface's side
+    memory = fuse(SpatialMemory.empty(voxel_size), points.xyz, points.rgb, None, frame=points.frame, side=side)
+    return memory, result.depth, result.confidence
+
+
+def coverage(memory: SpatialMemory, cameras: Cameras, *, device: str | None = None) -> np.ndarray:
+    """Per-frame share of pixels the memory already knows, [F] in [0, 1]."""
+    if len(memory) == 0:
+        return np.zeros(len(cameras))
+    result = render_memory(memory, cameras, depth_only=True, device=device)
+    return result.mask.float().mean(dim=(1, 2)).cpu().numpy()
+
+
+__all__ = ["UpdateSettings", "UpdateStats", "align_to_memory", "coverage", "rebuild_with_known_poses", "update_memory"]

@@ -1,0 +1,68 @@
+"""Convert camera paths between the formats we read and write (`spatia cameras convert`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spatia.cameras import CameraError, Trajectory
+from spatia.formats.colmap import read_colmap_text, write_colmap_text
+from spatia.formats.nerfstudio import read_nerfstudio, write_nerfstudio
+from spatia.formats.reference_case import ReferenceCase, read_reference_case, write_reference_case
+from spatia.formats.shot import ShotSpec, load_shot, save_shot
+
+FORMATS = ("case", "shot", "colmap", "nerfstudio")
+
+
+def detect_format(path: Path) -> str:
+    path = Path(path)
+    if path.is_dir():
+        if (path / "w2c.txt").exists():
+            return "case"
+        if (path / "images.txt").exists() and (path / "cameras.txt").exists():
+            return "colmap"
+        if (path / "transforms.json").exists():
+            return "nerfstudio"
+        raise CameraError(f"{path}: not a reference case (w2c.txt), COLMAP text model (images.txt) or nerfstudio folder")
+    if path.suffix == ".json" and path.exists():
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CameraError(f"{path}: not valid JSON ({exc})") from exc
+        if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("spatia.formats.shot"):
+            return "shot"
+        if isinstance(doc, dict) and "frames" in doc:
+            return "nerfstudio"
+    raise CameraError(f"{path}: cannot tell its camera format (or it does not exist)")
+
+
+def read_any(path: Path, fps: float = 24.0) -> tuple[Trajectory, list[str], ReferenceCase | None]:
+    """A trajectory (and prompts, and the whole case when there is one) from any format."""
+    kind = detect_format(path)
+    if kind == "case":
+        case = read_reference_case(path, fps=fps)
+        return case.trajectory, case.prompts, case
+    if kind == "shot":
+        spec = load_shot(path)
+        return spec.trajectory(), list(spec.prompts), None
+    if kind == "colmap":
+        return Trajectory(read_colmap_text(path).cameras, fps), [], None
+    return Trajectory(read_nerfstudio(path).cameras, fps), [], None
+
+
+def convert(src: Path, dst: Path, to: str, *, fps: float = 24.0, prompt: str = "a scene") -> Path:
+    if to not in FORMATS:
+        raise CameraError(f"unknown format {to!r}; choose one of {', '.join(FORMATS)}")
+    trajectory, prompts, case = read_any(src, fps)
+    if to == "shot":
+        return save_shot(dst, ShotSpec.from_trajectory(trajectory, prompts or [prompt]))
+    if to == "colmap":
+        return write_colmap_text(dst, trajectory.cameras)
+    if to == "nerfstudio":
+        return write_nerfstudio(dst, trajectory.cameras)
+    if case is None:
+        raise CameraError("a reference case needs its first image: convert from a reference case, or use --to shot")
+    return write_reference_case(dst, case)
+
+
+__all__ = ["FORMATS", "convert", "detect_format", "read_any"]
