@@ -61,7 +61,7 @@ def shot(frames: int = 24) -> dict:
         w2c = np.eye(4)
         w2c[0, 3] = -0.0125 * i
         cams.append({"frame": i + 1, "intrinsics": K, "w2c": w2c.tolist()})
-    return {"schema": "spatia.formats.shot", "version": 1, "name": "bench", "width": WIDTH, "height": HEIGHT, "fps": 24.0,
+    return {"schema": "spatia.shot", "version": 1, "name": "bench", "width": WIDTH, "height": HEIGHT, "fps": 24.0,
             "frames": cams, "prompts": ["a wall"], "generator": "preview",
             "rounds": {"first_round_frames": 12, "round_frames": 10, "overlap": 2}}
 

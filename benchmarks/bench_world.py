@@ -106,10 +106,8 @@ def main() -> None:
                 "frames": record["end"] - record["start"],
                 "keyframes": len(record["keyframes"]),
                 "memory_points": record["update"]["points_after"],
-                "render_s": timings["render_s"],
-                "retrieve_s": timings["retrieve_s"],
+                "stages_s": {k: round(v, 4) for k, v in timings.items()},
                 "incremental_update_s": timings["update_s"],
-                "save_s": timings["save_s"],
                 "round_without_generator_s": wall - timings["generate_s"],
             })
             if r + 1 in checkpoints:

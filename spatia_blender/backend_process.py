@@ -20,7 +20,7 @@ class BackendProcessError(RuntimeError):
 
 def serve_command(python: str, port: int, data_dir: str, host: str | None = None) -> list[str]:
     """The backend command line; without `host` it binds the backend's default (loopback)."""
-    command = [python, "-m", "spatia.cli.main", "serve", "--port", str(int(port)), "--data-dir", data_dir]
+    command = [python, "-m", "spatia.cli", "serve", "--port", str(int(port)), "--data-dir", data_dir]
     return command + ["--host", host] if host else command
 
 

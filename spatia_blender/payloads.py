@@ -1,6 +1,6 @@
 """What the extension sends to the backend, built from plain arrays (no Blender here).
 
-- `build_shot`: the `spatia.formats.shot` v1 dict for an exported camera path (and its object directions).
+- `build_shot`: the `spatia.shot` v1 dict for an exported camera path (and its object directions).
 - `cameras_payload`: the `{"width", "height", "intrinsics", "w2c"}` of the query endpoints.
 - `memory_edits`: the diff of an edited memory object against the version it came from,
   as the body of POST /v1/worlds/{id}/memory/edits.
@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 
-SHOT_SCHEMA = "spatia.formats.shot"
+SHOT_SCHEMA = "spatia.shot"
 SHOT_VERSION = 1
 MOVE_TOLERANCE = 1e-4  # metres: a point that moved less is unchanged (float32 round trips)
 

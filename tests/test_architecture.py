@@ -150,3 +150,14 @@ def test_the_command_line_starts_without_torch():
             "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'fastapi', 'scipy', 'bpy', 'cv2') if m in sys.modules)\n"
             "assert heavy == [], heavy\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_engine_functions_stay_readable():
+    """No function of the engine runs over 80 lines, and the world (state and versions) over 300."""
+    long = []
+    for path in (ROOT / "engine").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long == []
+    assert len((ROOT / "engine" / "world.py").read_text(encoding="utf-8").splitlines()) <= 300

@@ -36,7 +36,7 @@ const JOB_TYPE = {
         { key: "spatia_exe", type: "string", default: "spatia",
           description: "The spatia command on the workers (e.g. {spatia} with a two-way variable in flamenco-manager.yaml)" },
         { key: "python_exe", type: "string", default: "",
-          description: "If set, run '<python> -m spatia.cli.main batch ...' with this Python instead of spatia_exe" },
+          description: "If set, run '<python> -m spatia.cli batch ...' with this Python instead of spatia_exe" },
         { key: "task_type", type: "string", default: "misc",
           description: "Flamenco task type of the shot tasks (workers only take the types they list)" },
     ]
@@ -82,7 +82,7 @@ function spatiaCommand(settings, shot) {
     let args = ["batch", shot, "--out", settings.output_dir];
     if (settings.python_exe) {
         exe = settings.python_exe;
-        args = ["-m", "spatia.cli.main"].concat(args);
+        args = ["-m", "spatia.cli"].concat(args);
     }
     if (settings.generator && settings.generator !== "shot") {
         args.push("--generator", settings.generator);

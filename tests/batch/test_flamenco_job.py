@@ -56,7 +56,7 @@ def test_defaults_run_the_submitted_file_with_its_own_settings(tmp_path):
     tasks = compile_job(tmp_path, generator="shot", samples=0, python_exe="/opt/venv/bin/python")["tasks"]
     assert len(tasks) == 1
     assert tasks[0]["commands"][0]["parameters"] == {
-        "exe": "/opt/venv/bin/python", "args": ["-m", "spatia.cli.main", "batch", "/farm/shots/hero.blend", "--out", "/farm/out"]}
+        "exe": "/opt/venv/bin/python", "args": ["-m", "spatia.cli", "batch", "/farm/shots/hero.blend", "--out", "/farm/out"]}
 
 
 def test_the_arguments_parse_as_spatia_batch(tmp_path):

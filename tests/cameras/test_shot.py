@@ -18,7 +18,7 @@ IDENTITY = np.eye(4).tolist()
 
 def minimal_shot(**changes) -> dict:
     shot = {
-        "schema": "spatia.formats.shot",
+        "schema": "spatia.shot",
         "version": 1,
         "name": "orbit",
         "width": 64,
@@ -56,7 +56,7 @@ def test_save_load_round_trip_is_exact(tmp_path):
     )
     path = save_shot(tmp_path / "shot.json", spec)
     text = path.read_text()
-    assert json.loads(text)["schema"] == "spatia.formats.shot"
+    assert json.loads(text)["schema"] == "spatia.shot"
     back = load_shot(path)
     assert back == spec
     traj = back.trajectory()
@@ -118,7 +118,7 @@ def test_gaps_between_frames_are_interpolated():
         ({"height": 20000}, "height: Input should be less than or equal to 16384"),
         ({"fps": 0}, "fps: Input should be greater than 0"),
         ({"version": 2}, "version: unsupported shot spec version 2; this build reads version 1"),
-        ({"schema": "spatia.engine.world"}, "schema: Input should be 'spatia.formats.shot'"),
+        ({"schema": "spatia.world"}, "schema: Input should be 'spatia.shot'"),
         ({"init": {"kind": "render", "image": "a.png"}}, "init: kind 'render' needs depth"),
         ({"init": {"kind": "points", "points": "p.ply", "image": "a.png"}}, "init: kind 'points' does not use image"),
         ({"rounds": {"round_frames": 9, "overlap": 9}}, "rounds: overlap (9) must be smaller than round_frames (9)"),
@@ -146,12 +146,12 @@ def test_json_schema_describes_the_format():
     schema = shot_json_schema()
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"name", "width", "height", "fps", "frames", "prompts"}
-    assert schema["properties"]["schema"]["const"] == "spatia.formats.shot"
+    assert schema["properties"]["schema"]["const"] == "spatia.shot"
     assert schema["properties"]["generator"]["default"] == "preview"
     assert "schema_id" not in schema["properties"]
 
 
 def test_dump_uses_json_field_names():
     data = dump_shot(load_shot(minimal_shot()))
-    assert data["schema"] == "spatia.formats.shot" and data["version"] == 1
+    assert data["schema"] == "spatia.shot" and data["version"] == 1
     assert load_shot(data) == load_shot(minimal_shot())

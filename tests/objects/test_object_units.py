@@ -296,7 +296,7 @@ def test_spatia_draws_object_points_into_their_frames_only_and_fills_free_refere
 
 def test_a_shots_object_directions_become_world_settings_in_video_frames():
     from spatia.formats.shot import ShotSpec
-    from spatia.engine.world import shot_settings
+    from spatia.engine.settings import shot_settings
 
     frames = [{"frame": 101 + i, "intrinsics": [50, 50, 16, 16], "w2c": np.eye(4).tolist()} for i in range(3)]
     spec = ShotSpec.model_validate({

@@ -114,14 +114,14 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def shot(frames: int = 24, *, generator: str = "preview", first_round: int = 12, round_frames: int = 10,
          overlap: int = 2, name: str = "pan") -> dict:
-    """A small sideways pan over the wall, as a spatia.formats.shot v1 dict."""
+    """A small sideways pan over the wall, as a spatia.shot v1 dict."""
     xs = np.arange(frames) * 0.0125  # a fixed step, so a longer shot extends a shorter one
     cams = []
     for i, x in enumerate(xs):
         w2c = np.eye(4)
         w2c[0, 3] = -x  # camera moves +x
         cams.append({"frame": i + 1, "intrinsics": INTRINSICS, "w2c": w2c.tolist()})
-    return {"schema": "spatia.formats.shot", "version": 1, "name": name, "width": WIDTH, "height": HEIGHT, "fps": 24.0,
+    return {"schema": "spatia.shot", "version": 1, "name": name, "width": WIDTH, "height": HEIGHT, "fps": 24.0,
             "frames": cams, "prompts": ["a wall"], "generator": generator,
             "rounds": {"first_round_frames": first_round, "round_frames": round_frames, "overlap": overlap}}
 

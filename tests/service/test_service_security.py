@@ -70,7 +70,7 @@ def test_token_needed_off_loopback():
 def test_spatia_serve_command(tmp_path):
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    process = subprocess.Popen([sys.executable, "-m", "spatia.cli.main", "serve", "--port", str(port), "--data-dir",
+    process = subprocess.Popen([sys.executable, "-m", "spatia.cli", "serve", "--port", str(port), "--data-dir",
                                 str(tmp_path / "data"), "--require-token", "--log-level", "warning"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:

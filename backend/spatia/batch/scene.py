@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spatia.formats import presets
-from spatia.engine.world import World, WorldError, shot_settings
+from spatia.engine.settings import shot_settings
+from spatia.engine.world import World, WorldError
 from .jobs import sha256_file
 
 
 @dataclass
 class Shot:
-    spec: dict  # spatia.formats.shot v1, validated
+    spec: dict  # spatia.shot v1, validated
     generator: str
     quality: str
     samples: int

@@ -6,7 +6,7 @@ reads the shot from the extension's scene settings, initialises the world from a
 render of the active camera (or continues the world the settings name), runs every round
 and writes, into the job's stage folder:
 
-    shot.json      the shot spec it ran (spatia.formats.shot v1)
+    shot.json      the shot spec it ran (spatia.shot v1)
     world/         the world: frames/, rounds/, memory versions, cameras
     video.mp4      every frame
     memory.ply     the final memory

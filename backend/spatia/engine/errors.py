@@ -12,3 +12,7 @@ class Cancelled(Exception):
 
 class ModelInputError(ValueError):
     """An input array has the wrong shape, dtype or value range; the message names it."""
+
+
+class WorldError(ValueError):
+    """The world cannot do what was asked; the message says why."""

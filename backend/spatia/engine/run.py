@@ -20,7 +20,8 @@ from spatia.engine.models.gpu import RuntimeOptions
 from spatia.engine.models.base import DepthEstimator, VideoGenerator
 from spatia.engine.plan import plan_rounds
 from spatia.formats.shot import load_shot
-from spatia.engine.world import GenerateSettings, World, WorldError, shot_settings
+from spatia.engine.settings import GenerateSettings, shot_settings
+from spatia.engine.world import World, WorldError
 
 MIN_IMAGE_SIDE = 16  # the smallest first image a run accepts, as the shot schema's width and height
 MAX_RUN_FRAMES = 100_000  # cameras in one run (a reference case or a shot): over an hour at 24 fps

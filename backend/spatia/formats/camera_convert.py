@@ -29,7 +29,7 @@ def detect_format(path: Path) -> str:
             doc = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise CameraError(f"{path}: not valid JSON ({exc})") from exc
-        if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("spatia.formats.shot"):
+        if isinstance(doc, dict) and str(doc.get("schema", "")).startswith("spatia.shot"):
             return "shot"
         if isinstance(doc, dict) and "frames" in doc:
             return "nerfstudio"

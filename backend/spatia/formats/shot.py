@@ -8,7 +8,7 @@ Blender frame number; frames may skip numbers (keyframes), and `trajectory()` fi
 gaps by interpolation.
 
 Example:
-    {"schema": "spatia.formats.shot", "version": 1, "name": "orbit", "width": 832, "height": 480,
+    {"schema": "spatia.shot", "version": 1, "name": "orbit", "width": 832, "height": 480,
      "fps": 24, "frames": [{"frame": 1, "intrinsics": [700, 700, 416, 240],
      "w2c": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}],
      "prompts": ["a quiet street at dusk"]}
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from spatia.cameras.core import MAX_IMAGE_SIZE, MAX_INTRINSIC, MAX_TRANSLATION, ORTHONORMAL_TOLERANCE, Cameras, Trajectory, interpolate_poses
 from spatia.formats.atomic import write_atomic
 
-SHOT_SCHEMA = "spatia.formats.shot"
+SHOT_SCHEMA = "spatia.shot"
 SHOT_VERSION = 1
 MIN_IMAGE_SIZE = 16
 MAX_SEED = 2**32 - 1
@@ -179,7 +179,7 @@ class ObjectDirection(_Strict):
 
 
 class ShotSpec(_Strict):
-    schema_id: Literal["spatia.formats.shot"] = Field(SHOT_SCHEMA, alias="schema")
+    schema_id: Literal["spatia.shot"] = Field(SHOT_SCHEMA, alias="schema")
     version: int = SHOT_VERSION
     name: NonEmptyStr
     world: NonEmptyStr | None = Field(None, description="world id or path; None starts a new world")

@@ -15,7 +15,8 @@ from spatia.formats.atomic import write_json
 from spatia.engine.models.base import Cancelled
 from spatia.formats.shot import ShotSpec, load_shot
 from spatia.formats.video import write_video
-from spatia.engine.world import GenerateSettings, World, WorldError, shot_settings
+from spatia.engine.settings import GenerateSettings, shot_settings
+from spatia.engine.world import World, WorldError
 
 from .jobstore import JobStore, shot_of
 from .models import ModelCache

@@ -4,7 +4,7 @@ Imports only torch, numpy, safetensors, trimesh and spatia.cameras; it knows no 
 """
 
 from .cloud import BYTES_PER_POINT, FIELDS, RANK_GENERATED, RANK_USER, SpatialMemory
-from .edit import MemoryDiff, delete_ids, delete_in_box, delete_in_sphere, diff, merge, transform
+from .edit import MemoryDiff, as_user_edit, delete_ids, delete_in_box, delete_in_sphere, diff, merge, transform
 from .errors import MemoryFormatError, MemoryIntegrityError, VoxelRangeError
 from .fusion import DepthPoints, Merges, cell_levels, coarsen, fuse, fuse_points, merge_cells, points_from_depth, refine
 from .ply import export_ply, import_ply, ply_bytes
@@ -37,6 +37,7 @@ __all__ = [
     "delete_ids",
     "delete_in_box",
     "delete_in_sphere",
+    "as_user_edit",
     "diff",
     "export_ply",
     "fuse",

@@ -136,3 +136,17 @@ def diff(old: SpatialMemory, new: SpatialMemory, *, tolerance: float = 1e-6) -> 
         moved=common[shift > tolerance],
         added=np.setdiff1d(new_ids, old_ids, assume_unique=True),
     )
+
+
+def as_user_edit(parent: SpatialMemory, memory: SpatialMemory) -> SpatialMemory:
+    """`memory` (an edit of `parent`) with what the edit added or moved ranked as the user's, so
+    that generated frames will not move it."""
+    if not len(memory):
+        return memory
+    changed = diff(parent, memory)
+    touched = np.concatenate([changed.moved, changed.added])
+    if not len(touched):
+        return memory
+    rank = memory.rank.clone()
+    rank[memory.indices_of(touched)] = RANK_USER
+    return memory.replace(rank=rank)

@@ -32,7 +32,7 @@ from .cloud import FIELDS, SpatialMemory
 from .delta import apply_delta, content_hash, delta_nbytes, make_delta
 from .errors import MemoryFormatError, MemoryIntegrityError
 
-SCHEMA = "spatia.engine.memory"
+SCHEMA = "spatia.memory"
 SCHEMA_VERSION = 1
 VERSION_FILE = re.compile(r"^v(\d{6,})\.safetensors$")
 MAX_SAVE_ATTEMPTS = 1000

@@ -22,7 +22,7 @@ from spatia.formats.atomic import write_atomic
 
 from .model import CROP_SIZE, HIST_BINS, Crop, ObjectSet, ObjectTrack
 
-SCHEMA = "spatia.engine.objects"
+SCHEMA = "spatia.objects"
 SCHEMA_VERSION = 1
 VERSION_FILE = re.compile(r"^v(\d{6,})\.safetensors$")
 BLOB_FOLDER = "blobs"
@@ -148,7 +148,7 @@ def parse_snapshot(data: bytes, source: str = "objects", blobs=None) -> tuple[Ob
 # --- blobs: each object's points and crops, written once and shared by the versions that keep them ---
 POINT_TENSORS = ("point_xyz", "point_rgb")
 CROP_TENSORS = ("crop_frame", "crop_score", "crop_rgb", "crop_mask")
-BLOB_SCHEMA = "spatia.engine.objects.blob"
+BLOB_SCHEMA = "spatia.objects.blob"
 BLOB_NAME = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -13,7 +13,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from spatia.engine.plan import plan_rounds
 from spatia.formats.shot import dump_shot
-from spatia.engine.world import WorldError, shot_settings
+from spatia.engine.settings import shot_settings
+from spatia.engine.world import WorldError
 
 from ..errors import conflict, invalid
 from ..files import media_type, resolve_job_file
