@@ -84,19 +84,20 @@ class CheckError(Exception):
 # --- VRAM modes ------------------------------------------------------------------------------------
 def vram_checks() -> dict[str, dict]:
     """name -> RuntimeOptions settings and the VRAM presets that use them: every distinct
-    spatia-5b setting of presets/vram.json, largest card first, plus fp8 storage on the GPU."""
-    from spatia.formats.presets import load_presets
-
-    presets = sorted((p for p in load_presets(ROOT / "presets").vram.values() if p.gb is not None),
-                     key=lambda p: -p.gb)
+    spatia-5b setting of presets/vram.json, largest card first, plus fp8 storage on the GPU. Read
+    as plain JSON (the presets' own schema lives in spatia.formats.presets and its tests), so
+    the check starts on a machine without the service's packages."""
+    data = json.loads((ROOT / "presets" / "vram.json").read_text())
+    presets = sorted((p for p in data["presets"] if p.get("gb") and "spatia-5b" in p.get("modes", {})),
+                     key=lambda p: -p["gb"])
     checks: dict[str, dict] = {}
     for preset in presets:
-        setting = preset.modes.get("spatia-5b")
-        if setting is None:
-            continue
-        name = setting.vram_mode + ("-tiled" if setting.vae_tiling else "") + ("-fp8" if setting.fp8_storage else "")
-        entry = checks.setdefault(name, {"settings": setting.model_dump(), "presets": []})
-        entry["presets"].append(preset.name)
+        mode = preset["modes"]["spatia-5b"]
+        setting = {"vram_mode": mode["vram_mode"], "vae_tiling": bool(mode.get("vae_tiling", False)),
+                   "fp8_storage": bool(mode.get("fp8_storage", False))}
+        name = setting["vram_mode"] + ("-tiled" if setting["vae_tiling"] else "") + ("-fp8" if setting["fp8_storage"] else "")
+        entry = checks.setdefault(name, {"settings": setting, "presets": []})
+        entry["presets"].append(preset["name"])
     if "gpu" in checks and "gpu-fp8" not in checks:
         ordered = {}
         for name, entry in checks.items():
@@ -192,8 +193,8 @@ def section_memory(sizes: dict, device: str, memory_device: str) -> dict:
 
     width, height = sizes["width"], sizes["height"]
     xyz, rgb, spacing = bench_render.room_points(sizes["points"])
-    # The memory knows the room but for a strip of its far end, which the round's frames add.
-    known = xyz[:, 0] < 0.85 * bench_render.ROOM_SIZE[0]
+    # The memory knows the room but for half its floor, which the round's frames add.
+    known = (xyz[:, 2] > 1e-3) | (xyz[:, 0] < 0.5 * bench_render.ROOM_SIZE[0])
     memory = SpatialMemory.from_points(xyz[known], rgb[known], voxel_size=spacing, rank=RANK_GENERATED,
                                        device=memory_device)
     history = bench_render.turning_cameras(sizes["history_frames"], width, height, turns=2.0)
@@ -259,7 +260,10 @@ def section_generator(sizes: dict, device: str, mode: str, settings: dict) -> di
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     _reset_peak(device)
     t0 = _clock(device)
-    pipe = random_spatia_pipeline(components, device=device, dtype=dtype, seed=0)
+    # Offloading modes keep the weights in host memory: each component goes there once made, so
+    # the GPU only ever holds the largest one.
+    park = "cpu" if settings["vram_mode"] != "gpu" else None
+    pipe = random_spatia_pipeline(components, device=device, dtype=dtype, seed=0, park_device=park)
     build_s = _clock(device) - t0
     params = {name: parameter_count(getattr(pipe, name)) for name in ("transformer", "text_encoder", "vae")}
     build_peak = _peak_mb(device)
@@ -410,13 +414,7 @@ class Check:
         self.device = device
         self.kind = "cuda" if device == "cuda" else "cpu-dry-run"
         self.sizes = SIZES[self.kind]
-        self.budgets = dict(BUDGETS if device == "cuda" else DRY_RUN_BUDGETS)
-        for item in args.budget or ():
-            name, _, seconds = item.partition("=")
-            try:
-                self.budgets[name] = float(seconds)
-            except ValueError:
-                raise CheckError(f"--budget takes NAME=SECONDS, got {item!r}") from None
+        self.budgets = {**(BUDGETS if device == "cuda" else DRY_RUN_BUDGETS), **args.budgets}
         self.deadline = time.perf_counter() + args.total_budget
         self.out = Path(args.out) if args.out else HERE / "results" / (
             "gpu_check.json" if device == "cuda" else "gpu_check_cpu_dry_run.json")
@@ -513,8 +511,6 @@ class Check:
                         self.save()
                 elif section == "generator":
                     for mode in modes:
-                        if mode not in checks:
-                            raise CheckError(f"unknown VRAM mode {mode!r}; known: {', '.join(checks)}")
                         result = Path(tmp) / f"generator-{mode}.json"
                         cmd = self.child_cmd("generator", result, mode=mode, settings=checks[mode]["settings"])
                         entry = self.run_section(f"generator/{mode}", cmd, result, log)
@@ -540,8 +536,8 @@ class Check:
 def missing_modules() -> list[str]:
     import importlib.util
 
-    needed = ("numpy", "scipy", "torch", "safetensors", "pydantic", "trimesh", "diffusers", "transformers",
-              "accelerate", "tokenizers", "pytest", "hypothesis")
+    needed = ("numpy", "scipy", "torch", "safetensors", "trimesh", "diffusers", "transformers", "accelerate",
+              "tokenizers", "ftfy", "pytest", "hypothesis")
     return [name for name in needed if importlib.util.find_spec(name) is None]
 
 
@@ -575,11 +571,43 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def parse_budgets(items) -> dict[str, float]:
+    budgets = {}
+    for item in items or ():
+        name, _, seconds = item.partition("=")
+        try:
+            budgets[name] = float(seconds)
+        except ValueError:
+            raise CheckError(f"--budget takes NAME=SECONDS, got {item!r}") from None
+        if name.split("/")[0] not in SECTIONS:
+            raise CheckError(f"--budget names an unknown section {name!r}; known: {', '.join(SECTIONS)}")
+    return budgets
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
         return run_child(args)
-    import torch
+    try:  # the arguments first: a mistake costs no torch import
+        sections = [s.strip() for s in (args.only or ",".join(SECTIONS)).split(",") if s.strip()]
+        unknown = [s for s in sections if s not in SECTIONS]
+        if unknown:
+            raise CheckError(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+        known = vram_checks()
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
+        unknown = [m for m in modes or () if m not in known]
+        if unknown:
+            raise CheckError(f"unknown VRAM mode(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        args.budgets = parse_budgets(args.budget)
+    except CheckError as exc:
+        print(f"gpu_check: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import torch
+    except ImportError:
+        print(f"gpu_check: torch is not installed for {sys.executable}; set SPATIA_PYTHON to the Python that has it",
+              file=sys.stderr)
+        return 2
 
     if args.cpu_dry_run:
         device = "cpu"
@@ -592,27 +620,14 @@ def main(argv=None) -> int:
         return 2
     if args.total_budget is None:
         args.total_budget = DEFAULT_TOTAL_BUDGET_S
-    try:
-        sections = [s.strip() for s in (args.only or ",".join(SECTIONS)).split(",") if s.strip()]
-        unknown = [s for s in sections if s not in SECTIONS]
-        if unknown:
-            raise CheckError(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
-        check = Check(args, device)
-        default_modes = ",".join(vram_checks()) if device == "cuda" else "gpu"
-        modes = [m.strip() for m in (args.modes or default_modes).split(",") if m.strip()]
-        known = vram_checks()
-        unknown = [m for m in modes if m not in known]
-        if unknown:
-            raise CheckError(f"unknown VRAM mode(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        if check.record["missing_modules"]:
-            print(f"gpu_check: missing Python packages: {', '.join(check.record['missing_modules'])} "
-                  "(the sections that need them will fail)", file=sys.stderr)
-        print(f"gpu_check: {check.kind}, sections {', '.join(sections)}; VRAM modes {', '.join(modes)}; "
-              f"writing {check.out}", flush=True)
-        return check.run(sections, modes)
-    except CheckError as exc:
-        print(f"gpu_check: {exc}", file=sys.stderr)
-        return 2
+    modes = modes or (list(known) if device == "cuda" else ["gpu"])
+    check = Check(args, device)
+    if check.record["missing_modules"]:
+        print(f"gpu_check: missing Python packages: {', '.join(check.record['missing_modules'])} "
+              "(the sections that need them will fail)", file=sys.stderr)
+    print(f"gpu_check: {check.kind}, sections {', '.join(sections)}; VRAM modes {', '.join(modes)}; "
+          f"writing {check.out}", flush=True)
+    return check.run(sections, modes)
 
 
 if __name__ == "__main__":

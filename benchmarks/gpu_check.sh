@@ -8,7 +8,9 @@
 #   benchmarks/gpu_check.sh --help           sections, budgets, VRAM modes, --out
 #
 # Python: $SPATIA_PYTHON, else the repository's .venv, else python3. The project need not be
-# installed: backend/ and the repository root go on PYTHONPATH.
+# installed: backend/ and the repository root go on PYTHONPATH. On a machine without the
+# network, SPATIA_WHEELS=DIR installs the wheels in DIR (say diffusers, trimesh, ftfy) into a
+# temporary folder first; the check names any package still missing before it starts.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${SPATIA_PYTHON:-}"
@@ -18,6 +20,11 @@ fi
 if [[ -z "$python" ]]; then
     echo "gpu_check: no Python found; set SPATIA_PYTHON to the interpreter that has torch" >&2
     exit 2
+fi
+if [[ -n "${SPATIA_WHEELS:-}" ]]; then
+    site="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check_site.XXXXXX")"
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$SPATIA_WHEELS"/*.whl
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$root/backend:$root${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1

@@ -132,21 +132,27 @@ def random_umt5_encoder(config: dict, vocab_size: int, device, dtype: torch.dtyp
 
 
 def random_spatia_pipeline(components: dict = SPATIA_5B, *, device="cuda", dtype: torch.dtype = torch.bfloat16,
-                           seed: int = 0):
+                           seed: int = 0, park_device=None):
     """A SpatiaPipeline of random components sized by `components` (SPATIA_5B, TINY or your own:
     keys transformer, vae, text_encoder), every weight made on `device` in `dtype` (the VAE in
-    float32 off CUDA, as the runtime places it)."""
+    float32 off CUDA, as the runtime places it). `park_device`: where each component goes as
+    soon as it is made (the host, for the offloading VRAM modes), so `device` never holds more
+    than the largest component."""
     from .pipeline import SpatiaPipeline
     from .tiny import flow_unipc_scheduler, tiny_tokenizer
 
     device = torch.device(device)
     tokenizer = tiny_tokenizer()
     vae_dtype = dtype if device.type == "cuda" else torch.float32
+
+    def parked(module):
+        return module.to(park_device) if park_device is not None else module
+
     return SpatiaPipeline(
         tokenizer=tokenizer,
-        text_encoder=random_umt5_encoder(components["text_encoder"], len(tokenizer), device, dtype, seed),
-        vae=random_wan_vae(components["vae"], device, vae_dtype, seed + 1),
-        transformer=random_spatia_transformer(components["transformer"], device, dtype, seed + 2),
+        text_encoder=parked(random_umt5_encoder(components["text_encoder"], len(tokenizer), device, dtype, seed)),
+        vae=parked(random_wan_vae(components["vae"], device, vae_dtype, seed + 1)),
+        transformer=parked(random_spatia_transformer(components["transformer"], device, dtype, seed + 2)),
         scheduler=flow_unipc_scheduler(DEFAULT_SHIFT),
     )
 
