@@ -71,7 +71,7 @@ SIZES = {
 
 # Seconds each section may take (a section also stops at the total budget).
 BUDGETS = {"tests": 120.0, "render": 90.0, "memory": 90.0, "generator": 120.0}
-DRY_RUN_BUDGETS = {"tests": 60.0, "render": 30.0, "memory": 30.0, "generator": 60.0}
+DRY_RUN_BUDGETS = {"tests": 90.0, "render": 60.0, "memory": 60.0, "generator": 90.0}  # a busy small CPU
 SECTIONS = ("tests", "render", "memory", "generator")
 FULL_ROUND_STEPS = 40  # spatia-5b's sampling steps
 UPDATE_FPS, INDEX_FPS, FPS = 4.0, 6.0, 24.0  # the world's keyframe and view-index grids
@@ -253,8 +253,10 @@ def section_generator(sizes: dict, device: str, mode: str, settings: dict) -> di
     from spatia.engine.models.spatia import SpatiaGenerator
     from spatia.engine.models.spatia.random_init import SPATIA_5B, TINY, parameter_count, random_spatia_pipeline
 
-    import diffusers  # noqa: F401 - imported before the clock starts: build_s is the building
-    import transformers  # noqa: F401
+    # imported before the clock starts: build_s is the building
+    from accelerate import init_empty_weights  # noqa: F401
+    from diffusers import AutoencoderKLWan  # noqa: F401
+    from transformers import PreTrainedTokenizerFast, UMT5EncoderModel  # noqa: F401
 
     components = SPATIA_5B if sizes["components"] == "spatia-5b" else TINY
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -267,6 +269,7 @@ def section_generator(sizes: dict, device: str, mode: str, settings: dict) -> di
     build_s = _clock(device) - t0
     params = {name: parameter_count(getattr(pipe, name)) for name in ("transformer", "text_encoder", "vae")}
     build_peak = _peak_mb(device)
+    print(f"built {sum(params.values()) / 1e9:.2f}B random parameters in {build_s:.1f} s", flush=True)
 
     runtime = RuntimeOptions(device=device, dtype=dtype, **settings)
     generator = SpatiaGenerator(pipeline=pipe, runtime=runtime)
@@ -274,6 +277,7 @@ def section_generator(sizes: dict, device: str, mode: str, settings: dict) -> di
     generator._pipeline()  # places the pipeline as the VRAM mode says (offload hooks, fp8 storage)
     placement_s = _clock(device) - t0
     resident = torch.cuda.memory_allocated() / 2**20 if device == "cuda" else None
+    print(f"placed for VRAM mode {mode} in {placement_s:.1f} s", flush=True)
 
     frames, width, height = sizes["frames"], sizes["width"], sizes["height"]
     rng = np.random.default_rng(0)
@@ -291,6 +295,7 @@ def section_generator(sizes: dict, device: str, mode: str, settings: dict) -> di
 
     def progress(fraction: float, stage: str) -> None:
         marks.append((stage, _clock(device)))
+        print(f"{marks[-1][1] - t0:8.2f} s  {stage}", flush=True)
 
     _reset_peak(device)
     t0 = _clock(device)
@@ -464,9 +469,11 @@ class Check:
                 else:
                     entry["result"] = result
             if status == "timeout":
-                entry["error"] = f"did not finish within its budget of {budget:.0f} s; killed"
-            if entry["status"] != "ok" and "error" not in entry:
-                entry["error"] = log_tail(self.log_path)
+                entry["error"] = f"did not finish within its budget of {budget:.1f} s; killed"
+            if entry["status"] != "ok":
+                entry["output_tail"] = log_tail(self.log_path)
+                entry.setdefault("error", entry["output_tail"].strip().splitlines()[-1] if entry["output_tail"].strip()
+                                 else f"exited with status {code}")
         self.record["sections"][name] = entry
         self.save()
         line = entry.get("result", {}).get("summary") or entry.get("error") or entry.get("reason", "")

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_check.sh"
 
 
-def run_check(*args, hide_gpu: bool = False, timeout: float = 150):
+def run_check(*args, hide_gpu: bool = False, timeout: float = 300):
     env = dict(os.environ, SPATIA_PYTHON=sys.executable)
     env.pop("SPATIA_WHEELS", None)
     if hide_gpu:
