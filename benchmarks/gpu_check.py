@@ -2,7 +2,7 @@
 
     benchmarks/gpu_check.sh                      on a CUDA machine (exits 2 at once without one)
     benchmarks/gpu_check.sh --cpu-dry-run        the same sections at tiny sizes on the CPU
-    benchmarks/gpu_check.sh --only render,memory --modes gpu,model --out results.json
+    benchmarks/gpu_check.sh --only render,generator --modes gpu,model-tiled --out results.json
 
 Sections, in this order, each in its own process under its own time budget (a section that
 overruns is killed and reported as a timeout; one that fails is reported with its error; the
@@ -10,10 +10,11 @@ others run either way), all inside a total budget (9.5 minutes by default):
 - tests:      the test suite's CUDA-marked tests (`pytest -m cuda` over the test files that mark any);
 - render:     the z-buffer renderer (`render`) and spatia-5b's control render (`render_control`,
               with its voxel downsampling) of a few million memory points into 81 frames of 1248x704;
-- memory:     one round's memory work on the GPU with a memory of a few million points: the
-              view index of the past frames, reference retrieval for the round's 81 targets,
-              the memory update from its 12 keyframes (align, weigh, carve, fuse) and the view
-              index of its new frames;
+- memory:     one round's memory work with a memory of a few million points: the view index
+              of the past frames, reference retrieval for the round's 81 targets, the memory
+              update from its 12 keyframes (align, weigh, carve, fuse) and the view index of its
+              new frames; memory/on-device with the memory's tensors on the GPU, memory/world
+              with them in host memory as the world keeps them, every render on the GPU;
 - generator/MODE: spatia-5b at full size with random weights, made directly on the GPU in bf16
               (spatia.engine.models.spatia.random_init; nothing is downloaded), placed by the VRAM
               mode (every spatia-5b setting of presets/vram.json, plus fp8 storage on the GPU), then
@@ -452,7 +453,8 @@ class Check:
         tmp.write_text(json.dumps(self.record, indent=2, default=str))
         os.replace(tmp, self.out)
 
-    def run_section(self, name: str, cmd: list[str], result_path: Path | None, log) -> dict:
+    def run_section(self, name: str, cmd: list[str], result_path: Path | None, log, finish=None) -> dict:
+        """Run one guarded section and record it; `finish(entry)` may read its outputs first."""
         budget = self.budget(name)
         if budget is None:
             entry = {"status": "skipped", "reason": "the total time budget was spent", "seconds": 0.0}
@@ -474,12 +476,32 @@ class Check:
                 entry["output_tail"] = log_tail(self.log_path)
                 entry.setdefault("error", entry["output_tail"].strip().splitlines()[-1] if entry["output_tail"].strip()
                                  else f"exited with status {code}")
+            if finish is not None:
+                finish(entry)
         self.record["sections"][name] = entry
         self.save()
         line = entry.get("result", {}).get("summary") or entry.get("error") or entry.get("reason", "")
         print(f"[{name}] {entry['status']} in {entry['seconds']:.1f} s: {line.strip().splitlines()[-1] if line.strip() else ''}",
               flush=True)
         return entry
+
+    def read_tests(self, entry: dict, junit: Path, files: list[str]) -> None:
+        """The pytest section's counts; on a CUDA machine a skipped CUDA test is a failure."""
+        if entry["status"] == "timeout" or not junit.is_file():
+            return
+        counts = {**parse_junit(junit), "files": files}
+        ran = counts["passed"] + counts["failed"] + counts["errors"]
+        counts["summary"] = (f"{counts['passed']} passed, {counts['failed']} failed, {counts['errors']} errors, "
+                             f"{counts['skipped']} skipped")
+        entry["result"] = counts
+        if counts["failed"] or counts["errors"]:
+            entry["status"], entry["error"] = "failed", counts["summary"]
+        elif self.device == "cuda" and (counts["skipped"] or not ran):
+            entry["status"], entry["error"] = "failed", "CUDA tests were skipped on a CUDA machine: " + counts["summary"]
+        elif entry["status"] == "failed" and entry.get("returncode") not in (0, None):
+            entry["error"] = f"pytest exited with status {entry['returncode']}"
+        if entry["status"] == "ok":
+            entry.pop("error", None)
 
     def child_cmd(self, section: str, out: Path, **extra) -> list[str]:
         config = {"device": self.device, "sizes": self.sizes[section], **extra}
@@ -500,22 +522,7 @@ class Check:
                         continue
                     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
                            f"--junitxml={junit}", *files]
-                    entry = self.run_section("tests", cmd, None, log)
-                    if junit.is_file():
-                        counts = parse_junit(junit)
-                        counts["files"] = files
-                        ran = counts["passed"] + counts["failed"] + counts["errors"]
-                        counts["summary"] = (f"{counts['passed']} passed, {counts['failed']} failed, {counts['errors']} "
-                                             f"errors, {counts['skipped']} skipped")
-                        entry["result"] = counts
-                        if self.device == "cuda" and (counts["skipped"] or not ran):
-                            entry["status"] = "failed"
-                            entry["error"] = "CUDA tests were skipped on a CUDA machine"
-                        elif entry["status"] == "failed" and not (counts["failed"] or counts["errors"]):
-                            entry["status"] = "ok"  # pytest exits 5 when every test was skipped (the dry run)
-                        if entry["status"] == "ok":
-                            entry.pop("error", None)
-                        self.save()
+                    self.run_section("tests", cmd, None, log, finish=lambda entry: self.read_tests(entry, junit, files))
                 elif section == "generator":
                     for mode in modes:
                         result = Path(tmp) / f"generator-{mode}.json"
