@@ -339,10 +339,6 @@ def run_child(args) -> int:
     device = config["device"]
     out = Path(args.child_out)
     try:
-        if device == "cuda":
-            import torch
-
-            torch.backends.cuda.matmul.allow_tf32 = True
         if args.child == "render":
             record = section_render(config["sizes"], device)
         elif args.child == "memory":

@@ -124,6 +124,12 @@ def test_full_size_components_have_the_published_sizes():
     assert parameter_count(pipe.text_encoder) == pytest.approx(5.68e9, rel=0.01)
     assert parameter_count(pipe.vae) == pytest.approx(0.705e9, rel=0.01)
     assert all(p.is_meta and p.dtype == torch.bfloat16 for p in transformer.parameters())
+    # the components fit together: latents, control latents (projection + score), text states
+    z_dim = pipe.vae.config.z_dim
+    assert transformer.config.in_channels == transformer.config.out_channels == z_dim == 48
+    assert transformer.control_patch_embedding.in_channels == 2 * z_dim
+    assert transformer.config.text_dim == pipe.text_encoder.config.d_model == 4096
+    assert pipe.size_multiple == 32 and pipe.temporal_factor == 4
 
 
 def test_materialise_fills_every_parameter_on_the_device_deterministically():
