@@ -635,7 +635,8 @@ def main(argv=None) -> int:
     if check.record["missing_modules"]:
         print(f"gpu_check: missing Python packages: {', '.join(check.record['missing_modules'])} "
               "(the sections that need them will fail)", file=sys.stderr)
-    print(f"gpu_check: {check.kind}, sections {', '.join(sections)}; VRAM modes {', '.join(modes)}; "
+    where = check.record["machine"].get("gpu") or check.record["machine"].get("cpu")
+    print(f"gpu_check: {check.kind} on {where}, sections {', '.join(sections)}; VRAM modes {', '.join(modes)}; "
           f"writing {check.out}", flush=True)
     return check.run(sections, modes)
 

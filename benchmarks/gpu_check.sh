@@ -22,8 +22,14 @@ if [[ -z "$python" ]]; then
     exit 2
 fi
 if [[ -n "${SPATIA_WHEELS:-}" ]]; then
+    shopt -s nullglob
+    wheels=("$SPATIA_WHEELS"/*.whl)
+    if [[ ${#wheels[@]} -eq 0 ]]; then
+        echo "gpu_check: SPATIA_WHEELS=$SPATIA_WHEELS holds no .whl files" >&2
+        exit 2
+    fi
     site="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check_site.XXXXXX")"
-    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$SPATIA_WHEELS"/*.whl
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "${wheels[@]}"
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$root/backend:$root${PYTHONPATH:+:$PYTHONPATH}"

@@ -159,3 +159,14 @@ def test_a_tied_embedding_stays_tied_and_a_parked_pipeline_sits_on_the_park_devi
     before = linear.weight.clone()
     materialise(linear, "cpu", torch.float32)
     assert torch.equal(linear.weight, before)
+
+
+def test_tiny_sizes_are_the_test_models_sizes():
+    from spatia.engine.models.spatia.tiny import tiny_spatia_pipeline
+
+    tiny = tiny_spatia_pipeline()
+    mine = random_spatia_pipeline(TINY, device="cpu", dtype=torch.float32)
+    for name in ("transformer", "text_encoder", "vae"):
+        theirs = dict(getattr(tiny, name).named_parameters())
+        ours = dict(getattr(mine, name).named_parameters())
+        assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}, name
