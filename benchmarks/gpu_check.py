@@ -44,8 +44,8 @@ import sys
 import tempfile
 import time
 import traceback
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from xml.etree import ElementTree
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -184,9 +184,8 @@ def section_render(sizes: dict, device: str) -> dict:
 
 def section_memory(sizes: dict, device: str, memory_device: str) -> dict:
     """One round's memory stages; the memory's tensors on `memory_device`, every render on `device`."""
-    import numpy as np
-
     import bench_render
+    import numpy as np
     from spatia.engine.memory import RANK_GENERATED, SpatialMemory
     from spatia.engine.retrieval import retrieve_indexed
     from spatia.engine.update import UpdateSettings, update_memory
@@ -202,9 +201,9 @@ def section_memory(sizes: dict, device: str, memory_device: str) -> dict:
     frames = sizes["round_frames"]
     targets = bench_render.turning_cameras(frames, width, height, turns=2.0 * frames / sizes["history_frames"], phase=0.13)
     new = np.arange(sizes["history"], frames)
-    keys = new[new % int(round(FPS / UPDATE_FPS)) == 0]
+    keys = new[new % round(FPS / UPDATE_FPS) == 0]
     depth, colours = box_room_depth(targets[keys], np.zeros(3), bench_render.ROOM_SIZE)
-    past = np.arange(0, sizes["history_frames"], int(round(FPS / INDEX_FPS)))
+    past = np.arange(0, sizes["history_frames"], round(FPS / INDEX_FPS))
 
     _reset_peak(device)
     t0 = _clock(device)
@@ -223,7 +222,7 @@ def section_memory(sizes: dict, device: str, memory_device: str) -> dict:
                                       settings=settings)
     update_s = _clock(device) - t0
 
-    indexed = new[new % int(round(FPS / INDEX_FPS)) == 0]
+    indexed = new[new % round(FPS / INDEX_FPS) == 0]
     t0 = _clock(device)
     index.add(indexed + sizes["history_frames"], visible_ids(updated.xyz, updated.point_id, targets[indexed],
                                                               device=device))
@@ -245,18 +244,22 @@ def section_memory(sizes: dict, device: str, memory_device: str) -> dict:
 
 
 def section_generator(sizes: dict, device: str, mode: str, settings: dict) -> dict:
+    import bench_render
     import numpy as np
     import torch
-
-    import bench_render
-    from spatia.engine.models import GenerationRequest
-    from spatia.engine.models.gpu import RuntimeOptions
-    from spatia.engine.models.spatia import SpatiaGenerator
-    from spatia.engine.models.spatia.random_init import SPATIA_5B, TINY, parameter_count, random_spatia_pipeline
 
     # imported before the clock starts: build_s is the building
     from accelerate import init_empty_weights  # noqa: F401
     from diffusers import AutoencoderKLWan  # noqa: F401
+    from spatia.engine.models import GenerationRequest
+    from spatia.engine.models.gpu import RuntimeOptions
+    from spatia.engine.models.spatia import SpatiaGenerator
+    from spatia.engine.models.spatia.random_init import (
+        SPATIA_5B,
+        TINY,
+        parameter_count,
+        random_spatia_pipeline,
+    )
     from transformers import PreTrainedTokenizerFast, UMT5EncoderModel  # noqa: F401
 
     components = SPATIA_5B if sizes["components"] == "spatia-5b" else TINY
@@ -518,7 +521,7 @@ class Check:
                         continue
                     cmd = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
                            f"--junitxml={junit}", *files]
-                    self.run_section("tests", cmd, None, log, finish=lambda entry: self.read_tests(entry, junit, files))
+                    self.run_section("tests", cmd, None, log, finish=lambda entry, junit=junit, files=files: self.read_tests(entry, junit, files))
                 elif section == "generator":
                     for mode in modes:
                         result = Path(tmp) / f"generator-{mode}.json"

@@ -23,7 +23,12 @@ import math
 
 import torch
 
-from .config import CONTROL_IN_CHANNELS, CONTROL_LAYERS, DEFAULT_SHIFT, TI2V_5B_TRANSFORMER
+from .config import (
+    CONTROL_IN_CHANNELS,
+    CONTROL_LAYERS,
+    DEFAULT_SHIFT,
+    TI2V_5B_TRANSFORMER,
+)
 
 # diffusers AutoencoderKLWan config of Wan-AI/Wan2.2-TI2V-5B-Diffusers/vae (the latent statistics
 # are left at 0 / 1: they shift numbers, not work).
