@@ -58,7 +58,7 @@ from spatia.engine.objects import (
 from spatia.engine.plan import Round, plan_rounds
 from spatia.engine.render import control_voxel_size, render_control, render_memory, voxel_downsample
 from spatia.engine.metrics import psnr, ssim
-from spatia.engine.retrieval import SCORINGS, retrieve_indexed
+from spatia.engine.retrieval import SCORINGS, padded_targets, retrieve_indexed
 from spatia.engine.update import UpdateSettings, rebuild_with_known_poses, update_memory
 from spatia.engine.view_index import ViewIndex, visible_ids
 from spatia.formats.video import iter_frames, read_frames, write_frames, write_video
@@ -444,7 +444,8 @@ class World:
             index = self.view_index()
             index.retain(memory.point_id.cpu().numpy())  # points deleted since (edits, carving)
             candidates = index.frames[index.frames < rnd.start]  # never the history frames themselves
-            found = retrieve_indexed(index, memory.xyz, memory.point_id, cams, candidates, k=settings.references,
+            targets = padded_targets(cams, rnd.padding if getattr(generator, "pads_short_rounds", False) else 0)
+            found = retrieve_indexed(index, memory.xyz, memory.point_id, targets, candidates, k=settings.references,
                                      scoring=scoring, frame_fps=self.fps, device=settings.update.render_device)
             reference_indices = [int(i) for i in found.indices]
             reference_scores = [float(s) for s in found.scores]
@@ -562,7 +563,8 @@ class World:
 
         t = time.perf_counter()
         views = self._index_round(memory, trajectory.cameras, rnd, update_stats, partial / "views.npz",
-                                  settings.update.render_device, reset=settings.update_mode != "incremental")
+                                  settings.update.render_device, reset=settings.update_mode != "incremental",
+                                  rule="reference" if scoring == "reference" else "render")
         timings["index_s"] = time.perf_counter() - t
         check_cancel()
 
@@ -717,7 +719,7 @@ class World:
             if path.exists():
                 with np.load(path) as arrays:
                     index.replay(arrays)
-        missing = [f for f in self._index_frames(0, self.frame_count) if f not in index.frame_sizes]
+        missing = [f for f in self._index_frames(0, self.frame_count) if f not in index]
         if missing and self.memory_version is not None:
             memory = self.memory()
             index.add(missing, visible_ids(memory.xyz, memory.point_id, self.cameras()[missing]))
@@ -725,16 +727,16 @@ class World:
         return index
 
     def _index_round(self, memory: SpatialMemory, cameras: Cameras, rnd: Round, stats, path: Path,
-                     device, *, reset: bool = False) -> ViewIndex:
+                     device, *, reset: bool = False, rule: str = "render") -> ViewIndex:
         """The view index with this round's new frames added (as the updated memory sees them),
         saved to `path`; the world's own index is replaced only once the round is committed.
         `reset`: the memory was rebuilt with new ids, so every indexed frame is indexed anew."""
         index = self.view_index()
-        index = ViewIndex(index.per_point, index.keys.copy(), dict(index.frame_sizes))
+        index = index.copy()
         merges = stats.merges if stats is not None and stats.merges is not None else None
         merged = (merges.ids.cpu().numpy(), merges.into.cpu().numpy()) if merges is not None else ((), ())
         frames = self._index_frames(0 if reset else rnd.new_start, rnd.end)
-        sets = visible_ids(memory.xyz, memory.point_id, cameras[frames], device=device) if frames else []
+        sets = visible_ids(memory.xyz, memory.point_id, cameras[frames], device=device, rule=rule) if frames else []
         if reset:
             index.clear()
             merged = ((), ())
