@@ -62,7 +62,8 @@ def visible_ids(xyz, point_ids, cameras: Cameras, *, near: float = 1e-2, device=
 def frontmost_mask(xyz, cameras: Cameras, *, device=None, background_depth: float = 1e9,
                    chunk_values: int = 50_000_000) -> np.ndarray:
     """[T, N] bool: point n is front-most in camera t by Spatia's own test (the reference's
-    `frustum_frontmost_mask`, float32 throughout): u = fx X/Z + cx truncated toward zero (so
+    `frustum_frontmost_mask`, float32 throughout, its intrinsics normalised to float32 first as the
+    reference reads them): u = fx X/Z + cx truncated toward zero (so
     -1 < u < 0 lands in column 0), in front when Z > 0, and front-most when its Z is within 1e-6
     of the smallest Z that lands on its pixel (ties all count)."""
     points = torch.as_tensor(xyz, dtype=torch.float32, device=device).reshape(-1, 3)
@@ -75,7 +76,10 @@ def frontmost_mask(xyz, cameras: Cameras, *, device=None, background_depth: floa
     for start in range(0, len(cameras), step):
         part = cameras[start:start + step]
         w2c = torch.as_tensor(part.w2c, dtype=torch.float32, device=points.device)
-        k = torch.as_tensor(part.intrinsics, dtype=torch.float32, device=points.device)
+        # the reference keeps normalised intrinsics in float32 and scales them in float64
+        size = np.array([width, height, width, height], dtype=np.float64)
+        k = (np.asarray(part.intrinsics, dtype=np.float64) / size).astype(np.float32).astype(np.float64) * size
+        k = torch.as_tensor(k, dtype=torch.float32, device=points.device)
         cam = (w2c @ homogeneous.t()).transpose(1, 2)
         x, y, z = cam[..., 0], cam[..., 1], cam[..., 2]
         valid = z > 0
