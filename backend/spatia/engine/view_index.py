@@ -60,7 +60,7 @@ def visible_ids(xyz, point_ids, cameras: Cameras, *, near: float = 1e-2, device=
 
 
 def frontmost_mask(xyz, cameras: Cameras, *, device=None, background_depth: float = 1e9,
-                   chunk_values: int = 50_000_000) -> np.ndarray:
+                   chunk_values: int = 8_000_000) -> np.ndarray:
     """[T, N] bool: point n is front-most in camera t by Spatia's own test (the reference's
     `frustum_frontmost_mask`, float32 throughout, its intrinsics normalised to float32 first as the
     reference reads them): u = fx X/Z + cx truncated toward zero (so
@@ -186,9 +186,12 @@ class ViewIndex:
         candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
         counts = np.zeros((len(target_sets), len(candidates)), dtype=np.int64)
         targets = [_bitmap(t) - self.gone if self.gone else _bitmap(t) for t in target_sets]
+        if not targets:
+            return counts
+        union = BitMap.union(*targets) if len(targets) > 1 else targets[0]
         for j, frame in enumerate(candidates.tolist()):
             bitmap = self.sets.get(frame)
-            if bitmap is None:
+            if bitmap is None or not bitmap.intersect(union):  # a frame far from every target: one test
                 continue
             for t, target in enumerate(targets):
                 counts[t, j] = bitmap.intersection_cardinality(target)
