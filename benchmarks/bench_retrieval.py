@@ -11,6 +11,16 @@ on the default sampling. Writes benchmarks/results/retrieval.json.
     python benchmarks/bench_retrieval.py --quick         # small size, seconds
     python benchmarks/bench_retrieval.py --device cuda   # CUDA only
     python benchmarks/bench_retrieval.py --threads 1     # one CPU thread (steadier on a busy machine)
+    python benchmarks/bench_retrieval.py --indexed 10000 # the world's path: a view index of 10,000 frames
+
+--indexed F times what a round of the world does (`retrieve_indexed` with spatia-5b's
+"reference" scoring): the targets' visible sets at 1248x704 by the reference's rule, their exact
+shared counts with every one of F indexed frames, the bfloat16 Hungarian assignment. The F
+frames' sets are the full-resolution visible sets of 400 poses of a camera walking the room,
+repeated with fresh bitmaps (a long shot that keeps going round the room, so every frame
+overlaps the targets' region as often as a revisit can), measured at F/8, F/4, F/2 and F
+frames: the cost per round must stay flat enough that F frames take under a second.
+Writes benchmarks/results/retrieval_indexed.json.
 """
 
 from __future__ import annotations
@@ -28,7 +38,8 @@ import harness  # noqa: E402
 from bench_render import room_points, turning_cameras  # noqa: E402
 
 from spatia.cameras import Cameras  # noqa: E402
-from spatia.engine.retrieval import reduced_size, retrieve, sample_at_rate  # noqa: E402
+from spatia.engine.retrieval import reduced_size, retrieve, retrieve_indexed, sample_at_rate  # noqa: E402
+from spatia.engine.view_index import ViewIndex, visible_ids  # noqa: E402
 
 FRAME_FPS = 24.0
 
@@ -72,11 +83,66 @@ def numpy_retrieve(xyz, history: Cameras, targets: Cameras, k: int = 7, exclude_
     return candidates[cols[keep][iou[rows, cols][keep] > 0]]
 
 
+def indexed(frames: int, count: int = 1_000_000, poses: int = 400) -> dict:
+    """The view-index round at `frames` indexed frames (see the module docstring)."""
+    import time
+
+    xyz, _, _ = room_points(count)
+    ids = np.arange(len(xyz), dtype=np.int64)
+    path = turning_cameras(poses, 1248, 704, turns=2.0)
+    t0 = time.perf_counter()
+    sets = visible_ids(xyz, ids, path, rule="reference")
+    build_sets_s = time.perf_counter() - t0
+    targets = turning_cameras(81, 1248, 704, turns=2.0 * 81 / poses, phase=0.13)
+    record = {"points": len(xyz), "distinct_poses": poses, "visible_per_frame_mean": float(np.mean([len(x) for x in sets])),
+              "visible_sets_s_per_frame": build_sets_s / poses, "rounds": []}
+    index = ViewIndex()
+    added = 0
+    for size in sorted({max(poses, frames // 8), frames // 4, frames // 2, frames}):
+        t0 = time.perf_counter()
+        while added < size:
+            chunk = list(range(added, min(size, added + poses)))
+            index.add(chunk, [sets[f % poses] for f in chunk])
+            added = chunk[-1] + 1
+        add_s = time.perf_counter() - t0
+        candidates = index.frames[index.frames < added]
+        cpu = []
+
+        def one_round():
+            c0 = time.process_time()
+            retrieve_indexed(index, xyz, ids, targets, candidates, k=7, scoring="reference")
+            cpu.append(time.process_time() - c0)
+
+        timing = harness.timed(one_round, repeat=3, warmup=1)
+        t0 = time.perf_counter()
+        target_sets = visible_ids(xyz, ids, targets[sample_at_rate(np.arange(81) / FRAME_FPS, 2.0)], rule="reference")
+        sets_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        index.shared_counts(target_sets, candidates)
+        counts_s = time.perf_counter() - t0
+        record["rounds"].append({"indexed_frames": int(len(candidates)), "retrieve_s": timing["best_s"],
+                                 "retrieve_median_s": timing["median_s"], "retrieve_cpu_s": min(cpu[1:]),
+                                 "of_which_target_sets_s": sets_s, "of_which_shared_counts_s": counts_s,
+                                 "add_s": add_s, "pairs_stored": len(index), "peak_rss_mb": harness.peak_rss_mb()})
+        print(record["rounds"][-1], flush=True)
+    found = retrieve_indexed(index, xyz, ids, targets, index.frames, k=7, scoring="reference")
+    record["chosen"] = found.indices.tolist()
+    return record
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="200k points, 60 history and 24 target frames")
+    parser.add_argument("--indexed", type=int, default=0, metavar="F",
+                        help="time the world's view-index retrieval at F indexed frames instead")
     harness.add_device_options(parser)
     args = parser.parse_args(argv)
+    if args.indexed:
+        harness.devices_from(args)
+        record = indexed(args.indexed, count=200_000 if args.quick else 1_000_000)
+        record["peak_rss_mb"] = harness.peak_rss_mb()
+        harness.write("retrieval_indexed_quick" if args.quick else "retrieval_indexed", record)
+        return 0
     count, history_frames, target_frames = (200_000, 60, 24) if args.quick else (1_000_000, 200, 81)
     devices = harness.devices_from(args)
     if "cuda" in devices and not torch.cuda.is_available():

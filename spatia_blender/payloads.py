@@ -37,7 +37,7 @@ def frames_payload(exported: dict) -> list[dict]:
 
 
 def build_shot(exported: dict, prompts: list[str], *, name: str = "shot", world: str | None = None,
-               generator: str = "preview", quality: str = "standard", vram: str = "auto", seed: int = 0,
+               generator: str = "preview", quality: str = "standard", vram: str = "auto", seed: int | None = None,
                negative_prompt: str = "", dynamic_prompts: list[str] = (), steps: int | None = None,
                guidance: float | None = None, rounds: dict | None = None, objects: list[dict] = (),
                forget_objects: list[int] = (), object_memory: bool = True) -> dict:
@@ -59,11 +59,12 @@ def build_shot(exported: dict, prompts: list[str], *, name: str = "shot", world:
         "generator": generator,
         "quality": quality,
         "vram": vram,
-        "seed": int(seed),
         "dynamic_prompts": list(dynamic_prompts),
     }
     if world:
         shot["world"] = world
+    if seed is not None:  # else the generator's own seed
+        shot["seed"] = int(seed)
     if steps:
         shot["steps"] = int(steps)
     if guidance:

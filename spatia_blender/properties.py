@@ -126,7 +126,9 @@ class SpatiaSceneSettings(bpy.types.PropertyGroup):
                             description="Quality preset: steps, resolution, frames per round")
     vram: StringProperty(name="VRAM", default=presets.BUILTIN["vram"][0][0], search=_search("vram"),
                          description="How weights are placed on the GPU")
-    seed: IntProperty(name="Seed", default=0, min=0)
+    use_seed: BoolProperty(name="Own seed", default=False,
+                           description="Use the seed below; off: the generator's own (spatia-5b: the authors' 20917)")
+    seed: IntProperty(name="Seed", default=0, min=0, description="The seed of every round, when Own seed is on")
     steps: IntProperty(name="Steps", default=0, min=0, max=1000, description="Denoising steps (0: the quality preset's)")
     guidance: FloatProperty(name="Guidance", default=0.0, min=0.0, max=100.0, description="Guidance scale (0: the preset's)")
     use_scene_range: BoolProperty(name="Scene frame range", default=True,

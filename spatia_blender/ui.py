@@ -110,7 +110,10 @@ def draw_shot(layout, context) -> None:
     col.prop(settings, "quality")
     col.prop(settings, "vram")
     row = layout.row(align=True)
-    row.prop(settings, "seed")
+    row.prop(settings, "use_seed", text="")
+    sub = row.row(align=True)
+    sub.active = settings.use_seed
+    sub.prop(settings, "seed")
     row.prop(settings, "steps")
     layout.prop(settings, "use_scene_range")
     if not settings.use_scene_range:

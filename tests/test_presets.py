@@ -242,10 +242,30 @@ def test_spatia_quality_presets_keep_the_trained_size_and_rounds_and_vary_only_s
         assert (preset.width, preset.height, preset.first_round_frames, preset.round_frames, preset.overlap,
                 preset.guidance) == trained
         steps.append(preset.steps)
-    assert steps == sorted(steps) and len(set(steps)) == 3 and steps[-1] == config.DEFAULT_STEPS
+    # the default preset (standard) and final run the paper's 40 steps; draft fewer
+    assert P.DEFAULT_QUALITY == "standard"
+    assert steps[1] == steps[2] == config.DEFAULT_STEPS and steps[0] < config.DEFAULT_STEPS
     # other generators keep the general values
     assert P.quality("standard", ROOT, generator="preview") == P.quality("standard", ROOT)
     # a spatia-5b preset that leaves the trained size is refused, naming what it changes
     with pytest.raises(ValueError, match=r"spatia-5b presets keep what it was trained on .*'width': 832"):
         P.QualityPreset(name="x", steps=10, guidance=3.5, width=832, height=480, first_round_frames=81, round_frames=57,
                         overlap=9, generators={"spatia-5b": {"width": 832}})
+
+
+def test_generator_settings_turn_a_preset_into_steps_guidance_and_the_model_seed():
+    from spatia.engine.models.spatia import config
+    from spatia.formats.reference_case import REFERENCE_SEED
+
+    run = P.generator_settings("spatia-5b", root=ROOT)
+    assert (run.quality, run.steps, run.guidance, run.seed) == ("standard", config.DEFAULT_STEPS,
+                                                                config.DEFAULT_GUIDANCE, REFERENCE_SEED)
+    draft = P.generator_settings("spatia-5b", "draft", root=ROOT)
+    assert draft.steps == P.quality("draft", ROOT, generator="spatia-5b").steps < run.steps
+    preview = P.generator_settings("preview", "draft", root=ROOT)
+    assert (preview.steps, preview.guidance, preview.seed) == (12, 3.0, 0)  # the general values; no seed of its own
+    own = P.generator_settings("spatia-5b", "final", steps=7, guidance=2.0, seed=0, root=ROOT)
+    assert (own.steps, own.guidance, own.seed) == (7, 2.0, 0)  # the user's values win, seed 0 included
+    assert P.generator_settings("a-model-without-a-preset", root=ROOT).seed == 0
+    with pytest.raises(P.PresetError, match="unknown quality preset 'best'"):
+        P.generator_settings("spatia-5b", "best", root=ROOT)

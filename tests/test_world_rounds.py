@@ -140,3 +140,20 @@ def test_spatia_5b_in_a_world_gets_the_control_render_full_rounds_and_one_seed(t
     assert frames_seen == [3, 3]  # both rounds at the full 9 frames (3 latent frames): the short one was padded
     assert world.frame_count == 14
     assert torch.is_tensor(world.memory().xyz)
+
+
+def test_a_short_round_retrieves_over_its_padded_cameras_and_keeps_every_assigned_reference(seeded_world):
+    """As the reference: the targets are sampled (2 fps) from the padded round, and a target whose
+    best frame shares nothing still gets one, so the model gets as many references as targets."""
+    world, traj = seeded_world
+    slow = Trajectory(traj.cameras, fps=4.0)  # at 4 fps every frame is indexed and every other one a target
+    for pads, targets in ((True, 5), (False, 3)):
+        gen = Recording(pads=pads)
+        gen.retrieval_scoring = "reference"  # as spatia-5b
+        fresh = World.create(world.root.parent / f"pads-{pads}", width=W, height=H, voxel_size=0.02, fps=4.0)
+        fresh.init_from_points(world.root.parent / "points.safetensors")
+        records = fresh.generate(slow, ["a wall"], gen, GenerateSettings(seed=7, **SETTINGS))
+        last, request = records[-1], gen.requests[-1]
+        assert last["retrieval"] == "reference" and (last["start"], last["end"]) == (12, 17)
+        assert len(last["references"]) == len(request.references) == targets
+        assert all(frame < 12 for frame in last["references"])

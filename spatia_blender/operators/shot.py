@@ -171,7 +171,8 @@ def shot_for_scene(scene) -> tuple[dict, dict]:
     object_empties.assign_copies(scene, directed["assign"])  # a retry sends the same copies
     shot = payloads.build_shot(
         exported, prompts, name=scene.name, world=settings.world_id or None, generator=settings.generator,
-        quality=settings.quality, vram=settings.vram, seed=settings.seed, negative_prompt=settings.negative_prompt,
+        quality=settings.quality, vram=settings.vram,
+        seed=settings.seed if settings.use_seed else None, negative_prompt=settings.negative_prompt,
         dynamic_prompts=payloads.split_prompts(settings.dynamic_prompts), steps=settings.steps or None,
         guidance=settings.guidance or None, rounds=settings.rounds_dict(), objects=directed["objects"],
         forget_objects=directed["forget_objects"], object_memory=settings.object_memory)

@@ -29,7 +29,7 @@ def build(path: Path, *, broken: bool = False, seed: int = 0, yaw: float = 50.0)
     settings = scene.spatia
     settings.prompts.add().text = "a sunlit room with a checkered floor"
     settings.generator, settings.quality, settings.vram = "preview", "draft", "auto"
-    settings.seed = seed
+    settings.use_seed, settings.seed = True, seed
     settings.first_round_frames, settings.round_frames, settings.overlap = ROUNDS
     settings.voxel_size = 0.05
     if broken:

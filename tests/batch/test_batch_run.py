@@ -58,7 +58,11 @@ def test_two_shots_succeed_and_the_broken_one_reports_why(local_run):
         assert report["hashes"]["memory_ply_sha256"] == _sha(folder / "memory.ply")
         assert (folder / f"{name}.blend").is_file() and not (folder / f"{name}.blend1").exists()
         shot = json.loads((folder / "shot.json").read_text())
-        assert shot["steps"] == 12 and shot["guidance"] == 3.0  # the draft preset fills what the scene leaves unset
+        # the scene leaves steps and guidance unset: the draft preset's reach the generator
+        assert shot["quality"] == "draft" and shot["steps"] is None and shot["guidance"] is None
+        assert (report["steps"], report["guidance"], report["seed"]) == (12, 3.0, shot["seed"])
+        for record in sorted((folder / "world" / "rounds").glob("*/round.json")):
+            assert (json.loads(record.read_text())["steps"], json.loads(record.read_text())["guidance"]) == (12, 3.0)
         assert shot["rounds"] == {"first_round_frames": 12, "round_frames": 10, "overlap": 2}
     assert shots["alpha"]["hashes"] != shots["beta"]["hashes"]  # different cameras, different videos
 
@@ -153,6 +157,7 @@ def test_ray_path_writes_the_same_outputs(local_run, shot_blends, tmp_path):
             sorted(p.relative_to(here).as_posix() for p in here.rglob("*") if p.name != "log.txt")
         report = json.loads((there / "report.json").read_text())
         assert report["hashes"] == json.loads((here / "report.json").read_text())["hashes"]
+        assert (report["steps"], report["guidance"]) == (12, 3.0)  # the draft preset, as on the local path
     gamma = json.loads((out / "shots" / "gamma" / "report.json").read_text())
     assert gamma["stage"] == "camera" and gamma["error"]["type"] == "CameraExportError"
 

@@ -42,7 +42,7 @@ def test_shot_from_animated_camera_validates_and_matches_export(addon):
     settings.world_id, settings.world_frame_start = "w1", 5
     settings.prompts.add().text = "a street at dusk"
     settings.dynamic_prompts = "person, car"
-    settings.seed, settings.steps = 42, 12
+    settings.use_seed, settings.seed, settings.steps = True, 42, 12
     settings.first_round_frames, settings.round_frames, settings.overlap = 9, 7, 2
     shot, _ = shot_for_scene(scene)
     spec = load_shot(shot)

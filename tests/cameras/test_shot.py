@@ -42,7 +42,7 @@ def orbit(n=5):
 
 def test_defaults():
     spec = load_shot(minimal_shot())
-    assert (spec.generator, spec.quality, spec.vram, spec.seed) == ("preview", "standard", "auto", 0)
+    assert (spec.generator, spec.quality, spec.vram, spec.seed) == ("preview", "standard", "auto", None)  # None: the model's
     assert (spec.rounds.first_round_frames, spec.rounds.round_frames, spec.rounds.overlap) == (121, 81, 9)
     assert spec.steps is None and spec.guidance is None and spec.init is None and spec.world is None
     assert spec.negative_prompt == "" and spec.dynamic_prompts == []

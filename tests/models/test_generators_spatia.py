@@ -3,6 +3,8 @@ LoRA, pipeline invariants and the VideoGenerator interface. CPU only, no hub acc
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -378,12 +380,16 @@ def test_spatia_feeds_the_transformer_the_control_render_score_and_reference_tim
     finally:
         handle.remove()
     assert result.info["control"] == "render_control" and result.info["control_voxel_size"] == pytest.approx(0.02)
-    # The control the transformer got: the points averaged per 2 cm voxel, rendered as soft disks, through uint8.
+    # The control the transformer got: the points averaged per 2 cm voxel, rendered as soft disks,
+    # through uint8 and the reference's H.264 round trip.
+    from spatia.engine.models.spatia.generator import video_round_trip
+
     xyz, rgb = voxel_downsample(req.points_xyz, req.points_rgb, 0.02)
     assert result.info["control_points"] == len(xyz) < len(req.points_xyz)
     video, score = render_control(xyz, rgb, req.cameras).to_uint8()
     assert 0 < (score == 255).mean() < 1 and ((score > 0) & (score < 255)).any()  # holes, cover and soft edges
-    expected = pipe.control_latents(video, score, "cpu")
+    assert result.info["control_round_trip"]
+    expected = pipe.control_latents(*video_round_trip(video, score), "cpu")
     assert len(seen) == 3
     for _, control in seen:
         torch.testing.assert_close(control, expected)
@@ -440,3 +446,38 @@ def test_leaving_the_trained_size_or_round_length_is_recorded(pipe):
     )
     assert out_of_distribution(trained, continuation=True) == []
     assert out_of_distribution(trained, continuation=False) == ["81 frames in a first round (trained: 121)"]
+
+
+# --- the reference's video round trip of the control videos --------------------------------------
+def test_control_videos_go_through_the_reference_h264_round_trip():
+    from spatia.engine.models.spatia.generator import video_round_trip
+    from spatia.formats.video import h264_round_trip
+
+    rng = np.random.default_rng(3)
+    # a smooth image with a sharp-edged disk: what a control render looks like, and what H.264 blurs
+    yy, xx = np.mgrid[0:64, 0:96]
+    base = np.stack([xx * 2, yy * 3, (xx + yy)], -1).astype(np.uint8)
+    video = np.repeat(base[None], 9, axis=0)
+    video[:, 20:40, 30:50] = rng.integers(0, 255, 3, dtype=np.uint8)
+    score = np.full((9, 64, 96), 255, np.uint8)
+    score[:, 10:50, 20:70] = 0
+    trip_video, trip_score = video_round_trip(video, score)
+    assert trip_video.shape == video.shape and trip_score.shape == (9, 64, 96, 3) and trip_score.dtype == np.uint8
+    difference = np.abs(trip_video.astype(int) - video)
+    assert 0 < difference.mean() < 8  # lossy, but the same picture
+    np.testing.assert_array_equal(trip_video, h264_round_trip(video))  # deterministic
+    # the score is encoded as the reference renders it (white where covered) and inverted back
+    assert abs(trip_score[:, 30, 40].astype(int) - 0).max() <= 4 and abs(trip_score[:, 2, 2].astype(int) - 255).max() <= 4
+    # a size that is not a multiple of 16 is scaled by ffmpeg and comes back at its own size
+    odd = h264_round_trip(video[:, :50, :90])
+    assert odd.shape == (9, 50, 90, 3)
+
+
+def test_the_generator_feeds_round_tripped_control_videos_unless_turned_off(pipe):
+    req = _request(frames=5, first=True, guidance=1.0)
+    xyz = np.random.default_rng(0).uniform([-1, -1, 2], [1, 1, 4], (400, 3)).astype(np.float32)
+    req = replace(req, points_xyz=xyz, points_rgb=np.full((400, 3), 200, np.uint8))
+    faithful = SpatiaGenerator(pipeline=pipe, runtime=CPU).generate(req)
+    exact = SpatiaGenerator(pipeline=pipe, runtime=CPU, video_round_trip=False).generate(req)
+    assert faithful.info["control_round_trip"] and not exact.info["control_round_trip"]
+    assert not np.array_equal(faithful.frames[1:], exact.frames[1:])

@@ -75,9 +75,8 @@ def read_shot(scene, options: dict) -> Shot:
         _apply_quality_size(scene, quality)
     shot, _ = shot_for_scene(scene)
     shot["generator"] = generator
-    shot.setdefault("steps", quality.steps)  # the scene's own steps/guidance win when set
-    shot.setdefault("guidance", quality.guidance)
-    spec = load_shot(shot)
+    shot["quality"] = quality.name  # its steps and guidance reach the generator through shot_settings,
+    spec = load_shot(shot)          # as on every other path; the scene's own steps/guidance win when set
     return Shot(spec=dump_shot(spec), generator=generator, quality=quality.name,
                 samples=int(options.get("samples") or quality.init_samples), world_id=settings.world_id.strip(),
                 voxel_size=float(settings.voxel_size), point_radius=float(settings.point_radius),

@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 
 from spatia.formats.atomic import write_json
+from spatia.formats.shot import load_shot
 from .jobs import PROGRESS_PREFIX, REPORT, REPORT_SCHEMA, ShotJob, sha256_file
 
 STAGES = ("open", "camera", "settings", "model", "init", "generate", "outputs", "blend")
@@ -90,7 +91,9 @@ class ShotRun:
         self.stage("camera", shot_scene.check_active_camera, scene)
         shot = self.stage("settings", shot_scene.read_shot, scene, job.options)
         write_json(out / "shot.json", shot.spec)
-        self.report.update(generator=shot.generator, quality=shot.quality, seed=shot.spec["seed"],
+        run = load_shot(shot.spec).generation()
+        self.report.update(generator=shot.generator, quality=shot.quality, seed=run.seed, steps=run.steps,
+                           guidance=run.guidance,
                            size=f"{shot.spec['width']}x{shot.spec['height']}", frames=len(shot.spec["frames"]))
         models = self.stage("model", shot_scene.prepare_models, shot)
         self.report["runtime"] = models["runtime"]

@@ -61,10 +61,11 @@ def _cmd_generate(args) -> int:
         elif args.case:
             report = run_case(Path(args.case), Path(args.out), generator=args.generator, seed=args.seed,
                               steps=args.steps, vram=args.vram, progress=update, retrieval=args.retrieval,
-                              update_mode=args.update_mode)
+                              update_mode=args.update_mode, quality=args.quality)
         else:
             report = run_shot(Path(args.shot), Path(args.out), generator=args.generator, progress=update,
-                              retrieval=args.retrieval, update_mode=args.update_mode)
+                              retrieval=args.retrieval, update_mode=args.update_mode, quality=args.quality,
+                              seed=args.seed, steps=args.steps)
     finally:
         close()
     print(json.dumps(report["summary"], indent=2))
@@ -130,8 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="output folder")
     gen.add_argument("--generator", default=None, help="generator preset (default: the shot's, else preview)")
     gen.add_argument("--seed", type=int, default=None,
-                     help="the seed of every round (default: a case's own, the authors' 20917; a shot's seed)")
-    gen.add_argument("--steps", type=int, default=None)
+                     help="the seed of every round (default: a shot's own, else the generator's; a case's own, the authors' 20917)")
+    gen.add_argument("--quality", default=None,
+                     help="quality preset (draft, standard, final; see presets/README.md): its steps and guidance "
+                          "as the generator runs them (default: a shot's own, else standard)")
+    gen.add_argument("--steps", type=int, default=None, help="denoising steps (default: the shot's own, else the quality preset's)")
     gen.add_argument("--retrieval", choices=["reference", "iou"], default=None,
                      help="how reference frames are scored (default: the generator's; spatia-5b: reference)")
     gen.add_argument("--update-mode", choices=["incremental", "mapanything-rebuild"], default="incremental",

@@ -7,10 +7,14 @@ reference frames. The most recent history frames are left out (the model gets th
 history anyway); candidates are sampled at 6 fps and targets at 2 fps.
 
 Two ways to score, `scoring=`:
-- "reference", Spatia's own: visible sets at full resolution with one pixel per point,
-  overlap = the count of shared points (exact integers), one Hungarian assignment of targets
-  to candidates, the chosen frames ordered by their target (the order gives each reference
-  its temporal slot in the model), the first K kept; pairs sharing nothing are dropped.
+- "reference", Spatia's own, input for input (what spatia-5b was trained with): visible sets
+  at full resolution by the authors' front-most test (`view_index.frontmost_mask`), overlap =
+  the count of shared points rounded to bfloat16 as their bf16 matrix product rounds it (so
+  counts above 256 tie in steps of 2, 4, ...), one Hungarian assignment of targets to
+  candidates on the float32 matrix exactly as they call it (the same ties break the same way),
+  the chosen frames ordered by their target (the order gives each reference its temporal slot
+  in the model), the first K kept, pairs sharing nothing kept too: the model always gets as
+  many references as targets (7 for a round of 81 frames, a short round padded first).
 - "iou": IoU of visible sets, repeated assignments until K frames are chosen, best first.
 
 `retrieve` renders every candidate (its cost grows with the history); `retrieve_indexed`
@@ -144,6 +148,21 @@ def assign(score: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(chosen_columns, dtype=np.int64), np.asarray(chosen_rows, dtype=np.int64)
 
 
+def bf16_counts(shared) -> np.ndarray:
+    """Shared-point counts as the reference's bfloat16 matrix product returns them (fp32 sums of
+    ones, exact, rounded to bfloat16, round-half-to-even), as float32."""
+    counts = torch.as_tensor(np.asarray(shared, dtype=np.float32))
+    return counts.to(torch.bfloat16).to(torch.float32).numpy()
+
+
+def padded_targets(cameras: Cameras, padding: int) -> Cameras:
+    """A short round's cameras padded with its last camera to the full round, as the reference
+    pads them before sampling its retrieval targets."""
+    if padding <= 0:
+        return cameras
+    return cameras[np.concatenate([np.arange(len(cameras)), np.full(padding, len(cameras) - 1)]).astype(np.int64)]
+
+
 def select(shared: np.ndarray, target_sizes, candidate_sizes, k: int, scoring: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chosen columns, their rows and scores from shared counts [T, C] and the sizes of the
     visible sets, as `scoring` says (see the module docstring)."""
@@ -154,11 +173,10 @@ def select(shared: np.ndarray, target_sizes, candidate_sizes, k: int, scoring: s
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0)
     if scoring == "reference":
-        score = shared.astype(np.float64)
-        rows, columns = linear_sum_assignment(score, maximize=True)  # rows come back in target order
-        keep = score[rows, columns] > 0
-        rows, columns = rows[keep][:k], columns[keep][:k]
-        return columns.astype(np.int64), rows.astype(np.int64), score[rows, columns]
+        score = bf16_counts(shared)
+        rows, columns = linear_sum_assignment(-score)  # rows come back in target order
+        rows, columns = rows[:k], columns[:k]
+        return columns.astype(np.int64), rows.astype(np.int64), score[rows, columns].astype(np.float64)
     union = np.asarray(target_sizes)[:, None] + np.asarray(candidate_sizes)[None, :] - shared
     iou = np.divide(shared, union, out=np.zeros(shared.shape), where=union > 0)
     columns, rows = assign(iou, k)
@@ -210,8 +228,8 @@ def retrieve(xyz, history_cameras: Cameras, target_cameras: Cameras, *, k: int =
 
     if scoring == "reference":
         ids = np.arange(len(xyz)) if point_ids is None else point_ids
-        target_sets = visible_ids(xyz, ids, target_cameras[targets], near=near, device=device)
-        candidate_sets = visible_ids(xyz, ids, history_cameras[candidates], near=near, device=device)
+        target_sets = visible_ids(xyz, ids, target_cameras[targets], device=device, rule="reference")
+        candidate_sets = visible_ids(xyz, ids, history_cameras[candidates], device=device, rule="reference")
         shared = np.array([[len(np.intersect1d(t, c, assume_unique=True)) for c in candidate_sets] for t in target_sets],
                           dtype=np.int64).reshape(len(targets), len(candidates))
         sizes_t, sizes_c = [len(t) for t in target_sets], [len(c) for c in candidate_sets]
@@ -250,19 +268,23 @@ def retrieve_indexed(index, xyz, point_ids, target_cameras: Cameras, candidates,
                      target_times=None, near: float = 1e-2, device: str | torch.device | None = None) -> RetrievalResult:
     """Choose up to k of the past frames `candidates` (frames the ViewIndex `index` holds) for
     the target cameras, reading the candidates' visible sets from the index: the work is
-    rendering the targets (sampled at target_fps) and looking up the points they see."""
+    rendering the targets (sampled at target_fps) and intersecting their points with each
+    candidate's. With scoring="reference" the targets' sets follow the authors' front-most test
+    (index the candidates with `visible_ids(..., rule="reference")` too); pad a short round's
+    cameras first (`padded_targets`) as the reference does."""
     if k < 0:
         raise RetrievalError(f"k must be >= 0, got {k}")
-    candidates = np.asarray(sorted(int(c) for c in candidates if int(c) in index.frame_sizes), dtype=np.int64)
+    candidates = np.asarray(sorted(int(c) for c in candidates if int(c) in index), dtype=np.int64)
     targets = sample_at_rate(_frame_times(target_times, len(target_cameras), frame_fps, "target_times"), target_fps)
     empty = np.zeros(0, dtype=np.int64)
     if len(candidates) == 0 or len(targets) == 0 or k == 0:
         shape = (len(targets), len(candidates))
         return RetrievalResult(empty, np.zeros(0), empty, np.zeros(shape, np.int64), np.zeros(shape), targets, candidates)
-    target_sets = visible_ids(xyz, point_ids, target_cameras[targets], near=near, device=device)
+    rule = "reference" if scoring == "reference" else "render"
+    target_sets = visible_ids(xyz, point_ids, target_cameras[targets], near=near, device=device, rule=rule)
     shared = index.shared_counts(target_sets, candidates)
     sizes_t = np.array([len(t) for t in target_sets])
-    sizes_c = np.array([index.frame_sizes[int(c)] for c in candidates])
+    sizes_c = np.array([index.size(c) for c in candidates])
     columns, rows, scores = select(shared, sizes_t, sizes_c, k, scoring)
     union = sizes_t[:, None] + sizes_c[None, :] - shared
     iou = np.divide(shared, union, out=np.zeros(shared.shape), where=union > 0)

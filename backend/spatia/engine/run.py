@@ -19,7 +19,7 @@ from spatia.engine.models import get_depth_estimator, get_generator, get_segment
 from spatia.engine.models.gpu import RuntimeOptions
 from spatia.engine.models.base import DepthEstimator, VideoGenerator
 from spatia.engine.plan import plan_rounds
-from spatia.formats.shot import load_shot
+from spatia.formats.shot import dump_shot, load_shot
 from spatia.engine.settings import GenerateSettings, shot_settings
 from spatia.engine.world import World, WorldError
 
@@ -93,13 +93,21 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
 def run_case(case_dir, out, *, generator: str | VideoGenerator | None = None,
              depth: str | DepthEstimator = "depth-pro", seed: int | None = None, steps: int | None = None,
              vram: str = "auto", settings: GenerateSettings | None = None, progress=None,
-             retrieval: str | None = None, update_mode: str = "incremental") -> dict:
-    """Generate the video of a reference test case folder into `out`."""
+             retrieval: str | None = None, update_mode: str = "incremental", quality: str | None = None,
+             guidance: float | None = None) -> dict:
+    """Generate the video of a reference test case folder into `out`: the quality preset's steps
+    and guidance for the generator (`presets.generator_settings`) unless `steps` / `guidance` are
+    given, the case's seed (the authors') unless `seed` is."""
+    from spatia.formats.presets import generator_settings
+
     case = read_reference_case(case_dir)
     _check_frame_count(len(case.trajectory), f"{case_dir}")
     _check_image(np.asarray(case.image), f"{case_dir}/img.jpg")
-    seed = case.seed if seed is None else seed  # the authors' seed unless asked otherwise
-    settings = settings or GenerateSettings(seed=seed, steps=steps, retrieval=retrieval, update_mode=update_mode)
+    name = getattr(generator, "name", None) if isinstance(generator, VideoGenerator) else (generator or "preview")
+    run = generator_settings(name or "preview", quality, steps=steps, guidance=guidance,
+                             seed=case.seed if seed is None else seed)  # the authors' seed unless asked otherwise
+    settings = settings or GenerateSettings(seed=run.seed, steps=run.steps, guidance=run.guidance, retrieval=retrieval,
+                                            update_mode=update_mode)
     if settings.update_mode == "mapanything-rebuild" and depth == "depth-pro":
         depth = "map-anything"  # the paper's update rebuilds the memory with MapAnything
     plan_rounds(len(case.trajectory), case.prompts, first_round_frames=settings.first_round_frames,
@@ -124,13 +132,20 @@ def run_case(case_dir, out, *, generator: str | VideoGenerator | None = None,
 
 def run_shot(shot_path, out, *, generator: str | VideoGenerator | None = None,
              depth: str | DepthEstimator | None = None, settings: GenerateSettings | None = None,
-             progress=None, retrieval: str | None = None, update_mode: str = "incremental") -> dict:
+             progress=None, retrieval: str | None = None, update_mode: str = "incremental",
+             quality: str | None = None, seed: int | None = None, steps: int | None = None) -> dict:
     """Generate a shot spec into `out` (a world given in the spec is continued). Every input
-    (the plan's prompts, the models, the init's files) is checked before anything is written."""
+    (the plan's prompts, the models, the init's files) is checked before anything is written.
+    `generator`, `quality`, `seed` and `steps` override the shot's; its steps and guidance follow
+    the quality preset as that generator runs it unless the shot sets them."""
     spec = load_shot(shot_path)
+    overrides = {k: v for k, v in (("quality", quality), ("seed", seed), ("steps", steps)) if v is not None}
+    if overrides:
+        spec = load_shot({**dump_shot(spec), **overrides})  # validated like the file
     trajectory: Trajectory = spec.trajectory()
     _check_frame_count(len(trajectory), "the shot")
-    settings = settings or shot_settings(spec, retrieval=retrieval, update_mode=update_mode)
+    name = getattr(generator, "name", None) if isinstance(generator, VideoGenerator) else generator
+    settings = settings or shot_settings(spec, name or spec.generator, retrieval=retrieval, update_mode=update_mode)
     if settings.update_mode == "mapanything-rebuild" and depth is None:
         depth = "map-anything"  # the paper's update rebuilds the memory with MapAnything
     base = Path(shot_path).parent if not isinstance(shot_path, dict) else Path.cwd()

@@ -35,14 +35,16 @@ class GenerateSettings:
     forget_objects: tuple[int, ...] = ()  # objects removed before the first round
 
 
-def shot_settings(spec, **overrides) -> GenerateSettings:
-    """The settings a shot spec (spatia.formats.shot.ShotSpec) asks for. Its objects' path frames are
-    Blender frame numbers; the world counts video frames from the shot's first listed frame."""
+def shot_settings(spec, generator: str | None = None, **overrides) -> GenerateSettings:
+    """The settings a shot spec (spatia.formats.shot.ShotSpec) asks for, its quality preset as
+    `generator` (default: the shot's) runs it. Its objects' path frames are Blender frame numbers;
+    the world counts video frames from the shot's first listed frame."""
     first = int(spec.frames[0].frame)
     directions = tuple(Direction.keyed(o.id, o.path, frame_offset=first, condition=o.condition,
                                        reference=o.reference, copy_of=o.copy_of) for o in spec.objects)
     plan = spec.rounds
-    fields = dict(seed=spec.seed, steps=spec.steps, guidance=spec.guidance, negative_prompt=spec.negative_prompt,
+    run = spec.generation(generator)
+    fields = dict(seed=run.seed, steps=run.steps, guidance=run.guidance, negative_prompt=spec.negative_prompt,
                   dynamic_prompts=list(spec.dynamic_prompts), first_round_frames=plan.first_round_frames,
                   round_frames=plan.round_frames, overlap=plan.overlap, object_memory=spec.object_memory,
                   object_directions=directions, forget_objects=tuple(spec.forget_objects))

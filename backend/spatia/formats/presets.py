@@ -20,6 +20,7 @@ with other values. "duration_s" is the intended length in seconds (frames = dura
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -261,6 +262,7 @@ class ModelInfo(_Strict):
     weights: list[str] = Field(default_factory=list, description="Hugging Face repository ids")
     vram_gb: Finite = Field(ge=0)
     needs_gpu: bool = True
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="the seed a shot uses unless it sets one (the model's authors')")
 
 
 class RuntimeSettings(_Strict):
@@ -373,6 +375,42 @@ def quality(name: str, root=None, generator: str | None = None) -> QualityPreset
     return _get(load_presets(root).quality, "quality", name).for_generator(generator)
 
 
+DEFAULT_QUALITY = "standard"
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorSettings:
+    """What a generator is asked to run: a quality preset as that generator runs it, with the
+    user's own values over it."""
+
+    generator: str
+    quality: str
+    steps: int
+    guidance: float
+    seed: int
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def generator_settings(generator: str, quality_name: str | None = None, *, steps: int | None = None,
+                       guidance: float | None = None, seed: int | None = None, root=None) -> GeneratorSettings:
+    """The one place a quality preset becomes generator settings, for every entry path (command
+    line, service, shots, batch, Ray, Flamenco, Blender): the preset's steps and guidance for
+    `generator` (`QualityPreset.for_generator`) unless `steps` / `guidance` are given, and the
+    model's own seed (`ModelInfo.seed`, spatia-5b: the authors' 20917; 0 for a model without a
+    preset) unless `seed` is given."""
+    table = load_presets(root)
+    preset = _get(table.quality, "quality", quality_name or DEFAULT_QUALITY).for_generator(generator)
+    info = table.models.get(generator)
+    return GeneratorSettings(
+        generator=generator, quality=preset.name,
+        steps=int(preset.steps if steps is None else steps),
+        guidance=float(preset.guidance if guidance is None else guidance),
+        seed=int((info.seed if info is not None else 0) if seed is None else seed),
+    )
+
+
 def model(name: str, root=None) -> ModelInfo:
     return _get(load_presets(root).models, "model", name)
 
@@ -441,7 +479,8 @@ def fit_resolution(width: int, height: int, preset: QualityPreset) -> tuple[int,
 
 
 __all__ = [
-    "CAMERA_TYPES", "EASINGS", "MOTIONS", "PRESETS_DIR_ENV", "TRAINED", "CameraKey", "CameraPathPreset", "GeneratorQuality",
+    "CAMERA_TYPES", "DEFAULT_QUALITY", "EASINGS", "MOTIONS", "PRESETS_DIR_ENV", "TRAINED", "CameraKey", "CameraPathPreset",
+    "GeneratorQuality", "GeneratorSettings", "generator_settings",
     "ModelInfo", "PresetError",
     "Presets", "QualityPreset", "RuntimeSettings", "VramPreset", "camera_keys", "camera_path", "ease",
     "find_presets_dir", "fit_resolution", "gpu_memory_gb", "load_presets", "model", "quality", "runtime_settings",

@@ -192,7 +192,7 @@ class ShotSpec(_Strict):
     generator: NonEmptyStr = "preview"
     quality: NonEmptyStr = "standard"
     vram: NonEmptyStr = "auto"
-    seed: int = Field(0, ge=0, le=MAX_SEED)
+    seed: int | None = Field(None, ge=0, le=MAX_SEED, description="None: the generator's own (spatia-5b: the authors' 20917)")
     steps: int | None = Field(None, ge=1, le=1000, description="overrides the quality preset")
     guidance: FiniteFloat | None = Field(None, ge=0, le=100, description="overrides the quality preset")
     dynamic_prompts: list[NonEmptyStr] = Field(default_factory=list, description='entities to keep out of memory, e.g. "person"')
@@ -202,6 +202,14 @@ class ShotSpec(_Strict):
     forget_objects: list[Annotated[int, Field(ge=1, le=MAX_OBJECT_ID)]] = Field(
         default_factory=list, description="ids of remembered objects to forget before this shot")
     object_memory: bool = Field(True, description="remember moving objects and render them where predicted")
+
+    def generation(self, generator: str | None = None):
+        """The steps, guidance and seed this shot runs `generator` (default: its own) with
+        (`spatia.formats.presets.generator_settings`: its quality preset, its own values over it)."""
+        from spatia.formats.presets import generator_settings
+
+        return generator_settings(generator or self.generator, self.quality, steps=self.steps,
+                                  guidance=self.guidance, seed=self.seed)
 
     @field_validator("objects")
     @classmethod

@@ -112,3 +112,43 @@ def read_video(path) -> np.ndarray:
         return np.asarray(iio.imread(path, plugin="FFMPEG"))
     except Exception as exc:  # imageio raises several types for unreadable files
         raise VideoError(f"cannot read video {path}: {exc}") from exc
+
+
+# The reference writes its control and score videos with diffusers' export_to_video (imageio's
+# ffmpeg writer: libx264, yuv420p, quality 5 = CRF 25, sizes padded up to multiples of 16 by
+# ffmpeg's scaler) and reads them back with imageio's ffmpeg reader (rgb24).
+ROUND_TRIP_CRF_QUALITY = 5
+ROUND_TRIP_FPS = 24
+ROUND_TRIP_MACRO_BLOCK = 16
+
+
+def h264_round_trip(frames: np.ndarray, *, fps: float = ROUND_TRIP_FPS, quality: float = ROUND_TRIP_CRF_QUALITY,
+                    macro_block_size: int = ROUND_TRIP_MACRO_BLOCK) -> np.ndarray:
+    """uint8 frames [F,H,W,3] after the reference's lossy video round trip: encoded to an H.264
+    mp4 with exactly its settings and decoded again. A size that is not a multiple of 16 comes
+    back at the padded size ffmpeg scaled it to, resized to the original with PIL's bilinear
+    filter (the reference's reader resizes to the size it asks for)."""
+    import tempfile
+
+    import imageio_ffmpeg
+
+    frames = _check_frames(frames)
+    count, height, width = frames.shape[:3]
+    with tempfile.TemporaryDirectory(prefix="spatia-h264-") as folder:
+        path = os.path.join(folder, "video.mp4")
+        writer = imageio_ffmpeg.write_frames(path, (width, height), fps=fps, codec="libx264", pix_fmt_in="rgb24",
+                                             pix_fmt_out="yuv420p", quality=quality,
+                                             macro_block_size=macro_block_size, ffmpeg_log_level="error")
+        writer.send(None)
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+        reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+        meta = next(reader)
+        out_width, out_height = meta["size"]
+        decoded = [np.frombuffer(b, np.uint8).reshape(out_height, out_width, 3) for b in reader]
+    if len(decoded) != count:
+        raise VideoError(f"the video round trip returned {len(decoded)} frames for {count}")
+    if (out_height, out_width) != (height, width):
+        decoded = [np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in decoded]
+    return np.stack(decoded)

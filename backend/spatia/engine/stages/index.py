@@ -18,15 +18,16 @@ def index_grid(start: int, end: int, fps: float, index_fps: float) -> list[int]:
 
 
 def index_round(index: ViewIndex, memory: SpatialMemory, cameras: Cameras, frames: list[int], stats, *,
-                reset: bool = False, device=None) -> tuple[ViewIndex, dict]:
+                reset: bool = False, rule: str = "render", device=None) -> tuple[ViewIndex, dict]:
     """A copy of `index` with `frames` (video frame indices into `cameras`) added as `memory` sees
-    them, and the arrays that record the change (saved with the round, replayed on open). The
-    merges of the update (`stats`) are applied first; `reset`: the memory was rebuilt with new
-    ids, so `frames` must list every indexed frame."""
-    index = ViewIndex(index.per_point, index.keys.copy(), dict(index.frame_sizes))
+    them (`rule`: which points a frame sees, see view_index.visible_ids), and the arrays that
+    record the change (saved with the round, replayed on open). The merges of the update
+    (`stats`) are applied first; `reset`: the memory was rebuilt with new ids, so `frames` must
+    list every indexed frame."""
+    index = index.copy()
     merges = stats.merges if stats is not None and stats.merges is not None else None
     merged = (merges.ids.cpu().numpy(), merges.into.cpu().numpy()) if merges is not None else ((), ())
-    sets = visible_ids(memory.xyz, memory.point_id, cameras[frames], device=device) if frames else []
+    sets = visible_ids(memory.xyz, memory.point_id, cameras[frames], device=device, rule=rule) if frames else []
     if reset:
         index.clear()
         merged = ((), ())
@@ -45,7 +46,7 @@ def load_index(saved: list[Path], grid: list[int], index_missing) -> ViewIndex:
         if path.exists():
             with np.load(path) as arrays:
                 views.replay(arrays)
-    missing = [f for f in grid if f not in views.frame_sizes]
+    missing = [f for f in grid if f not in views]
     if missing:
         views.add(missing, index_missing(missing))
     return views

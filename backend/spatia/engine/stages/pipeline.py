@@ -96,8 +96,9 @@ def run_round(world: RoundInputs, generator: VideoGenerator, settings: GenerateS
     progress(0.05, "retrieving reference frames")
     with clock("retrieve"):
         scoring = settings.retrieval or getattr(generator, "retrieval_scoring", "iou")
+        padding = rnd.padding if getattr(generator, "pads_short_rounds", False) else 0
         found = retrieve.retrieve(world.views, world.memory, cams, rnd.start, k=settings.references,
-                                  scoring=scoring, fps=fps, device=device)
+                                  scoring=scoring, fps=fps, padding=padding, device=device)
         history = world.read_frames(range(rnd.start, rnd.new_start)) if rnd.overlap else None
         references = world.read_frames(found.indices) if found.indices else None
     check_cancel()
@@ -119,7 +120,8 @@ def run_round(world: RoundInputs, generator: VideoGenerator, settings: GenerateS
     with clock("index"):
         grid = index.index_grid(0 if changed.reset else rnd.new_start, rnd.end, fps, INDEX_FPS)
         views, view_arrays = index.index_round(world.views or ViewIndex(), changed.memory, world.cameras,
-                                               grid, changed.stats, reset=changed.reset, device=device)
+                                               grid, changed.stats, reset=changed.reset, device=device,
+                                               rule="reference" if found.scoring == "reference" else "render")
     check_cancel()
     return _hand_over(world, generator, clip, shown, found, changed, views, view_arrays, clock, started)
 

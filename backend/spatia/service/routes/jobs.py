@@ -55,6 +55,10 @@ def _validate_shot(svc, body: JobSubmitIn) -> None:
                     round_frames=plan.round_frames, overlap=plan.overlap, start_frame=done)
     except ValueError as err:
         raise invalid(f"shot: {err}", "shot.prompts") from None
+    try:
+        shot.generation()  # the quality preset exists and gives this generator its steps
+    except ValueError as err:
+        raise invalid(f"shot: {err}", "shot.quality") from None
     if shot.objects or shot.forget_objects:  # checked again when the job runs (the objects may change)
         try:
             world.directed_objects(shot_settings(shot))

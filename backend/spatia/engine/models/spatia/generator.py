@@ -7,7 +7,9 @@ Per request:
 - the control video is the one the control branch was trained on: the memory's points (the
   request's `points_xyz` / `points_rgb`) voxel-downsampled at 0.01 + 0.005 x round index and
   rendered as the authors' soft disks (`spatia.engine.render.render_control`); its score video is the
-  soft coverage. Frames go through uint8 as the reference's videos do. A request without points
+  soft coverage. Frames go through uint8 and, with `video_round_trip` (default, the reference's
+  faithful input), through the same lossy H.264 mp4 write and read as the reference's videos
+  (libx264, yuv420p, CRF 25); the model was trained on those. A request without points
   falls back to the z-buffer projection and its binary hole mask (recorded in the info: not
   the trained input).
 - F frames of any count: padded to 4k+1 by repeating the last frame, cropped after decoding
@@ -71,8 +73,20 @@ def out_of_distribution(request: GenerationRequest, continuation: bool) -> list[
     return reasons
 
 
-def control_inputs(request: GenerationRequest, device=None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(control video uint8 [F,H,W,3], score uint8 [F,H,W] or hole mask bool [F,H,W], info) for a request."""
+def video_round_trip(video: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The control video and score after the reference's H.264 round trip (`h264_round_trip`):
+    the score is written as the reference renders it (white where points cover, black in holes)
+    and inverted after reading, so it comes back as uint8 [F,H,W,3] with 255 = hole."""
+    from spatia.formats.video import h264_round_trip
+
+    covered = np.repeat((255 - np.asarray(score, dtype=np.uint8))[..., None], 3, axis=-1)
+    return h264_round_trip(video), 255 - h264_round_trip(covered)
+
+
+def control_inputs(request: GenerationRequest, device=None, *, round_trip: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(control video uint8 [F,H,W,3], score uint8 [F,H,W] or hole mask bool [F,H,W], info) for a request.
+    round_trip: both videos go through the reference's lossy H.264 round trip (the score then
+    comes back as uint8 [F,H,W,3]), as the model was trained on them."""
     if request.points_xyz is None:
         return request.projection, request.hole_mask, {"control": "z-buffer projection (not the trained input)"}
     from spatia.engine.render_control import control_voxel_size, render_control, voxel_downsample
@@ -95,8 +109,10 @@ def control_inputs(request: GenerationRequest, device=None) -> tuple[np.ndarray,
                               torch.cat([base_rgb, torch.as_tensor(request.frame_points_rgb[i]).float() / 255]),
                               request.cameras[i:i + 1], device=device)
         video[i], score[i] = (a[0] for a in both.to_uint8())
+    if round_trip:
+        video, score = video_round_trip(video, score)
     return video, score, {"control": "render_control", "control_voxel_size": voxel, "control_points": int(len(xyz)),
-                          "control_object_frames": len(with_objects)}
+                          "control_object_frames": len(with_objects), "control_round_trip": bool(round_trip)}
 
 
 MAX_REFERENCES = 7  # reference frames per clip, as trained
@@ -142,6 +158,7 @@ class SpatiaGenerator(DiffusersGenerator):
         prompt_suffix: str = PROMPT_SUFFIX,
         negative_prompt: str = NEGATIVE_PROMPT,
         pin_known_frames: bool = True,
+        video_round_trip: bool = True,
     ):
         self.preset = get_preset(preset)
         self.name = self.preset.name
@@ -154,6 +171,7 @@ class SpatiaGenerator(DiffusersGenerator):
         self.control_scale, self.lora_scale = control_scale, lora_scale
         self.prompt_suffix, self.negative_prompt = prompt_suffix, negative_prompt
         self.pin_known_frames = pin_known_frames
+        self.video_round_trip = video_round_trip  # the reference's H.264 round trip of the control videos
         self._lora = lora
 
     @property
@@ -204,7 +222,8 @@ class SpatiaGenerator(DiffusersGenerator):
 
         report(progress, 0.01, "rendering the control video")
         render_device = self.runtime.resolved_device() if self.runtime.resolved_device().type == "cuda" else None
-        control_video, control_score, control_info = control_inputs(request, render_device)
+        control_video, control_score, control_info = control_inputs(request, render_device,
+                                                                    round_trip=self.video_round_trip)
         report(progress, 0.03, "encoding prompt and conditions")
         with out_of_memory_as_unavailable(self.runtime, "generation"):
             output = pipe(
@@ -248,4 +267,4 @@ class SpatiaGenerator(DiffusersGenerator):
         )
 
 
-__all__ = ["SpatiaGenerator", "control_inputs"]
+__all__ = ["SpatiaGenerator", "control_inputs", "video_round_trip"]

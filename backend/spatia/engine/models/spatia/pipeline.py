@@ -141,9 +141,16 @@ class SpatiaPipeline(DiffusionPipeline):
         """Control video latents ([-1, 1]) and score latents ([0, 1], three equal channels), channel-concatenated.
 
         control_score: uint8 [F,H,W] (255 = hole, the reference's score frames) or float [F,H,W]
-        in [0, 1]; or a bool hole mask (True = hole), which also blacks out the control video there.
+        in [0, 1]; or a bool hole mask (True = hole), which also blacks out the control video there;
+        or uint8 [F,H,W,3], score frames read back from a video (their channels may differ a little).
         """
         score = np.asarray(control_score)
+        if score.ndim == 4:
+            if score.dtype != np.uint8 or score.shape[-1] != 3:
+                raise ModelInputError(f"colour control_score must be uint8 [F,H,W,3], got {score.dtype} {list(score.shape)}")
+            score_video = torch.from_numpy(np.ascontiguousarray(score)).float() / 255.0
+            return torch.cat([self.encode_video(self._signed(control_video), device),
+                              self.encode_video(score_video, device)], dim=1)
         if score.dtype == np.bool_:
             control_video = np.where(score[..., None], np.uint8(0), control_video)
             values = score.astype(np.float32)
@@ -186,7 +193,7 @@ class SpatiaPipeline(DiffusionPipeline):
         [Hh,H,W,3] = this clip's first Hh frames; references uint8 [R,H,W,3]; first_frame uint8
         [H,W,3] (used only without history). Returns frames uint8 [F,H,W,3] (output_type "np")."""
         frames, height, width = control_video.shape[:3]
-        if np.shape(control_score) != (frames, height, width):
+        if np.shape(control_score)[:3] != (frames, height, width) or np.ndim(control_score) not in (3, 4):
             raise ModelInputError(f"control_score must be [{frames}, {height}, {width}] to match control_video, "
                                   f"got {list(np.shape(control_score))}")
         multiple = self.size_multiple
