@@ -63,6 +63,8 @@ def _cmd_eval(args) -> int:
     summaries.update({name: {**scene["summary"], "objects": scene["objects"]}
                       for name, scene in report.get("object_scenes", {}).items()})
     print(json.dumps(summaries, indent=2))
+    for measures in sorted({s["measures"] for s in summaries.values() if s.get("measures")}):
+        print(f"\nMeasured: {measures}.")
     print(f"\nWrote {options.out}/report.md and report.json")
     return 0
 
@@ -80,8 +82,9 @@ def register(subparsers) -> None:
                    help=f"comma-separated scenes ({', '.join(SCENES)}) or sets: all, static (closed loops), objects "
                         "(moving objects, each run with object memory on and off; oracle only) (default: room)")
     p.add_argument("--generator", default="oracle",
-                   help="oracle, preview or a generator preset name, as `spatia generate` names them (default: oracle, the renders "
-                        "themselves, which isolates the memory pipeline)")
+                   help="oracle, or a generator as `spatia generate` names it (preview, spatia-5b, wan-vace-1.3b, "
+                        "wan-vace-14b) (default: oracle: the renders themselves, which measures the memory pipeline "
+                        "alone; its generated frames are not scored)")
     p.add_argument("--size", type=_size, default=None, help="WxH (default 256x144; --quick 96x64)")
     p.add_argument("--frames", type=int, default=None, help="frames along the loop (default 48; --quick 25)")
     p.add_argument("--rounds", type=int, default=None, help="generation rounds (default 4; --quick 3)")

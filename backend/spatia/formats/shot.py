@@ -86,7 +86,7 @@ class InitSpec(_Strict):
 
     kind: Literal["image", "render", "points"]
     image: str | None = Field(None, description="RGB image (kind image or render); taken by the shot's first camera")
-    depth: str | None = Field(None, description="metric Z depth, .exr or .npy (kind render)")
+    depth: str | None = Field(None, description="metric Z depth in metres, float .npy or .exr (kind render)")
     points: str | None = Field(None, description="point cloud, .ply or memory snapshot (kind points)")
     mask: str | None = Field(None, description="optional mask of dynamic pixels to keep out of memory")
 
