@@ -222,7 +222,7 @@ def png_of(array) -> bytes:
     ("empty", "is empty"),
     ("missing", "does not exist"),
     ("1x1", "at least 16x16"),
-    ("depth size", "init.depth is [10, 10]"),
+    ("depth size", "init.depth is 10x10 but the shot is 64x48"),
     ("prompts", "fewer prompts than rounds"),
 ])
 def test_a_bad_shot_input_writes_nothing_and_the_corrected_rerun_works(tmp_path, capsys, case, message):

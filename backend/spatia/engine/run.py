@@ -53,16 +53,16 @@ def _check_image(image: np.ndarray, what: str, width: int | None = None, height:
     return image
 
 
-def check_out_folder(out) -> Path:
+def check_out_folder(out, flag: str = "--out") -> Path:
     """`out` as a folder that can be made or is one: never a file, nor inside one."""
     out = Path(out)
     for folder in (out, *out.parents):
         if folder.exists():
             if not folder.is_dir():
                 named = "" if folder == out else f" ({folder} is a file)"
-                raise WorldError(f"--out {out}: not a folder{named}; name a new or existing folder")
+                raise WorldError(f"{flag} {out}: not a folder{named}; name a new or existing folder")
             if not os.access(folder, os.W_OK | os.X_OK):
-                raise WorldError(f"--out {out}: {folder} is not writable")
+                raise WorldError(f"{flag} {out}: {folder} is not writable")
             break
     return out
 

@@ -41,6 +41,8 @@ def make_temp(directory, prefix: str = ".tmp-", suffix: str = ".tmp") -> tuple[i
 def write_atomic(path, data: bytes | str) -> Path:
     """Write to a temporary file beside `path`, fsync it, then rename it into place."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(21, "a folder is there, not a file", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode() if isinstance(data, str) else data
     fd, tmp = make_temp(path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -315,6 +315,12 @@ def load_shot(source: str | os.PathLike | dict | ShotSpec) -> ShotSpec:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ShotError(f"{path}: missing") from None
+        except IsADirectoryError:
+            raise ShotError(f"{path}: a folder; a shot is a JSON file") from None
+        except UnicodeDecodeError as exc:
+            raise ShotError(f"{path}: not UTF-8 text, so not a shot JSON file ({exc.reason} at byte {exc.start})") from None
+        except OSError as exc:
+            raise ShotError(f"{path}: cannot read ({exc.strerror or exc})") from None
         except json.JSONDecodeError as exc:
             raise ShotError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON ({exc.msg})") from None
         if not isinstance(data, dict):
