@@ -38,6 +38,7 @@ import numpy as np
 from spatia.cameras import Cameras, Trajectory
 from spatia.formats.atomic import write_json
 from spatia.engine.memory import RANK_USER, MemoryStore, SpatialMemory, diff, import_ply, load_snapshot
+from spatia.engine.memory.errors import MemoryIntegrityError
 from spatia.engine.models.base import Cancelled, DepthEstimator, GenerationRequest, Segmenter, VideoGenerator
 from spatia.engine.objects import (
     Direction,
@@ -302,7 +303,7 @@ class World:
         """Make an edited memory the current version (its parent defaults to the current one).
         What the edit added or moved is the user's: generated frames will not move it."""
         parent = self.memory_version if parent is None else parent
-        if parent is not None and len(memory):
+        if parent is not None and len(memory) and self._readable(parent):  # a damaged parent is being replaced
             changed = diff(self.memory(parent), memory)
             touched = np.concatenate([changed.moved, changed.added])
             if len(touched):
@@ -314,6 +315,13 @@ class World:
         self._save_state()
         self._memory_cache = (version, memory)
         return version
+
+    def _readable(self, version: int) -> bool:
+        try:
+            self.memory(version)
+            return True
+        except MemoryIntegrityError:
+            return False
 
     # --- generation ---------------------------------------------------------------------
     def plan(self, trajectory: Trajectory, prompts: list[str], settings: GenerateSettings) -> list[Round]:

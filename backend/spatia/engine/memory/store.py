@@ -450,8 +450,9 @@ class MemoryStore:
         if meta.get("kind") != "delta":
             return self.path(version)
         target = self.root / FULL_FOLDER / self.path(version).name
-        try:
-            if _checked_meta(_read_header_file(target), target.name).get("sha256") == meta["sha256"]:
+        try:  # a file kept from before is served only if its content still checks out, not just its header
+            _, cached, _ = _parse_full(target.read_bytes(), target.name, "cpu")
+            if (cached.get("sha256"), cached.get("version")) == (meta["sha256"], str(version)):
                 return target
         except (OSError, MemoryIntegrityError):
             pass
