@@ -86,6 +86,7 @@ class SPATIA_OT_generate(bpy.types.Operator):
         with open(os.path.join(shots_dir, f"shot-{time.strftime('%Y%m%d-%H%M%S')}.json"), "w", encoding="utf-8") as handle:
             json.dump(shot, handle)
         world_id = settings.world_id
+        settings.job_id = ""  # a new job is asked for: Resume and Follow Job never fall back on the previous one
         return _start_follow(self, context, client, lambda: client.submit(world_id, shot), start, prompts[0])
 
 

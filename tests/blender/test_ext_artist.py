@@ -204,6 +204,22 @@ def test_generate_imports_the_clip_and_the_data_moves_with_the_blend(addon, back
     assert (data / "memory" / "v000003.safetensors").is_file()
     assert scene.spatia.clips[-1].video == "//spatia/worlds/w/clips/j1/video.mp4"
 
+    # Save As into another folder: the shot's data comes along, the old .blend keeps its own
+    elsewhere = tmp_path / "elsewhere" / "street-v2.blend"
+    elsewhere.parent.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(elsewhere))
+    moved = tmp_path / "elsewhere" / "spatia" / "worlds" / "w"
+    for name in ("clips/j1/video.mp4", "clips/j1/frames/000001.png", "memory/v000003.safetensors"):
+        assert (moved / name).is_file() and (data / name).is_file(), name
+    assert len(list((moved / "shots").glob("shot-*.json"))) == 2
+    bpy.ops.wm.open_mainfile(filepath=str(elsewhere))
+    scene = bpy.context.scene
+    clip, strip = bpy.data.movieclips["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
+    for path in (clip.filepath, strip.filepath, scene.spatia.clips[0].video, scene.spatia.clips[-1].frames_dir):
+        assert path.startswith("//spatia/worlds/w/clips/j1"), path
+        assert bpy.path.abspath(path).startswith(str(tmp_path / "elsewhere")) and os.path.exists(bpy.path.abspath(path))
+    assert runtime.shot_dir(scene, "worlds", "w", "memory", create=False) == str(moved / "memory")
+
 
 def test_shot_data_folder_is_a_scene_setting_and_the_backend_data_outlives_the_extension(addon, backend, tmp_path):
     bpy = addon

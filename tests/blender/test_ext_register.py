@@ -237,8 +237,13 @@ def test_plan_text_flags_missing_prompts(addon):
         settings.prompts.add().text = text
     text, ok = ui.plan_text(scene, settings)
     assert "265 frames" in text and "3 rounds" in text and not ok
+    assert text.endswith("needs 3 prompts (one per round; 2 given) or a single prompt for all")
     settings.prompts.add().text = "c"
     assert ui.plan_text(scene, settings)[1]
+    settings.prompts.clear()
+    scene.frame_start, scene.frame_end = 1, 100  # one round, no prompt yet
+    text, ok = ui.plan_text(scene, settings)
+    assert text.endswith("1 round - needs a prompt") and not ok
 
 
 def test_offline_operators_fail_clearly(addon):
