@@ -117,17 +117,34 @@ def _before_save(filepath="", *args):
                 print(f"Spatia: could not copy the shot data to {target}: {exc}")
     if not moves and old_dir == new_dir:
         return
+    def for_blender(path: str) -> str:
+        """Blender rebases the relative paths of its own datablocks from the old folder to the new
+        one after this handler (Save As, Remap Relative): give them relative to the old folder."""
+        if not old_dir or not path.startswith("//"):
+            return path
+        try:
+            return bpy.path.relpath(_absolute(path, new_dir), start=old_dir)
+        except ValueError:  # another drive (Windows)
+            return _absolute(path, new_dir)
+
+    def moved(path: str) -> str | None:
+        """The datablock path to store for `path` if its file moved, else None."""
+        new = remap(path, old_dir, new_dir, moves)
+        if not path or _absolute(new, new_dir) == _absolute(path, old_dir or new_dir):
+            return None
+        return for_blender(new)
+
     for clip in bpy.data.movieclips:
-        if clip.library is None:
-            new = remap(clip.filepath, old_dir, new_dir, moves)
-            if new != clip.filepath and moves:  # Blender rebases relative datablock paths itself
+        if clip.library is None and moves:
+            new = moved(clip.filepath)
+            if new is not None:
                 clip.filepath = new
     for scene in bpy.data.scenes:
         if moves and scene.sequence_editor is not None:
             for strip in all_strips(scene.sequence_editor):
                 if strip.type == "MOVIE":
-                    new = remap(strip.filepath, old_dir, new_dir, moves)
-                    if new != strip.filepath:
+                    new = moved(strip.filepath)
+                    if new is not None:
                         strip.filepath = new
         if hasattr(scene, "spatia"):
             for item in scene.spatia.clips:
