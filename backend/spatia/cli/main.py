@@ -42,7 +42,7 @@ def _cmd_demo(args) -> int:
                           seed=args.seed, samples=args.samples)
     report = run_demo(options)
     print(json.dumps(report["summary"], indent=2))
-    print(f"\nWrote {options.out}/ (video.mp4, memory.ply, demo.blend, report.json)")
+    print(f"\nWrote {options.out}/ (video.mp4, memory.ply, cameras.json, report.json, demo.blend, world/)")
     return 0
 
 

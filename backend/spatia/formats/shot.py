@@ -7,11 +7,17 @@ so typos fail loudly. Cameras are OpenCV: `intrinsics` are pixels (fx, fy, cx, c
 Blender frame number; frames may skip numbers (keyframes), and `trajectory()` fills the
 gaps by interpolation.
 
-Example:
+Example (a new world from a picture and its depth, seen by the first camera; examples/ holds
+complete shots that run as they are):
     {"schema": "spatia.formats.shot", "version": 1, "name": "orbit", "width": 832, "height": 480,
      "fps": 24, "frames": [{"frame": 1, "intrinsics": [700, 700, 416, 240],
      "w2c": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}],
-     "prompts": ["a quiet street at dusk"]}
+     "prompts": ["a quiet street at dusk"],
+     "init": {"kind": "render", "image": "first.png", "depth": "depth.npy"}}
+
+`init.kind`: "render" (an image and its metric depth, .npy or .exr: no weights needed),
+"image" (an image alone: its depth is estimated by DepthPro, whose weights must be
+downloaded: `spatia models download depth-pro`), "points" (a .ply or memory snapshot).
 """
 
 from __future__ import annotations
