@@ -3,8 +3,11 @@
 Times (best and median of a few runs) parsing a safetensors snapshot with the extension's
 numpy reader, building the point object (mesh + attributes + geometry-nodes points), reading
 it back, and computing the push diff after deleting and moving points and adding sampled
-surface points. Target: import under 2 s. Writes benchmarks/results/blender_import.json
-(blender_import_quick.json with --quick).
+surface points. Target: import under 2 s. Also the first clip's import: the main-thread
+work when a job's clip lands (clip_import.import_clip: the movie clip behind the camera and the
+sequencer strip) for an 81-frame 832x480 H.264 video, the first clip of a fresh file (no
+warm-up) and a second one; target 50 ms, so the interface does not stutter.
+Writes benchmarks/results/blender_import.json (blender_import_quick.json with --quick).
 
     python benchmarks/bench_blender_import.py           # 1,000,000 points
     python benchmarks/bench_blender_import.py --quick   # 100,000 points
@@ -69,6 +72,7 @@ def main(argv=None) -> int:
                                       extra_xyz=extra_xyz, extra_rgb=extra_rgb)
 
     diff_t = harness.timed(diff, repeat=3)
+    clip = clip_import_ticks()
     record = {
         "points": n,
         "snapshot_mb": round(len(data) / 2**20, 1),
@@ -77,6 +81,9 @@ def main(argv=None) -> int:
         "read_memory": read,
         "diff": diff_t,
         "edit": {"deleted": len(edits["delete_ids"]), "moved": len(edits["move_ids"]), "added": len(edits["add_xyz"])},
+        "clip_import": clip,
+        "clip_import_target_s": 0.05,
+        "clip_import_under_target": clip["first_s"] < 0.05,
         "import_target_s": 2.0,
         "import_under_target": import_["median_s"] < 2.0,
         "bpy": bpy.app.version_string,
@@ -84,6 +91,34 @@ def main(argv=None) -> int:
     }
     harness.write("blender_import_quick" if args.quick else "blender_import", record)
     return 0
+
+
+def clip_import_ticks(frames: int = 81, width: int = 832, height: int = 480) -> dict:
+    """Seconds of the main-thread clip import, the first in a fresh file and a second one."""
+    import tempfile
+    import time
+
+    import bpy
+
+    from spatia.formats.video import write_video
+    from spatia_blender import clip_import
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(camera)
+    rng = np.random.default_rng(1)
+    video = rng.integers(0, 256, size=(frames, height, width, 3), dtype=np.uint8)
+    seconds = []
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(2):
+            path = Path(folder) / f"clip{i}.mp4"
+            write_video(path, video, 24.0)
+            t0 = time.perf_counter()
+            clip_import.import_clip(scene, camera, str(path), 1 + i * frames, name=f"Spatia {i}")
+            seconds.append(time.perf_counter() - t0)
+    return {"frames": frames, "size": f"{width}x{height}", "first_s": round(seconds[0], 4),
+            "second_s": round(seconds[1], 4)}
 
 
 if __name__ == "__main__":

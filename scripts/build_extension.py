@@ -1,7 +1,8 @@
 """Build the Blender extension: dist/spatia-<version>.zip from spatia_blender/.
 
 The camera math the extension shares with the backend (the package spatia_geometry, numpy
-only) travels inside the zip as a wheel, which Blender installs with the extension.
+only) travels inside the zip as a wheel, which Blender installs with the extension; the
+presets (every camera path, quality, model and VRAM preset) travel as the folder presets/.
 
 Runs Blender's own extension tool (blender_ext.py, shipped inside the `bpy` wheel and with
 every Blender) with this Python: `validate` on the source folder, `build`, then `validate`
@@ -28,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "spatia_blender"
 SHARED = ROOT / "spatia_geometry"
+PRESETS = ROOT / "presets"  # camera paths, quality, models, VRAM: the extension reads them from presets/ beside it
 SHARED_VERSION = "0.1.0"
 
 
@@ -78,6 +80,7 @@ def stage(folder: Path) -> Path:
     """The extension's source plus the shared package's wheel, named in the manifest."""
     staged = folder / "spatia"
     shutil.copytree(SOURCE, staged, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(PRESETS, staged / "presets", ignore=shutil.ignore_patterns(".*", "*.md"))
     (staged / "wheels").mkdir()
     wheel = write_wheel(SHARED, SHARED_VERSION, staged / "wheels")
     manifest = staged / "blender_manifest.toml"

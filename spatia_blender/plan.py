@@ -53,3 +53,13 @@ def round_prompts(prompts: list[str], rounds: int) -> list[str]:
         raise PlanError(f"fewer prompts than rounds: {len(prompts)} prompts for {rounds} rounds; "
                         "give one prompt per round or a single prompt for all")
     return prompts[:rounds]
+
+
+def prompts_needed(rounds: int, given: int) -> str:
+    """What the plan still needs in prompts, in words ("" when `given` prompts will do): one
+    prompt serves every round, or one per round."""
+    if given == 1 or (given >= rounds and given > 0):
+        return ""
+    if given == 0:
+        return "needs a prompt" if rounds == 1 else f"needs a prompt (one for all {rounds} rounds, or one per round)"
+    return f"needs {rounds} prompts (one per round; {given} given) or a single prompt for all"

@@ -37,6 +37,16 @@ def _temporarily(obj, **values):
             setattr(obj, name, value)
 
 
+def remove_override_materials() -> None:
+    """Remove the depth override materials once no render uses them (they exist only during one)."""
+    import bpy
+
+    for name in (DEPTH_MATERIAL, DEPTH_INDEX_MATERIAL):
+        material = bpy.data.materials.get(name)
+        if material is not None and material.users == 0:
+            bpy.data.materials.remove(material)
+
+
 def _depth_material(bpy):
     mat = bpy.data.materials.get(DEPTH_MATERIAL)
     if mat is not None:
@@ -216,9 +226,11 @@ class RGBDPasses:
         return shot
 
     def close(self) -> None:
-        """Restore the scene and remove the temporary files (safe to call twice)."""
+        """Restore the scene, remove the depth override materials and the temporary files (safe
+        to call twice): nothing of the render is left in the artist's file."""
         self._outer.close()
         self._tmp.cleanup()
+        remove_override_materials()
 
 
 def render_rgbd(scene, camera=None, *, samples: int = 16, engine: str = "CYCLES", hide=(),

@@ -2,7 +2,10 @@
 scene's Shot Data folder (`//spatia` beside the .blend by default) and Blender stores their
 paths relative to the .blend, so the shot can move to another workstation or a farm. A .blend
 that was never saved keeps them in the extension's user folder until its first save, when they
-move beside it and every path to them is rewritten (in the save, not after it)."""
+move beside it and every path to them is rewritten (in the save, not after it). Save As into
+another folder takes a copy of a relative Shot Data folder along (hard links where the disk
+allows: files are only ever replaced whole, never changed in place), so the new .blend has its
+data beside it and the old one keeps its own."""
 
 from __future__ import annotations
 
@@ -37,6 +40,25 @@ def _merge_move(source: str, target: str) -> None:
         elif not os.path.exists(dst):
             shutil.move(src, dst)
     shutil.rmtree(source, ignore_errors=True)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another disk, or links not allowed
+        shutil.copy2(src, dst)
+
+
+def _copy_along(source: str, target: str) -> None:
+    """Copy the shot data folder `source` to `target` (merging; files already there are kept)."""
+    for folder, _, files in os.walk(source):
+        dest = os.path.join(target, os.path.relpath(folder, source))
+        os.makedirs(dest, exist_ok=True)
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                continue  # a write in progress elsewhere
+            if not os.path.exists(os.path.join(dest, name)):
+                _link_or_copy(os.path.join(folder, name), os.path.join(dest, name))
 
 
 def target_dir(scene, blend_path: str) -> str:
@@ -81,19 +103,48 @@ def _before_save(filepath="", *args):
             moves.append((unsaved, target))
         except OSError as exc:  # the data stays where it is, with absolute paths
             print(f"Spatia: could not move the shot data to {target}: {exc}")
+    elif bpy.data.filepath and os.path.normcase(old_dir) != os.path.normcase(new_dir):
+        for scene in bpy.data.scenes:  # Save As elsewhere: relative shot data comes along
+            if not hasattr(scene, "spatia") or not (scene.spatia.data_dir.strip() or "//").startswith("//"):
+                continue
+            source, target = target_dir(scene, bpy.data.filepath), target_dir(scene, filepath)
+            if not os.path.isdir(source) or _under(target, source) or any(src == source for src, _ in moves):
+                continue
+            try:
+                _copy_along(source, target)
+                moves.append((source, target))
+            except OSError as exc:  # the new .blend then points at the old folder's files
+                print(f"Spatia: could not copy the shot data to {target}: {exc}")
     if not moves and old_dir == new_dir:
         return
+    def for_blender(path: str) -> str:
+        """Blender rebases the relative paths of its own datablocks from the old folder to the new
+        one after this handler (Save As, Remap Relative): give them relative to the old folder."""
+        if not old_dir or not path.startswith("//"):
+            return path
+        try:
+            return bpy.path.relpath(_absolute(path, new_dir), start=old_dir)
+        except ValueError:  # another drive (Windows)
+            return _absolute(path, new_dir)
+
+    def moved(path: str) -> str | None:
+        """The datablock path to store for `path` if its file moved, else None."""
+        new = remap(path, old_dir, new_dir, moves)
+        if not path or _absolute(new, new_dir) == _absolute(path, old_dir or new_dir):
+            return None
+        return for_blender(new)
+
     for clip in bpy.data.movieclips:
-        if clip.library is None:
-            new = remap(clip.filepath, old_dir, new_dir, moves)
-            if new != clip.filepath and moves:  # Blender rebases relative datablock paths itself
+        if clip.library is None and moves:
+            new = moved(clip.filepath)
+            if new is not None:
                 clip.filepath = new
     for scene in bpy.data.scenes:
         if moves and scene.sequence_editor is not None:
             for strip in all_strips(scene.sequence_editor):
                 if strip.type == "MOVIE":
-                    new = remap(strip.filepath, old_dir, new_dir, moves)
-                    if new != strip.filepath:
+                    new = moved(strip.filepath)
+                    if new is not None:
                         strip.filepath = new
         if hasattr(scene, "spatia"):
             for item in scene.spatia.clips:

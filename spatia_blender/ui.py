@@ -34,8 +34,9 @@ def plan_text(scene, settings) -> tuple[str, bool]:
     except plan.PlanError as exc:
         return str(exc), False
     prompts = [p.text for p in settings.prompts if p.text.strip()]
-    ok = len(prompts) == 1 or len(prompts) >= rounds
-    need = "" if ok else f" - needs {rounds} prompts or 1"
+    need = plan.prompts_needed(rounds, len(prompts))
+    ok = not need
+    need = f" - {need}" if need else ""
     return f"{count} frames ({start}-{end}): {rounds} round{'s' if rounds != 1 else ''}{need}", ok
 
 

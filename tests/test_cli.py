@@ -43,9 +43,11 @@ def test_run_case_writes_video_memory_versions_cameras_and_report(tmp_path):
     out = tmp_path / "out"
     report = run_case(folder, out, depth=ExactDepth(depth, case.cameras.intrinsics[0]), settings=small_rounds())
     assert report["summary"]["frames"] == 25 and report["summary"]["rounds"] == 2  # 17, then 13 with 5 overlapping
-    assert (out / "output.mp4").stat().st_size > 0
-    # the final version's PLY only (every version stays in the world's store)
-    assert sorted(p.name for p in (out / "memory").glob("*.ply")) == ["v0003.ply"]
+    assert (out / "video.mp4").stat().st_size > 0
+    # one layout for every command: video.mp4, memory.ply (the final version; every version stays
+    # in the world's store), cameras.json, report.json, world/
+    assert sorted(p.name for p in out.iterdir()) == ["cameras.json", "memory.ply", "report.json", "video.mp4", "world"]
+    assert report["summary"]["memory_ply"] == str(out / "memory.ply")
     assert report["summary"]["memory_versions"] == [1, 2, 3]
     # loop closure in the report: the memory at the first camera, per round
     assert len(report["summary"]["memory_vs_first_psnr_per_round"]) == 2
@@ -220,7 +222,7 @@ def png_of(array) -> bytes:
     ("empty", "is empty"),
     ("missing", "does not exist"),
     ("1x1", "at least 16x16"),
-    ("depth size", "init.depth is [10, 10]"),
+    ("depth size", "init.depth is 10x10 but the shot is 64x48"),
     ("prompts", "fewer prompts than rounds"),
 ])
 def test_a_bad_shot_input_writes_nothing_and_the_corrected_rerun_works(tmp_path, capsys, case, message):

@@ -21,7 +21,8 @@ import bpy
 
 from . import backend, generation, memory, objects, shot, world
 from .clips import apply_clip, follow_and_fetch
-from .common import GENERATE_TASK, MEMORY_TASK, WORLD_TASK, check_connection_async, describe, fetch_memory
+from .common import (GENERATE_TASK, MEMORY_TASK, WORLD_TASK, check_connection_async, describe, fetch_memory,
+                     watch_connection)
 from .shot import export_shot_cameras, shot_for_scene
 
 MODULES = (backend, world, memory, objects, shot, generation)
@@ -42,10 +43,13 @@ def register():
         bpy.utils.register_class(cls)
     if not bpy.app.background and not bpy.app.timers.is_registered(_first_connection_check):
         bpy.app.timers.register(_first_connection_check, first_interval=1.0)
+    if not bpy.app.background and not bpy.app.timers.is_registered(watch_connection):
+        bpy.app.timers.register(watch_connection, first_interval=5.0, persistent=True)
 
 
 def unregister():
-    if bpy.app.timers.is_registered(_first_connection_check):
-        bpy.app.timers.unregister(_first_connection_check)
+    for timer in (_first_connection_check, watch_connection):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

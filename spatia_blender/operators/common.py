@@ -179,5 +179,25 @@ def check_connection_async(context, wait_s: float = 0.0) -> None:
         pass
 
 
+WATCH_INTERVAL_S = 5.0  # how often the connection line is checked against the backend
+
+
+def watch_connection() -> float | None:
+    """A timer (every WATCH_INTERVAL_S): the connection line follows the backend. A local backend
+    this Blender started that has exited is reported at once, with its exit status; a connected
+    backend is asked for its health off the main thread, and one that stopped answering shows as
+    such, without a press of Test Connection. Returns the timer's next interval."""
+    process = runtime.backend.process
+    code = runtime.backend.exit_code
+    if process is not None and code is not None:
+        runtime.backend.process = None  # reported once; Start Backend is offered again
+        runtime.connection.set_error(runtime.connection.url, f"the local backend exited (status {code}); "
+                                     "View Backend Log shows why")
+        runtime.redraw()
+    elif runtime.connection.connected and not runtime.runner.busy("connection"):
+        check_connection_async(bpy.context)
+    return WATCH_INTERVAL_S
+
+
 def prompts_of(settings) -> list[str]:
     return [p.text.strip() for p in settings.prompts if p.text.strip()]

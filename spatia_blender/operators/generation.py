@@ -83,9 +83,17 @@ class SPATIA_OT_generate(bpy.types.Operator):
         if client is None:
             return {"CANCELLED"}
         shots_dir = runtime.shot_dir(scene, "worlds", settings.world_id, "shots")
-        with open(os.path.join(shots_dir, f"shot-{time.strftime('%Y%m%d-%H%M%S')}.json"), "w", encoding="utf-8") as handle:
-            json.dump(shot, handle)
+        stamp, n = time.strftime('%Y%m%d-%H%M%S'), 1
+        while True:  # two Generates within a second each keep their shot file
+            try:
+                with open(os.path.join(shots_dir, f"shot-{stamp}{'' if n == 1 else f'-{n}'}.json"), "x",
+                          encoding="utf-8") as handle:
+                    json.dump(shot, handle)
+                break
+            except FileExistsError:
+                n += 1
         world_id = settings.world_id
+        settings.job_id = ""  # a new job is asked for: Resume and Follow Job never fall back on the previous one
         return _start_follow(self, context, client, lambda: client.submit(world_id, shot), start, prompts[0])
 
 

@@ -6,6 +6,7 @@ under every supported Blender (`.ci/run` runs it on bpy 4.2, 4.5 and 5.0)."""
 
 import io
 import os
+import time
 import re
 
 import numpy as np
@@ -204,6 +205,22 @@ def test_generate_imports_the_clip_and_the_data_moves_with_the_blend(addon, back
     assert (data / "memory" / "v000003.safetensors").is_file()
     assert scene.spatia.clips[-1].video == "//spatia/worlds/w/clips/j1/video.mp4"
 
+    # Save As into another folder: the shot's data comes along, the old .blend keeps its own
+    elsewhere = tmp_path / "elsewhere" / "street-v2.blend"
+    elsewhere.parent.mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(elsewhere))
+    moved = tmp_path / "elsewhere" / "spatia" / "worlds" / "w"
+    for name in ("clips/j1/video.mp4", "clips/j1/frames/000001.png", "memory/v000003.safetensors"):
+        assert (moved / name).is_file() and (data / name).is_file(), name
+    assert len(list((moved / "shots").glob("shot-*.json"))) == 2
+    bpy.ops.wm.open_mainfile(filepath=str(elsewhere))
+    scene = bpy.context.scene
+    clip, strip = bpy.data.movieclips["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
+    for path in (clip.filepath, strip.filepath, scene.spatia.clips[0].video, scene.spatia.clips[-1].frames_dir):
+        assert path.startswith("//spatia/worlds/w/clips/j1"), path
+        assert bpy.path.abspath(path).startswith(str(tmp_path / "elsewhere")) and os.path.exists(bpy.path.abspath(path))
+    assert runtime.shot_dir(scene, "worlds", "w", "memory", create=False) == str(moved / "memory")
+
 
 def test_shot_data_folder_is_a_scene_setting_and_the_backend_data_outlives_the_extension(addon, backend, tmp_path):
     bpy = addon
@@ -383,6 +400,97 @@ def test_world_from_render_runs_in_steps_with_progress_and_cancels_cleanly(addon
     job = world.RenderToWorld(bpy.context, client, 1, lambda scene: True)
     assert job.cancel() == "cancelled" and job.step() == "cancelled"
     assert backend.posted("/v1/worlds") == []
+
+
+def test_world_from_render_invoked_runs_through_its_timer_modal_and_handlers(addon, backend, monkeypatch):
+    """The interactive operator as a window runs it, as far as background mode allows: invoke,
+    the backend check on a worker thread, the extension's timer draining the results, the modal
+    handler on every timer event, Blender's render job reporting its end through render_complete,
+    progress in the window manager, then the world created off the main thread and imported.
+    What only a window shows (the render window, Esc reaching Blender's render job, the status
+    bar's progress) is docs/blender-interactive.md's list."""
+    import types
+
+    bpy = addon
+    from spatia_blender import runtime
+    from spatia_blender.operators import world
+
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 32, 24, 100
+    bpy.ops.mesh.primitive_plane_add(size=200.0, location=(0.0, 0.0, 0.0))
+    add_camera(bpy)
+    scene.frame_start = scene.frame_current = 1
+    monkeypatch.setattr(runtime.runner, "_blocking", lambda: False)  # worker threads, as in a window
+    renders = []
+
+    def render_job(scene):  # Blender's render job: runs, then calls the render_complete handlers
+        renders.append(scene.frame_current)
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+        return True
+
+    monkeypatch.setattr(world, "start_render_job", render_job)
+
+    class WindowManager:
+        def __init__(self):
+            self.calls = []
+
+        def event_timer_add(self, step, window=None):
+            self.calls.append(("timer_add", step))
+            return "timer"
+
+        def event_timer_remove(self, timer):
+            self.calls.append(("timer_remove", timer))
+
+        def modal_handler_add(self, op):
+            self.calls.append(("modal", op))
+
+        def progress_begin(self, low, high):
+            self.calls.append(("begin", low, high))
+
+        def progress_update(self, value):
+            self.calls.append(("update", value))
+
+        def progress_end(self):
+            self.calls.append(("end",))
+
+    wm = WindowManager()
+    context = types.SimpleNamespace(scene=scene, window=None, window_manager=wm)
+    cls = world.SPATIA_OT_world_from_render
+    reports = []
+    op = types.SimpleNamespace(samples=1, report=lambda kind, text: reports.append((set(kind), text)))
+    for name in ("_end", "modal"):
+        setattr(op, name, types.MethodType(getattr(cls, name), op))
+    assert cls.invoke(op, context, None) == {"RUNNING_MODAL"} and not cls.poll(bpy.context)
+    timer = types.SimpleNamespace(type="TIMER", value="NOTHING")
+    other = types.SimpleNamespace(type="MOUSEMOVE", value="NOTHING")
+    statuses, result = [], None
+    for _ in range(400):
+        runtime._tick()  # the timer the extension registers to drain worker results
+        assert op.modal(context, other) == {"PASS_THROUGH"}  # the interface stays live
+        result = op.modal(context, timer)
+        statuses.append(scene.spatia.status)
+        if result != {"PASS_THROUGH"}:
+            break
+        time.sleep(0.01)
+    assert result == {"FINISHED"}, (reports, statuses[-3:])
+    for _ in range(400):  # the world is created on a worker thread; the timer brings it in
+        runtime._tick()
+        if not runtime.runner.pending:
+            break
+        time.sleep(0.01)
+    runtime._tick()
+    assert renders == [1, 1]  # the colour and the depth pass, each as a render job, at the first frame
+    assert statuses[0] == "checking the backend..." and statuses[-1] == "creating the world..."
+    assert [c[0] for c in wm.calls[:3]] == ["timer_add", "modal", "begin"] and wm.calls[-2:] == [
+        ("timer_remove", "timer"), ("end",)]
+    assert all(0 <= c[1] <= 100 for c in wm.calls if c[0] == "update")
+    (body,) = backend.posted("/v1/worlds")
+    np.testing.assert_allclose(np.load(io.BytesIO(multipart_field(body, "depth"))), 5.0, atol=1e-3)
+    assert scene.spatia.world_id and "Spatia Memory" in bpy.data.objects
+    assert world._running == [] and cls.poll(bpy.context)
+    assert not [h for h in bpy.app.handlers.render_complete if getattr(h, "__self__", None) is not None
+                and type(h.__self__).__name__ == "RenderToWorld"]
+    assert "Spatia Depth Override" not in bpy.data.materials  # nothing of the render stays in the file
 
 
 # --- tokens, polls ---------------------------------------------------------------------------

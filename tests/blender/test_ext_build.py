@@ -32,7 +32,12 @@ def test_build_extension_zip(tmp_path):
     # plus the shared camera math as a wheel, named in the zip's manifest
     wheels = {name for name in names if name.startswith("wheels/")}
     assert len(wheels) == 1 and next(iter(wheels)).startswith("wheels/spatia_geometry-")
-    assert names - wheels == expected | set()
+    # and every preset, so the installed extension offers all camera paths (not only its built-in ones)
+    presets = {name for name in names if name.startswith("presets/")}
+    shipped = {f"presets/{p.relative_to(ROOT / 'presets').as_posix()}" for p in (ROOT / "presets").rglob("*")
+               if p.is_file() and p.suffix != ".md"}
+    assert presets == shipped and len([n for n in presets if n.startswith("presets/cameras/")]) == 9
+    assert names - wheels - presets == expected
     with zipfile.ZipFile(target) as archive:
         with zipfile.ZipFile(__import__("io").BytesIO(archive.read(next(iter(wheels))))) as wheel:
             assert "spatia_geometry/camera_math.py" in wheel.namelist()
@@ -70,6 +75,9 @@ import glob, os
 assert glob.glob(os.path.join({str(tmp_path / "blender")!r}, "**", "site-packages", "spatia_geometry", "camera_math.py"),
                  recursive=True, include_hidden=True)
 assert type(runtime.prefs()).__name__ == "SpatiaPreferences"
+presets = importlib.import_module("bl_ext.user_default.spatia.presets")
+paths = presets.camera_presets(presets.find_presets_dir())
+assert len(paths) >= 9, sorted(paths)  # every camera path of presets/, shipped in the zip
 print("USERDIR", runtime.user_dir())
 # what the artist made is not in the extension's folders, so uninstalling keeps it
 bpy.ops.wm.save_as_mainfile(filepath={str(tmp_path / "shot" / "shot.blend")!r})

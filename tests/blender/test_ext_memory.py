@@ -264,6 +264,34 @@ def test_version_skew_stops_generation_before_submitting(addon, fake_backend):
     scene.frame_start, scene.frame_end = 1, 3
     scene.spatia.world_id, scene.spatia.world_frame_start = "w", 1
     scene.spatia.prompts.add().text = "x"
+    scene.spatia.job_id, scene.spatia.job_status = "j-previous", "interrupted"  # an earlier job, resumable
+    assert bpy.ops.spatia.resume.poll() and bpy.ops.spatia.follow.poll()
     with pytest.raises(RuntimeError, match="speaks API version 2"):
         bpy.ops.spatia.generate()
     assert backend.posted("/v1/jobs") == [] and scene.spatia.job_status == "failed"
+    # the refused Generate is the scene's last job now: Resume and Follow Job do not reach for the earlier one
+    assert scene.spatia.job_id == "" and "speaks API version 2" in scene.spatia.job_error
+    assert not bpy.ops.spatia.resume.poll() and not bpy.ops.spatia.follow.poll()
+
+
+def test_the_connection_line_follows_a_backend_that_stops(addon, fake_backend):
+    bpy = addon
+    import subprocess
+    import sys
+
+    from spatia_blender import runtime
+    from spatia_blender.operators.common import WATCH_INTERVAL_S, watch_connection
+
+    backend, _ = fake_backend
+    assert bpy.ops.spatia.test_connection() == {"FINISHED"} and runtime.connection.connected
+    assert watch_connection() == WATCH_INTERVAL_S and runtime.connection.connected  # still answering
+    backend.close()  # the backend goes away without Blender's knowing
+    watch_connection()
+    assert not runtime.connection.connected and runtime.connection.error
+    # a local backend this Blender started exits by itself: reported with its status, Start offered again
+    runtime.connection.set_ok(runtime.connection.url, {"version": "x"})
+    runtime.backend.process = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    runtime.backend.process.wait(30)
+    watch_connection()
+    assert not runtime.connection.connected and "exited (status 3)" in runtime.connection.error
+    assert runtime.backend.process is None and bpy.ops.spatia.backend_start.poll()

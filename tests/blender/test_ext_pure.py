@@ -14,6 +14,18 @@ from spatia_blender import payloads, plan, presets, safetensors_io, tasks
 
 
 # --- round plan --------------------------------------------------------------------------------
+def test_prompts_needed_reads_as_english():
+    assert plan.prompts_needed(1, 1) == "" and plan.prompts_needed(3, 1) == "" and plan.prompts_needed(3, 4) == ""
+    assert plan.prompts_needed(1, 0) == "needs a prompt"
+    assert plan.prompts_needed(3, 0) == "needs a prompt (one for all 3 rounds, or one per round)"
+    assert plan.prompts_needed(3, 2) == "needs 3 prompts (one per round; 2 given) or a single prompt for all"
+    for rounds in range(1, 6):
+        for given in range(0, 7):
+            text = plan.prompts_needed(rounds, given)
+            assert "1 prompts" not in text and "or 1" not in text
+            assert (text == "") == (given == 1 or given >= rounds > 0 and given > 0)
+
+
 def test_round_count_matches_backend_plan():
     from spatia.engine.plan import PlanError, plan_rounds
 

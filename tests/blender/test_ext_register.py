@@ -237,8 +237,13 @@ def test_plan_text_flags_missing_prompts(addon):
         settings.prompts.add().text = text
     text, ok = ui.plan_text(scene, settings)
     assert "265 frames" in text and "3 rounds" in text and not ok
+    assert text.endswith("needs 3 prompts (one per round; 2 given) or a single prompt for all")
     settings.prompts.add().text = "c"
     assert ui.plan_text(scene, settings)[1]
+    settings.prompts.clear()
+    scene.frame_start, scene.frame_end = 1, 100  # one round, no prompt yet
+    text, ok = ui.plan_text(scene, settings)
+    assert text.endswith("1 round - needs a prompt") and not ok
 
 
 def test_offline_operators_fail_clearly(addon):
@@ -284,3 +289,50 @@ def test_backend_log_opens_in_text_editor(addon, tmp_path):
     assert bpy.ops.spatia.backend_log() == {"FINISHED"}
     text = bpy.data.texts["Spatia backend log"]
     assert "something broke" in text.as_string()
+
+
+def test_every_operator_in_object_and_edit_mode_refuses_or_runs_without_a_traceback(addon):
+    """With no backend, no world and a scene that lacks what each operator needs, in Object Mode
+    and in Edit Mode (of a mesh and of the memory object): every operator is either greyed out
+    with a reason (poll) or ends with a message, never a Python traceback."""
+    bpy = addon
+    import socket
+
+    import numpy as np
+    from spatia_blender import memory_object
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bpy.context.preferences.addons["spatia_blender"].preferences.backend_url = f"http://127.0.0.1:{port}"
+    scene = bpy.context.scene
+    cam = bpy.data.objects.new("cam", bpy.data.cameras.new("cam"))
+    scene.collection.objects.link(cam)
+    scene.camera = cam
+    memory_object.import_memory(scene, np.zeros((4, 3), np.float32), np.zeros((4, 3), np.uint8), np.arange(4),
+                                radius=0.01, version=1, world="w")
+    bpy.ops.mesh.primitive_cube_add()
+    cube = bpy.context.active_object
+    outcomes = []
+    for mode, active in (("OBJECT", cube), ("EDIT", cube), ("EDIT", bpy.data.objects[memory_object.OBJECT_NAME])):
+        bpy.ops.object.mode_set(mode="OBJECT")
+        bpy.context.view_layer.objects.active = active
+        active.select_set(True)
+        bpy.ops.object.mode_set(mode=mode)
+        for name in OPERATORS:
+            if name == "backend_start":  # would start a real backend process
+                continue
+            op = getattr(bpy.ops.spatia, name)
+            if not op.poll():
+                outcomes.append((mode, name, "greyed out"))
+                continue
+            try:
+                result = op()
+                outcomes.append((mode, name, str(result)))
+            except RuntimeError as err:  # Blender's way of raising an operator's reported error
+                message = str(err)
+                assert "Traceback" not in message and message.strip(), (mode, name, message)
+                outcomes.append((mode, name, message.splitlines()[0][:60]))
+        assert bpy.context.mode.startswith(mode if mode == "OBJECT" else "EDIT"), (mode, name, bpy.context.mode)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    assert len(outcomes) == 3 * (len(OPERATORS) - 1)

@@ -123,7 +123,9 @@ def test_report_files(evaluated):
     data = json.loads((out / "report.json").read_text())
     assert data["schema"] == "spatia.eval"
     summary = data["scenes"]["planes"]["summary"]
-    assert summary["revisit_psnr_db"] == "inf"  # JSON has no infinity: written as a string
+    # the oracle's frames are the truth: not scored as a result, and the summary says what is measured
+    assert summary["revisit_psnr_db"] is None and "memory pipeline" in summary["measures"]
+    assert data["scenes"]["planes"]["closed_loop"]["generated_revisit_vs_generated_start"]["psnr_db"] == "inf"
     assert "images" not in data["scenes"]["planes"]
     md = (out / "report.md").read_text()
     assert "| planes |" in md and "∞" in md
@@ -151,6 +153,9 @@ def test_cli_refuses_generators_that_cannot_run_before_rendering(tmp_path, capsy
     assert "spatia eval: error:" in err and "spatia-5b" in err
     assert main(["eval", "--generator", "nonsense", "--out", str(tmp_path / "x")]) == 2
     assert "unknown generator 'nonsense'" in capsys.readouterr().err
+    # the names `spatia generate` takes: a preset without weights says how to get them, before rendering
+    assert main(["eval", "--generator", "wan-vace-1.3b", "--out", str(tmp_path / "x"), "--quick"]) == 2
+    assert "spatia eval: error: wan-vace-1.3b" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     with pytest.raises(SystemExit):
         main(["eval", "--size", "big"])

@@ -23,7 +23,7 @@ def test_generate_remote_from_a_shot_file(server, tmp_path):
     summary = report["summary"]
     assert summary["frames"] == [0, 18] and summary["rounds"] == 2 and seen[-1] == 1.0
     out = tmp_path / "out"
-    assert read_video(out / "output.mp4").shape[0] == 18
+    assert read_video(out / "video.mp4").shape[0] == 18
     assert len(list((out / "frames").glob("*.png"))) == 18
     np.testing.assert_array_equal(read_image(out / "frames" / "000000.png"), rgb)
     assert (out / "memory.ply").read_bytes().startswith(b"ply")
@@ -71,6 +71,6 @@ def test_cli_generate_with_server(server, tmp_path, capsys):
     (tmp_path / "shot.json").write_text(json.dumps(spec))
     assert main(["generate", "--shot", str(tmp_path / "shot.json"), "--out", str(tmp_path / "out"),
                  "--server", server.url]) == 0
-    assert read_video(tmp_path / "out" / "output.mp4").shape[0] == 12
+    assert read_video(tmp_path / "out" / "video.mp4").shape[0] == 12
     assert main(["generate", "--case", str(tmp_path), "--out", str(tmp_path / "o2"), "--server", server.url]) == 2
     assert "--server needs --shot" in capsys.readouterr().err

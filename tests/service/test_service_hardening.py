@@ -108,7 +108,8 @@ def png_header(width: int, height: int) -> bytes:
 def test_a_rebinding_host_is_refused(server):
     port = server.url.rsplit(":", 1)[1]
     url = f"{server.url}/v1/worlds"
-    for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.nip.io", "evil.localhost.example"):
+    for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.nip.io", "evil.localhost.example",
+                 f"127.0.0.1:{port}@evil.com"):
         response = requests.get(url, headers={"Host": host}, timeout=10)
         assert response.status_code == 403, host
         assert response.json()["error"]["type"] == "forbidden_host" and response.json()["error"]["field"] == "Host"
@@ -131,6 +132,10 @@ def test_cross_site_multipart_post_creates_no_world(server, client):
                               "camera": json.dumps(camera)},
                         files={"image": ("i.png", png_bytes(rgb)), "depth": ("d.npy", npy_bytes(depth))})
     assert own.status_code == 201
+    # the same authority over another scheme is another origin
+    https = requests.post(f"{server.url}/v1/worlds", timeout=30, headers={"Origin": server.url.replace("http:", "https:")},
+                          data={"name": "x"})
+    assert https.status_code == 403 and https.json()["error"]["type"] == "forbidden_origin"
 
 
 def test_text_plain_body_never_replaces_a_memory(server, client, world):
@@ -528,6 +533,15 @@ def test_host_and_origin_rules():
     assert not origin_allowed("http://127.0.0.1:9999", "127.0.0.1:8765", ())
     assert not origin_allowed("null", "127.0.0.1:8765", ())
     assert origin_allowed("https://studio.example", "127.0.0.1:8765", ("https://studio.example",))
+    # user info, paths, spaces or a second port are not a host: the whole header is refused
+    for hostile in ("127.0.0.1:8765@evil.com", "127.0.0.1@evil.com", "evil.com#@127.0.0.1", "127.0.0.1:80:81",
+                    "127.0.0.1/x", "127.0.0.1 evil.com", "127.0.0.1:99999", "[::1", "127.0.0.1:"):
+        assert not host_allowed(split_host(hostile), "127.0.0.1", ()), hostile
+    assert split_host("::1") == "::1" and split_host("127.0.0.1:8765") == "127.0.0.1"
+    # the scheme is part of the origin: a page served over https is not the server's own http origin
+    assert not origin_allowed("https://127.0.0.1:8765", "127.0.0.1:8765", ())
+    assert origin_allowed("https://127.0.0.1:8765", "127.0.0.1:8765", (), scheme="https")
+    assert not origin_allowed("http://127.0.0.1:8765", "127.0.0.1:8765", (), scheme="https")
     import argparse
 
     parser = argparse.ArgumentParser()

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from spatia.formats.arguments import bounded_int
+
 
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return bounded_int(1, 100_000)(text)
 
 
 def _cmd_batch(args) -> int:
+    from spatia.engine.run import check_out_folder
+
     from .jobs import BatchOptions
     from .runner import run_batch
 
+    check_out_folder(args.out)
+    if args.blender is not None and not Path(args.blender).is_file():
+        raise FileNotFoundError(f"--blender {args.blender}: no such file")
     options = BatchOptions(generator=args.generator, samples=args.samples, resolution=args.resolution,
                            worlds_dir=args.worlds, blender=args.blender)
     result = run_batch(args.shots, Path(args.out), options, force=args.force, ray=args.ray, ray_cpus=args.ray_cpus)

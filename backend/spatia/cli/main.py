@@ -20,6 +20,7 @@ from pathlib import Path
 
 from spatia import __version__
 from spatia.engine.errors import ModelUnavailable
+from spatia.formats.arguments import MAX_SEED, bounded_float, bounded_int, non_empty
 
 
 COMMAND_MODULES = [name for name in ("spatia.service.commands", "spatia.eval.commands", "spatia.batch.commands",
@@ -31,14 +32,17 @@ class CliError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
+
 def _cmd_demo(args) -> int:
     from spatia.demo.run import DemoOptions, run_demo
 
-    options = DemoOptions(out=Path(args.out), width=args.width, height=args.height, rounds=args.rounds,
+    from spatia.engine.run import check_out_folder
+
+    options = DemoOptions(out=check_out_folder(args.out), width=args.width, height=args.height, rounds=args.rounds,
                           seed=args.seed, samples=args.samples)
     report = run_demo(options)
     print(json.dumps(report["summary"], indent=2))
-    print(f"\nWrote {options.out}/ (video.mp4, memory.ply, demo.blend, report.json)")
+    print(f"\nWrote {options.out}/ (video.mp4, memory.ply, cameras.json, report.json, demo.blend, world/)")
     return 0
 
 
@@ -46,6 +50,18 @@ def _cmd_generate(args) -> int:
     from spatia.engine.progress import progress_bar
     from spatia.engine.run import run_case, run_shot
 
+    for flag, value in (("--shot", args.shot), ("--case", args.case), ("--out", args.out)):
+        if value is not None and not value.strip():
+            raise CliError(f"{flag} is empty: name a {'folder' if flag != '--shot' else 'shot JSON file'}")
+    if args.generator is not None and not args.generator.strip():
+        raise CliError("--generator is empty: name a generator (preview, spatia-5b, wan-vace-1.3b, wan-vace-14b)")
+    if args.server:
+        _check_server_url(args.server)
+    if args.vram != "auto":
+        from spatia.formats import presets
+
+        if args.vram not in presets.VRAM_MODES:
+            presets.vram_preset(args.vram)  # an unknown name: PresetError lists the known ones
     update, close = progress_bar(desc="generating")
     try:
         if args.server:
@@ -58,7 +74,7 @@ def _cmd_generate(args) -> int:
                                          progress=update)
             except SpatiaClientError as exc:
                 raise CliError(str(exc)) from exc
-        elif args.case:
+        elif args.case is not None:
             report = run_case(Path(args.case), Path(args.out), generator=args.generator, seed=args.seed,
                               steps=args.steps, vram=args.vram, progress=update, retrieval=args.retrieval,
                               update_mode=args.update_mode, quality=args.quality)
@@ -70,6 +86,18 @@ def _cmd_generate(args) -> int:
         close()
     print(json.dumps(report["summary"], indent=2))
     return 0
+
+
+def _check_server_url(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as err:
+        raise CliError(f"--server {url!r} is not a URL ({err}); e.g. http://127.0.0.1:8765") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliError(f"--server {url!r} is not an http(s) URL; e.g. http://127.0.0.1:8765")
 
 
 def _cmd_cameras_convert(args) -> int:
@@ -84,6 +112,9 @@ def _cmd_models(args) -> int:
     from spatia.engine.models.registry import PRESETS, download, find_weights, get_preset
     from spatia.engine.models.verify import verify_preset
 
+    unknown = [name for name in getattr(args, "names", []) if name not in PRESETS]
+    if unknown:
+        raise CliError(f"unknown model preset {', '.join(map(repr, unknown))}; known: {', '.join(sorted(PRESETS))}")
     if args.models_command == "list":
         print(f"{'preset':34} {'role':10} {'VRAM GB':>7}  {'present':8} weights")
         for preset in PRESETS.values():
@@ -117,11 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the built-in demo: a Blender room, a camera that looks away and back (CPU, no weights)")
     demo.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    demo.add_argument("--width", type=int, default=320)
-    demo.add_argument("--height", type=int, default=176)
-    demo.add_argument("--rounds", type=int, default=4, help="generation rounds (default 4)")
-    demo.add_argument("--samples", type=int, default=16, help="Cycles samples for the first frame")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--width", type=bounded_int(16, 4096), default=320)
+    demo.add_argument("--height", type=bounded_int(16, 4096), default=176)
+    demo.add_argument("--rounds", type=bounded_int(1, 100), default=4, help="generation rounds (default 4)")
+    demo.add_argument("--samples", type=bounded_int(1, 4096), default=16, help="Cycles samples for the first frame")
+    demo.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
     demo.set_defaults(func=_cmd_demo)
 
     gen = sub.add_parser("generate", help="generate a video along a camera path")
@@ -130,12 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--shot", help="a shot spec JSON file")
     gen.add_argument("--out", required=True, help="output folder")
     gen.add_argument("--generator", default=None, help="generator preset (default: the shot's, else preview)")
-    gen.add_argument("--seed", type=int, default=None,
+    gen.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=None,
                      help="the seed of every round (default: a shot's own, else the generator's; a case's own, the authors' 20917)")
     gen.add_argument("--quality", default=None,
                      help="quality preset (draft, standard, final; see presets/README.md): its steps and guidance "
                           "as the generator runs them (default: a shot's own, else standard)")
-    gen.add_argument("--steps", type=int, default=None, help="denoising steps (default: the shot's own, else the quality preset's)")
+    gen.add_argument("--steps", type=bounded_int(1, 1000), default=None,
+                     help="denoising steps (default: the shot's own, else the quality preset's)")
     gen.add_argument("--retrieval", choices=["reference", "iou"], default=None,
                      help="how reference frames are scored (default: the generator's; spatia-5b: reference)")
     gen.add_argument("--update-mode", choices=["incremental", "mapanything-rebuild"], default="incremental",
@@ -158,10 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     cams = sub.add_parser("cameras", help="camera file tools")
     cams_sub = cams.add_subparsers(dest="cameras_command", required=True)
     conv = cams_sub.add_parser("convert", help="convert between camera formats")
-    conv.add_argument("input", help="a reference-case folder, shot JSON, COLMAP text folder or transforms.json")
-    conv.add_argument("output")
+    conv.add_argument("input", type=non_empty("a camera file or folder"), help="a reference-case folder, shot JSON, COLMAP text folder or transforms.json")
+    conv.add_argument("output", type=non_empty("the file or folder to write"))
     conv.add_argument("--to", required=True, choices=["case", "shot", "colmap", "nerfstudio"])
-    conv.add_argument("--fps", type=float, default=24.0)
+    conv.add_argument("--fps", type=bounded_float(0, 1000, low_open=True), default=24.0)
     conv.set_defaults(func=_cmd_cameras_convert)
 
     # Command groups that live with their packages: each module's register(subparsers) adds them.
@@ -180,6 +212,13 @@ def main(argv=None) -> int:
         return 130
     except (CliError, ValueError, FileNotFoundError, ModelUnavailable) as exc:
         print(f"spatia {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command was pointed at: named, without a traceback
+        if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename and Path(exc.filename).is_file():
+            message = f"{exc.filename} is a file where a folder is needed"
+        else:
+            message = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        print(f"spatia {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

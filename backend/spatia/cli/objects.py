@@ -18,22 +18,24 @@ if TYPE_CHECKING:  # the object package (torch with it) is imported when a comma
 
 
 def register(subparsers) -> None:
+    from spatia.formats.arguments import bounded_int, non_empty, object_id
+
     objects = subparsers.add_parser("objects", help="a world's remembered moving objects: list, show, forget",
                                     description="The moving objects a world folder remembers (docs/objects.md).")
     sub = objects.add_subparsers(dest="objects_command", required=True)
     listing = sub.add_parser("list", help="the objects: id, label, state, points, last seen, keys")
-    listing.add_argument("world", help="a world folder (holding world.json)")
-    listing.add_argument("--version", type=int, default=None, help="an objects version (default: the current one)")
+    listing.add_argument("world", type=non_empty("a world folder"), help="a world folder (holding world.json)")
+    listing.add_argument("--version", type=bounded_int(1, 2**62), default=None, help="an objects version (default: the current one)")
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     show = sub.add_parser("show", help="one object: its keys, the frames it was seen, its crops")
-    show.add_argument("world", help="a world folder (holding world.json)")
-    show.add_argument("id", type=int, help="the object's id")
-    show.add_argument("--version", type=int, default=None, help="an objects version (default: the current one)")
+    show.add_argument("world", type=non_empty("a world folder"), help="a world folder (holding world.json)")
+    show.add_argument("id", type=object_id, help="the object's id")
+    show.add_argument("--version", type=bounded_int(1, 2**62), default=None, help="an objects version (default: the current one)")
     show.add_argument("--json", action="store_true", help="print JSON")
     forget = sub.add_parser("forget", help="write a new objects version without the object")
-    forget.add_argument("world", help="a world folder (holding world.json)")
-    forget.add_argument("id", type=int, help="the object's id")
-    forget.add_argument("--parent", type=int, default=None,
+    forget.add_argument("world", type=non_empty("a world folder"), help="a world folder (holding world.json)")
+    forget.add_argument("id", type=object_id, help="the object's id")
+    forget.add_argument("--parent", type=bounded_int(1, 2**62), default=None,
                         help="the objects version the change is based on; refused if it is not the current one "
                              "(default: the current one)")
     objects.set_defaults(func=_cmd_objects)

@@ -5,8 +5,8 @@ The first frame is rendered with Cycles (colour + exact depth + the camera) and 
 spatial memory. Each round then renders the memory along the camera path, retrieves past
 frames that saw the same space, and asks the preview generator (memory projection with
 classical hole filling, not a generative model) for the clip; the memory is updated from
-every clip. Outputs: video.mp4, memory.ply, demo.blend (memory object + clips + camera),
-report.json, and the world folder.
+every clip. Outputs (the layout every command writes, plus demo.blend): video.mp4, memory.ply,
+cameras.json, report.json, demo.blend (memory object + clips + camera), and the world folder.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ def run_demo(options: DemoOptions, progress=None) -> dict:
     video = world.export_video(out / "video.mp4")
     memory = world.memory()
     export_ply(memory, out / "memory.ply")
+    write_json(out / "cameras.json", {"width": cams.width, "height": cams.height, "fps": trajectory.fps,
+                                      "intrinsics": cams.intrinsics, "w2c": cams.w2c})  # as `spatia generate`
 
     # Loop closure: the last frame's camera is the first frame's; compare what the memory
     # shows there with the Cycles render the world started from.
@@ -123,6 +125,7 @@ def run_demo(options: DemoOptions, progress=None) -> dict:
     }
     report = {"summary": summary, "options": {k: str(v) for k, v in asdict(options).items()}, "rounds": records,
               "outputs": {"video": str(video), "memory_ply": str(out / "memory.ply"), "blend": str(blend),
+                          "cameras": str(out / "cameras.json"),
                           "world": str(world_dir)}}
     write_json(out / "report.json", report)
     return report

@@ -7,6 +7,7 @@ half-written output.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,22 @@ def _check_image(image: np.ndarray, what: str, width: int | None = None, height:
     return image
 
 
-def _prepare_out(out: Path) -> Path:
+def check_out_folder(out, flag: str = "--out") -> Path:
+    """`out` as a folder that can be made or is one: never a file, nor inside one."""
     out = Path(out)
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                named = "" if folder == out else f" ({folder} is a file)"
+                raise WorldError(f"{flag} {out}: not a folder{named}; name a new or existing folder")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise WorldError(f"{flag} {out}: {folder} is not writable")
+            break
+    return out
+
+
+def _prepare_out(out: Path) -> Path:
+    out = check_out_folder(out)
     if (out / "world" / "world.json").exists():
         raise WorldError(f"{out} already holds a run; choose another --out or remove it")
     out.mkdir(parents=True, exist_ok=True)
@@ -62,12 +77,9 @@ def _prepare_out(out: Path) -> Path:
 
 
 def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) -> dict:
-    video = world.export_video(out / "output.mp4")
-    ply_dir = out / "memory"
-    ply_dir.mkdir(exist_ok=True)
+    video = world.export_video(out / "video.mp4")
     store = world.store
-    final = world.memory_version
-    export_ply(world.memory(), ply_dir / f"v{final:04d}.ply")  # the final version (others: export on demand)
+    export_ply(world.memory(), out / "memory.ply")  # the final version (others: export on demand)
     cams = world.cameras()
     write_json(out / "cameras.json", {
         "width": cams.width, "height": cams.height, "fps": world.fps,
@@ -84,6 +96,7 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
         "revisit_psnr_per_round": [r["loop_closure"].get("revisit_psnr_mean") for r in records],
         "conflict_pixels_per_round": [(r["update"] or {}).get("conflict_pixels") for r in records],
         "video": str(video),
+        "memory_ply": str(out / "memory.ply"),
     }
     report = {"summary": summary, "rounds": records, **extra}
     write_json(out / "report.json", report)
@@ -218,20 +231,12 @@ def _load_init(spec, base: Path, trajectory: Trajectory) -> dict:
         raise WorldError(f"init.image: {image_path} is empty")
     loaded["image"] = _check_image(read_image(image_path), f"init.image ({image_path.name})", width, height)
     if init.kind == "render":
-        depth_path = _resolve(base, init.depth)
-        if not str(init.depth).endswith(".npy"):
-            raise WorldError("init.depth must be a .npy depth map (metres, z along the optical axis)")
-        if not depth_path.is_file():
-            raise WorldError(f"init.depth: {depth_path} does not exist")
+        from spatia.formats.depth import DepthFileError, read_depth
+
         try:
-            depth = np.load(depth_path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise WorldError(f"init.depth: cannot read {depth_path.name} ({err})") from None
-        if depth.dtype.kind not in "fiu":
-            raise WorldError(f"init.depth must hold numbers, got {depth.dtype}")
-        if depth.shape != (height, width):
-            raise WorldError(f"init.depth is {list(depth.shape)} but the shot needs [{height}, {width}]")
-        loaded["depth"] = depth.astype(np.float32)
+            loaded["depth"] = read_depth(_resolve(base, init.depth), width, height, what="init.depth")
+        except DepthFileError as err:
+            raise WorldError(str(err)) from None
     if init.mask is not None:
         loaded["mask"] = _load_mask(_resolve(base, init.mask), width, height)
     return loaded

@@ -22,6 +22,7 @@ from spatia.cameras import Cameras, Trajectory
 from spatia.engine import initialise
 from spatia.engine.errors import WorldError
 from spatia.engine.memory import MemoryStore, SpatialMemory, as_user_edit
+from spatia.engine.memory.errors import MemoryIntegrityError
 from spatia.engine.models.base import DepthEstimator, Segmenter, VideoGenerator
 from spatia.engine.objects import ObjectSet, ObjectStore, snap_up
 from spatia.engine.plan import Round
@@ -34,7 +35,6 @@ from spatia.formats.video import iter_frames, read_frames, write_frames, write_v
 
 SCHEMA = "spatia.world"
 SCHEMA_VERSION = 1
-Progress = Callable[[float, str], None]
 
 
 class World:
@@ -50,7 +50,6 @@ class World:
         self._cameras: Cameras | None = None  # every generated frame's, once read or generated
         self._writer: commit.CommitWriter | None = None  # while generate() runs
 
-    # --- creation -----------------------------------------------------------------------
     @classmethod
     def create(cls, root, *, width: int, height: int, fps: float = 24.0, voxel_size: float = 0.02) -> "World":
         root = Path(root)
@@ -90,7 +89,6 @@ class World:
             self._writer.wait()
         write_json(self.root / "world.json", self.state)
 
-    # --- properties ---------------------------------------------------------------------
     width = property(lambda self: self.state["width"])
     height = property(lambda self: self.state["height"])
     fps = property(lambda self: self.state["fps"])
@@ -145,7 +143,6 @@ class World:
     def first_frame(self) -> np.ndarray | None:
         return read_frames([self.root / "first_frame.png"])[0] if (self.root / "first_frame.png").exists() else None
 
-    # --- initialisation -----------------------------------------------------------------
     def _set_initial_memory(self, memory: SpatialMemory, message: str) -> int:
         if self.memory_version is not None:
             raise WorldError("the world is already initialised")
@@ -180,7 +177,10 @@ class World:
         """Make an edited memory the current version (its parent defaults to the current one).
         What the edit added or moved is the user's: generated frames will not move it."""
         parent = self.memory_version if parent is None else parent
-        memory = as_user_edit(self.memory(parent), memory) if parent is not None else memory
+        try:
+            memory = as_user_edit(self.memory(parent), memory) if parent is not None else memory
+        except MemoryIntegrityError:  # a damaged parent being replaced: nothing of it to keep
+            pass
         version = self.store.save(memory, parent=parent, message=message)
         self.state["memory_version"] = version
         self._save_state()
@@ -191,9 +191,9 @@ class World:
     def generate(self, trajectory: Trajectory, prompts: list[str], generator: VideoGenerator,
                  settings: GenerateSettings | None = None, *, depth_estimator: DepthEstimator | None = None,
                  segmenter: Segmenter | None = None, user_masks: np.ndarray | None = None,
-                 progress: Progress | None = None, should_cancel: Callable[[], bool] | None = None) -> list[dict]:
+                 progress: Callable | None = None, should_cancel: Callable | None = None) -> list[dict]:
         """Generate every remaining round of `trajectory` (its first frames, if generated already, must
-        match it). Returns one record per round generated, every round on disk."""
+        match it); one record per round generated, on disk. progress(fraction, stage); should_cancel()."""
         settings = settings or GenerateSettings()
         if self.memory_version is None:
             raise WorldError("the world has no memory yet; initialise it first")

@@ -132,6 +132,9 @@ def _static_markdown(report: dict, pictures: dict) -> list[str]:
         ("Every path of these scenes is a closed loop: the last frame's camera is the first frame's, so the "
          "revisit is compared with the start view."),
         "",
+        *sorted({f"Measured: {scene['summary']['measures']}." for scene in report["scenes"].values()
+                 if scene["summary"].get("measures")}),
+        "",
         ("| scene | revisit PSNR | revisit SSIM | revisit match acc. | memory@revisit PSNR | coverage@revisit | "
          "memory points | accuracy median | completeness median | F@5cm |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from spatia.engine import metrics
-from spatia.engine.models import get_depth_estimator, get_generator
+from spatia.engine.models import PRESETS, get_depth_estimator, get_generator
 from spatia.engine.models.base import DepthEstimator, VideoGenerator
 from spatia.engine.models.oracle import FrameTable, OracleGenerator
 from spatia.engine.models.preview import PreviewGenerator
@@ -37,9 +37,14 @@ from spatia.engine.world import GenerateSettings, World
 from .groundtruth import SCENES, GroundTruth, get_scene, render_ground_truth
 from .trajectories import round_plan
 
-# Short names for the generator presets; any preset name is accepted as well.
-GENERATOR_PRESETS = {"spatia": "spatia-5b", "wan-vace": "wan-vace-1.3b"}
-GENERATORS = ("oracle", "preview", *GENERATOR_PRESETS)
+# The generators `spatia generate` knows (the registry's presets), plus the oracle: the ground
+# truth's own renders, which only an evaluation has.
+GENERATORS = ("oracle", *sorted(p.name for p in PRESETS.values() if p.role == "generator"))
+ORACLE_MEASURES = ("the memory pipeline: the oracle returns the ground-truth renders, so generated frames equal "
+                   "the truth by construction and are not scored; measured are the memory's geometry, its coverage "
+                   "and the memory rendered at the revisit against the truth")
+GENERATOR_MEASURES = ("the generator and the memory: generated revisit vs generated start and vs the truth, the "
+                      "memory's geometry, its coverage and the memory rendered at the revisit against the truth")
 
 
 @dataclass
@@ -95,10 +100,10 @@ def check_generator(name: str, depth: str | None = None) -> tuple[VideoGenerator
         gen = PreviewGenerator()
         gen.check_available()
         return gen, None
-    try:
-        gen = get_generator(GENERATOR_PRESETS.get(name, name))
-    except KeyError:
-        raise ValueError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)} or a generator preset") from None
+    if name not in GENERATORS:
+        raise ValueError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)} (the names "
+                         "`spatia generate` takes, and oracle)")
+    gen = get_generator(name)
     gen.check_available()
     estimator = get_depth_estimator(depth or "depth-pro")
     estimator.check_available()
@@ -258,16 +263,21 @@ def evaluate_scene(gt: GroundTruth, generator: VideoGenerator, options: EvalOpti
         "unrelated_truth_baseline": {"frame": unrelated, **_image_scores(gt.rgb[unrelated], gt.rgb[start])},
     }
     last = rounds[-1]["geometry"]
-    summary = {
-        "scene": gt.scene,
-        "generator": getattr(generator, "name", type(generator).__name__),
-        "frames": n,
-        "rounds": len(records),
-        "size": f"{cams.width}x{cams.height}",
+    oracle = isinstance(generator, OracleGenerator)
+    revisit_scores = {key: (None if oracle else value) for key, value in {
         "revisit_psnr_db": closed_loop["generated_revisit_vs_generated_start"]["psnr_db"],
         "revisit_ssim": closed_loop["generated_revisit_vs_generated_start"]["ssim"],
         "revisit_match_accuracy": closed_loop["generated_revisit_vs_generated_start"]["match"]["accuracy"],
         "revisit_vs_truth_psnr_db": closed_loop["generated_revisit_vs_truth"]["psnr_db"],
+    }.items()}
+    summary = {
+        "scene": gt.scene,
+        "generator": getattr(generator, "name", type(generator).__name__),
+        "measures": ORACLE_MEASURES if oracle else GENERATOR_MEASURES,
+        "frames": n,
+        "rounds": len(records),
+        "size": f"{cams.width}x{cams.height}",
+        **revisit_scores,  # None with the oracle: identical to the truth by construction
         "memory_at_revisit_psnr_db": closed_loop["memory_at_revisit_vs_truth"]["psnr_db"],
         "memory_at_revisit_coverage": closed_loop["memory_at_revisit_vs_truth"]["coverage"],
         "memory_points": rounds[-1]["memory_points"],

@@ -7,11 +7,17 @@ so typos fail loudly. Cameras are OpenCV: `intrinsics` are pixels (fx, fy, cx, c
 Blender frame number; frames may skip numbers (keyframes), and `trajectory()` fills the
 gaps by interpolation.
 
-Example:
+Example (a new world from a picture and its depth, seen by the first camera; examples/ holds
+complete shots that run as they are):
     {"schema": "spatia.shot", "version": 1, "name": "orbit", "width": 832, "height": 480,
      "fps": 24, "frames": [{"frame": 1, "intrinsics": [700, 700, 416, 240],
      "w2c": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}],
-     "prompts": ["a quiet street at dusk"]}
+     "prompts": ["a quiet street at dusk"],
+     "init": {"kind": "render", "image": "first.png", "depth": "depth.npy"}}
+
+`init.kind`: "render" (an image and its metric depth, .npy or .exr: no weights needed),
+"image" (an image alone: its depth is estimated by DepthPro, whose weights must be
+downloaded: `spatia models download depth-pro`), "points" (a .ply or memory snapshot).
 """
 
 from __future__ import annotations
@@ -86,7 +92,7 @@ class InitSpec(_Strict):
 
     kind: Literal["image", "render", "points"]
     image: str | None = Field(None, description="RGB image (kind image or render); taken by the shot's first camera")
-    depth: str | None = Field(None, description="metric Z depth, .exr or .npy (kind render)")
+    depth: str | None = Field(None, description="metric Z depth in metres, float .npy or .exr (kind render)")
     points: str | None = Field(None, description="point cloud, .ply or memory snapshot (kind points)")
     mask: str | None = Field(None, description="optional mask of dynamic pixels to keep out of memory")
 
@@ -323,6 +329,12 @@ def load_shot(source: str | os.PathLike | dict | ShotSpec) -> ShotSpec:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ShotError(f"{path}: missing") from None
+        except IsADirectoryError:
+            raise ShotError(f"{path}: a folder; a shot is a JSON file") from None
+        except UnicodeDecodeError as exc:
+            raise ShotError(f"{path}: not UTF-8 text, so not a shot JSON file ({exc.reason} at byte {exc.start})") from None
+        except OSError as exc:
+            raise ShotError(f"{path}: cannot read ({exc.strerror or exc})") from None
         except json.JSONDecodeError as exc:
             raise ShotError(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON ({exc.msg})") from None
         if not isinstance(data, dict):

@@ -104,7 +104,9 @@ class Service:
     def memory(self, world: World, version: int | None) -> tuple[int, SpatialMemory]:
         """(version, memory) of a world, verified when read from disk and kept for a few reuses
         (versions never change once written)."""
-        from .errors import invalid, not_found
+        from spatia.engine.memory.errors import MemoryIntegrityError
+
+        from .errors import invalid, not_found, stored_damage
 
         if version is None:
             version = world.memory_version
@@ -118,7 +120,10 @@ class Service:
             if key in self._memories:
                 self._memories.move_to_end(key)
                 return version, self._memories[key]
-        memory = world.store.load(version)
+        try:
+            memory = world.store.load(version)
+        except MemoryIntegrityError as err:  # the server's own file: a conflict with its state, not a bad request
+            raise stored_damage(version, err) from None
         with self._memories_lock:
             self._memories[key] = memory
             while len(self._memories) > MEMORY_CACHE_ENTRIES:

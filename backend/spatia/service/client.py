@@ -332,7 +332,7 @@ def generate_remote(server: str, shot_path, out_dir, token: str | None = None, p
     """Run a shot spec file on a Spatia service and fetch the results into `out_dir`.
 
     The shot's `world` names a world on the server, else its `init` files are uploaded to create
-    one. Writes output.mp4, cameras.json, frames/ and memory.ply into out_dir; returns
+    one. Writes video.mp4, cameras.json, frames/ and memory.ply into out_dir; returns
     {"summary": {...}, "job": job}.
     """
     from spatia.formats.shot import dump_shot, load_shot
@@ -368,7 +368,7 @@ def generate_remote(server: str, shot_path, out_dir, token: str | None = None, p
         raise SpatiaClientError(f"job {job['id']} {job['status']}: {error.get('type', '')}: {error.get('message', '')}",
                                 type=error.get("type"))
     result = job["result"]
-    video = client.download(job["id"], result["files"]["video"], out / "output.mp4")
+    video = client.download(job["id"], result["files"]["video"], out / "video.mp4")
     client.download(job["id"], result["files"]["cameras"], out / "cameras.json")
     for name in result["files"]["frames"]:
         client.download(job["id"], name, out / name)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from spatia.formats.arguments import bounded_float, bounded_int, non_empty
+
 from .config import (
     DEFAULT_HEAVY_WAIT_S,
     DEFAULT_HOST,
@@ -27,29 +29,45 @@ def register(subparsers) -> None:
     serve.set_defaults(func=_cmd_serve)
 
 
+def _origin(text: str) -> str:
+    """A browser origin: scheme://host[:port], nothing more."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text.strip())
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") \
+            or parts.query or parts.fragment or parts.username or parts.password:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an origin; write scheme://host[:port], "
+                                         "e.g. https://studio.example")
+    return text
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+    parser.add_argument("--host", default=DEFAULT_HOST, type=non_empty("an address to bind"), help=f"address to bind (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=bounded_int(0, 65535), default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), type=non_empty("a folder"),
                         help=f"worlds, job queue, token and logs (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--require-token", action="store_true",
                         help="require the token even on loopback (always required on other addresses)")
-    parser.add_argument("--workers", type=int, default=1, help="job worker threads (default 1)")
-    parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+    parser.add_argument("--workers", type=bounded_int(1, 64), default=1, help="job worker threads (default 1)")
+    parser.add_argument("--max-upload-mb", type=bounded_float(0, 1_000_000, low_open=True), default=DEFAULT_MAX_UPLOAD_MB,
                         help=f"largest request body accepted, MB (default {DEFAULT_MAX_UPLOAD_MB})")
-    parser.add_argument("--max-json-mb", type=float, default=DEFAULT_MAX_JSON_MB,
+    parser.add_argument("--max-json-mb", type=bounded_float(0, 100_000, low_open=True), default=DEFAULT_MAX_JSON_MB,
                         help=f"largest JSON body accepted, MB (default {DEFAULT_MAX_JSON_MB}: about 2M points in an "
                              "edit); bulk point data goes in a pushed snapshot")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                         help="also accept this Host header (a reverse proxy's name); repeatable. By default only "
                              "loopback names and the bound address are accepted")
-    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+    parser.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN", type=_origin,
                         help="accept state-changing requests from this browser origin, e.g. https://studio.example; "
                              "repeatable. By default requests carrying a foreign Origin are refused")
-    parser.add_argument("--max-heavy-queries", type=int, default=DEFAULT_MAX_HEAVY_QUERIES,
+    parser.add_argument("--max-heavy-queries", type=bounded_int(1, 1024), default=DEFAULT_MAX_HEAVY_QUERIES,
                         help=f"renders, ray casts and box queries run at once (default {DEFAULT_MAX_HEAVY_QUERIES}); "
                              "more wait up to --heavy-wait-s, then get 429")
-    parser.add_argument("--heavy-wait-s", type=float, default=DEFAULT_HEAVY_WAIT_S,
+    parser.add_argument("--heavy-wait-s", type=bounded_float(0, 600), default=DEFAULT_HEAVY_WAIT_S,
                         help=f"how long a heavy query waits for a free slot (default {DEFAULT_HEAVY_WAIT_S:g} s)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
@@ -107,6 +125,12 @@ def tune_runtime() -> None:
 
 
 def _cmd_serve(args) -> int:
+    data_dir = Path(args.data_dir).expanduser()
+    for folder in (data_dir, *data_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"--data-dir {args.data_dir}: {folder} is a file, not a folder")
+            break
     return serve(config_from_args(args), log_level=args.log_level)
 
 

@@ -48,6 +48,15 @@ def stale(given: int, current: int | None, field: str = "parent", what: str = "m
                     f"{current} and apply the change to it", field, extra={"current_version": current})
 
 
+def stored_damage(version: int, err: Exception, what: str = "memory") -> ApiError:
+    """409 for a stored version whose file does not check out: the request is fine, the server's
+    state is not. The body says how to repair it (nothing stored is changed by the refusal)."""
+    return ApiError(409, "stored_damage",
+                    f"{what} version {version} is damaged on the server ({err}); it cannot be read or served. "
+                    f"Repair it by pushing a good snapshot or reverting to an earlier version with parent={version}",
+                    "version", extra={"damaged_version": version})
+
+
 def precondition_required(current: int | None, what: str = "memory") -> ApiError:
     return ApiError(428, "precondition_required",
                     f"a write to a world's {what} must name the version it is based on: give `parent` "

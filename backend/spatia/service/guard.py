@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import re
 
 from .config import is_loopback
 
@@ -24,14 +25,24 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 LOOPBACK_NAMES = {"localhost", "localhost.", "127.0.0.1", "::1"}
 
 
+# host[:port] as RFC 9110 allows it in a Host header: a name or IPv4 address, or an IPv6
+# address in brackets; nothing else (no user info such as "127.0.0.1:80@evil.example").
+_AUTHORITY = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::(?P<port>[0-9]{1,5}))?")
+
+
 def split_host(value: str) -> str:
-    """The host name of a Host header or an origin's authority, lower case, without port or brackets."""
+    """The host name of a Host header or an origin's authority, lower case, without port or
+    brackets; "" (refused) for anything that is not exactly host[:port]."""
     value = value.strip().lower()
-    if value.startswith("["):  # [::1]:8765
-        return value[1:value.find("]")] if "]" in value else value
-    if value.count(":") == 1:
-        value = value.split(":", 1)[0]
-    return value
+    match = _AUTHORITY.fullmatch(value)
+    if match is None:
+        try:  # a bare IPv6 address (no port): "::1"
+            return str(ipaddress.IPv6Address(value))
+        except ValueError:
+            return ""
+    if match.group("port") is not None and int(match.group("port")) > 65535:
+        return ""
+    return match.group("v6") or match.group("name")
 
 
 def host_allowed(name: str, bound: str, extra: tuple[str, ...]) -> bool:
@@ -66,17 +77,20 @@ def _local_addresses() -> frozenset[str]:
         return frozenset()
 
 
-def origin_allowed(origin: str, host_header: str, extra: tuple[str, ...]) -> bool:
+def origin_allowed(origin: str, host_header: str, extra: tuple[str, ...], scheme: str = "http") -> bool:
+    """True for an origin in `extra`, or the server's own origin: the scheme it was reached by
+    (`scheme`, http unless behind TLS) and the Host its pages were served from."""
     origin = origin.strip().rstrip("/").lower()
     if origin in extra:
         return True
     if origin == "null" or "://" not in origin:
         return False
-    scheme, authority = origin.split("://", 1)
-    if scheme not in ("http", "https"):
+    origin_scheme, authority = origin.split("://", 1)
+    if origin_scheme != scheme.lower():  # https://127.0.0.1:P is another origin than http://127.0.0.1:P
         return False
     # the server's own pages (e.g. /docs) post with an Origin equal to the Host they were served from
-    return authority == host_header.strip().lower()
+    host = host_header.strip().lower()
+    return bool(split_host(host)) and authority == host
 
 
 class HostOriginGuard:
@@ -101,7 +115,7 @@ class HostOriginGuard:
                                  "DNS-rebinding attacks)", "Host")
         origin = headers.get("origin")
         if origin is not None and scope["method"] not in SAFE_METHODS \
-                and not origin_allowed(origin, host_header, self.allowed_origins):
+                and not origin_allowed(origin, host_header, self.allowed_origins, scope.get("scheme") or "http"):
             return await _refuse(send, 403, "forbidden_origin",
                                  f"cross-site request from Origin {origin!r} refused; allow an origin with "
                                  "--allow-origin", "Origin")

@@ -23,9 +23,12 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Vec3 = Annotated[list[FiniteFloat], Field(min_length=3, max_length=3)]
 Vec4 = Annotated[list[FiniteFloat], Field(min_length=4, max_length=4)]
 Matrix4 = Annotated[list[Vec4], Field(min_length=4, max_length=4)]
-Rgb = Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=3, max_length=3)]
-PointId = Annotated[int, Field(ge=0, le=MAX_INT64)]
-Version = Annotated[int, Field(ge=1, le=MAX_INT64)]
+# Whole numbers are whole numbers: JSON `1.0`, `true` or `"1"` where a count, an id or a version
+# is asked for is refused (strict), rather than read as 1.
+Rgb = Annotated[list[Annotated[int, Field(ge=0, le=255, strict=True)]], Field(min_length=3, max_length=3)]
+PointId = Annotated[int, Field(ge=0, le=MAX_INT64, strict=True)]
+Version = Annotated[int, Field(ge=1, le=MAX_INT64, strict=True)]
+StrictBool = Annotated[bool, Field(strict=True)]
 ObjectId = Annotated[str, Field(pattern=ID_PATTERN)]
 
 
@@ -42,8 +45,8 @@ class CameraIn(_Request):
 
 
 class CamerasIn(_Request):
-    width: int = Field(ge=1, le=MAX_IMAGE_SIZE)
-    height: int = Field(ge=1, le=MAX_IMAGE_SIZE)
+    width: int = Field(ge=1, le=MAX_IMAGE_SIZE, strict=True)
+    height: int = Field(ge=1, le=MAX_IMAGE_SIZE, strict=True)
     intrinsics: Annotated[list[Vec4], Field(min_length=1, max_length=MAX_QUERY_FRAMES)]
     w2c: Annotated[list[Matrix4], Field(min_length=1, max_length=MAX_QUERY_FRAMES)]
 
@@ -155,7 +158,7 @@ class CoverageOut(BaseModel):
 class BoxQueryIn(_Request):
     min: Vec3
     max: Vec3
-    limit: Annotated[int, Field(ge=0, le=MAX_IDS)] = 100_000
+    limit: Annotated[int, Field(ge=0, le=MAX_IDS, strict=True)] = 100_000
     version: Version | None = None
 
 
@@ -182,8 +185,8 @@ class RaycastOut(BaseModel):
 # --- objects -------------------------------------------------------------------------------------
 MAX_QUERY_OBJECTS = 1000
 MAX_PATH_KEYS = 10_000
-VideoFrame = Annotated[int, Field(ge=0, le=2**53)]
-ObjectNumber = Annotated[int, Field(ge=1, le=2**53)]
+VideoFrame = Annotated[int, Field(ge=0, le=2**53, strict=True)]
+ObjectNumber = Annotated[int, Field(ge=1, le=2**53, strict=True)]
 
 
 class ObjectKeyOut(BaseModel):
@@ -236,8 +239,8 @@ class ObjectDirectionIn(_Request):
     id: ObjectNumber
     path: Annotated[list[ObjectPathKeyIn], Field(max_length=MAX_PATH_KEYS)] = Field(
         default_factory=list, description="the artist's keys, frames ascending; empty: the motion model")
-    condition: bool = True
-    reference: bool = True
+    condition: StrictBool = True
+    reference: StrictBool = True
 
     @field_validator("path")
     @classmethod

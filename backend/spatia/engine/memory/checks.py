@@ -29,6 +29,8 @@ from .errors import MemoryFormatError
 
 MAX_HEADER_BYTES = 16 * 2**20
 MAX_NEXT_ID = 2**53  # ids stay exact as JSON numbers and far from int64 overflow
+MIN_VOXEL_SIZE = 1e-4  # metres: 0.1 mm cells; smaller ones overflow the voxel keys of any real scene
+MAX_VOXEL_SIZE = 100.0  # metres: a cell larger than a building is no memory of it
 MAX_POINTS = 200_000_000
 VOXEL_RTOL = 1e-6
 SAFETENSORS_DTYPES = {torch.float32: "F32", torch.uint8: "U8", torch.int64: "I64", torch.int32: "I32",
@@ -116,8 +118,8 @@ def check_header(header: dict, body: int, source: str = "snapshot") -> dict:
             value = kind(meta.get(key, ""))
         except ValueError:
             raise _reject(f"metadata {key} must be a number, got {meta.get(key)!r}", key) from None
-        if kind is float and not (math.isfinite(value) and value > 0):
-            raise _reject(f"voxel_size must be a positive finite number, got {value}", key)
+        if kind is float and not (math.isfinite(value) and MIN_VOXEL_SIZE <= value <= MAX_VOXEL_SIZE):
+            raise _reject(f"voxel_size must be in [{MIN_VOXEL_SIZE:g}, {MAX_VOXEL_SIZE:g}] metres, got {value!r}", key)
         if kind is int and not 0 <= value <= MAX_NEXT_ID:
             raise _reject(f"next_id {value} is outside 0..{MAX_NEXT_ID} (ids must stay far from int64 overflow)",
                           key)

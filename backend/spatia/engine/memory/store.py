@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
-from spatia.formats.atomic import fsync_dir
+from spatia.formats.atomic import fsync_dir, make_temp
 
 from .cloud import FIELDS, SpatialMemory
 from .delta import apply_delta, content_hash, delta_nbytes, make_delta
@@ -49,7 +48,7 @@ def _meta_hash(meta: dict[str, str]) -> str:
 
 def _write_temp(directory: Path, data: bytes) -> Path:
     """Write data to a fresh, fsynced temporary file in `directory` (same filesystem as the target)."""
-    fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
+    fd, name = make_temp(directory, prefix=".tmp-", suffix=".safetensors")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -451,8 +450,9 @@ class MemoryStore:
         if meta.get("kind") != "delta":
             return self.path(version)
         target = self.root / FULL_FOLDER / self.path(version).name
-        try:
-            if _checked_meta(_read_header_file(target), target.name).get("sha256") == meta["sha256"]:
+        try:  # a file kept from before is served only if its content still checks out, not just its header
+            _, cached, _ = _parse_full(target.read_bytes(), target.name, "cpu")
+            if (cached.get("sha256"), cached.get("version")) == (meta["sha256"], str(version)):
                 return target
         except (OSError, MemoryIntegrityError):
             pass

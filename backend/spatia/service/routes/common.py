@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import threading
 from contextlib import contextmanager
 
@@ -13,8 +14,22 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.params import Form
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from pydantic import BeforeValidator
 
 from ..schemas import ERROR_RESPONSES
+
+WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
+
+
+def whole_number(value):
+    """A path or query number as the URL wrote it: ASCII digits only ("1.0", "1e3", "+1", "true"
+    and "²" are refused rather than read as numbers)."""
+    if isinstance(value, str) and not WHOLE_NUMBER.fullmatch(value):
+        raise ValueError(f"must be a whole number written with digits, got {value!r}")
+    return value
+
+
+WholeNumber = BeforeValidator(whole_number)
 
 bearer = HTTPBearer(auto_error=False, description="the token from the server's data folder (file `token`)")
 

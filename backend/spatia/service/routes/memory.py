@@ -44,7 +44,7 @@ from ..schemas import (
     RevertIn,
     VersionOut,
 )
-from .common import service, v1_router
+from .common import WholeNumber, service, v1_router
 
 router = v1_router("memory")
 SNAPSHOT_TYPE = "application/vnd.spatia.memory+safetensors"
@@ -98,8 +98,9 @@ def history(world_id: str, svc=Depends(service)) -> list[dict]:
 
 
 @router.get("/worlds/{world_id}/memory/diff", response_model=MemoryDiffOut)
-def memory_diff(world_id: str, from_version: Annotated[int, Query(alias="from", ge=1, le=MAX_INT64)],
-                to_version: Annotated[int, Query(alias="to", ge=1, le=MAX_INT64)], svc=Depends(service)) -> dict:
+def memory_diff(world_id: str, from_version: Annotated[int, WholeNumber, Query(alias="from", ge=1, le=MAX_INT64)],
+                to_version: Annotated[int, WholeNumber, Query(alias="to", ge=1, le=MAX_INT64)],
+                svc=Depends(service)) -> dict:
     world = svc.storage.open(world_id)
     _, old = svc.memory(world, from_version)
     _, new = svc.memory(world, to_version)
@@ -134,7 +135,7 @@ def get_memory(world_id: str, version: str, format: Literal["safetensors", "ply"
              openapi_extra={"requestBody": {"required": True, "content": {
                  t: {"schema": {"type": "string", "format": "binary"}} for t in PUSH_TYPES}}})
 async def push_memory(world_id: str, request: Request,
-                      parent: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+                      parent: Annotated[int | None, WholeNumber, Query(ge=1, le=MAX_INT64)] = None,
                       message: Annotated[str, Query(max_length=1000)] = "pushed",
                       if_match: IfMatch = None,
                       svc=Depends(service)) -> dict:
@@ -170,12 +171,28 @@ def _push(svc, world_id: str, temp, base: int | None, message: str) -> int:
     with svc.storage.lock(world_id):
         world = _write_guard(svc, world_id, base)
         check_memory(memory, voxel_size=float(world.state["voxel_size"]))
-        _, current = svc.memory(world, None)
-        if memory.next_id < current.next_id:
+        floor = _next_id_floor(svc, world)
+        if memory.next_id < floor:
             raise invalid(f"the snapshot's next_id ({memory.next_id}) is below the current version's "
-                          f"({current.next_id}): point ids are never reused; give new points ids from "
-                          f"{current.next_id} on", "next_id")
+                          f"({floor}): point ids are never reused; give new points ids from {floor} on", "next_id")
         return world.push_memory(memory, parent=world.memory_version, message=message)
+
+
+def _next_id_floor(svc, world) -> int:
+    """The current version's next_id: from its verified memory, or, where that version is damaged
+    (a push is how it is repaired), from the highest next_id any readable header records."""
+    try:
+        return svc.memory(world, None)[1].next_id
+    except ApiError as err:
+        if err.type != "stored_damage":
+            raise
+    floor = 0
+    for version in world.store.versions():
+        try:
+            floor = max(floor, int(world.store.metadata(version).get("next_id") or 0))
+        except (MemoryFormatError, OSError):
+            continue
+    return floor
 
 
 def _apply_edit(memory: SpatialMemory, edit: MemoryEditIn, frame: int) -> tuple[SpatialMemory, list[int]]:

@@ -30,14 +30,14 @@ from ..schemas import (
     ObjectsOut,
     VersionOut,
 )
-from .common import service, v1_router
+from .common import WholeNumber, service, v1_router
 from .memory import IfMatch, base_version
 
 router = v1_router("objects")
 OBJECTS_TYPE = "application/vnd.spatia.objects+safetensors"
-VersionQuery = Annotated[int | None, Query(ge=1, le=MAX_INT64,
+VersionQuery = Annotated[int | None, WholeNumber, Query(ge=1, le=MAX_INT64,
                                            description="an objects version (default: the current one)")]
-ObjectIdPath = Annotated[int, Path(ge=1, le=2**53, description="the object's id")]
+ObjectIdPath = Annotated[int, WholeNumber, Path(ge=1, le=2**53, description="the object's id")]
 
 
 def corrupt(world_id: str, err: ObjectStoreError) -> ApiError:
@@ -121,7 +121,7 @@ def object_crop(world_id: str, object_id: ObjectIdPath, version: VersionQuery = 
 
 @router.delete("/worlds/{world_id}/objects/{object_id}", status_code=201, response_model=VersionOut)
 def forget_object(world_id: str, object_id: ObjectIdPath,
-                  parent: Annotated[int | None, Query(ge=1, le=MAX_INT64, description="the current objects version "
+                  parent: Annotated[int | None, WholeNumber, Query(ge=1, le=MAX_INT64, description="the current objects version "
                                                       "(instead of If-Match)")] = None,
                   if_match: IfMatch = None, svc=Depends(service)) -> dict:
     base = base_version(parent, if_match, "objects")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import Depends, Request, Response
 from fastapi.responses import FileResponse
 
@@ -16,7 +18,7 @@ from ..schemas import (
     RenderQueryIn,
     RenderQueryOut,
 )
-from .common import service, v1_router
+from .common import WholeNumber, service, v1_router
 
 router = v1_router("queries")
 NPZ_TYPE = "application/octet-stream"
@@ -42,7 +44,7 @@ def render(world_id: str, query: RenderQueryIn, request: Request, svc=Depends(se
 
 @router.get("/worlds/{world_id}/query/render/{token}/{index}.png", response_class=FileResponse,
             responses={200: {"content": {"image/png": {}}}})
-def rendered_frame(world_id: str, token: str, index: int, svc=Depends(service)):
+def rendered_frame(world_id: str, token: str, index: Annotated[int, WholeNumber], svc=Depends(service)):
     svc.storage.path(world_id)
     return FileResponse(svc.renders.path(token, index), media_type="image/png")
 

@@ -11,13 +11,13 @@ from spatia.cameras import Cameras
 from spatia.cameras.core import MAX_IMAGE_SIZE
 from spatia.formats.shot import MIN_IMAGE_SIZE
 from spatia.engine.memory import MemoryFormatError, parse_snapshot
-from spatia.engine.memory.checks import check_memory
+from spatia.engine.memory.checks import MAX_VOXEL_SIZE, MIN_VOXEL_SIZE, check_memory
 from spatia.engine.world import World
 
 from ..errors import ApiError, conflict, invalid, location, log
 from ..schemas import CameraIn, WorldOut
 from ..uploads import decode_depth, decode_image, decode_mask, point_cloud_suffix
-from .common import service, v1_router
+from .common import WholeNumber, service, v1_router
 
 router = v1_router("worlds")
 NEEDS = {"image": ("image",), "rgbd": ("image", "depth", "camera"), "points": ("points",)}
@@ -44,10 +44,10 @@ def _parse_camera(text: str | None) -> CameraIn | None:
 def create_world(
     name: Annotated[str, Form(min_length=1, max_length=200)],
     kind: Annotated[Literal["image", "rgbd", "points"], Form()],
-    width: Annotated[int, Form(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)],
-    height: Annotated[int, Form(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)],
+    width: Annotated[int, WholeNumber, Form(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)],
+    height: Annotated[int, WholeNumber, Form(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)],
     fps: Annotated[float, Form(gt=0, le=1000, allow_inf_nan=False)] = 24.0,
-    voxel_size: Annotated[float | None, Form(gt=0, le=100, allow_inf_nan=False,
+    voxel_size: Annotated[float | None, Form(ge=MIN_VOXEL_SIZE, le=MAX_VOXEL_SIZE, allow_inf_nan=False,
                                              description="metres; default 0.02, or a snapshot's own")] = None,
     camera: Annotated[str | None, Form(description='JSON {"intrinsics": [fx,fy,cx,cy], "w2c": 4x4}')] = None,
     depth_model: Annotated[str, Form()] = "depth-pro",
