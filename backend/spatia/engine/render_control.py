@@ -207,6 +207,75 @@ def _fragments(u: torch.Tensor, v: torch.Tensor, radius: float, width: int, heig
     return torch.cat(pixels), torch.cat(frag_keys)
 
 
+def _check(cameras, radius_ndc, points_per_pixel) -> None:
+    if not isinstance(cameras, Cameras):
+        raise ControlRenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
+    if not (isinstance(radius_ndc, (int, float)) and math.isfinite(radius_ndc) and radius_ndc > 0):
+        raise ControlRenderError(f"radius_ndc must be a finite number > 0, got {radius_ndc}")
+    if isinstance(points_per_pixel, bool) or not isinstance(points_per_pixel, int) or points_per_pixel < 1:
+        raise ControlRenderError(f"points_per_pixel must be an integer >= 1, got {points_per_pixel}")
+
+
+def _frame_fragments(points_t, w2c, mapping, radius: float, width: int, height: int, chunk: int):
+    """One camera's fragments: the points in view (and near its border) ordered by (depth, index),
+    PyTorch3D's order; returns their indices, pixel coordinates, and (pixel, rank) per fragment,
+    or None when no point is in view."""
+    cam = _project(points_t, w2c[:, :3], w2c[:, 3:])
+    x, y, z = cam.unbind(0)
+    ax, bx, ay, by = mapping.tolist()
+    inv_z = z.reciprocal()
+    u = (x * inv_z).mul_(ax).add_(bx)
+    v = (y * inv_z).mul_(ay).add_(by)
+    keep = z >= 0
+    keep &= u > -radius
+    keep &= u < width - 1 + radius
+    keep &= v > -radius
+    keep &= v < height - 1 + radius
+    index = keep.nonzero().squeeze(1)
+    if index.numel() == 0:
+        return None
+    # The depth's bits, then the point's place among the kept points (kept in index order): a
+    # fragment's key is then the rank of its point in that order.
+    keys = z.index_select(0, index).view(torch.int32).to(torch.int64) << INDEX_BITS
+    keys |= torch.arange(index.numel(), device=z.device)
+    index = index.index_select(0, torch.sort(keys).indices)
+    u_in, v_in = u.index_select(0, index), v.index_select(0, index)
+    return index, u_in, v_in, _fragments(u_in, v_in, radius, width, height, chunk)
+
+
+def _composite(u_in, v_in, colour_in, pixel, frag, layer, centres, r2: float, points_per_pixel: int):
+    """Front to back, the nearest `points_per_pixel` disks of every pixel alpha-composited with
+    alpha = 1 - d^2/r^2: (colour [P,3], transmittance [P]). `layer` is scratch, left all empty."""
+    col_centre, row_centre = centres
+    pixel_count = layer.numel()
+    colour = torch.zeros((pixel_count, 3), dtype=torch.float32, device=layer.device)
+    transmit = torch.ones(pixel_count, dtype=torch.float32, device=layer.device)
+    hit = None
+    for k in range(points_per_pixel):
+        if frag.numel() == 0:
+            break
+        layer.scatter_reduce_(0, pixel, frag, "amin", include_self=True)
+        # Pixels with a fragment left: after the first layer, only those hit by the previous one.
+        if hit is None:
+            hit = (layer != EMPTY_KEY).nonzero().squeeze(1)
+        else:
+            hit = hit.index_select(0, (layer.index_select(0, hit) != EMPTY_KEY).nonzero().squeeze(1))
+        if hit.numel() == 0:
+            break
+        rank = layer.index_select(0, hit)
+        du = col_centre.index_select(0, hit) - u_in.index_select(0, rank)
+        dv = row_centre.index_select(0, hit) - v_in.index_select(0, rank)
+        alpha = 1 - (du.square_() + dv.square_()) / r2
+        t = transmit.index_select(0, hit)
+        colour.index_add_(0, hit, colour_in.index_select(0, rank) * (alpha * t).unsqueeze(1))
+        transmit.index_copy_(0, hit, t * (1 - alpha))
+        if k + 1 < points_per_pixel:  # retire this layer's winners
+            left = (frag != layer.index_select(0, pixel)).nonzero().squeeze(1)
+            pixel, frag = pixel.index_select(0, left), frag.index_select(0, left)
+        layer.index_fill_(0, hit, EMPTY_KEY)  # every pixel written this layer: all empty again
+    return colour, transmit
+
+
 def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, points_per_pixel: int = 5,
                    device: str | torch.device | None = None) -> ControlRender:
     """Render points into every camera of `cameras` as the authors' control video (module docstring).
@@ -215,12 +284,7 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
     first with `voxel_downsample` where the reference does. device: where to render (default:
     where xyz lives if it is a tensor, else the CPU).
     """
-    if not isinstance(cameras, Cameras):
-        raise ControlRenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
-    if not (isinstance(radius_ndc, (int, float)) and math.isfinite(radius_ndc) and radius_ndc > 0):
-        raise ControlRenderError(f"radius_ndc must be a finite number > 0, got {radius_ndc}")
-    if isinstance(points_per_pixel, bool) or not isinstance(points_per_pixel, int) or points_per_pixel < 1:
-        raise ControlRenderError(f"points_per_pixel must be an integer >= 1, got {points_per_pixel}")
+    _check(cameras, radius_ndc, points_per_pixel)
     if device is None:
         device = xyz.device if isinstance(xyz, torch.Tensor) else torch.device("cpu")
     device = torch.device(device)
@@ -229,70 +293,22 @@ def render_control(xyz, rgb, cameras: Cameras, *, radius_ndc: float = 0.01, poin
     frames, height, width = len(cameras), cameras.height, cameras.width
     mapping = control_mapping(cameras)
     radius = radius_ndc * min(width, height) / 2
-    r2 = radius * radius
     chunk = CANDIDATE_CHUNK.get(device.type, CANDIDATE_CHUNK["cpu"])
-
     w2c = torch.as_tensor(np.asarray(cameras.w2c, dtype=np.float64)[:, :3, :4], dtype=torch.float32, device=device)
     points_t = points.t().contiguous()
     out_rgb = torch.zeros((frames, height, width, 3), dtype=torch.float32, device=device)
     out_score = torch.ones((frames, height, width), dtype=torch.float32, device=device)
-    pixel_count = height * width
     # Every pixel's centre (column, row), looked up by flat pixel index: no integer division per layer.
-    col_centre = torch.arange(width, dtype=torch.float32, device=device).repeat(height)
-    row_centre = torch.arange(height, dtype=torch.float32, device=device).repeat_interleave(width)
-
-    layer = torch.full((pixel_count,), EMPTY_KEY, dtype=torch.int64, device=device)  # reset after each use
+    centres = (torch.arange(width, dtype=torch.float32, device=device).repeat(height),
+               torch.arange(height, dtype=torch.float32, device=device).repeat_interleave(width))
+    layer = torch.full((height * width,), EMPTY_KEY, dtype=torch.int64, device=device)  # reset after each use
     for f in range(frames):
-        cam = _project(points_t, w2c[f, :, :3], w2c[f, :, 3:])
-        x, y, z = cam.unbind(0)
-        ax, bx, ay, by = mapping[f].tolist()
-        inv_z = z.reciprocal()
-        u = (x * inv_z).mul_(ax).add_(bx)
-        v = (y * inv_z).mul_(ay).add_(by)
-        keep = z >= 0
-        keep &= u > -radius
-        keep &= u < width - 1 + radius
-        keep &= v > -radius
-        keep &= v < height - 1 + radius
-        index = keep.nonzero().squeeze(1)
-        if index.numel() == 0:
+        found = _frame_fragments(points_t, w2c[f], mapping[f], radius, width, height, chunk)
+        if found is None:
             continue
-        # Order the kept points by (depth, index), PyTorch3D's order: the depth's bits, then the
-        # point's place among the kept points (kept in index order). A fragment's key is then
-        # the rank of its point in that order.
-        keys = z.index_select(0, index).view(torch.int32).to(torch.int64) << INDEX_BITS
-        keys |= torch.arange(index.numel(), device=device)
-        order = torch.sort(keys).indices
-        index = index.index_select(0, order)
-        u_in, v_in = u.index_select(0, index), v.index_select(0, index)
-        colour_in = colours.index_select(0, index)
-        pixel, frag = _fragments(u_in, v_in, radius, width, height, chunk)
-
-        colour = torch.zeros((pixel_count, 3), dtype=torch.float32, device=device)
-        transmit = torch.ones(pixel_count, dtype=torch.float32, device=device)
-        hit = None
-        for k in range(points_per_pixel):
-            if frag.numel() == 0:
-                break
-            layer.scatter_reduce_(0, pixel, frag, "amin", include_self=True)
-            # Pixels with a fragment left: after the first layer, only those hit by the previous one.
-            if hit is None:
-                hit = (layer != EMPTY_KEY).nonzero().squeeze(1)
-            else:
-                hit = hit.index_select(0, (layer.index_select(0, hit) != EMPTY_KEY).nonzero().squeeze(1))
-            if hit.numel() == 0:
-                break
-            rank = layer.index_select(0, hit)
-            du = col_centre.index_select(0, hit) - u_in.index_select(0, rank)
-            dv = row_centre.index_select(0, hit) - v_in.index_select(0, rank)
-            alpha = 1 - (du.square_() + dv.square_()) / r2
-            t = transmit.index_select(0, hit)
-            colour.index_add_(0, hit, colour_in.index_select(0, rank) * (alpha * t).unsqueeze(1))
-            transmit.index_copy_(0, hit, t * (1 - alpha))
-            if k + 1 < points_per_pixel:  # retire this layer's winners
-                left = (frag != layer.index_select(0, pixel)).nonzero().squeeze(1)
-                pixel, frag = pixel.index_select(0, left), frag.index_select(0, left)
-            layer.index_fill_(0, hit, EMPTY_KEY)  # every pixel written this layer: all empty again
+        index, u_in, v_in, (pixel, frag) = found
+        colour, transmit = _composite(u_in, v_in, colours.index_select(0, index), pixel, frag, layer, centres,
+                                      radius * radius, points_per_pixel)
         out_rgb[f] = colour.view(height, width, 3)
         out_score[f] = transmit.view(height, width)
     return ControlRender(rgb=out_rgb, score=out_score)
