@@ -38,7 +38,8 @@ import numpy as np
 from spatia.cameras import Cameras, Trajectory
 from spatia.formats.atomic import write_json
 from spatia.engine.memory import RANK_USER, MemoryStore, SpatialMemory, diff, import_ply, load_snapshot
-from spatia.engine.models.base import Cancelled, DepthEstimator, GenerationRequest, Segmenter, VideoGenerator
+from spatia.engine.models.base import (Cancelled, DepthEstimator, GenerationRequest, PreviewFn, Segmenter,
+                                       VideoGenerator, with_preview)
 from spatia.engine.objects import (
     Direction,
     ObjectDirectionError,
@@ -333,10 +334,12 @@ class World:
         user_masks: np.ndarray | None = None,
         progress: Progress | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        preview: PreviewFn | None = None,
     ) -> list[dict]:
         """Generate every remaining round of `trajectory` (its first frames may already exist).
 
         The trajectory covers the whole video: frames the world already has must match it.
+        `preview` gets live RGB previews while a clip denoises, from generators that make them.
         Returns one record per round generated.
         """
         settings = settings or GenerateSettings()
@@ -356,6 +359,7 @@ class World:
             raise WorldError("update mode mapanything-rebuild needs a depth model that takes known poses "
                              "(map-anything: spatia models download map-anything, and the mapanything package)")
         generator.check_available()
+        generator = with_preview(generator, preview)
         rounds = self.plan(trajectory, prompts, settings)
         self._direct_objects(settings, trajectory.cameras)
         records = []
