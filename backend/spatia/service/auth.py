@@ -12,6 +12,13 @@ from pathlib import Path
 from .errors import ApiError
 
 TOKEN_BYTES = 32
+SESSION_COOKIE = "spatia_session"
+
+
+def session_value(token: str) -> str:
+    """The dashboard's cookie value for a token: derived from it (so it survives restarts and
+    changes with the token), but not the token itself, which never reaches the browser's storage."""
+    return hmac.new(token.encode(), b"spatia dashboard session v1", "sha256").hexdigest()
 
 
 def load_or_create_token(path: Path) -> str:
@@ -45,9 +52,19 @@ class TokenCheck:
 
     def __init__(self, token: str, required: bool):
         self._token = token.encode()
+        self._session = session_value(token).encode()
         self.required = required
 
-    def check(self, authorization: str | None) -> None:
+    def token_valid(self, given: str) -> bool:
+        return hmac.compare_digest(given.strip().encode(), self._token)
+
+    def session_valid(self, cookie: str | None) -> bool:
+        return bool(cookie) and hmac.compare_digest(cookie.encode(), self._session)
+
+    def check(self, authorization: str | None, session: str | None = None) -> None:
+        """`session`: the dashboard's cookie; a valid one stands for the token."""
+        if not authorization and self.session_valid(session):
+            return
         if not authorization:
             if self.required:
                 raise ApiError(401, "unauthorized", "this server requires a token: send `Authorization: Bearer <token>` "

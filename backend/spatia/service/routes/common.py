@@ -14,6 +14,7 @@ from fastapi.params import Form
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
+from ..auth import SESSION_COOKIE
 from ..schemas import ERROR_RESPONSES
 
 bearer = HTTPBearer(auto_error=False, description="the token from the server's data folder (file `token`)")
@@ -25,7 +26,7 @@ async def service(request: Request):
 
 async def authorize(request: Request, _credentials=Security(bearer)) -> None:
     """Async (it only compares a header), so no request waits for a worker thread to be checked."""
-    request.app.state.service.auth.check(request.headers.get("authorization"))
+    request.app.state.service.auth.check(request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE))
 
 
 LARGE_BODY_BYTES = 1 << 20
