@@ -56,18 +56,21 @@ def _wait_job(client, job_id, statuses, timeout=60):
     raise TimeoutError(f"job {job_id} stayed {job['status']}")
 
 
-def test_sign_in_sets_an_httponly_cookie_and_keeps_no_token(live):
-    server, browser, _, _ = live
+def test_sign_in_sets_an_httponly_cookie_and_keeps_no_code(live):
+    server, browser, client, _ = live
     browser.open(server.url + "/")
     browser.wait_for("document.querySelector('main h1') && document.querySelector('main h1').textContent")
     assert browser.evaluate("document.querySelector('main h1').textContent") == "Sign in needed"
     status = browser.evaluate("fetch('/v1/dashboard/jobs').then(r => r.status)")
     assert status == 401
-    browser.open(f"{server.url}/login#token={server.token}")
+    link = client.dashboard_link()  # what Blender's Open Dashboard button opens
+    code = link.split("#code=")[1]
+    browser.open(link)
     browser.wait_for("location.pathname === '/' && document.getElementById('filter-state') !== null")
-    assert server.token not in browser.evaluate("location.href")
-    assert server.token not in browser.evaluate("document.cookie")  # HttpOnly: scripts cannot read it
-    assert "spatia_session" not in browser.evaluate("document.cookie")
+    assert code not in browser.evaluate("location.href")
+    history = browser.call("Page.getNavigationHistory")["entries"]
+    assert not [e for e in history if code in e["url"] or server.token in e["url"]], history
+    assert "spatia_session" not in browser.evaluate("document.cookie")  # HttpOnly: scripts cannot read it
     assert browser.evaluate("fetch('/v1/dashboard/jobs').then(r => r.status)") == 200
 
 

@@ -14,7 +14,7 @@ from spatia import __version__
 from spatia.engine.memory import SpatialMemory
 from spatia.engine.world import World
 
-from .auth import TokenCheck, load_or_create_token
+from .auth import SignInCodes, TokenCheck, load_or_create_token
 from .config import ServiceConfig
 from .errors import install_handlers
 from .jobstore import JobStore
@@ -45,6 +45,7 @@ class Service:
         self._log_handler = self._start_log()
         self.token = load_or_create_token(config.token_path)
         self.auth = TokenCheck(self.token, config.token_required)
+        self.sign_in_codes = SignInCodes()
         removed = remove_temp_files(config)
         self.storage = WorldStorage(config.worlds_dir)
         self.jobs = JobStore(config.db_path)

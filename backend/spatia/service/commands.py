@@ -73,6 +73,7 @@ def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "inf
     import uvicorn
 
     from .app import DataDirBusy, create_app
+    from .web import SERVE_CODE_TTL_S
 
     os.umask(0o077)  # everything the service writes (worlds, jobs, logs, the queue) is the user's alone
     try:
@@ -85,21 +86,22 @@ def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "inf
                   if config.token_required else f"optional on loopback (in {config.token_path})")
     print(f"spatia service: http://{config.host}:{config.port}/v1  data: {config.data_dir}  token: {token_note}",
           file=sys.stderr, flush=True)
-    print(f"dashboard: {dashboard_login_url(config, app.state.service.token)}", file=sys.stderr, flush=True)
+    code = app.state.service.sign_in_codes.issue(SERVE_CODE_TTL_S)
+    print(f"dashboard: {dashboard_login_url(config, code)}  (single-use sign-in link)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, timeout_graceful_shutdown=30)
     return 0
 
 
-def dashboard_login_url(config: ServiceConfig, token: str) -> str:
-    """The dashboard's login link. The token rides in the fragment, which browsers never send to
-    the server (so it is in no request line or log); the page trades it for a cookie and replaces
-    the link in the browser's history."""
+def dashboard_login_url(config: ServiceConfig, code: str) -> str:
+    """The dashboard's sign-in link with a single-use code (never the token). The code rides in
+    the fragment, which browsers never send to the server (so it is in no request line or log);
+    the page trades it for a cookie and replaces the link in the browser's history."""
     host = config.host
     if host in ("0.0.0.0", "", "::"):
         host = "127.0.0.1"
     elif ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{config.port}/login#token={token}"
+    return f"http://{host}:{config.port}/login#code={code}"
 
 
 def tune_runtime() -> None:

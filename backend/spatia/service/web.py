@@ -23,8 +23,19 @@ PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "Refe
 SESSION_MAX_AGE_S = 30 * 24 * 3600
 
 
+SERVE_CODE_TTL_S = 24 * 3600  # the link `spatia serve` prints
+BUTTON_CODE_TTL_S = 120  # a link asked for by a client about to open it
+
+
 class SessionIn(BaseModel):
-    token: str = Field(min_length=1, max_length=512, description="the service's token")
+    code: str | None = Field(None, min_length=1, max_length=512, description="a single-use sign-in code")
+    token: str | None = Field(None, min_length=1, max_length=512, description="the service's token (typed in)")
+
+
+class SignInLinkOut(BaseModel):
+    code: str
+    path: str = Field(description="open this path on the service (the code rides in the fragment)")
+    expires_in_s: float
 
 
 def _page(name: str):
@@ -34,7 +45,10 @@ def _page(name: str):
 
 
 def install_web(app, service) -> None:
+    from fastapi import Depends
     from fastapi.staticfiles import StaticFiles
+
+    from .routes.common import authorize
     from starlette.responses import JSONResponse, Response
 
     @app.get("/", include_in_schema=False)
@@ -50,9 +64,14 @@ def install_web(app, service) -> None:
         return _page("docs.html")
 
     @app.post("/v1/session", tags=["system"], status_code=204, response_class=Response,
-              summary="Trade the token for the dashboard's cookie (HttpOnly, SameSite=Strict)")
+              summary="Trade a single-use sign-in code (or the token) for the dashboard's cookie "
+                      "(HttpOnly, SameSite=Strict)")
     async def open_session(body: SessionIn, request: Request):
-        if not service.auth.token_valid(body.token):
+        if body.code is not None:
+            if not service.sign_in_codes.redeem(body.code):
+                raise ApiError(401, "unauthorized", "this sign-in link was used already or has expired; ask for a "
+                               "new one (Blender's Open Dashboard button) or paste the token", "code")
+        elif body.token is None or not service.auth.token_valid(body.token):
             raise ApiError(401, "unauthorized", "invalid token", "token")
         response = Response(status_code=204)
         response.set_cookie(SESSION_COOKIE, session_value(service.token), max_age=SESSION_MAX_AGE_S, path="/",
@@ -65,6 +84,13 @@ def install_web(app, service) -> None:
         response = Response(status_code=204)
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return response
+
+    @app.post("/v1/session/links", tags=["system"], response_model=SignInLinkOut,
+              dependencies=[Depends(authorize)],
+              summary="A single-use sign-in link for the dashboard (for a client holding the token)")
+    async def sign_in_link():
+        code = service.sign_in_codes.issue(BUTTON_CODE_TTL_S)
+        return {"code": code, "path": f"/login#code={code}", "expires_in_s": BUTTON_CODE_TTL_S}
 
     @app.get("/v1/session", tags=["system"], summary="Whether this browser may use the API")
     async def session_state(request: Request):
