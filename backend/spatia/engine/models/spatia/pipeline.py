@@ -164,10 +164,11 @@ class SpatiaPipeline(DiffusionPipeline):
         """The latent-to-RGB projection fitted on the VAE encodings this call already made: the
         control video's latents (the first z channels of `control`) and the known leading frames'."""
         z, tf, sf = self.vae.config.z_dim, self.temporal_factor, self.spatial_factor
-        pairs = [(control[0, :z], pooled_colours(control_video, control.shape[2], tf, sf))]
+        device = control.device
+        pairs = [(control[0, :z], pooled_colours(control_video, control.shape[2], tf, sf, device=device))]
         if known is not None:
             pixels = history if history is not None and len(history) else first_frame[None]
-            pairs.append((known[0], pooled_colours(pixels, known.shape[2], tf, sf)))
+            pairs.append((known[0], pooled_colours(pixels, known.shape[2], tf, sf, device=device)))
         return fit_projection(pairs)
 
     # --- denoising --------------------------------------------------------------------------------

@@ -5,7 +5,9 @@
   const main = document.getElementById("main");
   let cleanup = [];
   const FINAL = ["succeeded", "failed", "cancelled", "interrupted"];
-  window.spatiaStats = {previewLatencyMs: [], firstPictureMs: null, pointsLoaded: 0};
+  // timings the page measures of itself (ms since the page started loading), read by the benchmarks
+  window.spatiaStats = {previewLatencyMs: [], previewShownMs: [], firstPictureMs: null, pointsLoaded: 0,
+    jobsRenderedMs: null};
 
   function h(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -87,6 +89,7 @@
       });
       body.replaceChildren(fragment);
       count.textContent = shown + " of " + rows.size + " jobs";
+      if (window.spatiaStats.jobsRenderedMs === null && rows.size) window.spatiaStats.jobsRenderedMs = performance.now();
       const have = new Set(Array.from(worldFilter.options).map(function (o) { return o.value; }));
       worlds.forEach(function (id) { if (!have.has(id)) worldFilter.appendChild(h("option", {value: id, text: id})); });
     }
@@ -114,6 +117,9 @@
       h("h2", {text: "Log"}), log);
     let world = null, shownFrames = -1, roundsShown = -1;
     const img = h("img", {alt: "denoising preview"});
+    img.addEventListener("load", function () {  // from computed on the server to shown here
+      if (img.dataset.computed) window.spatiaStats.previewShownMs.push(Date.now() - Number(img.dataset.computed));
+    });
     async function refreshWorld(job) {
       const record = await api("/v1/worlds/" + job.world_id);
       if (record.frames !== shownFrames) {
@@ -158,6 +164,7 @@
     source.addEventListener("preview", function (e) {
       const info = JSON.parse(e.data);
       window.spatiaStats.previewLatencyMs.push(Date.now() - info.computed * 1000);
+      img.dataset.computed = info.computed * 1000;
       img.src = "/v1/jobs/" + id + "/preview?seq=" + info.seq;
       img.dataset.step = info.step;
       if (!img.parentNode) preview.appendChild(img);
@@ -190,10 +197,9 @@
       h("h2", {text: "Frames"}), frames);
     const record = await api("/v1/worlds/" + id);
     const viewer = new SpatiaViewer.Viewer(canvas);
-    const started = performance.now();
+    viewer.onFirstDraw = function (t) { window.spatiaStats.firstPictureMs = t; };
     if (record.memory_version) {
       SpatiaViewer.loadPoints(viewer, "/v1/worlds/" + id + "/points?version=" + record.memory_version, 200000, 1000000, function (done, total) {
-        if (window.spatiaStats.firstPictureMs === null) window.spatiaStats.firstPictureMs = performance.now() - started;
         window.spatiaStats.pointsLoaded = done;
         viewStatus.dataset.loaded = done;
         viewStatus.textContent = done.toLocaleString() + " of " + total.toLocaleString() + " points (memory v" + record.memory_version + ")";

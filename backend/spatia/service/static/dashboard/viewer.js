@@ -122,7 +122,10 @@
       this._attrib(this.points.pos, this.loc.p, 3, gl.FLOAT, false);
       this._attrib(this.points.col, this.loc.c, 3, gl.UNSIGNED_BYTE, true);
       gl.drawArrays(gl.POINTS, 0, this.points.count);
-      if (this.firstDrawn === null) this.firstDrawn = performance.now();
+      if (this.firstDrawn === null) {
+        this.firstDrawn = performance.now();
+        if (this.onFirstDraw) this.onFirstDraw(this.firstDrawn);
+      }
     }
     if (this.lines.count) {
       gl.uniform1f(this.loc.s, 1);
