@@ -13,7 +13,7 @@ from service_fixtures import HEIGHT, WIDTH, first_view, png_bytes
 from spatia.service.app import create_app
 from spatia.service.auth import SignInCodes
 from spatia.service.config import ServiceConfig
-from spatia.service.pointcloud import decode_chunk, encode_chunk, shuffled
+from spatia.service.pointcloud import decode_chunk, encode_chunk
 from spatia.service.previews import contact_sheet
 from spatia.service.web import STATIC_DIR
 
@@ -102,7 +102,7 @@ def test_expired_codes_are_refused(monkeypatch):
     assert codes.redeem(fresh) and not codes.redeem(fresh)
 
 
-def test_points_arrive_as_a_shuffled_binary_sample_of_the_memory(app_client):
+def test_points_arrive_as_a_binary_level_of_detail_sample_of_the_memory(app_client):
     app, client = app_client
     rgb, depth, camera = first_view()
     import json
@@ -120,11 +120,12 @@ def test_points_arrive_as_a_shuffled_binary_sample_of_the_memory(app_client):
     every = np.concatenate([xyz, rest[2]])
     memory = app.state.service.memory(app.state.service.storage.open(wid), None)[1]
     truth = memory.xyz.numpy()
-    # the same points, in another order
+    # the same points, each once, in another order
     np.testing.assert_allclose(np.sort(every, axis=0), np.sort(truth, axis=0), atol=0)
-    assert not np.array_equal(every, truth)
-    # the first chunk is spread over the whole memory, not its first rows
-    assert xyz[:, 0].max() - xyz[:, 0].min() > 0.8 * (truth[:, 0].max() - truth[:, 0].min())
+    assert len(np.unique(every, axis=0)) == len(np.unique(truth, axis=0)) and not np.array_equal(every, truth)
+    # the first chunk is spread over the whole memory (the wall's rows, here), not its first rows
+    for axis in (0, 1):
+        assert xyz[:, axis].max() - xyz[:, axis].min() > 0.9 * (truth[:, axis].max() - truth[:, axis].min())
     cams = client.get(f"/v1/worlds/{wid}/cameras", headers=_auth(app)).json()
     assert cams["width"] == WIDTH
     assert client.get(f"/v1/worlds/{wid}/rounds", headers=_auth(app)).json() == []
@@ -132,13 +133,27 @@ def test_points_arrive_as_a_shuffled_binary_sample_of_the_memory(app_client):
     assert client.get(f"/v1/worlds/{wid}/frames/5", headers=_auth(app)).status_code == 404
 
 
-def test_binary_chunks_round_trip_and_clip_to_the_end():
-    rng = np.random.default_rng(0)
-    xyz, rgb = shuffled(rng.normal(size=(1000, 3)).astype(np.float32), rng.integers(0, 256, (1000, 3), dtype=np.uint8))
-    total, offset, a, b = decode_chunk(encode_chunk(xyz, rgb, 900, 500))
-    assert (total, offset, len(a)) == (1000, 900, 100)
-    np.testing.assert_array_equal(a, xyz[900:])
-    np.testing.assert_array_equal(b, rgb[900:])
+@pytest.mark.parametrize("total", [1, 2, 5, 63, 64, 1000, 123_457, 1_000_003])
+def test_the_level_of_detail_order_is_a_permutation_whose_prefixes_spread(total):
+    xyz = np.arange(total, dtype=np.float32)[:, None].repeat(3, axis=1)  # each point's x is its index
+    rgb = (np.arange(total) % 256).astype(np.uint8)[:, None].repeat(3, axis=1)
+    chunks, offset = [], 0
+    for limit in (7, 1000, 50_000, 10**6):
+        total_, start, a, b = decode_chunk(encode_chunk(xyz, rgb, offset, limit))
+        assert total_ == total and start == offset
+        np.testing.assert_array_equal(b[:, 0], (a[:, 0].astype(np.int64) % 256).astype(np.uint8))  # rows stay paired
+        chunks.append(a[:, 0].astype(np.int64))
+        offset += len(a)
+    order = np.concatenate(chunks)
+    assert sorted(order.tolist()) == list(range(total))  # every point once
+    if total >= 1000:  # the first 1/8 of the order covers the whole index range evenly
+        head = np.sort(order[: total // 8])
+        assert head[0] < total / 50 and head[-1] > total * 0.98 and np.diff(head).max() < total / 20
+        # and every column of an image the points could have come from, row by row
+        for width in (64, 100, 1248):
+            if total // 8 >= 50 * width:  # at least 50 samples a column on average
+                columns = np.bincount(order[: total // 8] % width, minlength=width)
+                assert columns.min() > 0.5 * columns.mean(), width
 
 
 def test_previews_reach_the_job_routes(app_client):
@@ -164,3 +179,19 @@ def test_previews_reach_the_job_routes(app_client):
 def test_contact_sheet_rejects_wrong_frames():
     with pytest.raises(ValueError, match="uint8"):
         contact_sheet(np.zeros((2, 4, 4, 3), np.float32))
+
+
+def test_runs_outside_the_service_are_listed_read_only(app_client, tmp_path, monkeypatch):
+    from spatia.formats.runs import RunRecord
+
+    app, client = app_client
+    monkeypatch.setenv("SPATIA_RUNS_DIR", str(tmp_path / "runs"))
+    run = RunRecord("batch", "street", world=str(tmp_path / "out" / "shots" / "street"))
+    run.progress(0.25, "round 1/4: denoising")
+    rows = client.get("/v1/dashboard/jobs", headers=_auth(app)).json()
+    (row,) = [r for r in rows if r["id"] == run.record["id"]]
+    assert row["origin"] == "batch" and row["shot"] == "street" and row["world_id"] == "street"
+    assert row["status"] == "running" and row["fraction"] == 0.25
+    run.finish("succeeded")
+    (row,) = [r for r in client.get("/v1/dashboard/jobs", headers=_auth(app)).json() if r["id"] == run.record["id"]]
+    assert row["status"] == "succeeded"

@@ -85,14 +85,23 @@ def test_jobs_list_shows_a_submitted_job_and_its_progress_moves(live):
     fractions = set()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        text = browser.evaluate(f"{row} && {row}.querySelector('td:nth-child(4)').textContent")
+        text = browser.evaluate(f"{row} && {row}.querySelector('td.progress').textContent")
         fractions.add(text)
         if browser.evaluate(f"{row} && {row}.dataset.status") == "succeeded":
             break
         browser.pump(0.2)
     assert len(fractions) >= 3, fractions  # the row changed as the job ran, without a reload
     browser.wait_for(f"{row}.dataset.status === 'succeeded'")
-    _screenshot(browser, "jobs")
+    # a run outside the service (here a batch run's record) is listed, without buttons
+    from spatia.formats.runs import RunRecord
+
+    outside = RunRecord("batch", "street at night", world="/shots/out/shots/street")
+    outside.progress(0.4, "round 2/5: denoising")
+    other = f"document.querySelector('tr[data-job=\"{outside.record['id']}\"]')"
+    browser.wait_for(f"{other} !== null && {other}.dataset.origin === 'batch'")
+    assert browser.evaluate(f"{other}.querySelectorAll('button').length") == 0
+    outside.finish("succeeded")
+    browser.wait_for(f"{other}.dataset.status === 'succeeded'")
     browser.evaluate("document.getElementById('filter-state').value = 'failed';"
                      "document.getElementById('filter-state').dispatchEvent(new Event('change')); true")
     assert browser.evaluate(f"{row} === null")  # filtered out
@@ -144,7 +153,20 @@ def test_world_view_draws_the_memory_with_cameras(live):
 
 
 def test_machine_page_and_local_api_docs(live):
-    server, browser, _, _ = live
+    server, browser, client, world = live
+    if SHOTS:  # the jobs page with one job running and one queued behind it, for the picture
+        frames = client.get_world(world["id"])["frames"]
+        running = client.submit_job(world["id"], shot(frames=frames + 40, generator="slow-preview", name="crane up",
+                                                      round_frames=40))
+        queued = client.submit_job(world["id"], shot(frames=frames + 80, generator="slow-preview", name="orbit left",
+                                                     round_frames=40))
+        browser.open(server.url + "/#/")
+        browser.wait_for(f"document.querySelector('tr[data-job=\"{running['id']}\"][data-status=running]') !== null",
+                         timeout=30)
+        browser.pump(1.5)
+        _screenshot(browser, "jobs")
+        client.cancel_job(queued["id"])
+        client.cancel_job(running["id"])
     browser.open(f"{server.url}/#/machine")
     browser.wait_for("document.querySelector('#machine tr') !== null")
     assert "cores" in browser.evaluate("document.getElementById('machine').textContent")

@@ -20,7 +20,6 @@ from .errors import install_handlers
 from .jobstore import JobStore
 from .models import GeneratorFactory, ModelCache
 from .guard import HostOriginGuard
-from .pointcloud import PointOrderCache
 from .previews import PreviewHub
 from .queries import HeavySlots, RenderCache
 from .runner import WorkerPool
@@ -63,7 +62,7 @@ class Service:
         self.previews = PreviewHub()
         self.pool = WorkerPool(self.storage, self.jobs, self.models, config.jobs_dir, config.workers,
                                previews=self.previews, preview_every=config.preview_every)
-        self.point_orders = PointOrderCache()
+
         self._memories: OrderedDict[tuple, SpatialMemory] = OrderedDict()
         self._memories_lock = threading.Lock()
         self.heavy = HeavySlots(config.max_heavy_queries, config.heavy_wait_s)

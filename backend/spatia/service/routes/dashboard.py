@@ -38,9 +38,42 @@ def _sse(event: str, data) -> str:
 
 
 # --- jobs --------------------------------------------------------------------------------------
-@router.get("/dashboard/jobs", summary="Every job as a compact row (no messages, no frame lists)")
+MAX_RUN_RECORDS = 300  # the newest records of runs outside the service that are listed
+
+
+class RunsFolder:
+    """The records of runs outside the service on this machine (spatia.formats.runs)."""
+
+    def rows(self) -> list[dict]:
+        from spatia.formats.runs import read_runs, runs_dir
+
+        folder = runs_dir()
+        if folder is None or not folder.is_dir():
+            return []
+        rows = []
+        for record in read_runs(folder, MAX_RUN_RECORDS):
+            world = record.get("world") or ""
+            rows.append({"id": record["id"], "world_id": os.path.basename(world.rstrip("/")) or world,
+                         "status": record["status"], "stage": record["stage"], "fraction": record["fraction"],
+                         "eta_s": record["eta_s"], "created": record["created"], "started": record["started"],
+                         "finished": record["finished"], "attempts": 1, "shot": record["name"], "generator": None,
+                         "error": record["error"], "origin": record["origin"], "host": record.get("host"),
+                         "path": world})
+        return rows
+
+
+_runs = RunsFolder()
+
+
+def _all_rows(svc) -> list[dict]:
+    return [{**row, "origin": "service"} for row in svc.jobs.rows()] + _runs.rows()
+
+
+@router.get("/dashboard/jobs", summary="Every job as a compact row (no messages, no frame lists): the service's "
+                                        "(origin `service`) and the runs outside it on this machine (origin `cli`, "
+                                        "`batch`, `ray`, ...; read-only)")
 def job_rows(svc=Depends(service)) -> list[dict]:
-    return svc.jobs.rows()
+    return _all_rows(svc)
 
 
 @router.get("/dashboard/jobs/events", response_class=StreamingResponse,
@@ -51,7 +84,7 @@ async def job_rows_events(request: Request, svc=Depends(service)):
         known: dict[str, dict] = {}
         last_sent = 0.0
         while True:
-            rows = await run_in_threadpool(svc.jobs.rows)
+            rows = await run_in_threadpool(_all_rows, svc)
             changed = [row for row in rows if known.get(row["id"]) != row]
             if changed or not known:
                 known = {row["id"]: row for row in rows}
@@ -139,16 +172,14 @@ def job_log(job_id: str, svc=Depends(service), limit: Annotated[int, Query(ge=1,
 @router.get("/worlds/{world_id}/points", response_class=Response,
             responses={200: {"content": {"application/octet-stream": {}}, "description":
                              "little-endian: magic `SPC1`, uint32 total, uint32 offset, uint32 count, then float32 "
-                             "xyz [count*3], then uint8 rgb [count*3]; points in a fixed shuffled order, so any "
-                             "prefix is an even sample (fetch the first chunk, draw, fetch the rest)"}})
+                             "xyz [count*3], then uint8 rgb [count*3]; points in a fixed level-of-detail order, so "
+                             "any prefix is an even sample (fetch the first chunk, draw, fetch the rest)"}})
 def points(world_id: str, svc=Depends(service), version: Annotated[int | None, Query(ge=1)] = None,
            offset: Annotated[int, Query(ge=0)] = 0,
            limit: Annotated[int, Query(ge=1, le=MAX_POINT_CHUNK)] = 250_000):
     world = svc.storage.open(world_id)
-    number, memory = svc.memory(world, version)
-    key = (str(world.root), number)
-    xyz, rgb = svc.point_orders.get(key, lambda: (memory.xyz.detach().cpu().numpy(),
-                                                  memory.rgb.detach().cpu().numpy()))
+    number, memory = svc.memory(world, version)  # verified when read from disk, then kept for a few reuses
+    xyz, rgb = memory.xyz.detach().cpu().numpy(), memory.rgb.detach().cpu().numpy()
     return Response(encode_chunk(xyz, rgb, offset, limit), media_type="application/octet-stream",
                     headers={"Cache-Control": "private, max-age=3600", "X-Memory-Version": str(number)})
 

@@ -55,6 +55,7 @@
   }
   function actions(row) {
     const out = h("span");
+    if (row.origin && row.origin !== "service") return out;  // a run outside the service: shown, not steered
     if (row.status === "queued" || row.status === "running") out.appendChild(h("button", {text: "Cancel", "data-action": "cancel", onclick: function () { jobAction(row.id, "cancel"); }}));
     if (row.status === "failed" || row.status === "interrupted") out.appendChild(h("button", {text: "Resume", "data-action": "resume", onclick: function () { jobAction(row.id, "resume"); }}));
     if (FINAL.indexOf(row.status) >= 0) out.appendChild(h("button", {text: "Re-run", "data-action": "rerun", onclick: function () { jobAction(row.id, "rerun"); }}));
@@ -69,7 +70,7 @@
     const count = h("span", {class: "muted"});
     const body = h("tbody", {id: "jobs"});
     main.replaceChildren(h("h1", {text: "Jobs"}), h("div", {class: "filters"}, [stateFilter, worldFilter, count]),
-      h("table", {}, [h("thead", {}, [h("tr", {}, ["state", "shot", "world", "progress", "stage", "ETA", "created", "started", "finished", ""].map(function (t) { return h("th", {text: t}); }))]), body]));
+      h("table", {}, [h("thead", {}, [h("tr", {}, ["state", "shot", "from", "world", "progress", "stage", "ETA", "created", "started", "finished", ""].map(function (t) { return h("th", {text: t}); }))]), body]));
     function render() {
       const s = stateFilter.value, w = worldFilter.value;
       const worlds = new Set();
@@ -80,10 +81,13 @@
         worlds.add(row.world_id);
         if ((s && row.status !== s) || (w && row.world_id !== w)) return;
         shown++;
-        fragment.appendChild(h("tr", {"data-job": row.id, "data-status": row.status}, [
-          h("td", {}, [state(row.status)]), h("td", {}, [h("a", {href: "#/job/" + row.id, text: row.shot || row.id})]),
-          h("td", {}, [h("a", {href: "#/world/" + row.world_id, text: row.world_id})]),
-          h("td", {}, [bar(row.fraction), " " + Math.round(100 * row.fraction) + "%"]), h("td", {text: row.stage}),
+        const own = !row.origin || row.origin === "service";
+        fragment.appendChild(h("tr", {"data-job": row.id, "data-status": row.status, "data-origin": row.origin || "service"}, [
+          h("td", {}, [state(row.status)]),
+          h("td", {}, [own ? h("a", {href: "#/job/" + row.id, text: row.shot || row.id}) : h("span", {text: row.shot || row.id, title: row.path || ""})]),
+          h("td", {class: "muted", text: own ? "service" : row.origin + (row.host ? " @ " + row.host : "")}),
+          h("td", {}, [own ? h("a", {href: "#/world/" + row.world_id, text: row.world_id}) : h("span", {text: row.world_id, title: row.path || ""})]),
+          h("td", {class: "progress"}, [bar(row.fraction), " " + Math.round(100 * row.fraction) + "%"]), h("td", {text: row.stage}),
           h("td", {text: duration(row.eta_s)}), h("td", {text: when(row.created)}), h("td", {text: when(row.started)}),
           h("td", {text: when(row.finished)}), h("td", {}, [actions(row)])]));
       });

@@ -1,5 +1,5 @@
 "use strict";
-// A WebGL point-cloud view: points arrive as binary chunks in a shuffled order (any prefix is an
+// A WebGL point-cloud view: points arrive as binary chunks in a level-of-detail order (any prefix is an
 // even sample), so the first chunk is drawn at once and the picture fills in as the rest comes.
 // Lines: camera frusta, retrieved views, object tracks. Orbit with the left button, pan with the
 // right one (or shift), zoom with the wheel.
