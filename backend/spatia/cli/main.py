@@ -62,7 +62,7 @@ def _cmd_generate(args) -> int:
             from spatia.formats.runs import RunRecord
 
             # a record the dashboard of a service on this machine shows (docs/dashboard.md)
-            name = Path(args.case or args.shot).stem if args.shot else Path(args.case).name
+            name = Path(args.shot).stem if args.shot else Path(args.case).name
             with RunRecord("cli", name, world=str(Path(args.out).resolve())) as run:
                 def both(fraction: float, stage: str) -> None:
                     update(fraction, stage)
