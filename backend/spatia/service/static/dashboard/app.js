@@ -239,8 +239,8 @@
     } else {
       charts.appendChild(h("p", {class: "muted", text: "no rounds yet"}));
     }
-    const history = await api("/v1/worlds/" + id + "/memory");
-    history.forEach(function (v) {
+    const memoryVersions = await api("/v1/worlds/" + id + "/memory");
+    memoryVersions.forEach(function (v) {
       const changed = h("td");
       if (v.parent) changed.appendChild(h("button", {text: "what changed", onclick: function () {
         changed.textContent = "…";
