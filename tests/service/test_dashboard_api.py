@@ -96,9 +96,9 @@ def test_a_sign_in_code_works_once_and_the_cookie_stands_for_the_token(app_clien
 
 def test_expired_codes_are_refused(monkeypatch):
     codes = SignInCodes()
-    code = codes.issue(ttl_s=-1)
+    code = codes.grant(ttl_s=-1)
     assert not codes.redeem(code)
-    fresh = codes.issue(ttl_s=60)
+    fresh = codes.grant(ttl_s=60)
     assert codes.redeem(fresh) and not codes.redeem(fresh)
 
 

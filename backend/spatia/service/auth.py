@@ -90,7 +90,7 @@ class SignInCodes:
         self._lock = threading.Lock()
         self._max = max_codes
 
-    def issue(self, ttl_s: float) -> str:
+    def grant(self, ttl_s: float) -> str:
         code = secrets.token_urlsafe(24)
         now = time.monotonic()
         with self._lock:

@@ -86,7 +86,7 @@ def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "inf
                   if config.token_required else f"optional on loopback (in {config.token_path})")
     print(f"spatia service: http://{config.host}:{config.port}/v1  data: {config.data_dir}  token: {token_note}",
           file=sys.stderr, flush=True)
-    code = app.state.service.sign_in_codes.issue(SERVE_CODE_TTL_S)
+    code = app.state.service.sign_in_codes.grant(SERVE_CODE_TTL_S)
     print(f"dashboard: {dashboard_login_url(config, code)}  (single-use sign-in link)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, timeout_graceful_shutdown=30)
     return 0

@@ -89,7 +89,7 @@ def install_web(app, service) -> None:
               dependencies=[Depends(authorize)],
               summary="A single-use sign-in link for the dashboard (for a client holding the token)")
     async def sign_in_link():
-        code = service.sign_in_codes.issue(BUTTON_CODE_TTL_S)
+        code = service.sign_in_codes.grant(BUTTON_CODE_TTL_S)
         return {"code": code, "path": f"/login#code={code}", "expires_in_s": BUTTON_CODE_TTL_S}
 
     @app.get("/v1/session", tags=["system"], summary="Whether this browser may use the API")
