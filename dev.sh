@@ -41,12 +41,35 @@ ensure_env() {
     echo "$want" > "$stamp"
 }
 
+# The dashboard's browser tests drive headless Chromium (Debian's `chromium` package). Installed
+# here when missing and this user may install packages (root, as in CI, or password-less sudo);
+# elsewhere the browser tests say they were skipped for want of it.
+ensure_chromium() {
+    local name
+    for name in chromium chromium-browser google-chrome; do
+        command -v "$name" >/dev/null 2>&1 && return
+    done
+    command -v apt-get >/dev/null 2>&1 || { echo "no chromium and no apt-get: the browser tests will be skipped" >&2; return; }
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo="sudo -n"
+        else
+            echo "no chromium (install it: apt-get install chromium): the browser tests will be skipped" >&2
+            return
+        fi
+    fi
+    echo "Installing chromium for the dashboard's browser tests ..." >&2
+    $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2 ||
+        echo "chromium could not be installed: the browser tests will be skipped" >&2
+}
+
 # The extension's tests that need only Blender and the fake backend (every operator is in them);
 # run under each older Blender the extension supports. The main suite runs them under bpy 5.0.
 BLENDER_VERSIONS=(4.2 4.5)
 BLENDER_TESTS=(tests/blender/test_ext_artist.py tests/blender/test_ext_memory.py tests/blender/test_ext_register.py
                tests/blender/test_ext_settings.py tests/blender/test_ext_build.py tests/blender/test_ext_objects.py
-               tests/blender/test_ext_objects_pure.py
+               tests/blender/test_ext_objects_pure.py tests/blender/test_ext_dashboard.py
                tests/blender/test_ext_shot.py::test_camera_path_presets_key_the_camera)
 
 ensure_bpy_env() {
@@ -94,6 +117,7 @@ case "$command" in
     demo) ensure_env; exec .venv/bin/spatia demo "$@" ;;
     test)
         ensure_env
+        ensure_chromium
         if [ $# -gt 0 ]; then
             exec .venv/bin/python -m pytest "$@"
         fi

@@ -308,6 +308,21 @@ class Client:
                 raise BackendUnavailable(f"job {job_id} did not finish within {timeout:.0f} s")
             sleep(interval)
 
+    def job_preview(self, job_id: str) -> tuple[dict, bytes] | None:
+        """The job's latest denoising preview: (step, steps, seq, frames, columns), PNG bytes; None
+        while it has none (or on a backend without live previews)."""
+        response = self.request("GET", f"/jobs/{_quote(job_id)}/preview", expect=(200, 404))
+        if response.status_code == 404:
+            return None
+        info = {key: int(response.headers.get(f"X-Preview-{key.title()}", 0))
+                for key in ("step", "steps", "seq", "frames", "columns")}
+        return info, response.content
+
+    def dashboard_link(self) -> str:
+        """A single-use sign-in link to the backend's dashboard: the token stays here, the link
+        carries a code that opens one browser session."""
+        return self.root + self.post_json("/session/links")["path"]
+
     def resume(self, job_id: str) -> dict:
         """POST /jobs/{id}/resume: an interrupted or failed job is queued again."""
         return self.post_json(f"/jobs/{_quote(job_id)}/resume")

@@ -145,6 +145,8 @@ class SpatiaSceneSettings(bpy.types.PropertyGroup):
     job_status: StringProperty(name="Status", default="")
     job_stage: StringProperty(name="Stage", default="")
     job_fraction: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    preview_note: StringProperty(name="Preview", default="",
+                                 description="Which denoising step the preview behind the camera shows")
     job_error: StringProperty(name="Error", default="")
     status: StringProperty(name="Last message", default="")
 

@@ -69,6 +69,7 @@ def draw_connection(layout, context) -> None:
     icon = "CHECKMARK" if status.connected else ("ERROR" if status.error else "UNLINKED")
     row.label(text=status.summary() if (status.connected or status.error) else "not connected", icon=icon)
     row.operator("spatia.test_connection", text="", icon="FILE_REFRESH")
+    row.operator("spatia.open_dashboard", text="", icon="URL")
 
 
 def draw_world(layout, context) -> None:
@@ -142,6 +143,8 @@ def draw_generate(layout, context) -> None:
     if state == "running":
         layout.progress(factor=settings.job_fraction, type="BAR",
                         text=f"{settings.job_status}: {settings.job_stage or '...'} ({settings.job_fraction:.0%})")
+        if settings.preview_note:
+            layout.label(text=f"{settings.preview_note} (behind the camera)", icon="IMAGE_DATA")
         layout.operator("spatia.cancel", icon="CANCEL")
         if not runtime.runner.busy(GENERATE_TASK):
             layout.label(text="not following this job", icon="INFO")
@@ -311,7 +314,8 @@ class SPATIA_MT_menu(bpy.types.Menu):
         for idname in ("spatia.objects_fetch", "spatia.object_forget"):
             layout.operator(idname)
         layout.separator()
-        for idname in ("spatia.test_connection", "spatia.backend_start", "spatia.backend_stop", "spatia.backend_log"):
+        for idname in ("spatia.test_connection", "spatia.open_dashboard", "spatia.backend_start", "spatia.backend_stop",
+                       "spatia.backend_log"):
             layout.operator(idname)
 
 

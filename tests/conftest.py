@@ -14,6 +14,15 @@ settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile("explore" if os.environ.get("SPATIA_HYPOTHESIS") == "explore" else "repeatable")
 
 
+def pytest_configure(config):
+    """Run records (spatia.formats.runs) of the CLI and batch runs the tests make go to a folder of
+    the test session, not the user's ~/.spatia/runs; services the tests start read the same one."""
+    if "SPATIA_RUNS_DIR" not in os.environ:
+        import tempfile
+
+        os.environ["SPATIA_RUNS_DIR"] = tempfile.mkdtemp(prefix="spatia-runs-")
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 

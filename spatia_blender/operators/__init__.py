@@ -1,6 +1,7 @@
 """Operators (all searchable with F3 under "Spatia"), one module per concern:
 
   backend     test the connection; start, stop and read the log of a local backend
+  dashboard   open the backend's dashboard in the web browser, signed in
   world       new world from the camera's render or from an image; refresh
   memory      import a memory version, revert to one, push the artist's edits
   objects     the world's remembered objects as Empties: fetch them, forget one now
@@ -19,13 +20,13 @@ from __future__ import annotations
 
 import bpy
 
-from . import backend, generation, memory, objects, shot, world
+from . import backend, dashboard, generation, memory, objects, shot, world
 from .clips import apply_clip, follow_and_fetch
 from .common import (GENERATE_TASK, MEMORY_TASK, WORLD_TASK, check_connection_async, describe, fetch_memory,
                      watch_connection)
 from .shot import export_shot_cameras, shot_for_scene
 
-MODULES = (backend, world, memory, objects, shot, generation)
+MODULES = (backend, dashboard, world, memory, objects, shot, generation)
 CLASSES = tuple(cls for module in MODULES for cls in module.CLASSES)
 
 __all__ = ["GENERATE_TASK", "MEMORY_TASK", "WORLD_TASK", "CLASSES", "apply_clip", "check_connection_async", "describe",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .. import object_empties, payloads, runtime
+from .. import object_empties, payloads, preview, runtime
 from ..client import Cancelled, SpatiaError, job_error_text
 from ..compat import strips
 from .common import apply_memory, fetch_memory, fetch_objects
@@ -16,6 +16,27 @@ def _job_progress(scene, job: dict) -> None:
     settings.job_status = job.get("status", "")
     settings.job_stage = job.get("stage", "") or ""
     settings.job_fraction = float(job.get("fraction") or 0.0)
+    if job.get("preview_path"):
+        preview.show(scene, job["preview_path"], job["preview_step"], job["preview_steps"])
+
+
+def fetch_preview(client, job_id: str, path: str, seen: dict) -> dict:
+    """Worker: the job's newest denoising preview written to `path` when it changed; the fields
+    the main thread needs to show it (none when there is nothing new)."""
+    try:
+        found = client.job_preview(job_id)
+    except SpatiaError:
+        return {}  # a preview is a nicety: the job is followed all the same
+    if found is None or found[0]["seq"] == seen["seq"]:
+        return {}
+    info, data = found
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temporary = path + ".part"
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
+    seen["seq"] = info["seq"]
+    return {"preview_path": path, "preview_step": info["step"], "preview_steps": info["steps"]}
 
 
 def final_state_error(job: dict) -> SpatiaError:
@@ -34,9 +55,13 @@ def follow_and_fetch(client, job: dict, task, report, data_root: str, *, lost_af
     into the shot's data folder `data_root`."""
     report(job)
     last = dict(job)
+    preview_path = os.path.join(data_root, "previews", f"{job['id']}.png")
+    seen = {"seq": None}
 
     def update(polled):
         last.update(polled)
+        if polled.get("status") == "running":
+            polled = {**polled, **fetch_preview(client, polled["id"], preview_path, seen)}
         report(polled)
 
     def lost(seconds, exc):
@@ -86,6 +111,7 @@ def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> 
 
     settings, job = scene.spatia, result["job"]
     _job_progress(scene, job)
+    preview.hide(scene)
     settings.job_error = ""
     memory_text = apply_memory(scene, result["fetched"])
     if result.get("objects") is not None:

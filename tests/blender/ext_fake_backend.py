@@ -30,15 +30,19 @@ class FakeBackend:
         self.objects = {"version": None, "memory_version": None, "up": [0, 0, 1], "objects": []}
         self.object_points: dict[int, dict] = {}  # id -> {"xyz", "rgb"}
         self.object_entries: dict[int, list[int]] = {}  # id -> video frames where it comes back into view
+        self.previews: list[bytes] = []  # PNGs the running job's preview route answers with, one per poll
+        self.preview_polls = 0
         backend = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
-            def _send(self, status, body, raw=False):
+            def _send(self, status, body, raw=False, headers=None):
                 data = body if raw else json.dumps(body).encode()
                 self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Type", "application/octet-stream" if raw else "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -101,6 +105,12 @@ class FakeBackend:
                     return self._send(200, self._job(status, fraction, stage))
                 if path.startswith("/v1/worlds/w/objects"):
                     return self._objects_get(path)
+                if path == "/v1/jobs/j1/preview" and backend.previews:
+                    index = min(backend.preview_polls, len(backend.previews) - 1)
+                    backend.preview_polls += 1
+                    return self._send(200, backend.previews[index], raw=True, headers={
+                        "X-Preview-Step": str(2 * (index + 1)), "X-Preview-Steps": "8", "X-Preview-Seq": str(index + 1),
+                        "X-Preview-Frames": "1", "X-Preview-Columns": "1"})
                 match = re.fullmatch(r"/v1/jobs/j1/files/(.+)", path)
                 if match and match.group(1) in backend.job_files:
                     return self._send(200, backend.job_files[match.group(1)], raw=True)
@@ -147,6 +157,8 @@ class FakeBackend:
                 if path == "/v1/jobs":
                     backend.apply_shot(body["shot"])
                     return self._send(201, self._job("queued", 0.0, "queued"))
+                if path == "/v1/session/links":
+                    return self._send(200, {"code": "c0de", "path": "/login#code=c0de", "expires_in_s": 120})
                 if path == "/v1/jobs/j1/resume":
                     backend.job_polls = 0
                     return self._send(200, self._job("queued", 0.0, "queued"))

@@ -80,3 +80,19 @@ def test_vram_mode_advice():
     assert "vram_mode='group'" in oom_advice(RuntimeOptions(vram_mode="model"))
     with pytest.raises(ValueError, match="unknown VRAM mode"):
         RuntimeOptions(vram_mode="tiny")
+
+
+@pytest.mark.slow
+def test_previews_come_every_step_at_latent_size_and_change_nothing(generator):
+    sent = []
+
+    def sink(step, steps, frames):
+        sent.append((step, steps, frames.shape, frames.dtype))
+
+    sink.every = 1
+    req = _request(frames=7, history=2, refs=1, steps=3)
+    with_previews = generator.generate(req, preview=sink)
+    assert [(s, n) for s, n, _, _ in sent] == [(1, 3), (2, 3), (3, 3)]
+    # the clip's 3 latent frames (9 padded frames), the reference's dropped, 8x smaller
+    assert {shape for _, _, shape, _ in sent} == {(3, H // 8, W // 8, 3)} and sent[0][3] == np.uint8
+    np.testing.assert_array_equal(with_previews.frames, generator.generate(req).frames)

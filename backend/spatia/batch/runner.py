@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spatia.formats.atomic import write_json
+from spatia.formats.runs import RunRecord
 from .jobs import (
     LOG,
     REPORT,
@@ -212,20 +213,37 @@ def run_batch(paths, out, options: BatchOptions | None = None, *, force: bool = 
         else:
             todo.append(job)
 
+    # records a service's dashboard on this machine lists (docs/dashboard.md): queued, then running
+    runs = {job.name: RunRecord("batch" if ray is None else "ray", job.name, world=str(stage_dir(out, job.name)),
+                                status="queued" if ray is None else "running") for job in todo}
+
     def record(job: ShotJob, report: dict) -> None:
         entries[job.name] = finalise(out, job, report)
         merge_summary(out, [entries[job.name]], code)  # a crash later keeps what is known so far
         bar.finish_shot(f"{job.name}: {report.get('status')}")
+        error = report.get("error") or {}
+        runs[job.name].finish("succeeded" if report.get("status") == "ok" else "failed",
+                              f"{error.get('type')}: {error.get('message')}" if error else None)
+
+    def progress(job: ShotJob, fraction: float, stage: str) -> None:
+        bar.shot(fraction, f"{job.name}: {stage}")
+        runs[job.name].progress(fraction, stage)
 
     try:
         if ray is None:
             for job in todo:
-                report = execute_shot(job, on_progress=lambda f, s, name=job.name: bar.shot(f, f"{name}: {s}"))
+                runs[job.name].start()
+                report = execute_shot(job, on_progress=lambda f, s, job=job: progress(job, f, s))
                 record(job, report)
         else:
             from .ray_runner import run_on_ray
 
             run_on_ray(todo, out, ray, record, cpus_per_shot=ray_cpus)
+    except BaseException:
+        for run in runs.values():
+            if run.record["status"] not in ("succeeded", "failed"):
+                run.finish("interrupted", "the batch stopped before this shot finished")
+        raise
     finally:
         bar.close()
     ordered = [entries[job.name] for job in jobs if job.name in entries]

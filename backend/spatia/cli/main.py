@@ -74,14 +74,24 @@ def _cmd_generate(args) -> int:
                                          progress=update)
             except SpatiaClientError as exc:
                 raise CliError(str(exc)) from exc
-        elif args.case is not None:
-            report = run_case(Path(args.case), Path(args.out), generator=args.generator, seed=args.seed,
-                              steps=args.steps, vram=args.vram, progress=update, retrieval=args.retrieval,
-                              update_mode=args.update_mode, quality=args.quality)
         else:
-            report = run_shot(Path(args.shot), Path(args.out), generator=args.generator, progress=update,
-                              retrieval=args.retrieval, update_mode=args.update_mode, quality=args.quality,
-                              seed=args.seed, steps=args.steps)
+            from spatia.formats.runs import RunRecord
+
+            # a record the dashboard of a service on this machine shows (docs/dashboard.md)
+            name = Path(args.shot).stem if args.shot else Path(args.case).name
+            with RunRecord("cli", name, world=str(Path(args.out).resolve())) as run:
+                def both(fraction: float, stage: str) -> None:
+                    update(fraction, stage)
+                    run.progress(fraction, stage)
+
+                if args.case:
+                    report = run_case(Path(args.case), Path(args.out), generator=args.generator, seed=args.seed,
+                                      steps=args.steps, vram=args.vram, progress=both, retrieval=args.retrieval,
+                                      update_mode=args.update_mode, quality=args.quality)
+                else:
+                    report = run_shot(Path(args.shot), Path(args.out), generator=args.generator, progress=both,
+                                      retrieval=args.retrieval, update_mode=args.update_mode, quality=args.quality,
+                                      seed=args.seed, steps=args.steps)
     finally:
         close()
     print(json.dumps(report["summary"], indent=2))

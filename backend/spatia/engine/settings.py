@@ -52,12 +52,16 @@ def shot_settings(spec, generator: str | None = None, **overrides) -> GenerateSe
     return GenerateSettings(**fields)
 
 
-def check_run(settings: GenerateSettings, cameras, size: tuple[int, int], done, depth_estimator=None) -> None:
-    """WorldError naming what a run cannot use: `cameras` (the whole path) must be of the world's
-    `size` (width, height) and begin with `done` (the cameras of the frames generated so far)."""
+def check_run(settings: GenerateSettings, cameras, size: tuple[int, int], done, depth_estimator=None,
+              memory_version: int | None = 0) -> None:
+    """WorldError naming what a run cannot use: the world needs a memory (`memory_version`);
+    `cameras` (the whole path) must be of the world's `size` (width, height) and begin with `done`
+    (the cameras of the frames generated so far)."""
     from spatia.engine.errors import WorldError
     from spatia.engine.retrieval import SCORINGS
 
+    if memory_version is None:
+        raise WorldError("the world has no memory yet; initialise it first")
     if (cameras.width, cameras.height) != tuple(size):
         raise WorldError(f"trajectory is {cameras.width}x{cameras.height} but the world is {size[0]}x{size[1]}")
     if done is not None and not done.equals(cameras[: len(done)], atol=1e-6):

@@ -23,7 +23,7 @@ from spatia.engine import initialise
 from spatia.engine.errors import WorldError
 from spatia.engine.memory import MemoryStore, SpatialMemory, as_user_edit
 from spatia.engine.memory.errors import MemoryIntegrityError
-from spatia.engine.models.base import DepthEstimator, Segmenter, VideoGenerator
+from spatia.engine.models.base import DepthEstimator, PreviewFn, Segmenter, VideoGenerator, with_preview
 from spatia.engine.objects import ObjectSet, ObjectStore, snap_up
 from spatia.engine.plan import Round
 from spatia.engine.settings import INDEX_FPS, GenerateSettings, check_run
@@ -191,15 +191,16 @@ class World:
     def generate(self, trajectory: Trajectory, prompts: list[str], generator: VideoGenerator,
                  settings: GenerateSettings | None = None, *, depth_estimator: DepthEstimator | None = None,
                  segmenter: Segmenter | None = None, user_masks: np.ndarray | None = None,
-                 progress: Callable | None = None, should_cancel: Callable | None = None) -> list[dict]:
+                 progress: Callable | None = None, should_cancel: Callable | None = None,
+                 preview: PreviewFn | None = None) -> list[dict]:
         """Generate every remaining round of `trajectory` (its first frames, if generated already, must
-        match it); one record per round generated, on disk. progress(fraction, stage); should_cancel()."""
+        match it); one record per round generated, on disk. progress(fraction, stage); should_cancel();
+        preview gets live RGB previews while a clip denoises, from generators that make them."""
         settings = settings or GenerateSettings()
-        if self.memory_version is None:
-            raise WorldError("the world has no memory yet; initialise it first")
         cams = trajectory.cameras
-        check_run(settings, cams, (self.width, self.height), self.cameras(), depth_estimator)
+        check_run(settings, cams, (self.width, self.height), self.cameras(), depth_estimator, self.memory_version)
         generator.check_available()
+        generator = with_preview(generator, preview)
         rounds = plan.plan(len(trajectory), prompts, settings, self.frame_count)
         if (message := plan.direction_message(settings)) is not None:  # the artist's directions, a version of their own
             self.save_objects(self.directed_objects(settings, cams), parent=self.objects_version, message=message)
@@ -208,8 +209,7 @@ class World:
         self._writer, records = commit.CommitWriter(), []
         try:
             for i, rnd in enumerate(rounds):
-                step = (lambda f, s, i=i, rnd=rnd: report((i + min(max(f, 0.0), 1.0)) / len(rounds),
-                                                          f"round {rnd.index + 1}/{len(rounds)}: {s}"))
+                step = pipeline.round_progress(report, i, len(rounds))
                 if settings.full_rebuild or settings.update_mode != "incremental":
                     self._writer.wait()  # these updates read every earlier round's keyframes from disk
                 outcome = pipeline.run_round(self._round_inputs(rnd, cams, settings), generator, settings,

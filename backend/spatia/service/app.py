@@ -14,12 +14,13 @@ from spatia import __version__
 from spatia.engine.memory import SpatialMemory
 from spatia.engine.world import World
 
-from .auth import TokenCheck, load_or_create_token
+from .auth import SignInCodes, TokenCheck, load_or_create_token
 from .config import ServiceConfig
 from .errors import install_handlers
 from .jobstore import JobStore
 from .models import GeneratorFactory, ModelCache
 from .guard import HostOriginGuard
+from .previews import PreviewHub
 from .queries import HeavySlots, RenderCache
 from .runner import WorkerPool
 from .storage import WorldStorage
@@ -43,6 +44,7 @@ class Service:
         self._log_handler = self._start_log()
         self.token = load_or_create_token(config.token_path)
         self.auth = TokenCheck(self.token, config.token_required)
+        self.sign_in_codes = SignInCodes()
         removed = remove_temp_files(config)
         self.storage = WorldStorage(config.worlds_dir)
         self.jobs = JobStore(config.db_path)
@@ -57,7 +59,10 @@ class Service:
         self._recover_worlds()
         self.models = ModelCache(extra_generators)
         self.renders = RenderCache(config.render_cache_dir)
-        self.pool = WorkerPool(self.storage, self.jobs, self.models, config.jobs_dir, config.workers)
+        self.previews = PreviewHub()
+        self.pool = WorkerPool(self.storage, self.jobs, self.models, config.jobs_dir, config.workers,
+                               previews=self.previews, preview_every=config.preview_every)
+
         self._memories: OrderedDict[tuple, SpatialMemory] = OrderedDict()
         self._memories_lock = threading.Lock()
         self.heavy = HeavySlots(config.max_heavy_queries, config.heavy_wait_s)
@@ -135,7 +140,8 @@ def create_app(config: ServiceConfig, *, extra_generators: dict[str, GeneratorFa
     """The ASGI app. Workers start with the app's lifespan and stop (jobs -> interrupted) with it."""
     from fastapi import FastAPI
 
-    from .routes import jobs, memory, objects, queries, system, worlds
+    from .routes import dashboard, jobs, memory, objects, queries, system, worlds
+    from .web import install_fallback, install_web
 
     service = Service(config, extra_generators)
 
@@ -152,13 +158,19 @@ def create_app(config: ServiceConfig, *, extra_generators: dict[str, GeneratorFa
         version=__version__,
         description="Spatial memory, worlds and generation jobs. See docs/http-api.md.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is served from the package's own files (web.py), never from a CDN
+        redoc_url=None,
     )
     app.state.service = service
     install_handlers(app)
-    modules = (system, worlds, memory, objects, queries, jobs)
+    modules = (system, worlds, memory, objects, queries, jobs, dashboard)
     for module in modules:
         app.include_router(module.router)
-    add_options_route(app, [route for module in modules for route in module.router.routes])
+    install_web(app, service)
+    routes = [route for module in modules for route in module.router.routes]
+    routes += [route for route in app.router.routes if getattr(route, "methods", None)]  # the pages, /openapi.json
+    add_options_route(app, routes)
+    install_fallback(app, routes)
     app.add_middleware(BodyLimit, limit=config.max_upload_bytes, json_limit=config.max_json_bytes)
     app.add_middleware(HostOriginGuard, bound_host=config.host, allowed_hosts=config.allowed_hosts,
                        allowed_origins=config.allowed_origins)  # outermost: runs before anything else

@@ -99,6 +99,10 @@ class SpatiaClient:
     def models(self) -> list[dict]:
         return self._json("GET", "models")
 
+    def dashboard_link(self) -> str:
+        """A single-use sign-in link to the dashboard (the token stays here; the link holds a code)."""
+        return self.base_url + self._json("POST", "session/links")["path"]
+
     # --- worlds --------------------------------------------------------------------------------
     def create_world(self, name: str, kind: str, width: int, height: int, *, fps: float = 24.0,
                      voxel_size: float | None = None, camera: dict | None = None, depth_model: str | None = None,

@@ -15,6 +15,7 @@ from .config import (
     DEFAULT_MAX_JSON_MB,
     DEFAULT_MAX_UPLOAD_MB,
     DEFAULT_PORT,
+    DEFAULT_PREVIEW_EVERY,
     ServiceConfig,
 )
 
@@ -69,6 +70,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "more wait up to --heavy-wait-s, then get 429")
     parser.add_argument("--heavy-wait-s", type=bounded_float(0, 600), default=DEFAULT_HEAVY_WAIT_S,
                         help=f"how long a heavy query waits for a free slot (default {DEFAULT_HEAVY_WAIT_S:g} s)")
+    parser.add_argument("--preview-every", type=int, default=DEFAULT_PREVIEW_EVERY, metavar="STEPS",
+                        help=f"live previews of a denoising clip every STEPS steps, for the dashboard and Blender "
+                             f"(default {DEFAULT_PREVIEW_EVERY}; 0: none)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 
 
@@ -77,7 +81,7 @@ def config_from_args(args) -> ServiceConfig:
                          require_token=args.require_token, workers=args.workers, max_upload_mb=args.max_upload_mb,
                          allowed_hosts=tuple(args.allow_host), allowed_origins=tuple(args.allow_origin),
                          max_heavy_queries=args.max_heavy_queries, max_json_mb=args.max_json_mb,
-                         heavy_wait_s=args.heavy_wait_s)
+                         heavy_wait_s=args.heavy_wait_s, preview_every=args.preview_every)
 
 
 def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "info") -> int:
@@ -87,6 +91,7 @@ def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "inf
     import uvicorn
 
     from .app import DataDirBusy, create_app
+    from .web import SERVE_CODE_TTL_S
 
     os.umask(0o077)  # everything the service writes (worlds, jobs, logs, the queue) is the user's alone
     try:
@@ -99,8 +104,22 @@ def serve(config: ServiceConfig, *, extra_generators=None, log_level: str = "inf
                   if config.token_required else f"optional on loopback (in {config.token_path})")
     print(f"spatia service: http://{config.host}:{config.port}/v1  data: {config.data_dir}  token: {token_note}",
           file=sys.stderr, flush=True)
+    code = app.state.service.sign_in_codes.grant(SERVE_CODE_TTL_S)
+    print(f"dashboard: {dashboard_login_url(config, code)}  (single-use sign-in link)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, timeout_graceful_shutdown=30)
     return 0
+
+
+def dashboard_login_url(config: ServiceConfig, code: str) -> str:
+    """The dashboard's sign-in link with a single-use code (never the token). The code rides in
+    the fragment, which browsers never send to the server (so it is in no request line or log);
+    the page trades it for a cookie and replaces the link in the browser's history."""
+    host = config.host
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}/login#code={code}"
 
 
 def tune_runtime() -> None:

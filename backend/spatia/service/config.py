@@ -13,6 +13,7 @@ DEFAULT_MAX_UPLOAD_MB = 1024
 DEFAULT_MAX_HEAVY_QUERIES = 2
 DEFAULT_MAX_JSON_MB = 64
 DEFAULT_HEAVY_WAIT_S = 5.0
+DEFAULT_PREVIEW_EVERY = 2
 API_VERSION = 1
 
 
@@ -52,6 +53,7 @@ class ServiceConfig:
     max_heavy_queries: int = DEFAULT_MAX_HEAVY_QUERIES
     max_json_mb: float = DEFAULT_MAX_JSON_MB
     heavy_wait_s: float = DEFAULT_HEAVY_WAIT_S
+    preview_every: int = DEFAULT_PREVIEW_EVERY  # live previews every this many denoising steps (0: none)
 
     def __post_init__(self):
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
@@ -66,6 +68,8 @@ class ServiceConfig:
         object.__setattr__(self, "allowed_hosts", tuple(h.strip().lower() for h in self.allowed_hosts if h.strip()))
         object.__setattr__(self, "allowed_origins",
                            tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip()))
+        if self.preview_every < 0:
+            raise ValueError(f"preview_every must be 0 (no previews) or more, got {self.preview_every}")
         if self.max_heavy_queries < 1:
             raise ValueError(f"max_heavy_queries must be at least 1, got {self.max_heavy_queries}")
         if not 0 <= self.port <= 65535:

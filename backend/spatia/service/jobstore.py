@@ -119,6 +119,17 @@ class JobStore:
                 rows = self._db.execute("SELECT * FROM jobs WHERE world_id = ? ORDER BY seq", (world_id,)).fetchall()
         return [self._public(row) for row in rows]
 
+    def rows(self) -> list[dict]:
+        """Every job as a compact row for listings (no messages, no frame lists), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, world_id, status, stage, fraction, eta_s, created, started, finished, attempts, "
+                "json_extract(shot, '$.name'), json_extract(shot, '$.generator'), "
+                "json_extract(error, '$.message') FROM jobs ORDER BY seq").fetchall()
+        keys = ("id", "world_id", "status", "stage", "fraction", "eta_s", "created", "started", "finished",
+                "attempts", "shot", "generator", "error")
+        return [dict(zip(keys, row)) for row in rows]
+
     def queue_depth(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]

@@ -20,6 +20,7 @@ from spatia.engine.world import World, WorldError
 
 from .jobstore import JobStore, shot_of
 from .models import ModelCache
+from .previews import PreviewHub
 from .storage import WorldStorage
 
 log = logging.getLogger("spatia.service")
@@ -59,8 +60,10 @@ class ProgressReporter:
 
 
 class WorkerPool:
-    def __init__(self, storage: WorldStorage, jobs: JobStore, models: ModelCache, jobs_dir: Path, workers: int = 1):
+    def __init__(self, storage: WorldStorage, jobs: JobStore, models: ModelCache, jobs_dir: Path, workers: int = 1,
+                 previews: PreviewHub | None = None, preview_every: int = 0):
         self.storage, self.jobs, self.models = storage, jobs, models
+        self.previews, self.preview_every = previews, preview_every
         self.jobs_dir = Path(jobs_dir)
         self.count = workers
         self._stop = threading.Event()
@@ -167,9 +170,15 @@ class WorkerPool:
             with generator_lock:
                 world.generate(trajectory, list(shot.prompts), generator, generate_settings(shot),
                                depth_estimator=depth_estimator, segmenter=segmenter,
-                               progress=report, should_cancel=should_cancel)
+                               progress=report, should_cancel=should_cancel, preview=self._preview(job_id))
         report(0.0, "writing video", share=1 - GENERATION_SHARE, offset=GENERATION_SHARE)
         return self._write_result(job, world, len(trajectory))
+
+    def _preview(self, job_id: str):
+        """Live previews of the job's clips into the hub, every `preview_every` steps (0: none)."""
+        if self.previews is None or self.preview_every < 1:
+            return None
+        return self.previews.sink(job_id, self.preview_every)
 
     def _write_result(self, job: dict, world: World, end: int) -> dict:
         """The video and cameras of the shot's frames [0, end), written atomically before the

@@ -20,6 +20,10 @@ from spatia.engine.errors import Cancelled, ModelInputError, ModelUnavailable  #
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
+# Live previews while a clip denoises: (step, steps, frames uint8 [L, h, w, 3]), one small RGB frame
+# per latent frame (see latent_preview). A preview function may carry `every`: how many steps apart.
+PreviewFn = Callable[[int, int, np.ndarray], None]
+DEFAULT_PREVIEW_EVERY = 2
 
 
 @dataclass(frozen=True)
@@ -308,6 +312,8 @@ class VideoGenerator(abc.ABC):
     """Generates one clip conditioned on the spatial memory's projection and past frames."""
 
     name: str = "generator"
+    # True for a generator whose `generate` takes `preview=` (live previews while it denoises)
+    supports_preview: bool = False
     # True for a model trained on full rounds only: the world pads a short last round to the full
     # round length by repeating its last camera, and crops the frames that come back.
     pads_short_rounds: bool = False
@@ -327,6 +333,34 @@ class VideoGenerator(abc.ABC):
         should_cancel: CancelFn | None = None,
     ) -> GenerationResult:
         """Progress gets (fraction in [0,1], stage); raise Cancelled between steps when asked."""
+
+
+def preview_every(preview: PreviewFn | None) -> int:
+    """How many steps apart `preview` wants frames: its `every` attribute, else the default."""
+    every = getattr(preview, "every", None)
+    return max(1, int(every)) if every else DEFAULT_PREVIEW_EVERY
+
+
+class PreviewingGenerator:
+    """A generator with live previews attached: `generate` passes `preview` on to the generator
+    when it supports previews; every other attribute is the generator's own."""
+
+    def __init__(self, generator: VideoGenerator, preview: PreviewFn):
+        self._generator, self._preview = generator, preview
+
+    def __getattr__(self, name):
+        return getattr(self._generator, name)
+
+    def generate(self, request: GenerationRequest, progress: ProgressFn | None = None,
+                 should_cancel: CancelFn | None = None) -> GenerationResult:
+        if getattr(self._generator, "supports_preview", False):
+            return self._generator.generate(request, progress, should_cancel, preview=self._preview)
+        return self._generator.generate(request, progress, should_cancel)
+
+
+def with_preview(generator: VideoGenerator, preview: PreviewFn | None):
+    """`generator`, sending live previews to `preview` (unchanged when `preview` is None)."""
+    return generator if preview is None else PreviewingGenerator(generator, preview)
 
 
 def report(progress: ProgressFn | None, fraction: float, stage: str) -> None:

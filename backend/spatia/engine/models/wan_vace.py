@@ -26,7 +26,9 @@ from .base import (
     ModelInputError,
     ModelRequirements,
     ModelUnavailable,
+    PreviewFn,
     ProgressFn,
+    preview_every,
     report,
 )
 from .gpu import DiffusersGenerator, RuntimeOptions, out_of_memory_as_unavailable
@@ -63,6 +65,8 @@ def vace_inputs(request: GenerationRequest, frames: int) -> tuple[np.ndarray, np
 
 class WanVaceGenerator(DiffusersGenerator):
     """Weights load lazily from the preset's local folder; or pass a ready `pipeline`."""
+
+    supports_preview = True
 
     def __init__(
         self,
@@ -119,7 +123,10 @@ class WanVaceGenerator(DiffusersGenerator):
         request: GenerationRequest,
         progress: ProgressFn | None = None,
         should_cancel: CancelFn | None = None,
+        preview: PreviewFn | None = None,
     ) -> GenerationResult:
+        """`preview`: live RGB previews of the latent while it denoises (see `latent_preview`); the
+        projection is fitted on one VAE encoding of the clip's first conditioning frame."""
         import torch
         from PIL import Image
 
@@ -141,11 +148,20 @@ class WanVaceGenerator(DiffusersGenerator):
         steps = request.steps if request.steps is not None else self.steps
         guidance = request.guidance if request.guidance is not None else self.guidance
 
+        schedule = None
+        if preview is not None:
+            from .latent_preview import PreviewSchedule
+
+            schedule = PreviewSchedule(preview, _preview_projection(pipe, video[:1]), preview_every(preview))
+        skip = 0 if references is None else len(references)  # reference latents lead the clip's
+
         def on_step_end(pipeline, index, timestep, tensors):
             report(progress, _DENOISE_START + (_DENOISE_END - _DENOISE_START) * (index + 1) / steps,
                    f"denoising step {index + 1}/{steps}")
             if should_cancel is not None and should_cancel():
                 raise Cancelled("generation cancelled")
+            if schedule is not None and "latents" in tensors:
+                schedule(index + 1, steps, tensors["latents"][0, :, skip:])
             return {}
 
         if should_cancel is not None and should_cancel():
@@ -181,6 +197,25 @@ class WanVaceGenerator(DiffusersGenerator):
             info={"generator": self.name, "steps": steps, "guidance": guidance, "seed": request.seed,
                   "padded_frames": padded, "reference_images": 0 if references is None else len(references)},
         )
+
+
+def _preview_projection(pipe, frames: np.ndarray):
+    """The latent-to-RGB projection of this pipeline's VAE, fitted on one encoded frame (uint8
+    [1,H,W,3]) in the normalised latent space the pipeline denoises in."""
+    import torch
+
+    from .latent_preview import fit_projection, pooled_colours
+
+    device = pipe._execution_device
+    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div(127.5).sub(1.0).permute(3, 0, 1, 2)[None]
+    with torch.no_grad():
+        z = pipe.vae.encode(x.to(device=device, dtype=pipe.vae.dtype)).latent_dist.mode().float()
+    cfg = pipe.vae.config
+    mean = torch.tensor(cfg.latents_mean, device=z.device).view(1, cfg.z_dim, 1, 1, 1)
+    std = torch.tensor(cfg.latents_std, device=z.device).view(1, cfg.z_dim, 1, 1, 1)
+    z = (z - mean) / std
+    colours = pooled_colours(frames, z.shape[2], pipe.vae_scale_factor_temporal, pipe.vae_scale_factor_spatial)
+    return fit_projection([(z[0], colours)])
 
 
 # --- tiny random-weight pipeline for tests and benchmarks ---------------------------------------------

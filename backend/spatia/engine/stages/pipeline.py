@@ -77,6 +77,13 @@ class StageClock:
             self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
 
 
+def round_progress(report, number: int, rounds: int):
+    """The progress callback of round `number` of `rounds`, reporting into the run's `report`."""
+    def step(fraction: float, stage: str) -> None:
+        report((number + min(max(fraction, 0.0), 1.0)) / rounds, f"round {number + 1}/{rounds}: {stage}")
+    return step
+
+
 def run_round(world: RoundInputs, generator: VideoGenerator, settings: GenerateSettings, *,
               depth_estimator: DepthEstimator | None = None, segmenter: Segmenter | None = None,
               user_masks=None, progress=lambda f, s: None, should_cancel=None) -> RoundOutcome:

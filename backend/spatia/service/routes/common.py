@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import BeforeValidator
 
+from ..auth import SESSION_COOKIE
 from ..schemas import ERROR_RESPONSES
 
 WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
@@ -40,7 +41,7 @@ async def service(request: Request):
 
 async def authorize(request: Request, _credentials=Security(bearer)) -> None:
     """Async (it only compares a header), so no request waits for a worker thread to be checked."""
-    request.app.state.service.auth.check(request.headers.get("authorization"))
+    request.app.state.service.auth.check(request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE))
 
 
 LARGE_BODY_BYTES = 1 << 20

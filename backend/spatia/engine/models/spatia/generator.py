@@ -35,7 +35,9 @@ from ..base import (
     GenerationRequest,
     GenerationResult,
     ModelRequirements,
+    PreviewFn,
     ProgressFn,
+    preview_every,
     report,
 )
 from ..gpu import DiffusersGenerator, RuntimeOptions, out_of_memory_as_unavailable
@@ -136,6 +138,7 @@ class SpatiaGenerator(DiffusersGenerator):
     download spatia-5b`), or pass a ready `pipeline` (and its `lora`) as the tests do."""
 
     name = "spatia-5b"
+    supports_preview = True
     pads_short_rounds = True  # trained on full rounds: the world pads a short last round (reference)
     retrieval_scoring = "reference"  # its reference frames are chosen as in training (see spatia.engine.retrieval)
 
@@ -206,7 +209,9 @@ class SpatiaGenerator(DiffusersGenerator):
         request: GenerationRequest,
         progress: ProgressFn | None = None,
         should_cancel: CancelFn | None = None,
+        preview: PreviewFn | None = None,
     ) -> GenerationResult:
+        """`preview`: live RGB previews of the latent while it denoises (see `latent_preview`)."""
         self.check_available()
         report(progress, 0.0, "loading model")
         pipe = self._pipeline()
@@ -241,6 +246,8 @@ class SpatiaGenerator(DiffusersGenerator):
                 seed=request.seed,
                 callback=on_step,
                 should_cancel=should_cancel,
+                preview=preview,
+                preview_every=preview_every(preview),
             )
         frames = output.frames
         if self.pin_known_frames:

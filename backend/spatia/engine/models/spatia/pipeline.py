@@ -27,6 +27,7 @@ from diffusers import AutoencoderKLWan, DiffusionPipeline, UniPCMultistepSchedul
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from ..base import Cancelled, ModelInputError
+from ..latent_preview import DEFAULT_PREVIEW_EVERY, PreviewFn, PreviewSchedule, fit_projection, pooled_colours
 from .transformer import SpatiaTransformer3DModel
 
 StepCallback = Callable[[int, int], None]
@@ -166,6 +167,17 @@ class SpatiaPipeline(DiffusionPipeline):
         return torch.cat([self.encode_video(self._signed(control_video), device),
                           self.encode_video(score_video, device)], dim=1)
 
+    def _preview_projection(self, control, control_video, known, history, first_frame):
+        """The latent-to-RGB projection fitted on the VAE encodings this call already made: the
+        control video's latents (the first z channels of `control`) and the known leading frames'."""
+        z, tf, sf = self.vae.config.z_dim, self.temporal_factor, self.spatial_factor
+        device = control.device
+        pairs = [(control[0, :z], pooled_colours(control_video, control.shape[2], tf, sf, device=device))]
+        if known is not None:
+            pixels = history if history is not None and len(history) else first_frame[None]
+            pairs.append((known[0], pooled_colours(pixels, known.shape[2], tf, sf, device=device)))
+        return fit_projection(pairs)
+
     # --- denoising --------------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(
@@ -187,11 +199,16 @@ class SpatiaPipeline(DiffusionPipeline):
         output_type: str = "np",
         callback: StepCallback | None = None,
         should_cancel: Callable[[], bool] | None = None,
+        preview: PreviewFn | None = None,
+        preview_every: int = DEFAULT_PREVIEW_EVERY,
     ) -> SpatiaPipelineOutput:
         """control_video uint8 [F,H,W,3] (the memory's render); control_score [F,H,W] (see
         `control_latents`: uint8 score frames, float scores, or a bool hole mask); history uint8
         [Hh,H,W,3] = this clip's first Hh frames; references uint8 [R,H,W,3]; first_frame uint8
-        [H,W,3] (used only without history). Returns frames uint8 [F,H,W,3] (output_type "np")."""
+        [H,W,3] (used only without history). Returns frames uint8 [F,H,W,3] (output_type "np").
+        preview(step, steps, frames uint8 [L,h,w,3]): the clip's current latent as RGB after every
+        `preview_every`-th step and the last, by a projection fitted on this call's own VAE
+        encodings (see `latent_preview`)."""
         frames, height, width = control_video.shape[:3]
         if np.shape(control_score)[:3] != (frames, height, width) or np.ndim(control_score) not in (3, 4):
             raise ModelInputError(f"control_score must be [{frames}, {height}, {width}] to match control_video, "
@@ -226,6 +243,10 @@ class SpatiaPipeline(DiffusionPipeline):
             refs = torch.cat([self.encode_video(self._signed(r[None]), device) for r in references], dim=2)
         num_refs = 0 if refs is None else refs.shape[2]
         num_known = 0 if known is None else known.shape[2]
+        schedule = None
+        if preview is not None:
+            schedule = PreviewSchedule(preview, self._preview_projection(control, control_video, known, history,
+                                                                         first_frame), preview_every)
 
         # 4. Initial latents: noise drawn on the CPU (same numbers on every device), known frames over it.
         latent_frames = (padded - 1) // tf + 1
@@ -268,6 +289,8 @@ class SpatiaPipeline(DiffusionPipeline):
             latents[:, :, : num_refs + num_known] = clean_latents
             if callback is not None:
                 callback(i + 1, len(timesteps))
+            if schedule is not None:
+                schedule(i + 1, len(timesteps), latents[0, :, num_refs:])
 
         # 6. Drop the references, decode, crop.
         latents = latents[:, :, num_refs:]
