@@ -17,6 +17,8 @@ Read top to bottom, `__call__` does what the reference implementation does per r
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,6 +211,45 @@ class SpatiaPipeline(DiffusionPipeline):
         preview(step, steps, frames uint8 [L,h,w,3]): the clip's current latent as RGB after every
         `preview_every`-th step and the last, by a projection fitted on this call's own VAE
         encodings (see `latent_preview`)."""
+        frames, height, width = self._check_clip(control_video, control_score)
+        device, tf = self._execution_device, self.temporal_factor
+        # 1. Pad to 4k+1 frames by repeating the last frame; cropped again after decoding.
+        padded = padded_frame_count(frames, tf)
+        if padded != frames:
+            repeat = np.repeat(np.arange(frames), [1] * (frames - 1) + [padded - frames + 1])
+            control_video, control_score = control_video[repeat], np.asarray(control_score)[repeat]
+        # 2. Prompts.
+        do_cfg = guidance_scale != 1.0
+        context = self.encode_prompt(prompt, max_sequence_length, device)
+        negative_context = self.encode_prompt(negative_prompt, max_sequence_length, device) if do_cfg else None
+        # 3. Conditions through the VAE.
+        control = self.control_latents(control_video, control_score, device).to(self.transformer.dtype)
+        known, refs = self._known_latents(history, first_frame, references, device)
+        schedule = None
+        if preview is not None:
+            schedule = PreviewSchedule(preview, self._preview_projection(control, control_video, known, history,
+                                                                         first_frame), preview_every)
+        # 4. Initial latents: noise drawn on the CPU (same numbers on every device), known frames over it.
+        latents, clean = self._initial_latents(padded, height, width, seed, known, refs, device)
+        num_refs = 0 if refs is None else refs.shape[2]
+        num_known = 0 if known is None else known.shape[2]
+        # 5. Denoising loop.
+        step = functools.partial(self._guided_prediction, context=context, negative_context=negative_context,
+                                 control=control, control_scale=control_scale, num_refs=num_refs,
+                                 guidance_scale=guidance_scale if do_cfg else None)
+        latents, steps = self._denoise(latents, clean, step, num_inference_steps, shift, num_refs + num_known,
+                                       num_refs=num_refs, callback=callback, should_cancel=should_cancel,
+                                       schedule=schedule)
+        # 6. Drop the references, decode, crop.
+        latents = latents[:, :, num_refs:]
+        info = {"padded_frames": padded, "latent_frames": latents.shape[2], "reference_latents": num_refs,
+                "known_latents": num_known, "steps": steps}
+        if output_type == "latent":
+            return SpatiaPipelineOutput(frames=None, latents=latents, info=info)
+        video = self.decode_latents(latents)[:frames]
+        return SpatiaPipelineOutput(frames=video, latents=latents, info=info)
+
+    def _check_clip(self, control_video, control_score) -> tuple[int, int, int]:
         frames, height, width = control_video.shape[:3]
         if np.shape(control_score)[:3] != (frames, height, width) or np.ndim(control_score) not in (3, 4):
             raise ModelInputError(f"control_score must be [{frames}, {height}, {width}] to match control_video, "
@@ -216,90 +257,78 @@ class SpatiaPipeline(DiffusionPipeline):
         multiple = self.size_multiple
         if height % multiple or width % multiple:
             raise ModelInputError(f"the clip is {width}x{height}; width and height must be multiples of {multiple}")
-        device = self._execution_device
-        tf = self.temporal_factor
+        return frames, height, width
 
-        # 1. Pad to 4k+1 frames by repeating the last frame; cropped again after decoding.
-        padded = padded_frame_count(frames, tf)
-        if padded != frames:
-            repeat = np.repeat(np.arange(frames), [1] * (frames - 1) + [padded - frames + 1])
-            control_video, control_score = control_video[repeat], np.asarray(control_score)[repeat]
-
-        # 2. Prompts.
-        do_cfg = guidance_scale != 1.0
-        context = self.encode_prompt(prompt, max_sequence_length, device)
-        negative_context = self.encode_prompt(negative_prompt, max_sequence_length, device) if do_cfg else None
-
-        # 3. Conditions through the VAE.
-        control = self.control_latents(control_video, control_score, device).to(self.transformer.dtype)
+    def _known_latents(self, history, first_frame, references, device):
+        """The latents of the clip's known first frames (its history, else round 0's first frame)
+        and of the reference frames, one latent frame each; None where there are none."""
         known = None
         if history is not None and len(history):
-            count = known_latent_frames(len(history), tf)
-            known = self.encode_video(self._signed(history[: (count - 1) * tf + 1]), device)
+            count = known_latent_frames(len(history), self.temporal_factor)
+            known = self.encode_video(self._signed(history[: (count - 1) * self.temporal_factor + 1]), device)
         elif first_frame is not None:
             known = self.encode_video(self._signed(first_frame[None]), device)
         refs = None
         if references is not None and len(references):
             refs = torch.cat([self.encode_video(self._signed(r[None]), device) for r in references], dim=2)
-        num_refs = 0 if refs is None else refs.shape[2]
-        num_known = 0 if known is None else known.shape[2]
-        schedule = None
-        if preview is not None:
-            schedule = PreviewSchedule(preview, self._preview_projection(control, control_video, known, history,
-                                                                         first_frame), preview_every)
+        return known, refs
 
-        # 4. Initial latents: noise drawn on the CPU (same numbers on every device), known frames over it.
-        latent_frames = (padded - 1) // tf + 1
-        z = self.vae.config.z_dim
-        shape = (1, z, latent_frames, height // self.spatial_factor, width // self.spatial_factor)
+    def _initial_latents(self, padded: int, height: int, width: int, seed: int, known, refs, device):
+        """Noise for the clip's latent frames with the known ones over it, the references in front;
+        and which latent frames are clean (never denoised)."""
+        latent_frames = (padded - 1) // self.temporal_factor + 1
+        shape = (1, self.vae.config.z_dim, latent_frames, height // self.spatial_factor, width // self.spatial_factor)
         generator = torch.Generator("cpu").manual_seed(int(seed))
         latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(device)
+        num_known = 0 if known is None else known.shape[2]
+        num_refs = 0 if refs is None else refs.shape[2]
         if known is not None:
             latents[:, :, :num_known] = known
         if refs is not None:
             latents = torch.cat([refs, latents], dim=2)
         clean = torch.zeros(num_refs + latent_frames, dtype=torch.bool, device=device)
         clean[: num_refs + num_known] = True
-        clean_latents = latents[:, :, : num_refs + num_known].clone()
+        return latents, clean
 
-        # 5. Denoising loop.
+    def _guided_prediction(self, model_input, per_frame_t, *, context, negative_context, control, control_scale,
+                           num_refs, guidance_scale):
+        """The transformer's flow prediction, with classifier-free guidance when a scale is given."""
+        noise_pred = self.transformer(
+            model_input, per_frame_t, context, control_latents=control, control_scale=control_scale,
+            num_reference_frames=num_refs, return_dict=False,
+        )[0].float()
+        if guidance_scale is None:
+            return noise_pred
+        uncond = self.transformer(
+            model_input, per_frame_t, negative_context, control_latents=control, control_scale=control_scale,
+            num_reference_frames=num_refs, return_dict=False,
+        )[0].float()
+        return uncond + guidance_scale * (noise_pred - uncond)
+
+    def _denoise(self, latents, clean, predict, num_inference_steps: int, shift: float, num_clean: int, *,
+                 num_refs: int = 0, callback=None, should_cancel=None, schedule=None):
+        """UniPC on the reference's grid; the clean latent frames (the first `num_clean`: references,
+        then known frames) are put back after every step; previews leave the references out."""
+        device = latents.device
+        clean_latents = latents[:, :, :num_clean].clone()
         scheduler = self.scheduler.__class__.from_config(self.scheduler.config, flow_shift=float(shift))
         timesteps, sigmas = sampling_schedule(int(num_inference_steps), float(shift),
                                               int(scheduler.config.num_train_timesteps))
         scheduler.set_timesteps(num_inference_steps, device=device)  # resets the solver's state
         scheduler.timesteps = timesteps.to(device)  # the reference's grid, not the scheduler's own
         scheduler.sigmas = sigmas
-        model_dtype = self.transformer.dtype
         for i, t in enumerate(timesteps):
             if should_cancel is not None and should_cancel():
                 raise Cancelled("generation cancelled")
             per_frame_t = torch.where(clean, torch.zeros((), device=device), t.to(device).float())[None]
-            model_input = latents.to(model_dtype)
-            noise_pred = self.transformer(
-                model_input, per_frame_t, context, control_latents=control, control_scale=control_scale,
-                num_reference_frames=num_refs, return_dict=False,
-            )[0].float()
-            if do_cfg:
-                uncond = self.transformer(
-                    model_input, per_frame_t, negative_context, control_latents=control, control_scale=control_scale,
-                    num_reference_frames=num_refs, return_dict=False,
-                )[0].float()
-                noise_pred = uncond + guidance_scale * (noise_pred - uncond)
+            noise_pred = predict(latents.to(self.transformer.dtype), per_frame_t)
             latents = scheduler.step(noise_pred, t, latents, return_dict=False)[0]
-            latents[:, :, : num_refs + num_known] = clean_latents
+            latents[:, :, :num_clean] = clean_latents
             if callback is not None:
                 callback(i + 1, len(timesteps))
             if schedule is not None:
                 schedule(i + 1, len(timesteps), latents[0, :, num_refs:])
-
-        # 6. Drop the references, decode, crop.
-        latents = latents[:, :, num_refs:]
-        info = {"padded_frames": padded, "latent_frames": latent_frames, "reference_latents": num_refs,
-                "known_latents": num_known, "steps": len(timesteps)}
-        if output_type == "latent":
-            return SpatiaPipelineOutput(frames=None, latents=latents, info=info)
-        video = self.decode_latents(latents)[:frames]
-        return SpatiaPipelineOutput(frames=video, latents=latents, info=info)
+        return latents, len(timesteps)
 
 
 __all__ = ["SpatiaPipeline", "SpatiaPipelineOutput", "known_latent_frames", "padded_frame_count", "sampling_schedule"]
