@@ -251,11 +251,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="the authors' cases at full length only, 17 video frames")
     parser.add_argument("--spacing", type=float, default=0.05, help="spacing of the synthetic memory's points (m)")
     parser.add_argument("--random", type=int, default=3, help="seeded random paths besides the authors' cases")
+    parser.add_argument("--video-frames", type=int, default=ROUND, help="frames of each round-tripped video")
     args = parser.parse_args(argv)
     ref = load_reference(args.reference)
     rng = np.random.default_rng(0)
     results = []
-    video_frames = 17 if args.quick else ROUND
+    video_frames = 17 if args.quick else args.video_frames
     with tempfile.TemporaryDirectory(prefix="spatia-parity-") as tmp:
         work = Path(tmp)
         for number in (1, 2, 3):
