@@ -83,18 +83,22 @@ def numpy_retrieve(xyz, history: Cameras, targets: Cameras, k: int = 7, exclude_
     return candidates[cols[keep][iou[rows, cols][keep] > 0]]
 
 
-def indexed(frames: int, count: int = 1_000_000, poses: int = 400) -> dict:
-    """The view-index round at `frames` indexed frames (see the module docstring)."""
+def indexed(frames: int, count: int = 1_000_000, poses: int = 400, shuffle_ids: bool = False) -> dict:
+    """The view-index round at `frames` indexed frames (see the module docstring). The room's
+    point ids follow its grid, so a frame's ids come in runs that compress well; shuffle_ids
+    numbers the points at random instead (the worst case for the bitmaps)."""
     import time
 
     xyz, _, _ = room_points(count)
     ids = np.arange(len(xyz), dtype=np.int64)
+    if shuffle_ids:
+        ids = np.random.default_rng(0).permutation(len(xyz)).astype(np.int64)
     path = turning_cameras(poses, 1248, 704, turns=2.0)
     t0 = time.perf_counter()
     sets = visible_ids(xyz, ids, path, rule="reference")
     build_sets_s = time.perf_counter() - t0
     targets = turning_cameras(81, 1248, 704, turns=2.0 * 81 / poses, phase=0.13)
-    record = {"points": len(xyz), "distinct_poses": poses, "visible_per_frame_mean": float(np.mean([len(x) for x in sets])),
+    record = {"points": len(xyz), "distinct_poses": poses, "shuffled_ids": shuffle_ids, "visible_per_frame_mean": float(np.mean([len(x) for x in sets])),
               "visible_sets_s_per_frame": build_sets_s / poses, "rounds": []}
     index = ViewIndex()
     added = 0
@@ -135,13 +139,15 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="200k points, 60 history and 24 target frames")
     parser.add_argument("--indexed", type=int, default=0, metavar="F",
                         help="time the world's view-index retrieval at F indexed frames instead")
+    parser.add_argument("--shuffle-ids", action="store_true", help="with --indexed: number the points at random")
     harness.add_device_options(parser)
     args = parser.parse_args(argv)
     if args.indexed:
         harness.devices_from(args)
-        record = indexed(args.indexed, count=200_000 if args.quick else 1_000_000)
+        record = indexed(args.indexed, count=200_000 if args.quick else 1_000_000, shuffle_ids=args.shuffle_ids)
         record["peak_rss_mb"] = harness.peak_rss_mb()
-        harness.write("retrieval_indexed_quick" if args.quick else "retrieval_indexed", record)
+        name = "retrieval_indexed" + ("_shuffled" if args.shuffle_ids else "") + ("_quick" if args.quick else "")
+        harness.write(name, record)
         return 0
     count, history_frames, target_frames = (200_000, 60, 24) if args.quick else (1_000_000, 200, 81)
     devices = harness.devices_from(args)

@@ -191,6 +191,22 @@ def compare_case(ref, name: str, w2c_theirs: np.ndarray, intrinsic: np.ndarray, 
         their_matrix = (masks_t.bfloat16() @ masks_h.bfloat16().T).float().numpy()
         their_exact = (masks_t.double() @ masks_h.double().T).numpy()
         our_masks = frontmost_mask(xyz, cams[history])
+        # what each piece is worth: the selection without it (the comparison must be able to fail)
+        variants = {}
+        from scipy.optimize import linear_sum_assignment
+
+        rows, cols = linear_sum_assignment(-found.shared.astype(np.float32))
+        variants["exact counts (no bf16)"] = [history[c] for c in cols[:REFS]]
+        unpadded = retrieve_indexed(index, xyz, ids, cams[rnd.start:rnd.end], [f for f in history], k=REFS,
+                                    scoring="reference", frame_fps=FPS)
+        variants["unpadded targets"] = [int(f) for f in unpadded.indices]
+        nonzero = found.scores > 0
+        variants["zero-overlap pairs dropped"] = [int(f) for f in found.indices[nonzero]]
+        rendered_h = visible_ids(xyz, ids, cams[history])
+        rendered_t = visible_ids(xyz, ids, targets[found.target_indices])
+        shared = np.array([[len(np.intersect1d(a, b, assume_unique=True)) for b in rendered_h] for a in rendered_t])
+        rows, cols = linear_sum_assignment(-bf16_counts(shared))
+        variants["renderer's visibility"] = [history[c] for c in cols[:REFS]]
         out["rounds"].append({
             "round": i, "span": [start, end], "padding": padding, "targets": len(found.target_indices),
             "candidates": len(history),
@@ -202,6 +218,8 @@ def compare_case(ref, name: str, w2c_theirs: np.ndarray, intrinsic: np.ndarray, 
             "counts_bf16_max_diff": float(np.abs(bf16_counts(found.shared) - their_matrix).max()),
             "bf16_ties": int(sum(len(row) - len(np.unique(row)) for row in their_matrix)),
             "zero_overlap_pairs_kept": int((found.scores == 0).sum()),
+            "variants": {name: {"frames_equal": len(set(theirs) & set(v)), "slots_equal": sum(a == b for a, b in zip(theirs, v)),
+                                "count": len(v)} for name, v in variants.items()},
         })
     # the control and score videos of the last round through both round trips
     last = ours[-1]
@@ -235,6 +253,14 @@ def table(results: list[dict]) -> str:
                          f"{r['padding']}) | {r['frames_equal']}/{r['count'][0]} | {r['slots_equal']}/{r['count'][0]} | "
                          f"{r['count'][0]} / {r['count'][1]} | {r['counts_exact_max_diff']:g} / {r['counts_bf16_max_diff']:g} "
                          f"| {r['bf16_ties']} | {100 * r['visibility_masks_equal']:.4f}% | {result['plan_equal']} |")
+    names = sorted({n for result in results for r in result["rounds"] for n in r["variants"]})
+    lines += ["", "Without each piece (reference frames equal / slots equal / references given):", "",
+              "| case | round | " + " | ".join(names) + " |", "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    for result in results:
+        for r in result["rounds"]:
+            cells = [f"{r['variants'][n]['frames_equal']}/{r['count'][0]} / {r['variants'][n]['slots_equal']}/"
+                     f"{r['count'][0]} / {r['variants'][n]['count']}" for n in names]
+            lines.append(f"| {result['case']} | {r['round']} | " + " | ".join(cells) + " |")
     lines += ["", "| case | video frames | control: max / mean diff (levels of 255) | score: max / mean diff "
               "| round trip vs exact render, mean (control / score) |", "| --- | --- | --- | --- | --- |"]
     for result in results:
@@ -251,11 +277,12 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="the authors' cases at full length only, 17 video frames")
     parser.add_argument("--spacing", type=float, default=0.05, help="spacing of the synthetic memory's points (m)")
     parser.add_argument("--random", type=int, default=3, help="seeded random paths besides the authors' cases")
+    parser.add_argument("--video-frames", type=int, default=ROUND, help="frames of each round-tripped video")
     args = parser.parse_args(argv)
     ref = load_reference(args.reference)
     rng = np.random.default_rng(0)
     results = []
-    video_frames = 17 if args.quick else ROUND
+    video_frames = 17 if args.quick else args.video_frames
     with tempfile.TemporaryDirectory(prefix="spatia-parity-") as tmp:
         work = Path(tmp)
         for number in (1, 2, 3):

@@ -136,3 +136,4 @@ def test_blender_shots_carry_the_quality_and_leave_the_seed_to_the_model():
     assert (run.steps, run.seed) == (presets.quality("draft", generator="spatia-5b").steps, REFERENCE_SEED)
     own = load_shot(payloads.build_shot(exported, ["a room"], generator="spatia-5b", seed=0, steps=7)).generation()
     assert (own.steps, own.seed) == (7, 0)
+

@@ -160,6 +160,11 @@ def test_submit_rejects_shots_that_do_not_fit_the_world(client, world):
     with pytest.raises(SpatiaClientError) as err:
         client.submit_job(world["id"], shot(generator="no-such-model"))
     assert err.value.status == 422 and err.value.field == "shot.generator"
+    unknown_quality = shot()
+    unknown_quality["quality"] = "best"
+    with pytest.raises(SpatiaClientError) as err:
+        client.submit_job(world["id"], unknown_quality)
+    assert err.value.status == 422 and err.value.field == "shot.quality" and "'best'" in str(err.value)
     with pytest.raises(SpatiaClientError) as err:
         client.submit_job("w-000000000000", shot())
     assert err.value.status == 404
