@@ -1,4 +1,4 @@
-"""Start and stop a local Spatia backend (`python -m spatia.cli.main serve`) as a subprocess.
+"""Start and stop a local Spatia backend (`python -m spatia.cli serve`) as a subprocess.
 
 The backend runs in its own Python environment (the one with torch and the models), never
 inside Blender; its output goes to a log file the user can open in Blender's text editor.

@@ -1,4 +1,4 @@
-"""`python -m spatia.cli.main serve --port P --data-dir D` as Start Backend runs it, served by the
+"""`python -m spatia.cli serve --port P --data-dir D` as Start Backend runs it, served by the
 fake backend: it writes a token to the data directory and requires it, like the real service."""
 
 import os

@@ -584,7 +584,7 @@ def test_start_a_local_backend_connect_refresh_and_stop(addon, tmp_path):
     with pytest.raises(RuntimeError, match="cannot reach"):
         bpy.ops.spatia.test_connection()
     assert bpy.ops.spatia.backend_log() == {"FINISHED"}
-    assert "spatia.cli.main serve" in bpy.data.texts["Spatia backend log"].as_string()
+    assert "spatia.cli serve" in bpy.data.texts["Spatia backend log"].as_string()
 
 
 def test_cancel_and_follow_a_running_job(addon, backend):
