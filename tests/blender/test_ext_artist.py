@@ -193,9 +193,9 @@ def test_generate_imports_the_clip_and_the_data_moves_with_the_blend(addon, back
 
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     scene = bpy.context.scene
-    clip, strip = bpy.data.movieclips["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
+    clip, strip = bpy.data.images["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
     item = scene.spatia.clips[0]
-    for path in (clip.filepath, strip.filepath, item.video, item.frames_dir):
+    for path in (clip.filepath, strip.directory, item.video, item.frames_dir):
         assert path.startswith("//spatia/worlds/w/clips/j1"), path
         assert os.path.exists(bpy.path.abspath(path)), path
 
@@ -215,8 +215,8 @@ def test_generate_imports_the_clip_and_the_data_moves_with_the_blend(addon, back
     assert len(list((moved / "shots").glob("shot-*.json"))) == 2
     bpy.ops.wm.open_mainfile(filepath=str(elsewhere))
     scene = bpy.context.scene
-    clip, strip = bpy.data.movieclips["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
-    for path in (clip.filepath, strip.filepath, scene.spatia.clips[0].video, scene.spatia.clips[-1].frames_dir):
+    clip, strip = bpy.data.images["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
+    for path in (clip.filepath, strip.directory, scene.spatia.clips[0].video, scene.spatia.clips[-1].frames_dir):
         assert path.startswith("//spatia/worlds/w/clips/j1"), path
         assert bpy.path.abspath(path).startswith(str(tmp_path / "elsewhere")) and os.path.exists(bpy.path.abspath(path))
     assert runtime.shot_dir(scene, "worlds", "w", "memory", create=False) == str(moved / "memory")
@@ -249,7 +249,7 @@ def test_a_clip_that_cannot_be_shown_still_brings_the_memory(addon, backend, mon
     def broken(*args, **kwargs):
         raise AttributeError("'SequenceEditor' object has no attribute 'strips'")
 
-    monkeypatch.setattr(clip_import, "import_clip", broken)
+    monkeypatch.setattr(clip_import.ClipImport, "strip", broken)
     with pytest.raises(RuntimeError, match="strips"):
         bpy.ops.spatia.generate()
     # Blender and the backend agree on the memory version, so the next push is not a conflict
