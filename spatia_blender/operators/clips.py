@@ -67,8 +67,6 @@ def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> 
     """Main thread: the new memory first (so Blender and the backend agree on the version even if
     the clip cannot be shown), the Clips list, then the clip's new frames behind the camera and in
     the sequencer: at once in background mode, else a step per timer tick (`clip_import.queue`)."""
-    import bpy
-
     from .. import clip_import
 
     settings, job = scene.spatia, result["job"]
@@ -94,7 +92,7 @@ def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> 
     frames = clip_import.clip_frames(name, result["frames_dir"], new_frames, first_new)
     camera = scene.camera.name if scene.camera is not None else None
     steps = clip_import.ClipImport(scene.name, camera, frames, retire=True).steps()
-    if bpy.app.background:
+    if runtime.blocking():
         clip_import.queue.add(steps, blocking=True)
         return text
     scene_name = scene.name

@@ -239,6 +239,34 @@ def test_shot_data_folder_is_a_scene_setting_and_the_backend_data_outlives_the_e
     assert not runtime.data_dir().startswith(runtime.user_dir())
 
 
+def test_in_the_interface_the_clip_comes_a_step_per_timer_tick(addon, backend, monkeypatch):
+    """With timers (the interface), the job's landing tick brings the memory and the Clips entry;
+    the clip's background, strip and the retiring of earlier clips follow, one per tick."""
+    bpy = addon
+    from spatia_blender import clip_import, compat, runtime
+
+    succeeding_job(backend, frames=3)
+    scene, settings = shot_scene(bpy)
+    monkeypatch.setattr(runtime, "blocking", lambda: False)
+    ticks = []
+    try:
+        assert bpy.ops.spatia.generate() == {"FINISHED"}, settings.status
+        assert settings.memory_version == 2 and len(settings.clips) == 1
+        assert settings.status.endswith("showing the clip...") and clip_import.queue.pending == 3
+        editor = scene.sequence_editor
+        assert len(scene.camera.data.background_images) == 0 and (editor is None or not len(compat.strips(editor)))
+        while clip_import.queue.pending:
+            clip_import.queue.tick()
+            editor = scene.sequence_editor
+            ticks.append((len(scene.camera.data.background_images), 0 if editor is None else len(compat.strips(editor))))
+    finally:
+        clip_import.queue.clear()
+    assert ticks == [(1, 0), (1, 1), (1, 1)]
+    assert settings.status.startswith("clip Spatia j1") and "shown from frame 1" in settings.status
+    strip = compat.strips(scene.sequence_editor)["Spatia j1"]
+    assert (strip.frame_final_start, strip.frame_final_duration, strip.type) == (1, 3, "IMAGE")
+
+
 def test_a_clip_that_cannot_be_shown_still_brings_the_memory(addon, backend, monkeypatch):
     bpy = addon
     from spatia_blender import clip_import

@@ -70,12 +70,12 @@ def test_each_tick_runs_one_step_and_decodes_at_most_one_frame(fresh, tmp_path):
 
     decodes, made = [], []
     while queue.pending:
-        before = len(clip_import.decode_log)
+        before = clip_import.decodes
         queue.tick()
-        decodes.append(len(clip_import.decode_log) - before)
+        decodes.append(clip_import.decodes - before)
         editor = scene.sequence_editor
         made.append((len(camera.data.background_images), 0 if editor is None else len(compat.strips(editor))))
-    assert len(decodes) == 3 and max(decodes) <= clip_import.DECODES_PER_STEP
+    assert len(decodes) == 3 and max(decodes) <= clip_import.DECODES_PER_STEP and sum(decodes) == 1
     assert made == [(1, 0), (1, 1), (1, 1)] and done == [True]  # the background, then the strip, then retiring
     assert queue.tick() is None  # nothing left: the timer ends
     # no movie was opened (Blender decodes a movie's first frame when it loads one)
