@@ -6,6 +6,7 @@ under every supported Blender (`.ci/run` runs it on bpy 4.2, 4.5 and 5.0)."""
 
 import io
 import os
+import tempfile
 import time
 import re
 
@@ -357,10 +358,11 @@ def test_memory_stays_out_of_renders_and_of_the_world_from_render(addon, backend
     # a clip imported earlier sits in the sequencer: the render is the camera's view, not the strip
     from spatia_blender import clip_import
 
-    still = os.path.join(bpy.app.tempdir or "/tmp", "spatia-strip.png")
-    with open(still, "wb") as handle:
+    folder = os.path.join(bpy.app.tempdir or tempfile.gettempdir(), "spatia-strip")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "000000.png"), "wb") as handle:
         handle.write(payloads.encode_png(np.full((24, 32, 3), 200, np.uint8)))
-    clip_import.import_clip(scene, None, still, 1, name="Spatia earlier")
+    clip_import.import_clip(scene, None, clip_import.clip_frames("Spatia earlier", folder, ["000000.png"], 1))
     assert bpy.ops.spatia.world_from_render(samples=1) == {"FINISHED"}, scene.spatia.status
     (body,) = backend.posted("/v1/worlds")
     depth = np.load(io.BytesIO(multipart_field(body, "depth")))
