@@ -209,7 +209,9 @@ class ClipImport:
                     elif user.frame_start + user.frame_duration > f.frame_start:
                         user.frame_duration = f.frame_start - user.frame_start
                 elif background.clip is not None and background.clip.name.startswith(PREFIX):
-                    background.show_background_image = False  # a whole-video movie clip of an older file
+                    clip = background.clip  # a movie clip, as files from before image sequences hold
+                    if clip.frame_start + clip.frame_duration > f.frame_start:
+                        background.show_background_image = False  # a movie cannot be shortened
         editor = scene.sequence_editor
         if editor is not None:
             for strip in strips(editor):

@@ -129,6 +129,23 @@ def test_a_later_clip_takes_over_from_its_first_frame(fresh, tmp_path):
     assert len(compat.strips(scene.sequence_editor)) == 3  # earlier clips stay, for comparison
 
 
+def test_a_movie_clip_of_an_older_file_stays_shown_until_a_clip_covers_its_frames(fresh, tmp_path):
+    bpy, scene, camera = fresh
+    from spatia_blender import clip_import
+
+    names = frames_on_disk(tmp_path / "f", 0, 4)
+    (one,) = frames_on_disk(tmp_path / "m", 0, 1)
+    movie = bpy.data.movieclips.load(str(tmp_path / "m" / one))  # a one-frame clip at frame 1
+    assert movie.frame_duration == 1
+    movie.name, movie.frame_start = "Spatia old", 1
+    background = camera.data.background_images.new()
+    background.source, background.clip = "MOVIE_CLIP", movie
+    clip_import.import_clip(scene, camera, clip_import.clip_frames("Spatia b", str(tmp_path / "f"), names[1:], 2), retire=True)
+    assert background.show_background_image  # frame 1 is still its own
+    clip_import.import_clip(scene, camera, clip_import.clip_frames("Spatia c", str(tmp_path / "f"), names, 1), retire=True)
+    assert not background.show_background_image
+
+
 def test_bad_frames_are_refused_with_the_reason(tmp_path):
     pytest.importorskip("bpy")
     from spatia_blender import clip_import
