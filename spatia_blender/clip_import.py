@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .compat import strips
 
@@ -286,7 +286,7 @@ class StepQueue:
         job = self._jobs[0]
         try:
             self._step(job)
-        except Exception:  # noqa: BLE001 - a job without on_error: printed, the queue goes on
+        except Exception:  # a job without on_error: printed, the queue goes on
             import traceback
 
             traceback.print_exc()

@@ -4,8 +4,8 @@ steps that each decode at most one frame (one step per timer tick in the interfa
 Needs only bpy and the extension (no torch, no `spatia`): runs under bpy 4.2, 4.5 and 5.0."""
 
 import os
-import zlib
 import struct
+import zlib
 
 import pytest
 
@@ -163,7 +163,7 @@ def test_bad_frames_are_refused_with_the_reason(tmp_path):
 
 
 def test_a_failing_step_ends_its_job_alone_and_a_loaded_file_drops_the_queue(fresh):
-    bpy, scene, camera = fresh
+    bpy = fresh[0]
     from spatia_blender import clip_import
 
     ran, errors, done = [], [], []
