@@ -266,7 +266,7 @@ class StepQueue:
         _, step = job["steps"].popleft()
         try:
             step()
-        except Exception as exc:  # noqa: BLE001 - handed to the job's on_error
+        except Exception as exc:  # handed to the job's on_error
             job["steps"].clear()
             if job["on_error"] is not None:
                 job["on_error"](exc)
@@ -286,7 +286,7 @@ class StepQueue:
         job = self._jobs[0]
         try:
             self._step(job)
-        except Exception:  # a job without on_error: printed, the queue goes on
+        except Exception:  # noqa: BLE001 - a job without on_error: printed, the queue goes on
             import traceback
 
             traceback.print_exc()
