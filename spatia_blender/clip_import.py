@@ -146,9 +146,9 @@ class ClipImport:
         self._scene()
         f = self.frames
         path = _relative(bpy, f.first_path)
-        image = bpy.data.images.get(f.name)
-        if image is None or image.filepath != path:
-            image = bpy.data.images.load(f.first_path, check_existing=True)
+        image = bpy.data.images.get(f.name)  # the clip imported again: the same datablock
+        if image is None:
+            image = bpy.data.images.load(f.first_path, check_existing=False)
             image.name = f.name
         image.source = "SEQUENCE"
         if image.filepath != path:
@@ -188,7 +188,7 @@ class ClipImport:
         for name in f.files[1:]:
             strip.elements.append(name)
         directory = _relative(bpy, f.directory)
-        strip.directory = directory if directory.endswith(("/", "\\")) else directory + os.sep
+        strip.directory = directory if directory.endswith(("/", "\\")) else directory + "/"
         self.result["strip"] = strip
 
     def retire_covered(self) -> None:
