@@ -69,7 +69,7 @@ ensure_chromium() {
 BLENDER_VERSIONS=(4.2 4.5)
 BLENDER_TESTS=(tests/blender/test_ext_artist.py tests/blender/test_ext_memory.py tests/blender/test_ext_register.py
                tests/blender/test_ext_settings.py tests/blender/test_ext_build.py tests/blender/test_ext_objects.py
-               tests/blender/test_ext_objects_pure.py tests/blender/test_ext_dashboard.py
+               tests/blender/test_ext_objects_pure.py tests/blender/test_ext_dashboard.py tests/blender/test_ext_clip_import.py
                tests/blender/test_ext_shot.py::test_camera_path_presets_key_the_camera)
 
 ensure_bpy_env() {

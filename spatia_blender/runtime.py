@@ -27,6 +27,11 @@ def _blocking() -> bool:
     return bool(bpy.app.background)
 
 
+def blocking() -> bool:
+    """Whether main-thread work runs at once (Blender in background: timers never fire)."""
+    return _blocking()
+
+
 def _tick():
     runner.drain()
     redraw()
@@ -205,7 +210,10 @@ def scene_by_name(name: str):
 
 
 def shutdown() -> None:
+    from . import clip_import
+
     runner.cancel_all()
+    clip_import.queue.clear()
     if bpy.app.timers.is_registered(_tick):
         bpy.app.timers.unregister(_tick)
     backend.stop()

@@ -134,8 +134,8 @@ def _before_save(filepath="", *args):
             return None
         return for_blender(new)
 
-    for clip in bpy.data.movieclips:
-        if clip.library is None and moves:
+    for clip in (*bpy.data.movieclips, *bpy.data.images):
+        if clip.library is None and moves and clip.filepath:
             new = moved(clip.filepath)
             if new is not None:
                 clip.filepath = new
@@ -146,6 +146,10 @@ def _before_save(filepath="", *args):
                     new = moved(strip.filepath)
                     if new is not None:
                         strip.filepath = new
+                elif strip.type == "IMAGE" and strip.directory:
+                    new = moved(strip.directory)
+                    if new is not None:
+                        strip.directory = new if new.endswith(("/", "\\")) else new + "/"
         if hasattr(scene, "spatia"):
             for item in scene.spatia.clips:
                 item.video = remap(item.video, old_dir, new_dir, moves)

@@ -29,5 +29,10 @@ def test_demo_writes_video_memory_blend_and_report(tmp_path):
     memory = bpy.data.objects["Spatia Memory"]
     assert len(memory.data.vertices) == summary["memory_points"]
     assert memory["spatia_memory_version"] == 3
-    strips = sorted((s.name, s.frame_start) for s in bpy.context.scene.sequence_editor.strips)
-    assert strips == [("Spatia round 0", 1), ("Spatia round 1", 13)]
+    # each round's new frames (the second round's start after its 5 overlap frames), from the
+    # world's PNG frames, behind the camera and in the sequencer
+    strips = sorted((s.name, s.frame_final_start, s.frame_final_duration) for s in bpy.context.scene.sequence_editor.strips)
+    assert strips == [("Spatia round 0", 1, 17), ("Spatia round 1", 18, 8)]
+    users = sorted((bg.image.name, bg.image_user.frame_start, bg.image_user.frame_duration, bg.image_user.frame_offset)
+                   for bg in bpy.context.scene.camera.data.background_images)
+    assert users == [("Spatia round 0", 1, 17, -1), ("Spatia round 1", 18, 8, 16)]

@@ -52,7 +52,7 @@ class SPATIA_OT_test_connection(bpy.types.Operator):
 
 
 class SPATIA_OT_backend_start(bpy.types.Operator):
-    """Start a Spatia backend on this computer (`python -m spatia.cli.main serve`)"""
+    """Start a Spatia backend on this computer (`python -m spatia.cli serve`)"""
 
     bl_idname = "spatia.backend_start"
     bl_label = "Start Backend"

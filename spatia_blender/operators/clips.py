@@ -6,8 +6,7 @@ import os
 
 from .. import object_empties, payloads, preview, runtime
 from ..client import Cancelled, SpatiaError, job_error_text
-from ..compat import strips
-from .common import apply_memory, fetch_memory, fetch_objects
+from .common import apply_memory, describe, fetch_memory, fetch_objects, notify
 
 
 def _job_progress(scene, job: dict) -> None:
@@ -89,25 +88,11 @@ def follow_and_fetch(client, job: dict, task, report, data_root: str, *, lost_af
     return {"job": job, "video": video, "frames_dir": os.path.join(folder, "frames"), "fetched": fetched, "objects": objects}
 
 
-def _retire_older_clips(scene, imported: dict) -> None:
-    """A world's newest video holds every frame so far: hide the earlier clips behind the camera
-    and mute their strips (they stay in the file, and in the Clips list, for comparison)."""
-    camera = scene.camera
-    if camera is not None and camera.type == "CAMERA":
-        for background in camera.data.background_images:
-            if background.clip is not None and background.clip != imported["clip"] and background.clip.name.startswith("Spatia "):
-                background.show_background_image = False
-    editor = scene.sequence_editor
-    if editor is not None:
-        for strip in strips(editor):
-            if strip != imported["strip"] and strip.name.startswith("Spatia "):
-                strip.mute = True
-
-
 def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> str:
     """Main thread: the new memory first (so Blender and the backend agree on the version even if
-    the clip cannot be shown), then the clip behind the camera and in the sequencer, the lists."""
-    from ..clip_import import import_clip
+    the clip cannot be shown), the Clips list, then the clip's new frames behind the camera and in
+    the sequencer: at once in background mode, else a step per timer tick (`clip_import.queue`)."""
+    from .. import clip_import
 
     settings, job = scene.spatia, result["job"]
     _job_progress(scene, job)
@@ -116,7 +101,7 @@ def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> 
     memory_text = apply_memory(scene, result["fetched"])
     if result.get("objects") is not None:
         memory_text += "; " + object_empties.apply_objects(scene, result["objects"])
-    video_start, count, _ = payloads.clip_span(job)
+    video_start, count, new_frames = payloads.clip_span(job)
     frame_start = shot_first_frame + video_start
     name = f"Spatia {job['id'][:12]}"
     clip = settings.clips.add()
@@ -125,6 +110,24 @@ def apply_clip(scene, result: dict, shot_first_frame: int, prompt: str = "") -> 
     clip.prompt = prompt
     clip.memory_version = result["fetched"]["version"]
     settings.clip_index = len(settings.clips) - 1
-    imported = import_clip(scene, scene.camera, result["video"], frame_start, name=name)
-    _retire_older_clips(scene, imported)
-    return f"clip {name}: frames {frame_start}-{frame_start + count - 1}; {memory_text}"
+    text = f"clip {name}: frames {frame_start}-{frame_start + count - 1}; {memory_text}"
+    if not new_frames:
+        return f"{text}; no new frames to show"
+    # the new frames are the video's last ones
+    first_new = frame_start + count - len(new_frames)
+    frames = clip_import.clip_frames(name, result["frames_dir"], new_frames, first_new)
+    camera = scene.camera.name if scene.camera is not None else None
+    steps = clip_import.ClipImport(scene.name, camera, frames, retire=True).steps()
+    if runtime.blocking():
+        clip_import.queue.add(steps, blocking=True)
+        return text
+    scene_name = scene.name
+
+    def shown():
+        notify(runtime.scene_by_name(scene_name), f"{text}; shown from frame {first_new}", undo=True)
+
+    def failed(exc):
+        notify(runtime.scene_by_name(scene_name), f"clip {name} could not be shown: {describe(exc)}", error=True)
+
+    clip_import.queue.add(steps, shown, failed)
+    return f"{text}; showing the clip..."

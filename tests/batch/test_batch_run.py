@@ -85,12 +85,17 @@ def test_output_blend_holds_the_memory_and_the_clips(local_run):
         memory = bpy.data.objects["Spatia Memory"]
         assert len(memory.data.vertices) == report["summary"]["memory_points"]
         assert memory["spatia_memory_version"] == report["summary"]["memory_version"]
-        strips = sorted((s.name, s.frame_start, s.filepath) for s in bpy.context.scene.sequence_editor.strips)
-        assert [(name, start) for name, start, _ in strips] == [("Spatia round 0", 1), ("Spatia round 1", 11)]
+        strips = sorted((s.name, s.frame_final_start, s.frame_final_end, s.directory)
+                        for s in bpy.context.scene.sequence_editor.strips)
+        # the rounds' new frames, one after the other: the shot's 20 frames from frame 1
+        assert [name for name, *_ in strips] == ["Spatia round 0", "Spatia round 1"]
+        assert strips[0][1] == 1 and strips[0][2] == strips[1][1] > 1 and strips[1][2] == 21
+        strips = [(name, start, path) for name, start, _, path in strips]
         # relative paths: the shot folder can be moved (or gathered from another machine)
-        assert all(path.startswith("//world/rounds/") for _, _, path in strips)
+        assert all(path.startswith("//world/frames") for _, _, path in strips)
         assert all(bpy.path.abspath(path).startswith(str(folder)) for _, _, path in strips)
-        assert bpy.context.scene.camera.data.background_images[0].clip is not None
+        images = [bg.image for bg in bpy.context.scene.camera.data.background_images]
+        assert len(images) == 2 and all(i.filepath.startswith("//world/frames/") for i in images)
     finally:
         bpy.ops.wm.read_factory_settings(use_empty=True)
 

@@ -6,6 +6,7 @@ under every supported Blender (`.ci/run` runs it on bpy 4.2, 4.5 and 5.0)."""
 
 import io
 import os
+import tempfile
 import time
 import re
 
@@ -193,9 +194,9 @@ def test_generate_imports_the_clip_and_the_data_moves_with_the_blend(addon, back
 
     bpy.ops.wm.open_mainfile(filepath=str(blend))
     scene = bpy.context.scene
-    clip, strip = bpy.data.movieclips["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
+    clip, strip = bpy.data.images["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
     item = scene.spatia.clips[0]
-    for path in (clip.filepath, strip.filepath, item.video, item.frames_dir):
+    for path in (clip.filepath, strip.directory, item.video, item.frames_dir):
         assert path.startswith("//spatia/worlds/w/clips/j1"), path
         assert os.path.exists(bpy.path.abspath(path)), path
 
@@ -215,8 +216,8 @@ def test_generate_imports_the_clip_and_the_data_moves_with_the_blend(addon, back
     assert len(list((moved / "shots").glob("shot-*.json"))) == 2
     bpy.ops.wm.open_mainfile(filepath=str(elsewhere))
     scene = bpy.context.scene
-    clip, strip = bpy.data.movieclips["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
-    for path in (clip.filepath, strip.filepath, scene.spatia.clips[0].video, scene.spatia.clips[-1].frames_dir):
+    clip, strip = bpy.data.images["Spatia j1"], compat.strips(scene.sequence_editor)["Spatia j1"]
+    for path in (clip.filepath, strip.directory, scene.spatia.clips[0].video, scene.spatia.clips[-1].frames_dir):
         assert path.startswith("//spatia/worlds/w/clips/j1"), path
         assert bpy.path.abspath(path).startswith(str(tmp_path / "elsewhere")) and os.path.exists(bpy.path.abspath(path))
     assert runtime.shot_dir(scene, "worlds", "w", "memory", create=False) == str(moved / "memory")
@@ -239,6 +240,34 @@ def test_shot_data_folder_is_a_scene_setting_and_the_backend_data_outlives_the_e
     assert not runtime.data_dir().startswith(runtime.user_dir())
 
 
+def test_in_the_interface_the_clip_comes_a_step_per_timer_tick(addon, backend, monkeypatch):
+    """With timers (the interface), the job's landing tick brings the memory and the Clips entry;
+    the clip's background, strip and the retiring of earlier clips follow, one per tick."""
+    bpy = addon
+    from spatia_blender import clip_import, compat, runtime
+
+    succeeding_job(backend, frames=3)
+    scene, settings = shot_scene(bpy)
+    monkeypatch.setattr(runtime, "blocking", lambda: False)
+    ticks = []
+    try:
+        assert bpy.ops.spatia.generate() == {"FINISHED"}, settings.status
+        assert settings.memory_version == 2 and len(settings.clips) == 1
+        assert settings.status.endswith("showing the clip...") and clip_import.queue.pending == 3
+        editor = scene.sequence_editor
+        assert len(scene.camera.data.background_images) == 0 and (editor is None or not len(compat.strips(editor)))
+        while clip_import.queue.pending:
+            clip_import.queue.tick()
+            editor = scene.sequence_editor
+            ticks.append((len(scene.camera.data.background_images), 0 if editor is None else len(compat.strips(editor))))
+    finally:
+        clip_import.queue.clear()
+    assert ticks == [(1, 0), (1, 1), (1, 1)]
+    assert settings.status.startswith("clip Spatia j1") and "shown from frame 1" in settings.status
+    strip = compat.strips(scene.sequence_editor)["Spatia j1"]
+    assert (strip.frame_final_start, strip.frame_final_duration, strip.type) == (1, 3, "IMAGE")
+
+
 def test_a_clip_that_cannot_be_shown_still_brings_the_memory(addon, backend, monkeypatch):
     bpy = addon
     from spatia_blender import clip_import
@@ -249,7 +278,7 @@ def test_a_clip_that_cannot_be_shown_still_brings_the_memory(addon, backend, mon
     def broken(*args, **kwargs):
         raise AttributeError("'SequenceEditor' object has no attribute 'strips'")
 
-    monkeypatch.setattr(clip_import, "import_clip", broken)
+    monkeypatch.setattr(clip_import.ClipImport, "strip", broken)
     with pytest.raises(RuntimeError, match="strips"):
         bpy.ops.spatia.generate()
     # Blender and the backend agree on the memory version, so the next push is not a conflict
@@ -329,10 +358,11 @@ def test_memory_stays_out_of_renders_and_of_the_world_from_render(addon, backend
     # a clip imported earlier sits in the sequencer: the render is the camera's view, not the strip
     from spatia_blender import clip_import
 
-    still = os.path.join(bpy.app.tempdir or "/tmp", "spatia-strip.png")
-    with open(still, "wb") as handle:
+    folder = os.path.join(bpy.app.tempdir or tempfile.gettempdir(), "spatia-strip")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "000000.png"), "wb") as handle:
         handle.write(payloads.encode_png(np.full((24, 32, 3), 200, np.uint8)))
-    clip_import.import_clip(scene, None, still, 1, name="Spatia earlier")
+    clip_import.import_clip(scene, None, clip_import.clip_frames("Spatia earlier", folder, ["000000.png"], 1))
     assert bpy.ops.spatia.world_from_render(samples=1) == {"FINISHED"}, scene.spatia.status
     (body,) = backend.posted("/v1/worlds")
     depth = np.load(io.BytesIO(multipart_field(body, "depth")))

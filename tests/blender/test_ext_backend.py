@@ -79,11 +79,11 @@ def test_generate_against_real_backend(room, tmp_path):
     # the clip: behind the camera, in the sequencer at the first frame, on disk as images
     (clip,) = settings.clips
     assert clip.frame_start == 1 and clip.frame_count == 20
-    backgrounds = [bg for bg in camera.data.background_images if bg.clip is not None]
-    assert backgrounds and backgrounds[0].clip.frame_start == 1 and camera.data.show_background_images
-    assert backgrounds[0].clip.frame_duration == 20
+    backgrounds = [bg for bg in camera.data.background_images if bg.image is not None]
+    assert backgrounds and backgrounds[0].image.source == "SEQUENCE" and camera.data.show_background_images
+    assert (backgrounds[0].image_user.frame_start, backgrounds[0].image_user.frame_duration) == (1, 20)
     strip = scene.sequence_editor.strips[clip.name]
-    assert strip.frame_start == 1 and strip.frame_final_duration == 20
+    assert strip.type == "IMAGE" and strip.frame_start == 1 and strip.frame_final_duration == 20
     frames = sorted(os.listdir(clip.frames_dir))
     assert len(frames) == 20 and frames[0].endswith(".png")
     assert str(tmp_path / "user") in clip.frames_dir
@@ -101,9 +101,12 @@ def test_generate_against_real_backend(room, tmp_path):
     first, second = settings.clips
     assert second.frame_start == 1 and second.frame_count == 28 and settings.world_frames == 28
     assert len(os.listdir(second.frames_dir)) == 8  # only the new frames are downloaded
-    shown = [bg.clip.name for bg in camera.data.background_images if bg.show_background_image]
-    assert shown == [second.name]
-    assert scene.sequence_editor.strips[first.name].mute and not scene.sequence_editor.strips[second.name].mute
+    # each clip shows its own frames: the first 1-20, the second 21-28
+    shown = {bg.image.name: (bg.image_user.frame_start, bg.image_user.frame_duration)
+             for bg in camera.data.background_images if bg.show_background_image}
+    assert shown == {first.name: (1, 20), second.name: (21, 8)}
+    placed = {s.name: (s.frame_final_start, s.frame_final_duration, s.mute) for s in scene.sequence_editor.strips}
+    assert placed == {first.name: (1, 20, False), second.name: (21, 8, False)}
     version = memory["spatia_memory_version"]
     assert version == second.memory_version > clip.memory_version
 

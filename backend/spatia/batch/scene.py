@@ -154,7 +154,7 @@ def generate(world: World, shot: Shot, models: dict, progress) -> list[dict]:
 def save_blend(bpy, scene, world: World, shot: Shot, records: list[dict], path: Path) -> Path:
     """The scene with the memory as a point object and every clip as a camera background and a
     sequencer strip (as the extension imports them), saved with paths relative to the file."""
-    from spatia_blender.clip_import import import_clip
+    from spatia_blender.clip_import import import_clip, round_frames
     from spatia_blender.memory_object import import_memory
 
     arrays = world.memory().arrays()
@@ -163,8 +163,7 @@ def save_blend(bpy, scene, world: World, shot: Shot, records: list[dict], path: 
                   world=shot.world_id or "world")
     first = int(shot.spec["frames"][0]["frame"])
     for record in records:
-        clip = world.root / "rounds" / f"{record['round']:04d}" / "clip.mp4"
-        import_clip(scene, scene.camera, str(clip.resolve()), first + record["start"], name=f"Spatia round {record['round']}")
+        import_clip(scene, scene.camera, round_frames(world.root.resolve(), record, first))
     path = Path(path).resolve()
     # Save first so the file has a folder to be relative to, then make the clips' paths relative:
     # the shot folder can move (or come back from another machine) and the .blend still finds them.

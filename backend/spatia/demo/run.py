@@ -46,7 +46,7 @@ def run_demo(options: DemoOptions, progress=None) -> dict:
     import bpy
 
     from spatia_blender.camera_export import export_camera
-    from spatia_blender.clip_import import import_clip
+    from spatia_blender.clip_import import import_clip, round_frames
     from spatia_blender.memory_object import import_memory
     from spatia_blender.render_rgbd import render_rgbd
 
@@ -104,9 +104,7 @@ def run_demo(options: DemoOptions, progress=None) -> dict:
     import_memory(scene, xyz, rgb, ids, radius=options.voxel_size * 0.6, version=world.memory_version,
                   world=str(world_dir.resolve()))
     for record in records:
-        clip = world.root / "rounds" / f"{record['round']:04d}" / "clip.mp4"
-        import_clip(scene, camera, str(clip.resolve()), scene.frame_start + record["start"],
-                    name=f"Spatia round {record['round']}")
+        import_clip(scene, camera, round_frames(world.root.resolve(), record, scene.frame_start))
     blend = out / "demo.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend.resolve()), check_existing=False)
 
