@@ -57,7 +57,7 @@ from spatia.engine.objects import (
 )
 from spatia.engine.plan import Round, plan_rounds
 from spatia.engine.render import control_voxel_size, render_control, render_memory, voxel_downsample
-from spatia.engine.metrics import psnr, ssim
+from spatia.engine.recall import keyframe_recall, recall, revisit_pairs, score_revisits
 from spatia.engine.retrieval import SCORINGS, retrieve_indexed
 from spatia.engine.update import UpdateSettings, rebuild_with_known_poses, update_memory
 from spatia.engine.view_index import ViewIndex, visible_ids
@@ -68,10 +68,7 @@ SCHEMA_VERSION = 1
 HISTORY_FRAMES = 9  # the last frames of the previous clip, as in the paper
 REFERENCE_FRAMES = 7
 INDEX_FPS = 6.0  # frames enter the view index (and can be retrieved) at this rate, as the paper samples them
-REVISIT_METRES = 0.1  # a frame revisits an earlier one whose camera is this close ...
-REVISIT_DEGREES = 5.0  # ... and turned by at most this much
 UPDATE_MODES = ("incremental", "mapanything-rebuild")
-REVISITS_PER_ROUND = 8  # revisit pairs scored per round (the closest), so the cost stays bounded
 
 Progress = Callable[[float, str], None]
 
@@ -536,7 +533,8 @@ class World:
                     raise WorldError("the generator returns no depth: a depth estimator is needed to update the memory")
                 # Depth a generator returns is already in the memory's frame (the preview's comes from
                 # the memory, the oracle's is exact); only estimated depth is aligned to the memory.
-                update_settings = replace(settings.update, align=settings.update.align and result.depth is None)
+                update_settings = replace(settings.update, align=settings.update.align and (
+                    result.depth is None or result.info.get("depth_in_memory_frame") is False))
                 new_memory, aligned, update_stats = update_memory(memory, key_frames, depth, key_cams, keys,
                                                                   dynamic=dynamic, confidence=confidence,
                                                                   anchors=self.first_camera(), settings=update_settings)
@@ -772,40 +770,21 @@ class World:
 
     # --- loop closure ---------------------------------------------------------------------
     def _loop_closure(self, memory: SpatialMemory, cameras: Cameras, frames: np.ndarray, rnd: Round, device) -> dict:
-        """How well the world returns to where it has been: the memory rendered at the first
-        camera against the first image, and each new frame whose camera revisits an earlier
-        frame's (within REVISIT_METRES and REVISIT_DEGREES, at least a round apart) against
-        that frame (the closest REVISITS_PER_ROUND pairs)."""
+        """What the memory gives back (spatia.engine.recall): the memory at the first camera against
+        the first image, recall at the keyframes it fused, and new frames that return to an earlier
+        frame's camera (at least a round apart), exact and near returns apart."""
         out: dict = {}
-        first = self.first_frame()
-        if first is not None and len(cameras):
-            view = render_memory(memory, cameras[:1], device=device)
-            known = view.mask[0].cpu().numpy()
-            out["memory_vs_first_psnr"] = _db(psnr(view.rgb[0].cpu().numpy(), first, known)) if known.any() else None
-            out["memory_vs_first_coverage"] = round(float(known.mean()), 4)
-        earliest_gap = max(1, rnd.frames)
-        c2w = cameras.c2w
-        pairs = []
-        for j in range(rnd.overlap, rnd.frames):
-            frame = rnd.start + j
-            older = frame - earliest_gap
-            if older < 0:
-                continue
-            distance = np.linalg.norm(c2w[:older + 1, :3, 3] - c2w[frame, :3, 3], axis=1)
-            cos = (np.einsum("fij,ij->f", c2w[:older + 1, :3, :3], c2w[frame, :3, :3]) - 1) / 2
-            angle = np.degrees(np.arccos(np.clip(cos, -1, 1)))
-            close = np.flatnonzero((distance <= REVISIT_METRES) & (angle <= REVISIT_DEGREES))
-            if len(close):
-                best = close[np.argmin(distance[close] + angle[close] * np.pi / 180)]
-                pairs.append((float(distance[best]), frame, int(best), j))
-        pairs.sort()
-        scored = []
-        for _, frame, earlier, j in pairs[:REVISITS_PER_ROUND]:
-            then = self.frames([earlier])[0]
-            scored.append({"frame": frame, "earlier": earlier, "psnr": _db(psnr(frames[j], then)),
-                           "ssim": round(ssim(frames[j], then), 4)})
-        out["revisits"] = scored
-        out["revisit_psnr_mean"] = round(float(np.mean([p["psnr"] for p in scored])), 3) if scored else None
+        first, pinned = self.first_frame(), self.first_camera()
+        if first is not None and pinned is not None:
+            view = recall(memory, first[None], pinned, pinned=pinned, device=device)[0]
+            out["memory_vs_first_psnr"], out["memory_vs_first_coverage"] = view["psnr"], view["coverage"]
+            out["memory_vs_first_ssim"] = view["ssim"]
+        keys = sorted(int(p.stem) for p in (self.root / "keyframes").glob("[0-9]*.npz"))
+        out["recall"] = keyframe_recall(memory, cameras, frames[rnd.overlap:], rnd.new_start,
+                                        [k for k in keys if k < rnd.end], self.frames, pinned=pinned, device=device)
+        pairs = revisit_pairs(cameras, range(rnd.new_start, rnd.end), max(1, rnd.frames))
+        out.update(score_revisits(memory, cameras, pairs, lambda g: frames[g - rnd.start], self.frames,
+                                  pinned=pinned, device=device))
         return out
 
     def rebuild_memory(self, *, extra=None, settings: UpdateSettings = UpdateSettings()) -> SpatialMemory:
@@ -851,11 +830,6 @@ class RoundConditioning:
     depth: np.ndarray
     hole: np.ndarray
     object_ids: np.ndarray
-
-
-def _db(value: float) -> float:
-    """A PSNR for JSON: identical images (infinite PSNR) are reported as 100 dB."""
-    return round(min(float(value), 100.0), 3)
 
 
 def _control_first_frame(memory: SpatialMemory, camera: Cameras) -> np.ndarray:
