@@ -170,11 +170,12 @@ def _local_focal(cameras: Cameras, pad: int, device) -> torch.Tensor:
 
 def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tensor, point_size: float,
                  max_radius_px: int, empty_key: int, sizes: torch.Tensor | None = None,
-                 local_focal: torch.Tensor | None = None, locked: torch.Tensor | None = None) -> None:
+                 local_focal: torch.Tensor | None = None, locked: torch.Tensor | None = None,
+                 pinned: torch.Tensor | None = None) -> None:
     """Grow each centre into its square footprint, in place (see the module docstring).
     `sizes` [N+1]: each point's own spacing (the last entry, for empty pixels, 0), else all
     points have `point_size`, which also sets the occlusion margin. `locked` [C,H+2p,W+2p]:
-    pixels no splat may take."""
+    pixels no splat of a `pinned` point ([N+1] bool) may take."""
     largest = point_size if sizes is None else float(sizes.max())
     if largest <= 0 or max_radius_px <= 0:
         return
@@ -205,7 +206,7 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
         margin = occlusion_margin if sizes is None else OCCLUSION_MARGIN_VOXELS * sizes[block & INDEX_MASK]
         take = (canvas == empty_key) | (grown < current - (margin + OCCLUSION_MARGIN_REL * current))
         if locked is not None:
-            take &= ~locked
+            take &= ~(locked & pinned[block & INDEX_MASK])
         torch.where(take, block, canvas, out=canvas)
 
 
@@ -249,8 +250,9 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     points that keep their pixels against others at about the same depth (the user's).
     exact: bool [F], frames at the own camera of a pinned view (an image the user gave, whose
     every pixel is a preferred point): there a preferred point's centre pixel is taken by no
-    splat, so the view comes back pixel for pixel (only a point clearly nearer, which the
-    memory keeps out of the space such a view saw as empty, can still take it).
+    other preferred point's splat, so the view comes back pixel for pixel, silhouettes
+    included. Other points still draw as anywhere else: one in front of the view's surface
+    (which the memory keeps out of the space such a view saw as empty) would show.
     """
     if not isinstance(cameras, Cameras):
         raise RenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
@@ -326,7 +328,7 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
             frame_exact = torch.as_tensor(exact[start:stop], device=device).view(-1, 1, 1)
             locked = pinned[canvas & INDEX_MASK] & frame_exact
         _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key, sizes,
-                     _local_focal(cameras[start:stop], pad, device), locked)
+                     _local_focal(cameras[start:stop], pad, device), locked, pinned)
         keys = canvas[:, pad:pad + height, pad:pad + width]
         winner = keys & INDEX_MASK  # == count where empty
         depth[start:stop] = _key_depths(keys)

@@ -55,6 +55,7 @@ from spatia.engine.objects import (
     snap_up,
     split_components,
 )
+from spatia.engine.memory_map import map_points
 from spatia.engine.plan import Round, plan_rounds
 from spatia.engine.render import control_voxel_size, render_control, render_memory, voxel_downsample
 from spatia.engine.recall import keyframe_recall, recall, revisit_pairs, score_revisits
@@ -472,14 +473,14 @@ class World:
             crops = [o.best_crop().on_white() for o in objects.objects
                      if o.reference and o.crops and in_view(o, paths[o.id], cams, objects.up).any()]
             object_references = np.stack(crops) if crops else None
+        map_xyz, map_rgb = map_points(memory)  # the reference's map build (spatia.engine.memory_map)
         request = GenerationRequest(
             prompt=rnd.prompt, negative_prompt=settings.negative_prompt, projection=padded(proj_rgb),
             projection_depth=padded(proj_depth), hole_mask=padded(hole_mask), history=history,
             references=references, first_frame=first_frame, cameras=padded(cams), fps=self.fps,
             seed=settings.seed + round_index if settings.seed_per_round else settings.seed,
             steps=settings.steps, guidance=settings.guidance,
-            points_xyz=memory.xyz.detach().cpu().numpy().astype(np.float32, copy=False),
-            points_rgb=memory.rgb.detach().cpu().numpy(), round_index=round_index,
+            points_xyz=map_xyz, points_rgb=map_rgb, round_index=round_index,
             frame_points_xyz=frame_xyz, frame_points_rgb=frame_rgb, object_references=object_references,
             start_frame=rnd.start,
         )
