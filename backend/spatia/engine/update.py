@@ -34,7 +34,10 @@ from spatia.engine.memory import (
     pin_points, points_from_depth, refine,
 )
 from spatia.engine.memory.cloud import CELLS_PER_FOOTPRINT
-from spatia.engine.render import OCCLUSION_MARGIN_REL, OCCLUSION_MARGIN_VOXELS, SPLAT_OVERLAP, point_sizes, render_memory
+from spatia.engine.poses import exact_matches
+from spatia.engine.render import (
+    OCCLUSION_MARGIN_REL, OCCLUSION_MARGIN_VOXELS, SPLAT_OVERLAP, point_sizes, render, render_memory,
+)
 
 MAX_SPLAT_PX = 8  # the renderer's default max_radius_px
 
@@ -136,48 +139,69 @@ def splat_reach(xyz: torch.Tensor, sizes: torch.Tensor, cameras: Cameras, a: int
     return z, col, row, k.to(torch.int64)
 
 
-def in_pinned_free_space(xyz: torch.Tensor, sizes, cameras: Cameras, depth: torch.Tensor,
-                         near: float = 1e-2) -> torch.Tensor:
+class PinnedViews:
+    """The pinned views' cameras and what they saw: depth [A,H,W] (0 = none), with the nearest
+    surface a splat of half-width k may not come in front of (a max filter of k pixels), built
+    once per update."""
+
+    def __init__(self, cameras: Cameras, depth: torch.Tensor):
+        self.cameras, self.depth = cameras, depth
+        front = torch.where(depth > 0, depth * (1 - OCCLUSION_MARGIN_REL), torch.full_like(depth, -math.inf))
+        self._limits = [front]
+
+    def limit(self, radius: int) -> torch.Tensor:
+        """[A,H,W]: the farthest 'front' within `radius` pixels (3x3 max filters, one per ring)."""
+        while len(self._limits) <= radius:
+            last = self._limits[-1][:, None]
+            self._limits.append(torch.nn.functional.max_pool2d(last, 3, stride=1, padding=1)[:, 0])
+        return self._limits[radius]
+
+
+def in_pinned_free_space(xyz: torch.Tensor, sizes, cameras: Cameras, depth, near: float = 1e-2) -> torch.Tensor:
     """Bool [M]: points whose splat (of `sizes` [M] metres, as the renderer draws it) would take
-    a pixel of one of the pinned views `cameras` whose observed depth [A,H,W] (0 = none) lies
-    behind it, i.e. points in space such a view saw as empty. The whole footprint counts, so a
-    point whose centre falls just outside the image but whose splat reaches its border is caught."""
+    a pixel of one of the pinned views `cameras` whose observed depth [A,H,W] (0 = none; or a
+    PinnedViews) lies behind it, i.e. points in space such a view saw as empty. The whole
+    footprint counts, so a point whose centre falls just outside the image but whose splat
+    reaches its border is caught."""
     out = torch.zeros(len(xyz), dtype=torch.bool, device=xyz.device)
     if len(xyz) == 0:
         return out
+    views = depth if isinstance(depth, PinnedViews) else PinnedViews(cameras, torch.as_tensor(depth).float())
     sizes = torch.as_tensor(sizes, dtype=torch.float32, device=xyz.device).expand(len(xyz))
     h, w = cameras.height, cameras.width
     for a in range(len(cameras)):
-        seen = depth[a].to(xyz.device).float()
-        front = torch.where(seen > 0, seen * (1 - OCCLUSION_MARGIN_REL), torch.full_like(seen, -math.inf))
         z, col, row, k = splat_reach(xyz, sizes, cameras, a)
-        inside = (z > near) & (col >= -k) & (col < w + k) & (row >= -k) & (row < h + k)
-        pixel = (row.clamp(0, h - 1) * w + col.clamp(0, w - 1)).long()
-        for radius in torch.unique(k[inside]).tolist():
-            pick = inside & (k == radius)
-            if radius == 0:
-                limit = front
-            else:
-                limit = torch.nn.functional.max_pool2d(front[None, None], 2 * radius + 1, stride=1,
-                                                       padding=radius)[0, 0]
-            hit = z[pick] < limit.reshape(-1)[pixel[pick]] - OCCLUSION_MARGIN_VOXELS * sizes[pick]
-            out[pick] |= hit
+        inside = ((z > near) & (col >= -k) & (col < w + k) & (row >= -k) & (row < h + k)).nonzero()[:, 0]
+        if len(inside) == 0:
+            continue
+        z, k = z[inside], k[inside]
+        pixel = (row[inside].clamp(0, h - 1) * w + col[inside].clamp(0, w - 1)).long()
+        limit = torch.empty_like(z)
+        for radius in torch.unique(k).tolist():
+            pick = k == radius
+            limit[pick] = views.limit(radius)[a].reshape(-1).to(xyz.device)[pixel[pick]]
+        out[inside] |= z < limit - OCCLUSION_MARGIN_VOXELS * sizes[inside]
     return out
 
 
-def pinned_depth(memory: SpatialMemory, anchors: Cameras | None, rank: int, device=None) -> torch.Tensor | None:
-    """Depth [A,H,W] (0 = none) of the points that outrank `rank` (the user's) at the pinned
-    views `anchors`, rendered pixel for pixel at their own cameras; None without such points."""
+def pinned_depth(memory: SpatialMemory, anchors: Cameras | None, rank: int, device=None) -> PinnedViews | None:
+    """What the pinned views `anchors` saw: the depth [A,H,W] (0 = none) of the points that
+    outrank `rank` (the user's), rendered pixel for pixel at their own cameras; None without
+    such points."""
     if anchors is None or len(anchors) == 0:
         return None
-    users = memory.rank > rank
-    if not bool(users.any()):
+    users = (memory.rank > rank).nonzero()[:, 0]
+    if len(users) == 0:
         return None
-    view = render_memory(memory.subset(users), anchors, depth_only=True, device=device, pinned=anchors)
-    return torch.where(view.mask, view.depth, torch.zeros_like(view.depth)).to(memory.device)
+    sizes = point_sizes(memory)
+    sizes = sizes[users] if torch.is_tensor(sizes) else sizes
+    view = render(memory.xyz[users], None, anchors, point_size=sizes, depth_only=True, device=device,
+                  priority=torch.ones(len(users), dtype=torch.bool), exact=exact_matches(anchors, anchors))
+    depth = torch.where(view.mask, view.depth, torch.zeros_like(view.depth)).to(memory.device)
+    return PinnedViews(anchors, depth)
 
 
-def sweep_pinned_free_space(memory: SpatialMemory, anchors: Cameras, depth: torch.Tensor | None,
+def sweep_pinned_free_space(memory: SpatialMemory, anchors: Cameras, depth: PinnedViews | None,
                             rank: int) -> tuple[SpatialMemory, int]:
     """Remove the points of rank `rank` or below that stand in space a pinned view saw as empty,
     wherever they came from (new, refined or merged): (memory, how many were removed)."""
@@ -435,5 +459,6 @@ def coverage(memory: SpatialMemory, cameras: Cameras, *, device: str | None = No
     return result.mask.float().mean(dim=(1, 2)).cpu().numpy()
 
 
-__all__ = ["UpdateSettings", "UpdateStats", "align_to_memory", "coverage", "in_pinned_free_space", "pinned_depth",
+__all__ = ["PinnedViews", "UpdateSettings", "UpdateStats", "align_to_memory", "coverage", "in_pinned_free_space",
+           "pinned_depth",
            "rebuild_with_known_poses", "splat_reach", "sweep_pinned_free_space", "update_memory"]
