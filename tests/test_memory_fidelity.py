@@ -218,7 +218,7 @@ def test_refined_and_merged_points_never_stand_where_the_users_view_saw_empty_sp
         # surfaces at random depths, some in front of the user's wall: refinement and merging move points
         grey, d = plane(float(rng.uniform(0.8, 3.2)), cam, colour=(int(rng.integers(255)), 90, 90))
         d = d * (1 + 0.05 * rng.standard_normal(d.shape)).astype(np.float32)
-        memory, _, stats = update_memory(memory, grey, d, cam, [frame], anchors=first, settings=settings)
+        memory, _, _ = update_memory(memory, grey, d, cam, [frame], anchors=first, settings=settings)
         anchor = pinned_depth(memory, first, RANK_GENERATED)
         generated = memory.subset(memory.rank == RANK_GENERATED)
         sizes = render_sizes(generated)

@@ -60,12 +60,16 @@ class RenderResult:
     mask: [F,H,W] bool, True where some point covers the pixel.
     rgb: [F,H,W,3] uint8 colour of the winning point, 0 where empty; None in depth-only mode.
     index: [F,H,W] int64 index of the winning point, -1 where empty; None unless asked for.
+    centre_index, centre_depth: [F,H,W] the point whose centre won each pixel (-1 / +inf where
+    none), before splats grow: the same as a render with point_size 0; None unless asked for.
     """
 
     depth: torch.Tensor
     mask: torch.Tensor
     rgb: torch.Tensor | None = None
     index: torch.Tensor | None = None
+    centre_index: torch.Tensor | None = None
+    centre_depth: torch.Tensor | None = None
 
 
 def as_points_tensor(xyz, device: torch.device) -> torch.Tensor:
@@ -239,7 +243,7 @@ def _centres_by_priority(points_t, preferred, rotation, translation, canvas, spa
 
 def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch.device | None = None,
            depth_only: bool = False, return_index: bool = False, near: float = 1e-2, max_radius_px: int = 8,
-           chunk: int | None = None, priority=None, exact=None) -> RenderResult:
+           chunk: int | None = None, priority=None, exact=None, return_centres: bool = False) -> RenderResult:
     """Render points into every camera of `cameras` (see the module docstring for the splat model).
 
     xyz: [N,3] float world points, numpy or torch. rgb: [N,3] uint8 (ignored when depth_only).
@@ -253,6 +257,8 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     other preferred point's splat, so the view comes back pixel for pixel, silhouettes
     included. Other points still draw as anywhere else: one in front of the view's surface
     (which the memory keeps out of the space such a view saw as empty) would show.
+    return_centres: also return which point's centre won each pixel before splats grew (as a
+    render with point_size 0 would), from the same pass.
     """
     if not isinstance(cameras, Cameras):
         raise RenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
@@ -298,6 +304,8 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     mask = torch.empty((frames, height, width), dtype=torch.bool, device=device)
     out_rgb = None if depth_only else torch.empty((frames, height, width, 3), dtype=torch.uint8, device=device)
     index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_index else None
+    centre_index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_centres else None
+    centre_depth = torch.empty((frames, height, width), dtype=torch.float32, device=device) if return_centres else None
     canvas_buffer = torch.empty((min(chunk, frames), height + 2 * pad, width + 2 * pad), dtype=torch.int64, device=device)
     preferred = None if priority is None else torch.as_tensor(priority, device=device).to(torch.bool).reshape(-1)
     if preferred is not None and len(preferred) != count:
@@ -323,6 +331,11 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
             nearest = _centres_by_priority(points_t, preferred, rotation[start:stop], translation[start:stop], canvas,
                                            spare_buffer[: stop - start], width, height, pad, near, point_size, sizes,
                                            empty_key)
+        if centre_index is not None:
+            centres = canvas[:, pad:pad + height, pad:pad + width]
+            centre_depth[start:stop] = _key_depths(centres)
+            winner = centres & INDEX_MASK
+            centre_index[start:stop] = winner.masked_fill(winner == count, -1)
         locked = None
         if pinned is not None and exact[start:stop].any():
             frame_exact = torch.as_tensor(exact[start:stop], device=device).view(-1, 1, 1)
@@ -338,7 +351,8 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
             out_rgb[start:stop] = texels[..., :3]
         if index is not None:
             index[start:stop] = winner.masked_fill_(~mask[start:stop], -1)
-    return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index)
+    return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index, centre_index=centre_index,
+                        centre_depth=centre_depth)
 
 
 SPLAT_OVERLAP = 1.5  # splats a little wider than a memory's sampling: views between the sampled ones have no pinholes

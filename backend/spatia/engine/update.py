@@ -93,15 +93,18 @@ class UpdateStats:
 
 
 def align_to_memory(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, static: np.ndarray,
-                    settings: UpdateSettings) -> tuple[np.ndarray, list[DepthAlignment]]:
-    """Fit each depth map [F,H,W] to the memory's rendered depth on static covered pixels."""
+                    settings: UpdateSettings, rendered=None) -> tuple[np.ndarray, list[DepthAlignment]]:
+    """Fit each depth map [F,H,W] to the memory's rendered depth on static covered pixels.
+    `rendered`: the memory's render at `cameras` with its centres (render_memory(...,
+    return_centres=True)), when the caller has it."""
     if len(memory) == 0 or not settings.align:
         return depth.astype(np.float32), [DepthAlignment(1.0, 0.0, 0, 0, False)] * len(depth)
     # Only the pixels a memory point projects into (no splat footprints): splats stand in front
     # of farther surfaces at silhouettes and grazing angles, which would bias the fit.
-    rendered = render_memory(memory, cameras, depth_only=True, point_size=0.0, device=settings.render_device)
-    reference = rendered.depth.cpu().numpy()
-    covered = rendered.mask.cpu().numpy()
+    if rendered is None:
+        rendered = memory_view(memory, cameras, settings)
+    reference = rendered.centre_depth.cpu().numpy()
+    covered = rendered.centre_index.cpu().numpy() >= 0
     aligned, fits = np.empty_like(depth, dtype=np.float32), []
     for f in range(len(depth)):
         fit = fit_scale_shift(depth[f], np.where(covered[f], reference[f], 0.0), covered[f] & static[f],
@@ -267,21 +270,27 @@ def _pixel_points(depth: np.ndarray, cameras: Cameras) -> np.ndarray:
     return np.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], rays * depth[..., None]) + c2w[:, None, None, :3, 3]
 
 
+def memory_view(memory: SpatialMemory, cameras: Cameras, settings: UpdateSettings):
+    """The memory's depth render at `cameras` with the winning points, and the centres' before
+    splats grew (one pass serves the depth fit and the weighing)."""
+    return render_memory(memory, cameras, depth_only=True, return_index=True, return_centres=True,
+                         device=settings.render_device)
+
+
 def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndarray, cameras: Cameras,
                        frame_indices: np.ndarray, static: np.ndarray, weight: np.ndarray, *, rank: int,
-                       settings: UpdateSettings) -> _Verdicts:
+                       settings: UpdateSettings, rendered=None) -> _Verdicts:
     """Which pixels re-observe a memory point (and refine it) and which conflict with one (see
     the module docstring); pixels that are neither are new."""
     shape = depth.shape
     none = np.zeros(shape, dtype=bool)
     if len(memory) == 0:
         return _Verdicts(none, none.copy(), memory)
-    device = settings.render_device
-    splats = render_memory(memory, cameras, depth_only=True, return_index=True, device=device)
+    splats = memory_view(memory, cameras, settings) if rendered is None else rendered
     winner = splats.index.cpu().numpy()
     rendered = np.nan_to_num(splats.depth.cpu().numpy(), posinf=0.0)
     # the pixel a point projects into itself: only there can it be seen through for certain
-    centres = render_memory(memory, cameras, depth_only=True, return_index=True, point_size=0.0, device=device).index
+    centres = splats.centre_index
     own_pixel = (centres.cpu().numpy() == winner) & (winner >= 0)
 
     observed = static & (depth > 0) & (weight > 0)
@@ -390,7 +399,8 @@ def update_memory(
     for start in range(0, count, settings.chunk_frames):
         part = slice(start, min(start + settings.chunk_frames, count))
         cams = cameras[part]
-        aligned[part], fits = align_to_memory(memory, depth[part], cams, ~dynamic[part], settings)
+        view = memory_view(memory, cams, settings) if len(memory) and (settings.align or not pinned) else None
+        aligned[part], fits = align_to_memory(memory, depth[part], cams, ~dynamic[part], settings, view)
         stats.alignments += fits
         static = ~dynamic[part]
         if pinned:
@@ -399,7 +409,7 @@ def update_memory(
             stats.replaced += replaced
         else:
             verdicts = weigh_observations(memory, frames[part], aligned[part], cams, indices[part], static,
-                                          weight[part], rank=rank, settings=settings)
+                                          weight[part], rank=rank, settings=settings, rendered=view)
             memory = verdicts.memory
             stats.reobserved_pixels += int(verdicts.reobserved.sum())
             stats.conflict_pixels += int(verdicts.conflict.sum())
