@@ -15,6 +15,12 @@ z-buffer of splats, and which point won the pixel):
 - otherwise it is new: it may carve the points it sees through (never protected ones) and is
   fused as a new point, in a cell about its pixel's footprint.
 
+The user's own images (rank RANK_USER: the first image, Blender renders) are not weighed: each
+pixel becomes its own pinned point (pin_points), and lower-ranked points on the surface it shows
+give way to it. A view of the user's stays exact at its camera: whatever lower-ranked point would
+stand in space it saw as empty (its splat over any of the view's pixels, in front of what the view
+showed) is kept out when new and swept out after refinement, fusion and budget merges.
+
 This step needs both the renderer and the memory package, so it sits above both.
 """
 
@@ -374,8 +380,9 @@ def update_memory(
     `dynamic` [F,H,W] marks pixels that must never enter the memory (people, cars); they
     neither add points nor carve. `rank` is the frames' (RANK_USER for the user's own images
     and renders). `anchors`: the cameras of the user's own views (the first image): a lower-rank
-    point that would stand in space such a view saw as empty (in front of the user's points
-    there) is kept out and counted as a conflict. Returns the new memory, the aligned depth (for
+    point whose splat would cover any of such a view's pixels in front of the user's points there
+    is kept out and counted as a conflict, and after the update every lower-rank point standing
+    there (refined or merged into place) is removed (`swept`). Returns the new memory, the aligned depth (for
     a later full rebuild) and statistics (with `merges`: which ids the budget merged into which).
     """
     count = len(cameras)
