@@ -4,7 +4,7 @@ import torch
 
 from spatia.cameras import Cameras
 from spatia.engine.memory import (
-    BYTES_PER_POINT, MemoryFormatError, SpatialMemory, apply_budget, budget_score, carve, coarsen_to_budget, merge,
+    BYTES_PER_POINT, RANK_GENERATED, RANK_USER, MemoryFormatError, SpatialMemory, apply_budget, budget_score, carve, coarsen_to_budget, merge,
 )
 
 
@@ -87,7 +87,7 @@ def occupied_cells(xyz, cell: float) -> set:
 
 def test_budget_merges_cells_and_never_forgets_a_place():
     xyz = np.concatenate([plane(64, 0.01), [[5.0, 5.0, 5.0]]])  # a dense patch and one lone point
-    memory = SpatialMemory.from_points(xyz, voxel_size=0.01)
+    memory = SpatialMemory.from_points(xyz, voxel_size=0.01, rank=RANK_GENERATED)
     kept, merges = coarsen_to_budget(memory, 100)
     assert len(kept) <= 100
     # every 16 cm region that held points still holds one; the lone point is still there
@@ -111,13 +111,29 @@ def test_budget_merges_cells_and_never_forgets_a_place():
 
 
 def test_budget_merges_far_and_rarely_seen_points_first():
-    near = SpatialMemory.from_points(plane(16, 0.01), conf=np.full(256, 10.0), voxel_size=0.01)
-    far = SpatialMemory.from_points(plane(16, 0.08, origin=(3.0, 0.0, 0.0)), voxel_size=0.01, first_id=256)
+    near = SpatialMemory.from_points(plane(16, 0.01), conf=np.full(256, 10.0), voxel_size=0.01, rank=RANK_GENERATED)
+    far = SpatialMemory.from_points(plane(16, 0.08, origin=(3.0, 0.0, 0.0)), voxel_size=0.01, first_id=256,
+                                    rank=RANK_GENERATED)
     far = far.replace(level=torch.full((256,), 3, dtype=torch.uint8))  # cells of 8 cm: seen from afar
     memory = merge(near, far)
     kept, _ = coarsen_to_budget(memory, 400)
     assert len(kept) <= 400
     assert set(range(256)) <= set(kept.point_id.tolist())  # the near, well-seen patch is untouched
+
+
+def test_budget_never_merges_the_users_pinned_points():
+    pinned = SpatialMemory.from_points(plane(64, 0.002), voxel_size=0.01)  # many user points per cell
+    generated = SpatialMemory.from_points(plane(64, 0.01, origin=(2.0, 0.0, 0.0)), voxel_size=0.01, first_id=4096,
+                                          rank=RANK_GENERATED)
+    memory = merge(pinned, generated)
+    kept, merges = coarsen_to_budget(memory, 4096 + 100)
+    assert len(kept) <= 4096 + 100
+    users = kept.rank == RANK_USER
+    assert int(users.sum()) == 4096
+    np.testing.assert_array_equal(kept.xyz[users].numpy(), pinned.xyz.numpy())
+    assert not set(merges.ids.tolist()) & set(range(4096))
+    # a budget below what the user gave keeps all of it (and one point per place of the rest)
+    assert int((apply_budget(memory, max_points=10).rank == RANK_USER).sum()) == 4096
 
 
 def test_budget_stays_above_the_cap_rather_than_drop_a_place():

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from spatia.cameras import Cameras
+from spatia.engine.poses import exact_matches
 
 INDEX_BITS = 31
 INDEX_MASK = (1 << INDEX_BITS) - 1
@@ -59,12 +60,16 @@ class RenderResult:
     mask: [F,H,W] bool, True where some point covers the pixel.
     rgb: [F,H,W,3] uint8 colour of the winning point, 0 where empty; None in depth-only mode.
     index: [F,H,W] int64 index of the winning point, -1 where empty; None unless asked for.
+    centre_index, centre_depth: [F,H,W] the point whose centre won each pixel (-1 / +inf where
+    none), before splats grow: the same as a render with point_size 0; None unless asked for.
     """
 
     depth: torch.Tensor
     mask: torch.Tensor
     rgb: torch.Tensor | None = None
     index: torch.Tensor | None = None
+    centre_index: torch.Tensor | None = None
+    centre_depth: torch.Tensor | None = None
 
 
 def as_points_tensor(xyz, device: torch.device) -> torch.Tensor:
@@ -169,10 +174,12 @@ def _local_focal(cameras: Cameras, pad: int, device) -> torch.Tensor:
 
 def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tensor, point_size: float,
                  max_radius_px: int, empty_key: int, sizes: torch.Tensor | None = None,
-                 local_focal: torch.Tensor | None = None) -> None:
+                 local_focal: torch.Tensor | None = None, locked: torch.Tensor | None = None,
+                 pinned: torch.Tensor | None = None) -> None:
     """Grow each centre into its square footprint, in place (see the module docstring).
     `sizes` [N+1]: each point's own spacing (the last entry, for empty pixels, 0), else all
-    points have `point_size`, which also sets the occlusion margin."""
+    points have `point_size`, which also sets the occlusion margin. `locked` [C,H+2p,W+2p]:
+    pixels no splat of a `pinned` point ([N+1] bool) may take."""
     largest = point_size if sizes is None else float(sizes.max())
     if largest <= 0 or max_radius_px <= 0:
         return
@@ -202,6 +209,8 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
         # a coarse point (seen from afar) must be nearer by its own size to cover a finer one
         margin = occlusion_margin if sizes is None else OCCLUSION_MARGIN_VOXELS * sizes[block & INDEX_MASK]
         take = (canvas == empty_key) | (grown < current - (margin + OCCLUSION_MARGIN_REL * current))
+        if locked is not None:
+            take &= ~(locked & pinned[block & INDEX_MASK])
         torch.where(take, block, canvas, out=canvas)
 
 
@@ -234,7 +243,7 @@ def _centres_by_priority(points_t, preferred, rotation, translation, canvas, spa
 
 def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch.device | None = None,
            depth_only: bool = False, return_index: bool = False, near: float = 1e-2, max_radius_px: int = 8,
-           chunk: int | None = None, priority=None) -> RenderResult:
+           chunk: int | None = None, priority=None, exact=None, return_centres: bool = False) -> RenderResult:
     """Render points into every camera of `cameras` (see the module docstring for the splat model).
 
     xyz: [N,3] float world points, numpy or torch. rgb: [N,3] uint8 (ignored when depth_only).
@@ -243,6 +252,13 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     where xyz lives if it is a tensor, else the CPU). chunk: frames rendered together
     (default: about 1M projected points per batch on CPU, 64M on CUDA). priority: bool [N],
     points that keep their pixels against others at about the same depth (the user's).
+    exact: bool [F], frames at the own camera of a pinned view (an image the user gave, whose
+    every pixel is a preferred point): there a preferred point's centre pixel is taken by no
+    other preferred point's splat, so the view comes back pixel for pixel, silhouettes
+    included. Other points still draw as anywhere else: one in front of the view's surface
+    (which the memory keeps out of the space such a view saw as empty) would show.
+    return_centres: also return which point's centre won each pixel before splats grew (as a
+    render with point_size 0 would), from the same pass.
     """
     if not isinstance(cameras, Cameras):
         raise RenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
@@ -288,6 +304,8 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     mask = torch.empty((frames, height, width), dtype=torch.bool, device=device)
     out_rgb = None if depth_only else torch.empty((frames, height, width, 3), dtype=torch.uint8, device=device)
     index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_index else None
+    centre_index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_centres else None
+    centre_depth = torch.empty((frames, height, width), dtype=torch.float32, device=device) if return_centres else None
     canvas_buffer = torch.empty((min(chunk, frames), height + 2 * pad, width + 2 * pad), dtype=torch.int64, device=device)
     preferred = None if priority is None else torch.as_tensor(priority, device=device).to(torch.bool).reshape(-1)
     if preferred is not None and len(preferred) != count:
@@ -295,6 +313,13 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     if preferred is not None and (bool(preferred.all()) or not bool(preferred.any())):
         preferred = None  # one rank for all: nothing to prefer
     spare_buffer = torch.empty_like(canvas_buffer) if preferred is not None else None
+    exact = None if exact is None else np.asarray(exact, dtype=bool).reshape(-1)
+    if exact is not None and len(exact) != frames:
+        raise RenderError(f"exact must hold one flag per frame ({frames}), got {len(exact)}")
+    pinned = None
+    if exact is not None and exact.any() and priority is not None:
+        flags = torch.as_tensor(priority, device=device).to(torch.bool).reshape(-1)
+        pinned = torch.cat([flags, torch.zeros(1, dtype=torch.bool, device=device)])  # entry N: empty pixels
 
     for start in range(0, frames, chunk):
         stop = min(start + chunk, frames)
@@ -306,8 +331,17 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
             nearest = _centres_by_priority(points_t, preferred, rotation[start:stop], translation[start:stop], canvas,
                                            spare_buffer[: stop - start], width, height, pad, near, point_size, sizes,
                                            empty_key)
+        if centre_index is not None:
+            centres = canvas[:, pad:pad + height, pad:pad + width]
+            centre_depth[start:stop] = _key_depths(centres)
+            winner = centres & INDEX_MASK
+            centre_index[start:stop] = winner.masked_fill(winner == count, -1)
+        locked = None
+        if pinned is not None and exact[start:stop].any():
+            frame_exact = torch.as_tensor(exact[start:stop], device=device).view(-1, 1, 1)
+            locked = pinned[canvas & INDEX_MASK] & frame_exact
         _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key, sizes,
-                     _local_focal(cameras[start:stop], pad, device))
+                     _local_focal(cameras[start:stop], pad, device), locked, pinned)
         keys = canvas[:, pad:pad + height, pad:pad + width]
         winner = keys & INDEX_MASK  # == count where empty
         depth[start:stop] = _key_depths(keys)
@@ -317,7 +351,8 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
             out_rgb[start:stop] = texels[..., :3]
         if index is not None:
             index[start:stop] = winner.masked_fill_(~mask[start:stop], -1)
-    return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index)
+    return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index, centre_index=centre_index,
+                        centre_depth=centre_depth)
 
 
 SPLAT_OVERLAP = 1.5  # splats a little wider than a memory's sampling: views between the sampled ones have no pinholes
@@ -330,13 +365,19 @@ def point_sizes(memory) -> float | torch.Tensor:
     return spacing() * SPLAT_OVERLAP if callable(spacing) else float(memory.voxel_size)
 
 
-def render_memory(memory, cameras: Cameras, **kwargs) -> RenderResult:
+def render_memory(memory, cameras: Cameras, *, pinned: Cameras | None = None, **kwargs) -> RenderResult:
     """render() for any object with `.xyz`, `.rgb` and `.voxel_size` (e.g. a spatial memory),
-    splats sized by each point's cell, the user's points preferred over generated ones."""
+    splats sized by each point's cell, the user's points preferred over generated ones.
+    `pinned`: the cameras of the views the user gave; frames at one of their exact poses
+    (spatia.engine.poses.exact_matches) render the user's points pixel for pixel."""
     kwargs.setdefault("point_size", point_sizes(memory))
     rank = getattr(memory, "rank", None)
     if rank is not None:
         kwargs.setdefault("priority", rank > 0)
+        if pinned is not None and "exact" not in kwargs:
+            match = exact_matches(cameras, pinned)
+            if match.any():
+                kwargs["exact"] = match
     rgb = None if kwargs.get("depth_only") else memory.rgb
     return render(memory.xyz, rgb, cameras, **kwargs)
 

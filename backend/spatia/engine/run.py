@@ -93,7 +93,10 @@ def _write_outputs(world: World, out: Path, records: list[dict], extra: dict) ->
         "coverage_per_round": [round(r["coverage"], 4) for r in records],
         # how well the world comes back to where it has been (see World._loop_closure)
         "memory_vs_first_psnr_per_round": [r["loop_closure"].get("memory_vs_first_psnr") for r in records],
-        "revisit_psnr_per_round": [r["loop_closure"].get("revisit_psnr_mean") for r in records],
+        "revisit_psnr_per_round": [r["loop_closure"].get("revisit_psnr_mean") for r in records],  # exact returns
+        "revisit_near_psnr_per_round": [r["loop_closure"].get("revisit_near_psnr_mean") for r in records],
+        # the memory at the cameras of keyframes it fused, against them (see spatia.engine.recall)
+        "recall_psnr_per_round": [(r["loop_closure"].get("recall") or {}).get("psnr") for r in records],
         "conflict_pixels_per_round": [(r["update"] or {}).get("conflict_pixels") for r in records],
         "video": str(video),
         "memory_ply": str(out / "memory.ply"),

@@ -15,11 +15,18 @@ z-buffer of splats, and which point won the pixel):
 - otherwise it is new: it may carve the points it sees through (never protected ones) and is
   fused as a new point, in a cell about its pixel's footprint.
 
+The user's own images (rank RANK_USER: the first image, Blender renders) are not weighed: each
+pixel becomes its own pinned point (pin_points), and lower-ranked points on the surface it shows
+give way to it. A view of the user's stays exact at its camera: whatever lower-ranked point would
+stand in space it saw as empty (its splat over any of the view's pixels, in front of what the view
+showed) is kept out when new and swept out after refinement, fusion and budget merges.
+
 This step needs both the renderer and the memory package, so it sits above both.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,9 +36,16 @@ from spatia.cameras import Cameras
 import torch
 
 from spatia.engine.memory import (
-    RANK_GENERATED, Merges, SpatialMemory, carve, coarsen_to_budget, fuse, fuse_points, points_from_depth, refine,
+    RANK_GENERATED, RANK_USER, Merges, SpatialMemory, carve, cell_levels, coarsen_to_budget, fuse, fuse_points,
+    pin_points, points_from_depth, refine,
 )
-from spatia.engine.render import OCCLUSION_MARGIN_REL, OCCLUSION_MARGIN_VOXELS, point_sizes, render_memory
+from spatia.engine.memory.cloud import CELLS_PER_FOOTPRINT
+from spatia.engine.poses import exact_matches
+from spatia.engine.render import (
+    OCCLUSION_MARGIN_REL, OCCLUSION_MARGIN_VOXELS, SPLAT_OVERLAP, point_sizes, render, render_memory,
+)
+
+MAX_SPLAT_PX = 8  # the renderer's default max_radius_px
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,8 @@ class UpdateStats:
     conflict_pixels: int = 0  # contradicted a point that outranks them: kept out
     points_added: int = 0
     points_merged: int = 0  # merged into others by the budget
+    replaced: int = 0  # lower-ranked points a user's image saw where they are: replaced by its pixels
+    swept: int = 0  # lower-ranked points removed from space a pinned view saw as empty (new, refined or merged)
     alignments: list[DepthAlignment] = field(default_factory=list)
     merges: Merges | None = None
 
@@ -74,6 +90,8 @@ class UpdateStats:
             "excluded_pixels": self.excluded_pixels,
             "reobserved_pixels": self.reobserved_pixels,
             "conflict_pixels": self.conflict_pixels,
+            "swept": self.swept,
+            "replaced": self.replaced,
             "alignment": [
                 {"scale": a.scale, "shift": a.shift, "inliers": a.inliers, "fitted": a.fitted} for a in self.alignments
             ],
@@ -81,15 +99,18 @@ class UpdateStats:
 
 
 def align_to_memory(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, static: np.ndarray,
-                    settings: UpdateSettings) -> tuple[np.ndarray, list[DepthAlignment]]:
-    """Fit each depth map [F,H,W] to the memory's rendered depth on static covered pixels."""
+                    settings: UpdateSettings, rendered=None) -> tuple[np.ndarray, list[DepthAlignment]]:
+    """Fit each depth map [F,H,W] to the memory's rendered depth on static covered pixels.
+    `rendered`: the memory's render at `cameras` with its centres (render_memory(...,
+    return_centres=True)), when the caller has it."""
     if len(memory) == 0 or not settings.align:
         return depth.astype(np.float32), [DepthAlignment(1.0, 0.0, 0, 0, False)] * len(depth)
     # Only the pixels a memory point projects into (no splat footprints): splats stand in front
     # of farther surfaces at silhouettes and grazing angles, which would bias the fit.
-    rendered = render_memory(memory, cameras, depth_only=True, point_size=0.0, device=settings.render_device)
-    reference = rendered.depth.cpu().numpy()
-    covered = rendered.mask.cpu().numpy()
+    if rendered is None:
+        rendered = memory_view(memory, cameras, settings)
+    reference = rendered.centre_depth.cpu().numpy()
+    covered = rendered.centre_index.cpu().numpy() >= 0
     aligned, fits = np.empty_like(depth, dtype=np.float32), []
     for f in range(len(depth)):
         fit = fit_scale_shift(depth[f], np.where(covered[f], reference[f], 0.0), covered[f] & static[f],
@@ -108,25 +129,140 @@ class _Verdicts:
     memory: SpatialMemory  # refined by the re-observations
 
 
-def _in_free_space(xyz: torch.Tensor, cameras: Cameras, depth: torch.Tensor, voxel_size: float) -> torch.Tensor:
-    """Bool [M]: points that some camera sees in front of its observed depth [A,H,W] (0 = none)
-    by the margin at which the renderer would draw them over it, i.e. in space that view saw
-    as empty."""
-    inside_any = torch.zeros(len(xyz), dtype=torch.bool, device=xyz.device)
-    w2c = torch.as_tensor(cameras.w2c, dtype=torch.float32, device=xyz.device)
+def splat_reach(xyz: torch.Tensor, sizes: torch.Tensor, cameras: Cameras, a: int, max_radius_px: int = MAX_SPLAT_PX):
+    """Where points land in camera `a` and how far their splats reach there, as the renderer draws
+    them: (z [M], column [M], row [M] (pixel indices, may lie outside the image), half-width k
+    [M] in pixels)."""
+    w2c = torch.as_tensor(cameras.w2c[a], dtype=torch.float32, device=xyz.device)
+    cam = xyz @ w2c[:3, :3].T + w2c[:3, 3]
+    z = cam[:, 2]
+    fx, fy, cx, cy = (float(k) for k in cameras.intrinsics[a])
+    safe = torch.where(z > 0, z, torch.ones_like(z))
+    u, v = fx * cam[:, 0] / safe + cx, fy * cam[:, 1] / safe + cy
+    col, row = torch.floor(u), torch.floor(v)
+    # the renderer's local f * stretch at the pixel centre, and its ring rule: ring t is drawn
+    # while z < f * stretch * size / (2t - 1)
+    local = max(fx, fy) * torch.sqrt(1 + ((col + 0.5 - cx) / fx) ** 2 + ((row + 0.5 - cy) / fy) ** 2)
+    k = torch.floor((local * sizes / safe + 1) / 2).clamp_(0, max_radius_px)
+    k = torch.where(local * sizes / safe > 2 * k - 1, k, (k - 1).clamp_(min=0))  # strict: ring k needs z below the reach
+    return z, col, row, k.to(torch.int64)
+
+
+class PinnedViews:
+    """The pinned views' cameras and what they saw: depth [A,H,W] (0 = none), with the nearest
+    surface a splat of half-width k may not come in front of (a max filter of k pixels), built
+    once per update."""
+
+    def __init__(self, cameras: Cameras, depth: torch.Tensor):
+        self.cameras, self.depth = cameras, depth
+        front = torch.where(depth > 0, depth * (1 - OCCLUSION_MARGIN_REL), torch.full_like(depth, -math.inf))
+        self._limits = [front]
+
+    def limit(self, radius: int) -> torch.Tensor:
+        """[A,H,W]: the farthest 'front' within `radius` pixels (3x3 max filters, one per ring)."""
+        while len(self._limits) <= radius:
+            last = self._limits[-1][:, None]
+            self._limits.append(torch.nn.functional.max_pool2d(last, 3, stride=1, padding=1)[:, 0])
+        return self._limits[radius]
+
+
+def in_pinned_free_space(xyz: torch.Tensor, sizes, cameras: Cameras, depth, near: float = 1e-2) -> torch.Tensor:
+    """Bool [M]: points whose splat (of `sizes` [M] metres, as the renderer draws it) would take
+    a pixel of one of the pinned views `cameras` whose observed depth [A,H,W] (0 = none; or a
+    PinnedViews) lies behind it, i.e. points in space such a view saw as empty. The whole
+    footprint counts, so a point whose centre falls just outside the image but whose splat
+    reaches its border is caught."""
+    out = torch.zeros(len(xyz), dtype=torch.bool, device=xyz.device)
+    if len(xyz) == 0:
+        return out
+    views = depth if isinstance(depth, PinnedViews) else PinnedViews(cameras, torch.as_tensor(depth).float())
+    sizes = torch.as_tensor(sizes, dtype=torch.float32, device=xyz.device).expand(len(xyz))
+    h, w = cameras.height, cameras.width
     for a in range(len(cameras)):
-        cam = xyz @ w2c[a, :3, :3].T + w2c[a, :3, 3]
-        z = cam[:, 2]
-        fx, fy, cx, cy = (float(k) for k in cameras.intrinsics[a])
-        safe = torch.where(z > 0, z, torch.ones_like(z))
-        col = torch.floor(fx * cam[:, 0] / safe + cx)
-        row = torch.floor(fy * cam[:, 1] / safe + cy)
-        inside = (z > 0) & (col >= 0) & (col < cameras.width) & (row >= 0) & (row < cameras.height)
-        pixel = (row.clamp(0, cameras.height - 1) * cameras.width + col.clamp(0, cameras.width - 1)).long()
-        seen = depth[a].reshape(-1)[pixel]
-        margin = OCCLUSION_MARGIN_VOXELS * voxel_size + OCCLUSION_MARGIN_REL * seen
-        inside_any |= inside & (seen > 0) & (z < seen - margin)
-    return inside_any
+        z, col, row, k = splat_reach(xyz, sizes, cameras, a)
+        inside = ((z > near) & (col >= -k) & (col < w + k) & (row >= -k) & (row < h + k)).nonzero()[:, 0]
+        if len(inside) == 0:
+            continue
+        z, k = z[inside], k[inside]
+        pixel = (row[inside].clamp(0, h - 1) * w + col[inside].clamp(0, w - 1)).long()
+        limit = torch.empty_like(z)
+        for radius in torch.unique(k).tolist():
+            pick = k == radius
+            limit[pick] = views.limit(radius)[a].reshape(-1).to(xyz.device)[pixel[pick]]
+        out[inside] |= z < limit - OCCLUSION_MARGIN_VOXELS * sizes[inside]
+    return out
+
+
+def pinned_depth(memory: SpatialMemory, anchors: Cameras | None, rank: int, device=None) -> PinnedViews | None:
+    """What the pinned views `anchors` saw: the depth [A,H,W] (0 = none) of the points that
+    outrank `rank` (the user's), rendered pixel for pixel at their own cameras; None without
+    such points."""
+    if anchors is None or len(anchors) == 0:
+        return None
+    users = (memory.rank > rank).nonzero()[:, 0]
+    if len(users) == 0:
+        return None
+    sizes = point_sizes(memory)
+    sizes = sizes[users] if torch.is_tensor(sizes) else sizes
+    view = render(memory.xyz[users], None, anchors, point_size=sizes, depth_only=True, device=device,
+                  priority=torch.ones(len(users), dtype=torch.bool), exact=exact_matches(anchors, anchors))
+    depth = torch.where(view.mask, view.depth, torch.zeros_like(view.depth)).to(memory.device)
+    return PinnedViews(anchors, depth)
+
+
+def sweep_pinned_free_space(memory: SpatialMemory, anchors: Cameras, depth: PinnedViews | None,
+                            rank: int) -> tuple[SpatialMemory, int]:
+    """Remove the points of rank `rank` or below that stand in space a pinned view saw as empty,
+    wherever they came from (new, refined or merged): (memory, how many were removed)."""
+    if depth is None or len(memory) == 0:
+        return memory, 0
+    lower = (memory.rank <= rank).nonzero()[:, 0]
+    if len(lower) == 0:
+        return memory, 0
+    sizes = point_sizes(memory)
+    sizes = sizes[lower] if torch.is_tensor(sizes) else sizes
+    bad = in_pinned_free_space(memory.xyz[lower], sizes, anchors, depth)
+    if not bool(bad.any()):
+        return memory, 0
+    keep = torch.ones(len(memory), dtype=torch.bool, device=memory.device)
+    keep[lower[bad]] = False
+    return memory.subset(keep), int(bad.sum())
+
+
+def _replaced_by_pinned(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, valid: np.ndarray, rank: int,
+                        settings: UpdateSettings) -> tuple[SpatialMemory, int]:
+    """Points of a lower rank than an image the user gave that lie on its surface (their own pixel
+    holds depth within agree_abs + agree_rel * depth + their spacing of theirs) give way to the
+    image's pixels: (memory without them, how many)."""
+    lower = (memory.rank < rank).nonzero()[:, 0]
+    if len(lower) == 0:
+        return memory, 0
+    xyz = memory.xyz[lower]
+    spacing = memory.spacing()
+    spacing = spacing[lower] if torch.is_tensor(spacing) else torch.full((len(lower),), float(spacing))
+    gone = torch.zeros(len(lower), dtype=torch.bool, device=memory.device)
+    h, w = cameras.height, cameras.width
+    for f in range(len(cameras)):
+        z, col, row, _ = splat_reach(xyz, spacing, cameras, f)
+        inside = (z > 0) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        pixel = (row.clamp(0, h - 1) * w + col.clamp(0, w - 1)).long()
+        seen = torch.as_tensor(depth[f], device=memory.device).reshape(-1)[pixel]
+        usable = torch.as_tensor(valid[f], device=memory.device).reshape(-1)[pixel]
+        near = (z - seen).abs() <= settings.agree_abs + settings.agree_rel * seen + spacing
+        gone |= inside & usable & near
+    if not bool(gone.any()):
+        return memory, 0
+    keep = torch.ones(len(memory), dtype=torch.bool, device=memory.device)
+    keep[lower[gone]] = False
+    return memory.subset(keep), int(gone.sum())
+
+
+def _new_point_sizes(points, voxel_size: float, settings: UpdateSettings) -> torch.Tensor | float:
+    """The splat sizes new points will be drawn with once fused (point_sizes of their cells)."""
+    if settings.scale_aware and points.footprint is not None:
+        level = cell_levels(points.footprint, voxel_size).to(torch.float32)
+        return torch.exp2(level) * (voxel_size * CELLS_PER_FOOTPRINT * SPLAT_OVERLAP)
+    return voxel_size * CELLS_PER_FOOTPRINT * SPLAT_OVERLAP
 
 
 def _pixel_points(depth: np.ndarray, cameras: Cameras) -> np.ndarray:
@@ -140,21 +276,27 @@ def _pixel_points(depth: np.ndarray, cameras: Cameras) -> np.ndarray:
     return np.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], rays * depth[..., None]) + c2w[:, None, None, :3, 3]
 
 
+def memory_view(memory: SpatialMemory, cameras: Cameras, settings: UpdateSettings):
+    """The memory's depth render at `cameras` with the winning points, and the centres' before
+    splats grew (one pass serves the depth fit and the weighing)."""
+    return render_memory(memory, cameras, depth_only=True, return_index=True, return_centres=True,
+                         device=settings.render_device)
+
+
 def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndarray, cameras: Cameras,
                        frame_indices: np.ndarray, static: np.ndarray, weight: np.ndarray, *, rank: int,
-                       settings: UpdateSettings) -> _Verdicts:
+                       settings: UpdateSettings, rendered=None) -> _Verdicts:
     """Which pixels re-observe a memory point (and refine it) and which conflict with one (see
     the module docstring); pixels that are neither are new."""
     shape = depth.shape
     none = np.zeros(shape, dtype=bool)
     if len(memory) == 0:
         return _Verdicts(none, none.copy(), memory)
-    device = settings.render_device
-    splats = render_memory(memory, cameras, depth_only=True, return_index=True, device=device)
+    splats = memory_view(memory, cameras, settings) if rendered is None else rendered
     winner = splats.index.cpu().numpy()
     rendered = np.nan_to_num(splats.depth.cpu().numpy(), posinf=0.0)
     # the pixel a point projects into itself: only there can it be seen through for certain
-    centres = render_memory(memory, cameras, depth_only=True, return_index=True, point_size=0.0, device=device).index
+    centres = splats.centre_index
     own_pixel = (centres.cpu().numpy() == winner) & (winner >= 0)
 
     observed = static & (depth > 0) & (weight > 0)
@@ -238,8 +380,9 @@ def update_memory(
     `dynamic` [F,H,W] marks pixels that must never enter the memory (people, cars); they
     neither add points nor carve. `rank` is the frames' (RANK_USER for the user's own images
     and renders). `anchors`: the cameras of the user's own views (the first image): a lower-rank
-    point that would stand in space such a view saw as empty (in front of the user's points
-    there) is kept out and counted as a conflict. Returns the new memory, the aligned depth (for
+    point whose splat would cover any of such a view's pixels in front of the user's points there
+    is kept out and counted as a conflict, and after the update every lower-rank point standing
+    there (refined or merged into place) is removed (`swept`). Returns the new memory, the aligned depth (for
     a later full rebuild) and statistics (with `merges`: which ids the budget merged into which).
     """
     count = len(cameras)
@@ -252,11 +395,8 @@ def update_memory(
     stats = UpdateStats(points_before=len(memory), excluded_pixels=int(dynamic.sum()))
     depth = np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
     weight = np.ones(shape, np.float32) if confidence is None else np.asarray(confidence, dtype=np.float32)
-    anchor_depth = None
-    users = memory.rank > rank
-    if anchors is not None and len(anchors) and bool(users.any()):
-        view = render_memory(memory.subset(users), anchors, depth_only=True, device=settings.render_device)
-        anchor_depth = torch.where(view.mask, view.depth, torch.zeros_like(view.depth)).to(memory.device)
+    anchor_depth = pinned_depth(memory, anchors, rank, settings.render_device)
+    pinned = rank >= RANK_USER  # the user's own images: every pixel kept as it is (see pin_points)
 
     # A few frames at a time: back-projected points of a whole clip at full resolution would
     # not fit in memory (about 100 bytes a pixel in flight), and later frames then align to a
@@ -266,15 +406,21 @@ def update_memory(
     for start in range(0, count, settings.chunk_frames):
         part = slice(start, min(start + settings.chunk_frames, count))
         cams = cameras[part]
-        aligned[part], fits = align_to_memory(memory, depth[part], cams, ~dynamic[part], settings)
+        view = memory_view(memory, cams, settings) if len(memory) and (settings.align or not pinned) else None
+        aligned[part], fits = align_to_memory(memory, depth[part], cams, ~dynamic[part], settings, view)
         stats.alignments += fits
         static = ~dynamic[part]
-        verdicts = weigh_observations(memory, frames[part], aligned[part], cams, indices[part], static, weight[part],
-                                      rank=rank, settings=settings)
-        memory = verdicts.memory
-        stats.reobserved_pixels += int(verdicts.reobserved.sum())
-        stats.conflict_pixels += int(verdicts.conflict.sum())
-        new = static & (aligned[part] > 0) & ~verdicts.reobserved & ~verdicts.conflict
+        if pinned:
+            new = static & (aligned[part] > 0)
+            memory, replaced = _replaced_by_pinned(memory, aligned[part], cams, new, rank, settings)
+            stats.replaced += replaced
+        else:
+            verdicts = weigh_observations(memory, frames[part], aligned[part], cams, indices[part], static,
+                                          weight[part], rank=rank, settings=settings, rendered=view)
+            memory = verdicts.memory
+            stats.reobserved_pixels += int(verdicts.reobserved.sum())
+            stats.conflict_pixels += int(verdicts.conflict.sum())
+            new = static & (aligned[part] > 0) & ~verdicts.reobserved & ~verdicts.conflict
         if len(memory):
             protected = (memory.rank > rank) | (memory.conf >= settings.protect_conf)
             memory, carved = carve(memory, aligned[part], cams, margin_abs=settings.carve_margin_abs,
@@ -284,15 +430,22 @@ def update_memory(
         points = points_from_depth(aligned[part], frames[part], cams, exclude=~new,
                                    conf=None if confidence is None else confidence[part], frames=indices[part])
         if anchor_depth is not None and len(points):
-            seen_empty = _in_free_space(points.xyz, anchors, anchor_depth, memory.voxel_size)
+            seen_empty = in_pinned_free_space(points.xyz, _new_point_sizes(points, memory.voxel_size, settings),
+                                              anchors, anchor_depth)
             points.conf[seen_empty] = 0.0  # fusion skips points of no confidence
             stats.conflict_pixels += int(seen_empty.sum())
         stats.added_pixels += len(points)
-        memory = fuse_points(memory, points, rank=rank, scale_aware=settings.scale_aware)
+        if pinned:
+            memory = pin_points(memory, points, scale_aware=settings.scale_aware)
+        else:
+            memory = fuse_points(memory, points, rank=rank, scale_aware=settings.scale_aware)
         stats.points_added += len(memory) - before
     if settings.max_points is not None and len(memory) > settings.max_points:
         memory, stats.merges = coarsen_to_budget(memory, settings.max_points)
         stats.points_merged = len(stats.merges)
+    # Refinement and merging move points too: whatever now stands where a pinned view saw empty
+    # space (its splat anywhere over that view's pixels) goes.
+    memory, stats.swept = sweep_pinned_free_space(memory, anchors, anchor_depth, rank)
     stats.points_after = len(memory)
     return memory, aligned, stats
 
@@ -323,4 +476,6 @@ def coverage(memory: SpatialMemory, cameras: Cameras, *, device: str | None = No
     return result.mask.float().mean(dim=(1, 2)).cpu().numpy()
 
 
-__all__ = ["UpdateSettings", "UpdateStats", "align_to_memory", "coverage", "rebuild_with_known_poses", "update_memory"]
+__all__ = ["PinnedViews", "UpdateSettings", "UpdateStats", "align_to_memory", "coverage", "in_pinned_free_space",
+           "pinned_depth",
+           "rebuild_with_known_poses", "splat_reach", "sweep_pinned_free_space", "update_memory"]

@@ -6,7 +6,7 @@ Imports only torch, numpy, safetensors, trimesh and spatia.cameras; it knows no 
 from .cloud import BYTES_PER_POINT, FIELDS, RANK_GENERATED, RANK_USER, SpatialMemory
 from .edit import MemoryDiff, as_user_edit, delete_ids, delete_in_box, delete_in_sphere, diff, merge, transform
 from .errors import MemoryFormatError, MemoryIntegrityError, VoxelRangeError
-from .fusion import DepthPoints, Merges, cell_levels, coarsen, fuse, fuse_points, merge_cells, points_from_depth, refine
+from .fusion import DepthPoints, Merges, cell_levels, coarsen, fuse, fuse_points, merge_cells, pin_points, points_from_depth, refine
 from .ply import export_ply, import_ply, ply_bytes
 from .pruning import apply_budget, budget_score, carve, coarsen_to_budget
 from .store import MemoryStore, load_snapshot, parse_snapshot, save_snapshot, snapshot_bytes
@@ -21,6 +21,7 @@ __all__ = [
     "cell_levels",
     "coarsen_to_budget",
     "merge_cells",
+    "pin_points",
     "refine",
     "SIDE_AXES",
     "DepthPoints",

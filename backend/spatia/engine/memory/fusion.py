@@ -25,7 +25,8 @@ from .voxels import (
     SIDE_AXES, VoxelIndex, argsort, group_by_key, key_levels, key_sides, point_keys, run_starts, side_bins,
 )
 
-__all__ = ["DepthPoints", "Merges", "cell_levels", "coarsen", "fuse", "fuse_points", "merge_cells", "points_from_depth", "refine"]
+__all__ = ["DepthPoints", "Merges", "cell_levels", "coarsen", "fuse", "fuse_points", "merge_cells", "pin_points",
+           "points_from_depth", "refine"]
 
 
 def _point_sides(view_dirs: torch.Tensor, normals: torch.Tensor | None) -> torch.Tensor:
@@ -288,6 +289,37 @@ def fuse_points(memory: SpatialMemory, points: DepthPoints, *, voxel_size: float
     level = cell_levels(points.footprint, size) if scale_aware and points.footprint is not None else None
     return fuse(memory, points.xyz, points.rgb, points.conf, frame=points.frame, side=points.side, level=level,
                 rank=rank, voxel_size=voxel_size)
+
+
+def pin_points(memory: SpatialMemory, points: DepthPoints, *, scale_aware: bool = True) -> SpatialMemory:
+    """The pixels of an image the user gave, each kept as its own point (rank RANK_USER, never
+    averaged with its neighbours or anything else), so the image comes back pixel for pixel at
+    its own camera. Each point's level (its splat size elsewhere) is its pixel's footprint, as
+    fuse_points gives it. Points of conf <= 0 are left out."""
+    keep = points.conf > 0
+    if len(points) == 0 or not bool(keep.any()):
+        return memory
+    device = memory.device
+    xyz, rgb, conf = points.xyz[keep].to(device), points.rgb[keep].to(device), points.conf[keep].to(device)
+    frame = points.frame[keep].to(device=device, dtype=torch.int32)
+    if scale_aware and points.footprint is not None:
+        level = cell_levels(points.footprint[keep].to(device), memory.voxel_size)
+    else:
+        level = torch.zeros(len(xyz), dtype=torch.uint8, device=device)
+    added = len(xyz)
+    return SpatialMemory._unchecked(
+        xyz=torch.cat([memory.xyz, xyz.to(torch.float32)]),
+        rgb=torch.cat([memory.rgb, rgb]),
+        conf=torch.cat([memory.conf, conf.to(torch.float32)]),
+        point_id=torch.cat([memory.point_id, torch.arange(memory.next_id, memory.next_id + added, device=device)]),
+        first_frame=torch.cat([memory.first_frame, frame]),
+        last_frame=torch.cat([memory.last_frame, frame]),
+        side=torch.cat([memory.side, points.side[keep].to(device=device, dtype=torch.uint8)]),
+        rank=torch.cat([memory.rank, torch.full((added,), RANK_USER, dtype=torch.uint8, device=device)]),
+        level=torch.cat([memory.level, level]),
+        voxel_size=memory.voxel_size,
+        next_id=memory.next_id + added,
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from spatia.cameras import Cameras
 
-from .cloud import BYTES_PER_POINT, MAX_LEVEL, RANK_GENERATED, SpatialMemory
+from .cloud import BYTES_PER_POINT, FIELDS, MAX_LEVEL, RANK_GENERATED, SpatialMemory
 from .errors import MemoryFormatError
 from .fusion import Merges, merge_cells
 from .voxels import argsort, group_by_key, point_keys
@@ -126,8 +126,9 @@ def coarsen_to_budget(
     A pass groups the points by the cell one level up from their own; each group of two or more
     could merge into one point. Groups merge cheapest first, cost = the group's summed
     keep-priority (budget_score: rarely seen, long unseen and far first) per point saved, just
-    enough of them to reach the cap. Generated points are coarsened first (a user point may
-    absorb them, keeping its own position); the user's own points only when that is not enough. Passes repeat, a level
+    enough of them to reach the cap. Only generated points are coarsened (a user point may
+    absorb them, keeping its own position); the user's own points are pinned, each pixel of the
+    images the user gave kept as it is, and count against the cap without ever merging. Passes repeat, a level
     coarser each time a pass finds nothing to merge, so the memory is coarsened only where and as
     much as the budget needs. Every place keeps a point (the merged one): when nothing is left
     to merge the memory stays above the cap rather than forget anything. Returns the memory and
@@ -136,7 +137,15 @@ def coarsen_to_budget(
     if cap < 0:
         raise MemoryFormatError(f"budget must be non-negative, got {cap}")
     merges = Merges(memory.point_id[:0], memory.point_id[:0])
-    for users_too in (False, True):  # generated points merge first; the user's only if that is not enough
+    pinned = memory.rank != RANK_GENERATED
+    if len(memory) > cap and bool(pinned.any()):
+        # the user's points stay as they are (several may share a cell) and the rest merges among itself
+        fixed = memory.subset(pinned)
+        rest, merges = coarsen_to_budget(memory.subset(~pinned), max(cap - len(fixed), 0),
+                                         half_life_frames=half_life_frames)
+        values = {name: torch.cat([getattr(fixed, name), getattr(rest, name)]) for name in FIELDS}
+        return SpatialMemory(**values, voxel_size=memory.voxel_size, next_id=memory.next_id), merges
+    for users_too in (False,):  # the user's points are pinned: never merged
         step_up = 1
         while len(memory) > cap and step_up <= MAX_LEVEL:
             grows = torch.ones_like(memory.rank, dtype=torch.bool) if users_too else memory.rank == RANK_GENERATED

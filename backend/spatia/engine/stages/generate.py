@@ -9,6 +9,7 @@ import numpy as np
 from spatia.cameras import Cameras
 from spatia.engine.errors import WorldError
 from spatia.engine.memory import SpatialMemory
+from spatia.engine.memory_map import map_points
 from spatia.engine.models.base import GenerationRequest, GenerationResult, VideoGenerator
 from spatia.engine.objects import frame_points, in_view
 from spatia.engine.plan import Round
@@ -38,7 +39,8 @@ def make_request(rnd: Round, cameras: Cameras, conditioning: Conditioning, memor
                  references: np.ndarray | None, first_frame: np.ndarray | None, fps: float, seed: int,
                  steps: int | None, guidance: float | None, round_index: int) -> GenerationRequest:
     """The generator's request: the conditioning along `frame_index` (the round, padded), the
-    memory's points for generators that render their own control video, the objects' points
+    memory's points (averaged per 1 cm, as the reference's map build) for generators that render
+    their own control video, the objects' points
     per frame and the crops of the objects offered as references."""
     pick = (lambda a: a[frame_index]) if len(frame_index) != rnd.frames else (lambda a: a)
     frame_xyz = frame_rgb = object_references = None
@@ -50,12 +52,13 @@ def make_request(rnd: Round, cameras: Cameras, conditioning: Conditioning, memor
         crops = [o.best_crop().on_white() for o in objects.objects
                  if o.reference and o.crops and in_view(o, paths[o.id], cameras, objects.up).any()]
         object_references = np.stack(crops) if crops else None
+    map_xyz, map_rgb = map_points(memory)  # the memory as the reference's map build leaves it
     return GenerationRequest(
         prompt=prompt, negative_prompt=negative_prompt, projection=pick(conditioning.rgb),
         projection_depth=pick(conditioning.depth), hole_mask=pick(conditioning.hole), history=history,
         references=references, first_frame=first_frame, cameras=pick(cameras), fps=fps, seed=seed,
-        steps=steps, guidance=guidance, points_xyz=memory.xyz.detach().cpu().numpy().astype(np.float32, copy=False),
-        points_rgb=memory.rgb.detach().cpu().numpy(), round_index=round_index, frame_points_xyz=frame_xyz,
+        steps=steps, guidance=guidance, points_xyz=map_xyz, points_rgb=map_rgb, round_index=round_index,
+        frame_points_xyz=frame_xyz,
         frame_points_rgb=frame_rgb, object_references=object_references, start_frame=rnd.start,
     )
 

@@ -112,5 +112,6 @@ def observe(rnd: Round, clip: np.ndarray, result: GenerationResult, cameras: Cam
     depth = confidence = None
     if with_depth and len(keys):
         depth, confidence = key_depth(result, local, frames, key_cams, depth_estimator)
-    return Observation(keys, local, frames, key_cams, instances, labels, depth, confidence,
-                       generated_depth=result.depth is not None)
+    # depth a generator returns is in the memory's frame unless it says otherwise (a disagreeing one)
+    in_frame = result.depth is not None and result.info.get("depth_in_memory_frame") is not False
+    return Observation(keys, local, frames, key_cams, instances, labels, depth, confidence, generated_depth=in_frame)

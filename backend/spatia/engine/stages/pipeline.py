@@ -204,6 +204,7 @@ def _hand_over(world: RoundInputs, generator, clip, shown, found, changed: _Chan
         aligned=changed.aligned, dynamic=seen.dynamic, confidence=changed.confidence, views=view_arrays,
         object_ids=shown.object_ids, record=record, state=state,
         measure=lambda: measure.loop_closure(changed.memory, all_cams, clip.frames, rnd, first_frame=world.first_frame,
+                                             first_camera=world.first_camera, keyframes_dir=world.root / "keyframes",
                                              read_frames=world.read_frames))
     record["timings"] = clock.seconds
     clock.seconds["total_s"] = time.perf_counter() - started

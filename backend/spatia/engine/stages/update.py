@@ -30,9 +30,10 @@ class MemoryUpdate:
 
 def update_static(memory: SpatialMemory, seen: Observation, settings: UpdateSettings, *,
                   anchors: Cameras | None = None) -> MemoryUpdate:
-    """The incremental update: depth estimated by a model is aligned to the memory; depth the
-    generator returns is already in the memory's frame (the preview's comes from the memory, the
-    oracle's is exact) and enters as it is."""
+    """The incremental update: depth estimated by a model (or a generator's own that says it is not
+    in the memory's frame) is aligned to the memory; other depth the generator returns is already
+    in the memory's frame (the preview's comes from the memory, the oracle's is exact) and enters
+    as it is."""
     settings = replace(settings, align=settings.align and not seen.generated_depth)
     new, aligned, stats = update_memory(memory, seen.frames, seen.depth, seen.cameras, seen.keys, dynamic=seen.dynamic,
                                         confidence=seen.confidence, anchors=anchors, settings=settings)
