@@ -262,17 +262,7 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     """
     if not isinstance(cameras, Cameras):
         raise RenderError(f"cameras must be a spatia.cameras.Cameras, got {type(cameras).__name__}")
-    sizes = None
-    if isinstance(point_size, (np.ndarray, torch.Tensor)) and np.ndim(point_size) == 1:
-        sizes = torch.as_tensor(point_size, dtype=torch.float32)
-        if len(sizes) != len(xyz):
-            raise RenderError(f"point_size must be a number or one per point ({len(xyz)}), got {len(sizes)}")
-        if len(sizes) and not bool((torch.isfinite(sizes) & (sizes >= 0)).all()):
-            raise RenderError("point_size must be finite and >= 0 for every point")
-        point_size = float(sizes.min()) if len(sizes) else 0.0
-    point_size = float(point_size)
-    if not (math.isfinite(point_size) and point_size >= 0):
-        raise RenderError(f"point_size must be a finite number >= 0, got {point_size}")
+    point_size, sizes = _point_sizes(point_size, len(xyz))
     if not (math.isfinite(near) and near >= 0):
         raise RenderError(f"near must be a finite number >= 0, got {near}")
     if max_radius_px < 0:
@@ -288,31 +278,78 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
         chunk = max(1, CHUNK_ELEMENTS.get(device.type, CHUNK_ELEMENTS["cpu"]) // max(count, height * width))
     if chunk < 1:
         raise RenderError(f"chunk must be >= 1, got {chunk}")
-
     if sizes is not None:
-        if len(sizes) == 0 or bool((sizes == sizes[0]).all()):
-            sizes = None  # one size for all: the cheaper path
-        else:
-            sizes = torch.cat([sizes.to(device), torch.zeros(1, device=device)])  # entry N: empty pixels
+        sizes = torch.cat([sizes.to(device), torch.zeros(1, device=device)])  # entry N: empty pixels
+    preferred, pinned, exact = _priority_flags(priority, exact, count, frames, device)
     pad = max_radius_px if point_size > 0 or sizes is not None else 0
-    empty_key = (INF_BITS << INDEX_BITS) | count
+    shape = (frames, height, width)
+    out = RenderResult(
+        depth=torch.empty(shape, dtype=torch.float32, device=device),
+        mask=torch.empty(shape, dtype=torch.bool, device=device),
+        rgb=None if depth_only else torch.empty((*shape, 3), dtype=torch.uint8, device=device),
+        index=torch.empty(shape, dtype=torch.int64, device=device) if return_index else None,
+        centre_index=torch.empty(shape, dtype=torch.int64, device=device) if return_centres else None,
+        centre_depth=torch.empty(shape, dtype=torch.float32, device=device) if return_centres else None)
+    scene = _Scene(points.t().contiguous(), colours, count, (INF_BITS << INDEX_BITS) | count, pad, point_size,
+                   sizes, max_radius_px, near, preferred, pinned)
     rotation, translation = _projection_matrices(cameras, device)
     focal = torch.tensor(_pixels_per_metre_at_unit_depth(cameras), dtype=torch.float32, device=device)
-    points_t = points.t().contiguous()
-
-    depth = torch.empty((frames, height, width), dtype=torch.float32, device=device)
-    mask = torch.empty((frames, height, width), dtype=torch.bool, device=device)
-    out_rgb = None if depth_only else torch.empty((frames, height, width, 3), dtype=torch.uint8, device=device)
-    index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_index else None
-    centre_index = torch.empty((frames, height, width), dtype=torch.int64, device=device) if return_centres else None
-    centre_depth = torch.empty((frames, height, width), dtype=torch.float32, device=device) if return_centres else None
     canvas_buffer = torch.empty((min(chunk, frames), height + 2 * pad, width + 2 * pad), dtype=torch.int64, device=device)
+    spare_buffer = torch.empty_like(canvas_buffer) if preferred is not None else None
+    for start in range(0, frames, chunk):
+        stop = min(start + chunk, frames)
+        frame_exact = None
+        if pinned is not None and exact[start:stop].any():
+            frame_exact = torch.as_tensor(exact[start:stop], device=device).view(-1, 1, 1)
+        _render_frames(scene, out, start, stop, rotation[start:stop], translation[start:stop], focal[start:stop],
+                       _local_focal(cameras[start:stop], pad, device), canvas_buffer[: stop - start],
+                       None if spare_buffer is None else spare_buffer[: stop - start], frame_exact)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class _Scene:
+    """What every chunk of frames renders: the points (transposed), packed colours, the empty key,
+    the splat settings and the priority flags."""
+
+    points_t: torch.Tensor
+    colours: torch.Tensor | None
+    count: int
+    empty_key: int
+    pad: int
+    point_size: float
+    sizes: torch.Tensor | None
+    max_radius_px: int
+    near: float
+    preferred: torch.Tensor | None
+    pinned: torch.Tensor | None
+
+
+def _point_sizes(point_size, count: int) -> tuple[float, torch.Tensor | None]:
+    """(the smallest spacing, the per-point spacings [N] or None when one size serves all)."""
+    sizes = None
+    if isinstance(point_size, (np.ndarray, torch.Tensor)) and np.ndim(point_size) == 1:
+        sizes = torch.as_tensor(point_size, dtype=torch.float32)
+        if len(sizes) != count:
+            raise RenderError(f"point_size must be a number or one per point ({count}), got {len(sizes)}")
+        if len(sizes) and not bool((torch.isfinite(sizes) & (sizes >= 0)).all()):
+            raise RenderError("point_size must be finite and >= 0 for every point")
+        point_size = float(sizes.min()) if len(sizes) else 0.0
+        if len(sizes) == 0 or bool((sizes == sizes[0]).all()):
+            sizes = None  # one size for all: the cheaper path
+    point_size = float(point_size)
+    if not (math.isfinite(point_size) and point_size >= 0):
+        raise RenderError(f"point_size must be a finite number >= 0, got {point_size}")
+    return point_size, sizes
+
+
+def _priority_flags(priority, exact, count: int, frames: int, device):
+    """(preferred [N] or None when all or none are, pinned [N+1] or None, exact [F] or None)."""
     preferred = None if priority is None else torch.as_tensor(priority, device=device).to(torch.bool).reshape(-1)
     if preferred is not None and len(preferred) != count:
         raise RenderError(f"priority must hold one flag per point ({count}), got {len(preferred)}")
     if preferred is not None and (bool(preferred.all()) or not bool(preferred.any())):
         preferred = None  # one rank for all: nothing to prefer
-    spare_buffer = torch.empty_like(canvas_buffer) if preferred is not None else None
     exact = None if exact is None else np.asarray(exact, dtype=bool).reshape(-1)
     if exact is not None and len(exact) != frames:
         raise RenderError(f"exact must hold one flag per frame ({frames}), got {len(exact)}")
@@ -320,39 +357,37 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
     if exact is not None and exact.any() and priority is not None:
         flags = torch.as_tensor(priority, device=device).to(torch.bool).reshape(-1)
         pinned = torch.cat([flags, torch.zeros(1, dtype=torch.bool, device=device)])  # entry N: empty pixels
+    return preferred, pinned, exact
 
-    for start in range(0, frames, chunk):
-        stop = min(start + chunk, frames)
-        canvas = canvas_buffer[: stop - start].fill_(empty_key)
-        if preferred is None:
-            nearest = _splat_centres(points_t, rotation[start:stop], translation[start:stop], canvas, width, height,
-                                     pad, near)
-        else:
-            nearest = _centres_by_priority(points_t, preferred, rotation[start:stop], translation[start:stop], canvas,
-                                           spare_buffer[: stop - start], width, height, pad, near, point_size, sizes,
-                                           empty_key)
-        if centre_index is not None:
-            centres = canvas[:, pad:pad + height, pad:pad + width]
-            centre_depth[start:stop] = _key_depths(centres)
-            winner = centres & INDEX_MASK
-            centre_index[start:stop] = winner.masked_fill(winner == count, -1)
-        locked = None
-        if pinned is not None and exact[start:stop].any():
-            frame_exact = torch.as_tensor(exact[start:stop], device=device).view(-1, 1, 1)
-            locked = pinned[canvas & INDEX_MASK] & frame_exact
-        _grow_splats(canvas, focal[start:stop], nearest, point_size, max_radius_px, empty_key, sizes,
-                     _local_focal(cameras[start:stop], pad, device), locked, pinned)
-        keys = canvas[:, pad:pad + height, pad:pad + width]
-        winner = keys & INDEX_MASK  # == count where empty
-        depth[start:stop] = _key_depths(keys)
-        torch.ne(winner, count, out=mask[start:stop])
-        if out_rgb is not None:
-            texels = colours.index_select(0, winner.view(-1)).view(torch.uint8).view(stop - start, height, width, 4)
-            out_rgb[start:stop] = texels[..., :3]
-        if index is not None:
-            index[start:stop] = winner.masked_fill_(~mask[start:stop], -1)
-    return RenderResult(depth=depth, mask=mask, rgb=out_rgb, index=index, centre_index=centre_index,
-                        centre_depth=centre_depth)
+
+def _render_frames(scene: _Scene, out: RenderResult, start: int, stop: int, rotation, translation, focal,
+                   local_focal, canvas, spare, frame_exact) -> None:
+    """Frames [start, stop) into `out`: centres, then splats grown, then the winners read off."""
+    pad, count = scene.pad, scene.count
+    height, width = out.depth.shape[1:]
+    canvas.fill_(scene.empty_key)
+    if scene.preferred is None:
+        nearest = _splat_centres(scene.points_t, rotation, translation, canvas, width, height, pad, scene.near)
+    else:
+        nearest = _centres_by_priority(scene.points_t, scene.preferred, rotation, translation, canvas, spare, width,
+                                       height, pad, scene.near, scene.point_size, scene.sizes, scene.empty_key)
+    if out.centre_index is not None:
+        centres = canvas[:, pad:pad + height, pad:pad + width]
+        out.centre_depth[start:stop] = _key_depths(centres)
+        winner = centres & INDEX_MASK
+        out.centre_index[start:stop] = winner.masked_fill(winner == count, -1)
+    locked = None if frame_exact is None else scene.pinned[canvas & INDEX_MASK] & frame_exact
+    _grow_splats(canvas, focal, nearest, scene.point_size, scene.max_radius_px, scene.empty_key, scene.sizes,
+                 local_focal, locked, scene.pinned)
+    keys = canvas[:, pad:pad + height, pad:pad + width]
+    winner = keys & INDEX_MASK  # == count where empty
+    out.depth[start:stop] = _key_depths(keys)
+    torch.ne(winner, count, out=out.mask[start:stop])
+    if out.rgb is not None:
+        texels = scene.colours.index_select(0, winner.view(-1)).view(torch.uint8).view(stop - start, height, width, 4)
+        out.rgb[start:stop] = texels[..., :3]
+    if out.index is not None:
+        out.index[start:stop] = winner.masked_fill_(~out.mask[start:stop], -1)
 
 
 SPLAT_OVERLAP = 1.5  # splats a little wider than a memory's sampling: views between the sampled ones have no pinholes
