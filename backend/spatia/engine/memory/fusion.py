@@ -176,42 +176,13 @@ def fuse(
         return memory if size == memory.voxel_size else memory.replace(voxel_size=size)
 
     keys = point_keys(points.xyz, points.side, size, points.level)
-    per_frame = points.frame.ndim == 1
-    # Neighbouring pixels mostly share a voxel: summing runs of equal consecutive keys first
-    # (a sequential pass) leaves several times fewer rows for the sort and the scattered adds.
-    starts = run_starts(keys, points.frame if per_frame else None)
-    runs = starts.nonzero()[:, 0]
-    run_sums = _Sums.of_points(points.xyz, points.rgb, points.conf).grouped(torch.cumsum(starts, 0) - 1, len(runs))
-    groups = group_by_key(keys[runs])
-    unique = len(groups.keys)
-    sums = run_sums.grouped(groups.inverse, unique)
-    if per_frame:
-        run_frames = points.frame[runs]
-        fill = torch.zeros(unique, dtype=torch.int32, device=device)
-        first = fill.scatter_reduce(0, groups.inverse, run_frames, "amin", include_self=False)
-        last = fill.scatter_reduce(0, groups.inverse, run_frames, "amax", include_self=False)
-    else:
-        first = last = points.frame.expand(unique)
-
+    groups, sums, first, last = _grouped(points, keys, device)
     index = memory.voxel_index(size)
     target, slots = index.lookup(groups.keys)
     hit = (target >= 0).nonzero()[:, 0]
     fresh = (target < 0).nonzero()[:, 0]
     old = target[hit]
-    merged = sums.take(hit)
-    held = memory.conf[old]
-    total = held + merged.weight
-    merged_xyz = (memory.xyz[old] * held[:, None] + merged.xyz) / total[:, None]
-    merged_rgb = _to_rgb((memory.rgb[old].to(torch.float32) * held[:, None] + merged.rgb) / total[:, None])
-    held_rank = memory.rank[old]
-    if bool((held_rank != rank).any()):
-        outranked = (held_rank > rank)[:, None]  # the memory's point stays as it is
-        outranks = (held_rank < rank)[:, None]  # the observation replaces it
-        new_xyz, new_rgb = merged.xyz / merged.weight[:, None], _to_rgb(merged.rgb / merged.weight[:, None])
-        merged_xyz = torch.where(outranked, memory.xyz[old], torch.where(outranks, new_xyz, merged_xyz))
-        merged_rgb = torch.where(outranked, memory.rgb[old], torch.where(outranks, new_rgb, merged_rgb))
-        total = torch.where(outranked[:, 0], held, torch.where(outranks[:, 0], merged.weight, total))
-
+    merged_xyz, merged_rgb, total = _merge_into(memory, old, sums.take(hit), rank)
     new = sums.take(fresh)
     new_keys = groups.keys[fresh]
     added = len(fresh)
@@ -235,8 +206,47 @@ def fuse(
     out.rgb[old] = merged_rgb
     out.conf[old] = total
     out.last_frame[old] = torch.maximum(memory.last_frame[old], last[hit])
-    out.rank[old] = torch.clamp(held_rank, min=rank)
+    out.rank[old] = torch.clamp(memory.rank[old], min=rank)
     return out
+
+
+def _grouped(points, keys, device):
+    """The new points summed per cell key: (groups, sums per group, first and last frame per group)."""
+    per_frame = points.frame.ndim == 1
+    # Neighbouring pixels mostly share a voxel: summing runs of equal consecutive keys first
+    # (a sequential pass) leaves several times fewer rows for the sort and the scattered adds.
+    starts = run_starts(keys, points.frame if per_frame else None)
+    runs = starts.nonzero()[:, 0]
+    run_sums = _Sums.of_points(points.xyz, points.rgb, points.conf).grouped(torch.cumsum(starts, 0) - 1, len(runs))
+    groups = group_by_key(keys[runs])
+    unique = len(groups.keys)
+    sums = run_sums.grouped(groups.inverse, unique)
+    if per_frame:
+        run_frames = points.frame[runs]
+        fill = torch.zeros(unique, dtype=torch.int32, device=device)
+        first = fill.scatter_reduce(0, groups.inverse, run_frames, "amin", include_self=False)
+        last = fill.scatter_reduce(0, groups.inverse, run_frames, "amax", include_self=False)
+    else:
+        first = last = points.frame.expand(unique)
+    return groups, sums, first, last
+
+
+def _merge_into(memory: SpatialMemory, old, merged, rank: int):
+    """Position, colour and confidence of the memory's points `old` with the sums `merged` fused in:
+    confidence-weighted means, unless one side outranks the other (then it alone counts)."""
+    held = memory.conf[old]
+    total = held + merged.weight
+    merged_xyz = (memory.xyz[old] * held[:, None] + merged.xyz) / total[:, None]
+    merged_rgb = _to_rgb((memory.rgb[old].to(torch.float32) * held[:, None] + merged.rgb) / total[:, None])
+    held_rank = memory.rank[old]
+    if bool((held_rank != rank).any()):
+        outranked = (held_rank > rank)[:, None]  # the memory's point stays as it is
+        outranks = (held_rank < rank)[:, None]  # the observation replaces it
+        new_xyz, new_rgb = merged.xyz / merged.weight[:, None], _to_rgb(merged.rgb / merged.weight[:, None])
+        merged_xyz = torch.where(outranked, memory.xyz[old], torch.where(outranks, new_xyz, merged_xyz))
+        merged_rgb = torch.where(outranked, memory.rgb[old], torch.where(outranks, new_rgb, merged_rgb))
+        total = torch.where(outranked[:, 0], held, torch.where(outranks[:, 0], merged.weight, total))
+    return merged_xyz, merged_rgb, total
 
 
 def refine(memory: SpatialMemory, rows, shift, weight, rgb_sum, frame, *, rank: int = RANK_GENERATED) -> SpatialMemory:
