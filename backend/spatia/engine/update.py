@@ -405,41 +405,10 @@ def update_memory(
     indices = np.asarray(frame_indices, dtype=np.int64)
     for start in range(0, count, settings.chunk_frames):
         part = slice(start, min(start + settings.chunk_frames, count))
-        cams = cameras[part]
-        view = memory_view(memory, cams, settings) if len(memory) and (settings.align or not pinned) else None
-        aligned[part], fits = align_to_memory(memory, depth[part], cams, ~dynamic[part], settings, view)
-        stats.alignments += fits
-        static = ~dynamic[part]
-        if pinned:
-            new = static & (aligned[part] > 0)
-            memory, replaced = _replaced_by_pinned(memory, aligned[part], cams, new, rank, settings)
-            stats.replaced += replaced
-        else:
-            verdicts = weigh_observations(memory, frames[part], aligned[part], cams, indices[part], static,
-                                          weight[part], rank=rank, settings=settings, rendered=view)
-            memory = verdicts.memory
-            stats.reobserved_pixels += int(verdicts.reobserved.sum())
-            stats.conflict_pixels += int(verdicts.conflict.sum())
-            new = static & (aligned[part] > 0) & ~verdicts.reobserved & ~verdicts.conflict
-        if len(memory):
-            protected = (memory.rank > rank) | (memory.conf >= settings.protect_conf)
-            memory, carved = carve(memory, aligned[part], cams, margin_abs=settings.carve_margin_abs,
-                                   margin_rel=settings.carve_margin_rel, valid=new, protected=protected)
-            stats.carved += carved
-        before = len(memory)
-        points = points_from_depth(aligned[part], frames[part], cams, exclude=~new,
-                                   conf=None if confidence is None else confidence[part], frames=indices[part])
-        if anchor_depth is not None and len(points):
-            seen_empty = in_pinned_free_space(points.xyz, _new_point_sizes(points, memory.voxel_size, settings),
-                                              anchors, anchor_depth)
-            points.conf[seen_empty] = 0.0  # fusion skips points of no confidence
-            stats.conflict_pixels += int(seen_empty.sum())
-        stats.added_pixels += len(points)
-        if pinned:
-            memory = pin_points(memory, points, scale_aware=settings.scale_aware)
-        else:
-            memory = fuse_points(memory, points, rank=rank, scale_aware=settings.scale_aware)
-        stats.points_added += len(memory) - before
+        memory = _update_chunk(memory, frames[part], depth[part], aligned[part], cameras[part], indices[part],
+                               ~dynamic[part], weight[part], None if confidence is None else confidence[part],
+                               rank=rank, pinned=pinned, anchors=anchors, anchor_depth=anchor_depth,
+                               settings=settings, stats=stats)
     if settings.max_points is not None and len(memory) > settings.max_points:
         memory, stats.merges = coarsen_to_budget(memory, settings.max_points)
         stats.points_merged = len(stats.merges)
@@ -448,6 +417,46 @@ def update_memory(
     memory, stats.swept = sweep_pinned_free_space(memory, anchors, anchor_depth, rank)
     stats.points_after = len(memory)
     return memory, aligned, stats
+
+
+def _update_chunk(memory: SpatialMemory, frames, depth, aligned, cams: Cameras, indices, static, weight, confidence, *,
+                  rank: int, pinned: bool, anchors, anchor_depth, settings: UpdateSettings,
+                  stats: UpdateStats) -> SpatialMemory:
+    """A few frames into the memory: aligned (written into `aligned`), weighed against what the
+    memory shows (or pinned, for the user's own images), carved, then the new pixels fused."""
+    view = memory_view(memory, cams, settings) if len(memory) and (settings.align or not pinned) else None
+    aligned[:], fits = align_to_memory(memory, depth, cams, static, settings, view)
+    stats.alignments += fits
+    if pinned:
+        new = static & (aligned > 0)
+        memory, replaced = _replaced_by_pinned(memory, aligned, cams, new, rank, settings)
+        stats.replaced += replaced
+    else:
+        verdicts = weigh_observations(memory, frames, aligned, cams, indices, static, weight, rank=rank,
+                                      settings=settings, rendered=view)
+        memory = verdicts.memory
+        stats.reobserved_pixels += int(verdicts.reobserved.sum())
+        stats.conflict_pixels += int(verdicts.conflict.sum())
+        new = static & (aligned > 0) & ~verdicts.reobserved & ~verdicts.conflict
+    if len(memory):
+        protected = (memory.rank > rank) | (memory.conf >= settings.protect_conf)
+        memory, carved = carve(memory, aligned, cams, margin_abs=settings.carve_margin_abs,
+                               margin_rel=settings.carve_margin_rel, valid=new, protected=protected)
+        stats.carved += carved
+    before = len(memory)
+    points = points_from_depth(aligned, frames, cams, exclude=~new, conf=confidence, frames=indices)
+    if anchor_depth is not None and len(points):
+        seen_empty = in_pinned_free_space(points.xyz, _new_point_sizes(points, memory.voxel_size, settings),
+                                          anchors, anchor_depth)
+        points.conf[seen_empty] = 0.0  # fusion skips points of no confidence
+        stats.conflict_pixels += int(seen_empty.sum())
+    stats.added_pixels += len(points)
+    if pinned:
+        memory = pin_points(memory, points, scale_aware=settings.scale_aware)
+    else:
+        memory = fuse_points(memory, points, rank=rank, scale_aware=settings.scale_aware)
+    stats.points_added += len(memory) - before
+    return memory
 
 
 def rebuild_with_known_poses(frames: np.ndarray, cameras: Cameras, frame_indices, estimator, *,
