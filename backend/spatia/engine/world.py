@@ -41,6 +41,7 @@ from spatia.engine.memory import RANK_USER, MemoryStore, SpatialMemory, diff, im
 from spatia.engine.models.base import Cancelled, DepthEstimator, GenerationRequest, Segmenter, VideoGenerator
 from spatia.engine.objects import (
     Direction,
+    KeyViews,
     ObjectDirectionError,
     ObjectSet,
     ObjectStore,
@@ -553,8 +554,9 @@ class World:
             if objects is not None and (len(objects) or instances.any()):
                 t_objects = time.perf_counter()
                 clip = observe(key_frames, aligned, key_cams, keys, instances, objects.up)
-                learned = learn(objects, paths, clip, labels, self.state["voxel_size"], self.fps)
-                if learned.instances:  # a round that saw no object leaves the objects as they were
+                learned = learn(objects, paths, clip, labels, self.state["voxel_size"], self.fps,
+                                views=KeyViews(key_cams, aligned, instances, keys))
+                if learned.changed:  # seen, or carried on unseen (its state, its negative evidence)
                     objects_out = self.object_store.save(learned.objects, parent=objects_in, memory_version=memory_out,
                                                          message=f"round {len(self.state['rounds'])}")
                 timings["objects_s"] += time.perf_counter() - t_objects
@@ -693,9 +695,7 @@ class World:
         shown = [r for r in record.get("objects", []) if r["condition"] and r["predicted"]]
         if shown and record.get("objects_version_in") is not None:
             objects = self.objects(record["objects_version_in"])
-            paths = {r["id"]: PosePath(np.array(r["predicted"]["frames"], np.int64),
-                                       np.array(r["predicted"]["position"], np.float64),
-                                       np.array(r["predicted"]["heading"], np.float64), r["source"]) for r in shown}
+            paths = {r["id"]: PosePath.from_dict(r["predicted"], r["source"]) for r in shown}
             ids = draw_objects(rgb, depth, hole, [objects.get(i) for i in paths], paths, cams, objects.up)
         return RoundConditioning(rgb, depth, hole, ids)
 
