@@ -37,7 +37,7 @@ INITIAL_SPEED = {"car": 6.0, "person": 1.5}  # m/s: a new object's velocity unce
 DEFAULT_INITIAL_SPEED = 2.0
 INITIAL_TURN_RATE = 0.5  # rad/s
 MEASURE_HEADING = 0.3  # rad: a registered heading's uncertainty (symmetric shapes turn easily)
-MIN_MEASURE_SIGMA = 0.05  # m: a registered position's uncertainty, at least (else 2 point spacings)
+MIN_MEASURE_SIGMA = 0.03  # m: a registered position's uncertainty, at least (else its point spacing)
 MIN_WEIGHT = 1e-6
 
 PARKED_SPEED = 0.1  # m/s: slower than this is parked
@@ -45,7 +45,7 @@ BLOCK_POINTS = 5  # memory points inside an object's box (above its lowest fifth
 BOTTOM_SHARE = 0.2
 
 # --- the drawing rule (render.py) and the lifecycle (tracking.py) read these ------------------------
-DRAW_RATIO = 0.5  # drawn while its position uncertainty is at most this share of its footprint ...
+DRAW_RATIO = 0.25  # drawn while its position uncertainty is at most this share of its size ...
 MIN_DRAW_SIGMA = 0.1  # ... (or this many metres, for tiny objects)
 
 
@@ -67,9 +67,10 @@ def footprint(track: ObjectTrack, up) -> float:
     return float(max(np.ptp(local @ a), np.ptp(local @ b)))
 
 
-def draw_limit(track: ObjectTrack, up) -> float:
-    """The position uncertainty (metres, 1 sigma) up to which the object is drawn."""
-    return max(MIN_DRAW_SIGMA, DRAW_RATIO * footprint(track, up))
+def draw_limit(track: ObjectTrack, up=None) -> float:
+    """The position uncertainty (metres, 1 sigma) up to which the object is drawn: DRAW_RATIO of
+    its size (its points' largest extent: a person's height, a car's length)."""
+    return max(MIN_DRAW_SIGMA, DRAW_RATIO * float(track.extent.max(initial=0.0)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -258,7 +259,7 @@ def observe_pose(state: MotionState, frame: int, position, heading: float, up, f
 
 
 def measure_sigma(track: ObjectTrack) -> float:
-    return max(MIN_MEASURE_SIGMA, 2.0 * float(track.spacing))
+    return max(MIN_MEASURE_SIGMA, float(track.spacing))
 
 
 def fit_state(track: ObjectTrack, fps: float, up) -> MotionState:
@@ -368,9 +369,18 @@ def predict(track: ObjectTrack, frames, fps: float, up: np.ndarray, *, path=None
     s_pos, s_head = state.pose(up)
     s_sigma = state.sigma()
     if between.any():
+        # back from the state along its most likely velocity (a stop stays a stop), or a straight
+        # line from the last observed pose where that would reach back past it
         t = (frames[between] - last) / max(state.frame - last, 1)
-        position[between] = track.key_position[-1] + t[:, None] * (s_pos - track.key_position[-1])
-        heading[between] = wrap_angle(track.key_heading[-1] + t * wrap_angle(s_head - track.key_heading[-1]))
+        line = track.key_position[-1] + t[:, None] * (s_pos - track.key_position[-1])
+        a_, b_ = plane_axes(up)
+        v = a_ * state.x[state.best(), 2] + b_ * state.x[state.best(), 3]
+        back = s_pos - np.outer((state.frame - frames[between]) / fps, v)
+        reach = np.linalg.norm(track.key_position[-1] - s_pos)
+        use_back = np.linalg.norm(back - s_pos, axis=1) <= reach
+        position[between] = np.where(use_back[:, None], back, line)
+        heading[between] = np.where(use_back, s_head,
+                                    wrap_angle(track.key_heading[-1] + t * wrap_angle(s_head - track.key_heading[-1])))
         sigma[between] = t * s_sigma
     ahead = frames > state.frame
     n = int(frames.max() - state.frame) if ahead.any() else 0
