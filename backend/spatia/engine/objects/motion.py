@@ -45,7 +45,7 @@ BLOCK_POINTS = 5  # memory points inside an object's box (above its lowest fifth
 BOTTOM_SHARE = 0.2
 
 # --- the drawing rule (render.py) and the lifecycle (tracking.py) read these ------------------------
-DRAW_RATIO = 0.25  # drawn while its position uncertainty is at most this share of its size ...
+DRAW_RATIO = 0.35  # drawn while its position uncertainty is at most this share of its size ...
 MIN_DRAW_SIGMA = 0.1  # ... (or this many metres, for tiny objects)
 
 
