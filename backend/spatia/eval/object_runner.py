@@ -112,6 +112,7 @@ def evaluate_object_scene(gt: GroundTruth, options, out_dir: Path) -> dict:
         objects[tid] = {
             "label": truth.label,
             "reentry_frames": on["reentry_frames"],
+            "reentry_events": on["reentry_events"],
             "position_error_m": {"on": on["position_error_m"], "off": off["position_error_m"]},
             "position_error_first_m": {"on": on["position_error_first_m"], "off": off["position_error_first_m"]},
             "mask_iou": {"on": on["mask_iou"], "off": off["mask_iou"]},

@@ -25,7 +25,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from .model import MAX_OBJECT_POINTS, ObjectTrack, rotation
-from .motion import PosePath, initial_state, interpolate, measure_sigma, observe_pose, state_of
+from .motion import INITIAL_WEIGHTS, STOPPED, MotionState, PosePath, initial_state, interpolate, measure_sigma, observe_pose, state_of
 from .observe import Observation, bhattacharyya, colour_histogram, region_histograms
 
 GATE_METRES = 1.0
@@ -50,6 +50,9 @@ START_TURNS = (0.0, np.pi / 2, np.pi, -np.pi / 2)  # registration starts from th
 TURN_MARGIN = 0.1  # another start must fit this much better than the predicted heading's to win
 COLOUR_TOLERANCE = 60  # a point fits where its nearest object point is near and of a colour within this (0-255 per channel)
 REFINE_RATIO = 0.7  # seen with a pixel footprint below this share of its spacing: its points are refined
+REACQUIRE_SECONDS = 1.0  # seen again after this long unseen, its old velocity and motion are stale evidence:
+REACQUIRE_SPEED = 1.0  # m/s added (1 sigma) to every hypothesis' velocity uncertainty, and the weights
+REACQUIRE_MIX = 0.5  # ... this share back to a new object's, before the new poses update it
 
 
 def instance_histogram(observations: list[Observation]) -> np.ndarray:
@@ -336,6 +339,8 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
     track = replace(track, xyz=xyz, rgb=rgb, spacing=float(spacing), appearance=(hist / hist.sum()).astype(np.float32),
                     regions=regions)
     state = state_of(track, fps, up)
+    if frames and min(frames) - track.last_frame > REACQUIRE_SECONDS * fps:
+        state = reacquire(state)
     sigma = measure_sigma(track)
     for f, pos, h in sorted(zip(frames, positions, headings), key=lambda k: k[0]):
         if f > state.frame or (f == state.frame and track.motion is None):
@@ -345,3 +350,17 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
     track = track.with_keys(frames, positions, headings).with_seen(seen).with_crops(crops)
     status = "confirmed" if len(track.frames_seen()) >= CONFIRM_FRAMES else "tentative"
     return replace(track, motion=state if frames else track.motion, status=status if frames else track.status)
+
+
+def reacquire(state: MotionState) -> MotionState:
+    """The state of an object seen again after a while unseen: how it moves now is not known
+    from how it moved before (it may have stopped, turned or turned round), so every moving
+    hypothesis' velocity uncertainty grows by REACQUIRE_SPEED and the weights go REACQUIRE_MIX of
+    the way back to a new object's; the new poses then say how it moves."""
+    p = state.p.copy()
+    moving = [j for j in range(len(state.mu)) if j != STOPPED]
+    for j in moving:
+        p[j, 2, 2] += REACQUIRE_SPEED ** 2
+        p[j, 3, 3] += REACQUIRE_SPEED ** 2
+    mu = (1 - REACQUIRE_MIX) * state.mu + REACQUIRE_MIX * INITIAL_WEIGHTS
+    return MotionState(state.frame, state.x, p, mu / mu.sum(), state.height, state.evidence)
