@@ -241,3 +241,23 @@ def test_the_hypotheses_are_the_four_motions_and_weigh_what_they_saw():
     assert circle.motion.best() == TURN
     assert abs(circle.motion.x[TURN, 4] - 0.5) < 0.1
     assert {CV, TURN, STOPPED, REVERSAL} == {0, 1, 2, 3}
+
+
+def test_an_object_seen_again_after_a_while_distrusts_its_old_motion():
+    from spatia.engine.objects.associate import REACQUIRE_SPEED, reacquire
+    from spatia.engine.objects.motion import INITIAL_WEIGHTS
+
+    car = straight(speed=2.0)
+    again = reacquire(car.motion)
+    moving = [CV, TURN, REVERSAL]
+    np.testing.assert_allclose(again.p[moving, 2, 2] - car.motion.p[moving, 2, 2], REACQUIRE_SPEED ** 2)
+    assert again.p[STOPPED, 2, 2] == car.motion.p[STOPPED, 2, 2]
+    np.testing.assert_allclose(again.mu, 0.5 * car.motion.mu + 0.5 * INITIAL_WEIGHTS)
+    # absorbed a few frames later it keeps its motion; seen again 3 s later, its old motion counts less
+    soon = seen_at(car, 28, car.key_position[-1] + [0.5, 0, 0], 0.0)
+    late = seen_at(car, 48, car.key_position[-1] + [3.0, 0, 0], 0.0)
+    from spatia.engine.objects.associate import absorb
+
+    a = absorb(car, [soon], None, UP, voxel=0.05, fps=FPS).motion
+    b = absorb(car, [late], None, UP, voxel=0.05, fps=FPS).motion
+    assert b.p[CV, 2, 2] > a.p[CV, 2, 2]
