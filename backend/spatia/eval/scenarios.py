@@ -120,11 +120,11 @@ def build(scenario: Scenario, width: int, height: int):
 
 
 def camera_path(scenario: Scenario, frame_count: int) -> list[np.ndarray]:
-    """Look north at the action, pan away (to one side) and back, drifting 40 cm forward."""
+    """Look north at the action (5 m away), pan away (to one side) and back, drifting 40 cm forward."""
     t0, t1, t2, t3 = scenario.away
     away = math.radians(scenario.pan_degrees)
     times = np.arange(frame_count) / max(frame_count - 1, 1)
-    return [moving._yaw_view((0.0, -3.0 + 0.4 * t, moving.EYE), moving._pan_away_and_back(t, away, t0, t1, t2, t3))
+    return [moving._yaw_view((0.0, 1.0 + 0.4 * t, moving.EYE), moving._pan_away_and_back(t, away, t0, t1, t2, t3))
             for t in times]
 
 
@@ -161,7 +161,7 @@ def _keys_for(scenario: Scenario, frame_count: int, first: int, which: int) -> l
     if motion == "turn":
         xe = at(te)
         h2 = heading + p["turn"] * math.pi / 2
-        rest = min(v * (1.0 - te) * duration, 6.0 if p["turn"] < 0 else 4.0)  # not behind the camera nor the facade
+        rest = min(v * (1.0 - te) * duration, 3.0 if p["turn"] < 0 else 4.0)  # not behind the camera nor the facade
         corner = min(1.0 / duration, (1.0 - te) / 2)
         end = (xe + rest * math.cos(h2), lane + rest * math.sin(h2), 0.0)
         return [(first, (at(0.0), lane, 0.0), heading), (frame(te), (xe, lane, 0.0), heading),
@@ -178,7 +178,7 @@ def _keys_for(scenario: Scenario, frame_count: int, first: int, which: int) -> l
         return [(first, (at(0.0), lane, 0.0), heading), (frame(te), (xe, lane, 0.0), heading),
                 (frame(te + turn), (xe, lane, 0.0), heading + math.pi), (last, (back, lane, 0.0), heading + math.pi)]
     # approach (towards the camera) and recede (away from it), on a slant, in front of the north facade
-    far, near = ACTION_Y + 4.5, ACTION_Y - 4.0
+    far, near = ACTION_Y + 4.5, ACTION_Y - 1.5
     y0, y1 = (far, near) if motion == "approach" else (near, far)
     h = -math.pi / 2 if motion == "approach" else math.pi / 2
     return [(first, (-0.8, y0, 0.0), h), (last, (0.8, y1, 0.0), h)]
