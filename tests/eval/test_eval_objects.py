@@ -274,7 +274,7 @@ def test_ghost_pixels_count_drawn_object_pixels_where_the_truth_has_none():
 
 
 def test_the_scenario_generator_is_seeded_covers_every_class_and_absence():
-    from spatia.eval.scenarios import CLASSES, IN_VIEW_X, _keys_for, make_scenarios
+    from spatia.eval.scenarios import CAR_IN_VIEW_X, CLASSES, IN_VIEW_X, _keys_for, make_scenarios
 
     a, b = make_scenarios(7, 30), make_scenarios(7, 30)
     assert [(s.motion, s.params, s.away) for s in a] == [(s.motion, s.params, s.away) for s in b]
@@ -292,7 +292,8 @@ def test_the_scenario_generator_is_seeded_covers_every_class_and_absence():
         assert frames == sorted(frames) and frames[0] == 1 and frames[-1] == n
         x0 = np.interp(1 + t0 * (n - 1), frames, [k[1][0] for k in keys])
         if s.motion not in ("approach", "recede"):
-            assert abs(x0) == pytest.approx(IN_VIEW_X, abs=1e-6)  # in view as the camera turns away
+            reach = CAR_IN_VIEW_X if s.params["label"] == "car" else IN_VIEW_X
+            assert abs(x0) == pytest.approx(reach, abs=1e-6)  # in view as the camera turns away
         if s.motion == "stop":
             assert keys[-1][1] == keys[-2][1]  # parked while unseen, stays
         if s.motion == "reversal":

@@ -128,7 +128,9 @@ def camera_path(scenario: Scenario, frame_count: int) -> list[np.ndarray]:
             for t in times]
 
 
-IN_VIEW_X = 2.5  # metres either side of the view's centre where a mover is when the camera turns away and back
+IN_VIEW_X = 2.5  # metres either side of the view's centre where a person is when the camera turns away and back
+CAR_IN_VIEW_X = 4.0  # ... and a car (on a lane farther away)
+CAR_LANE_Y = 9.5  # cars drive 8.5 m from the camera, people walk about 5 m from it
 
 
 def _keys_for(scenario: Scenario, frame_count: int, first: int, which: int) -> list:
@@ -141,10 +143,12 @@ def _keys_for(scenario: Scenario, frame_count: int, first: int, which: int) -> l
     last = first + frame_count - 1
     frame = lambda t: first + t * (frame_count - 1)
     d = p["direction"] if which == 1 else -p["direction"]
-    v = min(p["speed"], 2 * IN_VIEW_X / ((t3 - t0) * duration))
-    lane = p["lane"] + (0.0 if which == 1 else p["gap"])
+    car = p["label"] == "car"
+    reach = CAR_IN_VIEW_X if car else IN_VIEW_X
+    v = min(p["speed"], 2 * reach / ((t3 - t0) * duration))
+    lane = (CAR_LANE_Y + (p["lane"] - ACTION_Y - 0.25) / 1.5 if car else p["lane"]) + (0.0 if which == 1 else p["gap"])
     heading = 0.0 if d > 0 else math.pi
-    at = lambda t: -d * IN_VIEW_X + d * v * (t - t0) * duration  # -X at t0, +X at t3
+    at = lambda t: -d * reach + d * v * (t - t0) * duration  # -X at t0, +X at t3
     motion = scenario.motion
     te = t1 + (t2 - t1) * p["event"]  # the turn, stop or reversal: while unseen
     straight = [(first, (at(0.0), lane, 0.0), heading), (last, (at(1.0), lane, 0.0), heading)]
@@ -160,8 +164,9 @@ def _keys_for(scenario: Scenario, frame_count: int, first: int, which: int) -> l
         return [(first, (0.3, y(0.0), 0.0), -math.pi / 2), (last, (0.3, y(1.0), 0.0), -math.pi / 2)]
     if motion == "turn":
         xe = at(te)
-        h2 = heading + p["turn"] * math.pi / 2
-        rest = min(v * (1.0 - te) * duration, 3.0 if p["turn"] < 0 else 4.0)  # not behind the camera nor the facade
+        turn = p["turn"] if not car else (-1.0 if d > 0 else 1.0)  # a car turns towards the camera, off the facade
+        h2 = heading + turn * math.pi / 2
+        rest = min(v * (1.0 - te) * duration, 3.0 if math.sin(h2) < 0 else 3.5)  # not behind the camera nor the facade
         corner = min(1.0 / duration, (1.0 - te) / 2)
         end = (xe + rest * math.cos(h2), lane + rest * math.sin(h2), 0.0)
         return [(first, (at(0.0), lane, 0.0), heading), (frame(te), (xe, lane, 0.0), heading),
@@ -178,7 +183,7 @@ def _keys_for(scenario: Scenario, frame_count: int, first: int, which: int) -> l
         return [(first, (at(0.0), lane, 0.0), heading), (frame(te), (xe, lane, 0.0), heading),
                 (frame(te + turn), (xe, lane, 0.0), heading + math.pi), (last, (back, lane, 0.0), heading + math.pi)]
     # approach (towards the camera) and recede (away from it), on a slant, in front of the north facade
-    far, near = ACTION_Y + 4.5, ACTION_Y - 1.5
+    far, near = CAR_LANE_Y + 1.0, ACTION_Y - 1.5
     y0, y1 = (far, near) if motion == "approach" else (near, far)
     h = -math.pi / 2 if motion == "approach" else math.pi / 2
     return [(first, (-0.8, y0, 0.0), h), (last, (0.8, y1, 0.0), h)]
