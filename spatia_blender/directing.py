@@ -10,6 +10,8 @@ and `pose` (its current `{"position", "heading"}`).
 
 from __future__ import annotations
 
+import math
+
 
 def object_name(label: str, object_id: int) -> str:
     return f"{label or 'object'} {int(object_id)}"
@@ -104,6 +106,91 @@ def direct_objects(empties: list[dict], known, *, start: int, next_id: int = 1) 
 def pending_forgets(known, empties: list[dict]) -> list[int]:
     """Known ids whose Empty the artist deleted."""
     return sorted({int(i) for i in known} - set(group_by_id(empties)))
+
+
+# --- sampled paths ---------------------------------------------------------------------------
+def heading_from_matrix(matrix, up) -> float:
+    """The turn about the world's up axis (snapped, see `up_axis`) of a 4x4 or 3x3 object matrix:
+    the angle of its first in-plane axis, as `sign * rotation_euler[index]` is for a single-axis
+    Euler rotation."""
+    index, sign = up_axis(up)
+    i, j = (index + 1) % 3, (index + 2) % 3
+    column = [float(matrix[r][i]) for r in range(3)]
+    return sign * math.atan2(column[j], column[i])
+
+
+def tangent_headings(positions, rest_heading: float, up, min_step: float = 1e-4) -> list[float]:
+    """Headings along a path keyed by location only: the object turns as its path turns, keeping
+    the heading it has at rest (`rest_heading`) where it first moves; held while it stands still."""
+    index, sign = up_axis(up)
+    i, j = (index + 1) % 3, (index + 2) % 3
+    n = len(positions)
+    angles: list[float | None] = []
+    for k in range(max(n - 1, 0)):
+        du, dv = positions[k + 1][i] - positions[k][i], positions[k + 1][j] - positions[k][j]
+        angles.append(sign * math.atan2(dv, du) if math.hypot(du, dv) > min_step else None)
+    moving = [a for a in angles if a is not None]
+    if not moving:
+        return [float(rest_heading)] * n
+    offset = float(rest_heading) - moving[0]
+    out, previous, unwrapped = [], moving[0], None
+    for k in range(n):
+        a = angles[k] if k < len(angles) else None
+        if a is None and k == len(angles) and k > 0:
+            a = angles[k - 1]
+        if a is not None:
+            unwrapped = a if unwrapped is None else unwrapped + (a - previous + math.pi) % (2 * math.pi) - math.pi
+            previous = a
+        out.append((unwrapped if unwrapped is not None else moving[0]) + offset)
+    return out
+
+
+def sampled_path(frames, matrices, up, *, rotation_from_path: bool, rest_heading: float = 0.0) -> list[dict]:
+    """Path keys at every sampled frame from world matrices (4x4): the position, and the heading
+    from the matrix, or from the path's tangent when only the location is animated."""
+    positions = [[float(m[r][3]) for r in range(3)] for m in matrices]
+    if rotation_from_path:
+        headings = tangent_headings(positions, rest_heading, up)
+    else:
+        headings = [heading_from_matrix(m, up) for m in matrices]
+    return simplify([pose_key(f, p, h) for f, p, h in zip(frames, positions, headings)])
+
+
+def simplify(keys: list[dict], position_tolerance: float = 1e-3, heading_tolerance: float = 1e-3) -> list[dict]:
+    """The fewest of `keys` (every frame's pose) from which straight lines between them give every
+    dropped pose back within the tolerances: a held pose is one key, a straight stretch two, a
+    curve as many as it needs."""
+    if len(keys) < 3:
+        return keys
+
+    def error(k, a, b):
+        t = (keys[k]["frame"] - keys[a]["frame"]) / (keys[b]["frame"] - keys[a]["frame"])
+        dp = max(abs(keys[k]["position"][i] - (keys[a]["position"][i] + t * (keys[b]["position"][i] - keys[a]["position"][i])))
+                 for i in range(3))
+        turn = (keys[b]["heading"] - keys[a]["heading"] + math.pi) % (2 * math.pi) - math.pi
+        dh = abs((keys[k]["heading"] - (keys[a]["heading"] + t * turn) + math.pi) % (2 * math.pi) - math.pi)
+        return max(dp / position_tolerance, dh / heading_tolerance)
+
+    kept, stack = {0, len(keys) - 1}, [(0, len(keys) - 1)]
+    while stack:
+        a, b = stack.pop()
+        if b - a < 2:
+            continue
+        worst = max(range(a + 1, b), key=lambda k: error(k, a, b))
+        if error(worst, a, b) > 1.0:
+            kept.add(worst)
+            stack += [(a, worst), (worst, b)]
+    out = [keys[k] for k in sorted(kept)]
+    if len(out) == 2 and error(len(keys) - 1, 0, len(keys) - 1) <= 1.0 and all(
+            max(abs(keys[k]["position"][i] - keys[0]["position"][i]) for i in range(3)) <= position_tolerance
+            and abs(keys[k]["heading"] - keys[0]["heading"]) <= heading_tolerance for k in range(len(keys))):
+        return out[:1]  # held all along: one key holds it
+    return out
+
+
+def next_copy_id(known, empty_ids, copies_of, next_id: int) -> int:
+    """The id a new copy takes: above every id known, carried or copied, and at least `next_id`."""
+    return max([int(next_id), *(int(i) + 1 for i in (*known, *empty_ids, *copies_of))])
 
 
 # --- frames ----------------------------------------------------------------------------------

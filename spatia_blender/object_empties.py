@@ -35,30 +35,71 @@ def known_ids(settings) -> list[int]:
     return [item.object_id for item in settings.known_objects]
 
 
-def _pose_curves(obj, rotation_index: int) -> tuple[list, object]:
-    curves = {(fc.data_path, fc.array_index): fc for fc in action_fcurves(obj) if fc.data_path in POSE_PATHS}
-    return [curves.get(("location", i)) for i in range(3)], curves.get(("rotation_euler", rotation_index))
-
-
 def is_animated(obj) -> bool:
-    return any(fc.data_path in POSE_PATHS for fc in action_fcurves(obj))
+    return any(fc.data_path in POSE_PATHS for fc in action_fcurves(obj)) or is_driven(obj)
 
 
-def describe(obj, start: int, end: int, up=(0.0, 0.0, 1.0)) -> dict:
-    """An object Empty as directing.py takes it: its keyed path over [start, end] (the F-curves
-    evaluated at each path frame; unkeyed channels hold their current value) and current pose."""
+LOCATION_PATHS = ("location", "delta_location")
+
+
+def _animated(obj) -> bool:
+    data = obj.animation_data
+    return data is not None and (data.action is not None or len(data.drivers) > 0 or len(data.nla_tracks) > 0)
+
+
+def is_driven(obj) -> bool:
+    """Whether an Empty's pose can change over the frames: keyed, driven, constrained, or parented
+    to something that is."""
+    while obj is not None:
+        if _animated(obj) or len(obj.constraints):
+            return True
+        obj = obj.parent
+    return False
+
+
+def location_only(obj) -> bool:
+    """Whether only the Empty's own location is animated (no rotation keys or drivers, no
+    constraints, no moving parent): its heading then comes from its path's tangent."""
+    if len(obj.constraints) or (obj.parent is not None and is_driven(obj.parent)):
+        return False
+    data = obj.animation_data
+    if data is not None and any(d.data_path not in LOCATION_PATHS for d in data.drivers):
+        return False
+    paths = {fc.data_path for fc in action_fcurves(obj)}
+    return bool(paths) and paths <= set(LOCATION_PATHS)
+
+
+def sample_world_poses(scene, objects, start: int, end: int) -> dict:
+    """{name: [matrix_world as nested lists] per frame of [start, end]} for `objects`, read from
+    the evaluated scene frame by frame (F-curves of any interpolation, constraints, parents,
+    drivers: what Blender shows); the current frame is restored."""
+    if not objects:
+        return {}
+    frame, subframe = scene.frame_current, scene.frame_subframe
+    out = {obj.name: [] for obj in objects}
+    try:
+        for f in range(int(start), int(end) + 1):
+            scene.frame_set(f)
+            for obj in objects:
+                out[obj.name].append([list(row) for row in obj.matrix_world])
+    finally:
+        scene.frame_set(frame, subframe=subframe)
+    return out
+
+
+def describe(obj, start: int, end: int, up=(0.0, 0.0, 1.0), samples=None) -> dict:
+    """An object Empty as directing.py takes it: its path over [start, end] (every frame, as the
+    evaluated scene places it: `samples`, from sample_world_poses, when it is driven; empty when
+    it is not) and current pose."""
     index, sign = directing.up_axis(up)
-    location, rotation = _pose_curves(obj, index)
-    keyed = [point.co[0] for fc in (*location, rotation) if fc is not None for point in fc.keyframe_points]
-
-    def pose(frame):
-        position = [fc.evaluate(frame) if fc is not None else obj.location[i] for i, fc in enumerate(location)]
-        return position, sign * (rotation.evaluate(frame) if rotation is not None else obj.rotation_euler[index])
-
+    path = []
+    if samples is not None:
+        rest = sign * obj.rotation_euler[index]
+        path = directing.sampled_path(range(int(start), int(end) + 1), samples, up,
+                                      rotation_from_path=location_only(obj), rest_heading=rest)
     settings = obj.spatia_object
     return {"name": obj.name, "id": settings.object_id, "label": settings.label, "copy_of": settings.copy_of,
-            "condition": settings.condition, "reference": settings.reference,
-            "path": [directing.pose_key(frame, *pose(frame)) for frame in directing.path_frames(keyed, start, end)],
+            "condition": settings.condition, "reference": settings.reference, "path": path,
             "pose": {"position": list(obj.location), "heading": sign * obj.rotation_euler[index]}}
 
 
@@ -68,8 +109,10 @@ def directions_for_scene(scene, start: int, end: int) -> dict:
     settings = scene.spatia
     if not settings.world_id or settings.objects_world != settings.world_id:
         return {"objects": [], "forget_objects": [], "assign": {}, "stale": []}
-    empties = [describe(obj, start, end, settings.objects_up) for obj in object_empties(scene)]
-    return directing.direct_objects(empties, known_ids(settings), start=start, next_id=settings.objects_next_id)
+    empties = object_empties(scene)
+    samples = sample_world_poses(scene, [obj for obj in empties if is_driven(obj)], start, end)
+    described = [describe(obj, start, end, settings.objects_up, samples.get(obj.name)) for obj in empties]
+    return directing.direct_objects(described, known_ids(settings), start=start, next_id=settings.objects_next_id)
 
 
 def assign_copies(scene, assign: dict) -> None:
@@ -247,3 +290,96 @@ def write_entries(scene, marks) -> None:
     for frame, object_id, label in marks:
         item = entries.add()
         item.frame, item.object_id, item.label = int(frame), int(object_id), label
+
+
+# --- at once, as the artist edits: deletions and duplicates ------------------------------------------
+_busy = False
+
+
+def tidy(scene) -> str:
+    """What a deletion or a Shift+D means, done at once (main thread): points whose Empty was
+    deleted go with it (left behind they would sit at the world's origin); a duplicated Empty
+    gets its own id (a copy of the original's object, made by the next generation) and its own
+    points; the status line says so. Returns the message ("" when nothing changed)."""
+    import bpy
+
+    settings = scene.spatia
+    messages = []
+    for obj in list(scene.objects):
+        if obj.spatia_object.is_points and owner_of(obj.parent) is None:
+            name = obj.name
+            _remove(bpy, obj)
+            messages.append(f"removed {name}")
+    empties = object_empties(scene)
+    plain = [{"name": obj.name, "id": obj.spatia_object.object_id, "label": obj.spatia_object.label} for obj in empties]
+    known = known_ids(settings)
+    for object_id, group in directing.group_by_id(plain).items():
+        first, *rest = group
+        if object_id not in known or not rest:
+            continue
+        original = bpy.data.objects[first["name"]]
+        for entry in rest:
+            obj = bpy.data.objects[entry["name"]]
+            new_id = directing.next_copy_id(known, [e.spatia_object.object_id for e in object_empties(scene)],
+                                            [e.spatia_object.copy_of for e in object_empties(scene)],
+                                            settings.objects_next_id)
+            item = obj.spatia_object
+            item.object_id, item.copy_of = new_id, object_id
+            settings.objects_next_id = new_id + 1
+            obj.name = directing.object_name(item.label, new_id)
+            source = _points_child(original)
+            if _points_child(obj) is None and source is not None:
+                child = source.copy()
+                child.data = source.data.copy()
+                for collection in obj.users_collection:
+                    collection.objects.link(child)
+                child.parent = obj
+                child.matrix_parent_inverse.identity()
+            own = _points_child(obj)
+            if own is not None:
+                own.spatia_object.object_id = new_id
+                own.name = f"{obj.name} points"
+            messages.append(f"{obj.name}: a copy of {first['name']} (made by the next generation)")
+    if settings.objects_world and settings.objects_world == settings.world_id:
+        deleted = directing.pending_forgets(known, [{"name": o.name, "id": o.spatia_object.object_id}
+                                                   for o in object_empties(scene)])
+        new_deleted = [i for i in deleted if i not in set(settings.get("_spatia_deleted", []))]
+        if new_deleted:
+            messages.append(f"object {', '.join(map(str, new_deleted))} deleted: forgotten with the next shot")
+        if list(settings.get("_spatia_deleted", [])) != deleted:
+            settings["_spatia_deleted"] = deleted
+    if messages:
+        settings.status = "; ".join(messages)
+    return "; ".join(messages)
+
+
+def _on_depsgraph_update(scene, depsgraph=None):
+    global _busy
+    if _busy or scene is None or not hasattr(scene, "spatia"):
+        return
+    _busy = True
+    try:
+        tidy(scene)
+    finally:
+        _busy = False
+
+
+def register_handlers() -> None:
+    import bpy
+    from bpy.app.handlers import persistent
+
+    global _handler
+    _handler = persistent(_on_depsgraph_update)
+    if _handler not in bpy.app.handlers.depsgraph_update_post:
+        bpy.app.handlers.depsgraph_update_post.append(_handler)
+
+
+def unregister_handlers() -> None:
+    import bpy
+
+    for handler in list(bpy.app.handlers.depsgraph_update_post):
+        if getattr(handler, "__name__", "") == "_on_depsgraph_update" and handler.__module__ == __name__:
+            bpy.app.handlers.depsgraph_update_post.remove(handler)
+
+
+_handler = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bpy
 
+from .. import object_empties
 from . import backend, dashboard, generation, memory, objects, shot, world
 from .clips import apply_clip, follow_and_fetch
 from .common import (GENERATE_TASK, MEMORY_TASK, WORLD_TASK, check_connection_async, describe, fetch_memory,
@@ -42,6 +43,7 @@ def _first_connection_check():
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
+    object_empties.register_handlers()  # deletions and duplicates of object Empties, at once
     if not bpy.app.background and not bpy.app.timers.is_registered(_first_connection_check):
         bpy.app.timers.register(_first_connection_check, first_interval=1.0)
     if not bpy.app.background and not bpy.app.timers.is_registered(watch_connection):
@@ -49,6 +51,7 @@ def register():
 
 
 def unregister():
+    object_empties.unregister_handlers()
     for timer in (_first_connection_check, watch_connection):
         if bpy.app.timers.is_registered(timer):
             bpy.app.timers.unregister(timer)

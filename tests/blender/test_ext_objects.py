@@ -174,19 +174,28 @@ def test_keyed_empties_and_switches_land_in_the_shot(addon, backend):
     shot, _ = shot_for_scene(scene)
     spec = validate(shot)
     car_path = directed(shot, 3)["path"]
-    assert [k["frame"] for k in car_path] == [5, 15, 24]
-    np.testing.assert_allclose(car_path[1]["position"], [3.0, 1.0, 0.0], atol=1e-6)
-    assert car_path[1]["heading"] == pytest.approx(1.0)
-    scene.frame_set(24)
-    np.testing.assert_allclose(car_path[2]["position"], car.location, atol=1e-6)  # Blender's own pose at 24
-    assert car_path[2]["heading"] == pytest.approx(car.rotation_euler.z)
+    # every frame of the shot sampled; kept where a straight line would not give the pose back
+    assert car_path[0]["frame"] == 1 and car_path[-1]["frame"] == 24 and len(car_path) > 10
+    assert scene.frame_current == 1  # sampling the scene leaves the current frame as it was
+    by_frame = {k["frame"]: k for k in car_path}
+    np.testing.assert_allclose(by_frame[15]["position"], [3.0, 1.0, 0.0], atol=1e-5)
+    assert by_frame[15]["heading"] == pytest.approx(1.0, abs=1e-5)
+    frames = [k["frame"] for k in car_path]
+    for f in range(1, 25):  # Blender's own (Bezier) pose at each frame, not a line between the keys
+        scene.frame_set(f)
+        position = [np.interp(f, frames, [k["position"][i] for k in car_path]) for i in range(3)]
+        np.testing.assert_allclose(position, car.matrix_world.translation, atol=1e-3)
+        assert np.interp(f, frames, [k["heading"] for k in car_path]) == pytest.approx(car.rotation_euler.z, abs=1e-3)
+    scene.frame_set(10)
+    assert abs(car.location.x - 1.5) > 0.1  # eased: a line from key to key would be 0.5 m off and more
+    scene.frame_set(1)
     assert directed(shot, 3)["condition"] and directed(shot, 3)["reference"]
     assert directed(shot, 5) == {"id": 5, "path": [], "condition": False, "reference": False}
     assert "forget_objects" not in shot and "object_memory" not in shot
     settings.object_memory = False
     assert shot_for_scene(scene)[0]["object_memory"] is False
     if spec is not None:
-        assert [k.frame for k in spec.objects[0].path] == [5, 15, 24] and spec.objects[1].condition is False
+        assert [k.frame for k in spec.objects[0].path] == frames and spec.objects[1].condition is False
 
 
 def test_deleting_an_empty_forgets_its_object_in_the_next_shot(addon, backend):
@@ -247,7 +256,12 @@ def test_a_duplicated_empty_becomes_a_copy_with_a_new_id(addon, backend):
     fetch(bpy)
     car = bpy.data.objects["car 3"]
     copy = duplicate(bpy, car)
-    assert copy != car and copy.spatia_object.object_id == 3  # Shift+D copies the property group
+    # Shift+D: at once its own id (a copy of 3, made by the next generation) and its own points
+    assert copy != car and copy.spatia_object.object_id == 6 and copy.spatia_object.copy_of == 3
+    assert copy.name == "car 6" and "car 6" in settings.status and "copy of car 3" in settings.status
+    assert points_child(copy).data != points_child(car).data
+    assert len(points_child(copy).data.vertices) == len(points_child(car).data.vertices)
+    assert points_child(copy).spatia_object.object_id == 6
     copy.location = (10.0, -2.0, 0.5)
     copy.rotation_euler.z = 0.25
     keyed_twin = duplicate(bpy, car)
@@ -262,7 +276,8 @@ def test_a_duplicated_empty_becomes_a_copy_with_a_new_id(addon, backend):
     assert [k["frame"] for k in unkeyed["path"]] == [1]  # its current pose at the shot's first frame
     np.testing.assert_allclose(unkeyed["path"][0]["position"], [10.0, -2.0, 0.5], atol=1e-6)
     assert unkeyed["path"][0]["heading"] == pytest.approx(0.25)
-    assert [k["frame"] for k in by_id[keyed_twin.spatia_object.object_id]["path"]] == [3, 12]
+    twin_path = by_id[keyed_twin.spatia_object.object_id]["path"]
+    assert twin_path[0]["frame"] == 1 and twin_path[-1]["frame"] == 24 and len(twin_path) > 2
     assert directed(shot, 3)["path"] == [] and "copy_of" not in directed(shot, 3)  # the original stays itself
     assert copy.spatia_object.copy_of == 3 and copy.name == f"car {copy.spatia_object.object_id}"
     # building the shot again (a retry) sends the same copies, not new ones
@@ -295,7 +310,9 @@ def test_coverage_marks_where_objects_come_back_into_view(addon, backend, tmp_pa
     (body,) = backend.posted("/v1/worlds/w/query/object-entries")
     assert body["start_frame"] == 0 and len(body["cameras"]["w2c"]) == 20
     assert [o["id"] for o in body["objects"]] == [3]
-    assert [k["frame"] for k in body["objects"][0]["path"]] == [5]  # scene frame 10 as a video frame
+    # held at its one key all along: one key, at the first video frame
+    assert [k["frame"] for k in body["objects"][0]["path"]] == [0]
+    np.testing.assert_allclose(body["objects"][0]["path"][0]["position"], [1.0, 0.0, 0.0], atol=1e-6)
     marks = [(e.frame, e.object_id, e.label) for e in settings.object_entries]
     assert marks == [(9, 3, "car"), (17, 3, "car")]
     assert "car 3 comes back into view at frame 9" in settings.status
@@ -358,7 +375,7 @@ def test_objects_work_while_the_memory_is_in_edit_mode(addon, backend):
     key(bpy.data.objects["car 3"], 6, (1.0, 2.0, 0.0), 0.3)
     bpy.data.objects.remove(bpy.data.objects["person 5"])
     shot, _ = shot_for_scene(scene)
-    assert [k["frame"] for k in directed(shot, 3)["path"]] == [6] and shot["forget_objects"] == [5]
+    assert [k["frame"] for k in directed(shot, 3)["path"]] == [1] and shot["forget_objects"] == [5]
     assert bpy.ops.spatia.coverage() == {"FINISHED"}, settings.status
     fetch(bpy)  # a refetch replaces points while the memory stays in Edit Mode
     assert memory.mode == "EDIT"
@@ -392,3 +409,60 @@ def test_the_timeline_draws_a_mark_and_a_name_per_reentry(addon, monkeypatch):
     np.testing.assert_allclose(verts[::3], [[30.0, 40.0], [40.0, 40.0], [380.0, 40.0]])  # tips on frames 5, 6, 40
     np.testing.assert_allclose(colours[3:6], [payloads.object_colour(5)] * 3)
     assert texts == ["car 3", "car 3"]  # "person 5" would overlap "car 3": left out
+
+
+# --- paths from the evaluated scene ------------------------------------------------------------------
+def test_constraints_parents_and_location_only_keys_give_the_played_path(addon, backend):
+    bpy = addon
+    from spatia_blender.operators import shot_for_scene
+
+    scene, settings = shot_scene(bpy, start=1, end=24)
+    fetch(bpy)
+    car, person = bpy.data.objects["car 3"], bpy.data.objects["person 5"]
+    # the car follows another object by a constraint (nothing keyed on the car itself)
+    leader = bpy.data.objects.new("leader", None)
+    scene.collection.objects.link(leader)
+    leader.location = (0.0, 0.0, 0.0)
+    leader.keyframe_insert("location", frame=1)
+    leader.location = (0.0, 6.0, 0.0)
+    leader.keyframe_insert("location", frame=24)
+    follow = car.constraints.new("COPY_LOCATION")
+    follow.target = leader
+    # the person is keyed by location only, along an L: its heading turns with its path
+    person.rotation_euler.z = 0.0
+    for frame, location in ((1, (0.0, 0.0, 0.0)), (12, (4.0, 0.0, 0.0)), (24, (4.0, 4.0, 0.0))):
+        person.location = location
+        person.keyframe_insert("location", frame=frame)
+    for fc in person.animation_data.action.fcurves if hasattr(person.animation_data.action, "fcurves") else []:
+        for point in fc.keyframe_points:
+            point.interpolation = "LINEAR"
+    shot, _ = shot_for_scene(scene)
+    car_path = directed(shot, 3)["path"]
+    assert car_path, "a constrained Empty directs its object"
+    frames = [k["frame"] for k in car_path]
+    for f in (1, 7, 13, 24):
+        scene.frame_set(f)
+        y = np.interp(f, frames, [k["position"][1] for k in car_path])
+        assert y == pytest.approx(car.matrix_world.translation.y, abs=1e-3)
+    assert car_path[-1]["position"][1] == pytest.approx(6.0, abs=1e-3) and car.location.y != pytest.approx(6.0)
+    scene.frame_set(1)
+    person_path = directed(shot, 5)["path"]
+    headings = {k["frame"]: k["heading"] for k in person_path}
+    frames = sorted(headings)
+    at = lambda f: np.interp(f, frames, [headings[g] for g in frames])
+    assert at(5) == pytest.approx(0.0, abs=0.05)  # going +x, as it stands
+    assert at(20) == pytest.approx(np.pi / 2, abs=0.05)  # turned left with its path, going +y
+
+
+def test_deleting_an_empty_takes_its_points_at_once_and_says_so(addon, backend):
+    bpy = addon
+    scene, settings = shot_scene(bpy)
+    fetch(bpy)
+    person = bpy.data.objects["person 5"]
+    points = points_child(person)
+    name = points.name
+    with bpy.context.temp_override(selected_objects=[person], active_object=person, object=person):
+        assert bpy.ops.object.delete() == {"FINISHED"}
+    # its points do not stay behind at the world's origin; the status line says what happens
+    assert name not in bpy.data.objects
+    assert "object 5 deleted: forgotten with the next shot" in settings.status

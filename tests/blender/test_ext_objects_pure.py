@@ -171,3 +171,33 @@ def test_client_object_calls(fake):
     with pytest.raises(client_mod.ApiError) as missing:
         client.objects("w")
     assert missing.value.status == 404
+
+
+# --- sampled paths -------------------------------------------------------------------------------------
+def test_tangent_headings_turn_with_the_path_from_the_rest_heading():
+    square = [[0, 0, 0], [1, 0, 0], [2, 0, 0], [2, 1, 0], [2, 2, 0], [2, 2, 0]]
+    out = directing.tangent_headings(square, 0.3, (0, 0, 1))
+    np.testing.assert_allclose(out, [0.3, 0.3, 0.3 + np.pi / 2, 0.3 + np.pi / 2, 0.3 + np.pi / 2, 0.3 + np.pi / 2])
+    assert directing.tangent_headings([[1, 1, 1]] * 3, 0.7, (0, 0, 1)) == [0.7] * 3  # never moves: as it stands
+    # round and round: unwrapped, no jump of 2 pi
+    a = np.linspace(0, 4 * np.pi, 40)
+    circle = np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], 1).tolist()
+    out = directing.tangent_headings(circle, 0.0, (0, 0, 1))
+    assert np.all(np.diff(out) >= 0) and out[-1] > 3.5 * np.pi
+
+
+def test_sampled_paths_keep_what_lines_cannot_give_back():
+    frames = list(range(1, 41))
+    curve = [np.eye(4) for _ in frames]
+    for m, f in zip(curve, frames):
+        m[:3, 3] = [np.sin(f / 40), 0.0, 0.0]
+    keys = directing.sampled_path(frames, curve, (0, 0, 1), rotation_from_path=False)
+    kf = [k["frame"] for k in keys]
+    assert 2 < len(keys) < 40
+    np.testing.assert_allclose(np.interp(frames, kf, [k["position"][0] for k in keys]), np.sin(np.array(frames) / 40),
+                               atol=2e-3)
+    held = directing.sampled_path(frames, [np.eye(4)] * 40, (0, 0, 1), rotation_from_path=False)
+    assert [k["frame"] for k in held] == [1]
+    turned = np.eye(4)
+    turned[:2, :2] = [[0, -1], [1, 0]]
+    assert directing.heading_from_matrix(turned, (0, 0, 1)) == pytest.approx(np.pi / 2)

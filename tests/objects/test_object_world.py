@@ -9,6 +9,7 @@ import pytest
 from object_scenes import FPS, H, W, Mover, Street, StreetOracle, trajectory
 from spatia.engine.models.preview import PreviewGenerator
 from spatia.engine.objects import Direction
+from spatia.engine.objects.motion import draw_limit
 from spatia.engine.world import GenerateSettings, World, WorldError
 
 ROUNDS = dict(first_round_frames=25, round_frames=17, overlap=5)  # rounds 0-25, 20-37, 32-49, 44-61
@@ -53,12 +54,18 @@ def test_a_car_that_leaves_the_view_comes_back_where_it_drove_and_keeps_its_id(t
     seen = np.array(back["observed"]["frames"])
     error = np.linalg.norm(predicted[np.isin(frames, seen)] - (street.movers[0].position(seen) + offset), axis=1)
     assert error.max() < 0.5
-    # the conditioning of the re-entry round draws the car where the truth has it
+    # the conditioning of the re-entry round draws the car where the truth has it, in the frames
+    # where its uncertainty allows drawing it, and nowhere else
     conditioning = world.round_conditioning(3)
     _, _, truth = street.frames(range(44, 61), traj.cameras[44:61])
-    last = slice(-4, None)
-    mine, real = conditioning.object_ids[last] == 1, truth[last] == 1
+    drawn = np.array(back["predicted"]["drawn"])
+    sigma = np.array(back["predicted"]["sigma"])
+    assert drawn.any() and np.all(drawn == (sigma <= draw_limit(car)))
+    shown = drawn & (truth == 1).any(axis=(1, 2))
+    assert shown.sum() >= 3
+    mine, real = conditioning.object_ids[shown] == 1, truth[shown] == 1
     assert (mine & real).sum() / (mine | real).sum() > 0.5
+    assert not conditioning.object_ids[~drawn].any()
     # without object memory the car is masked out of the memory but nothing remembers it
     plain, traj2 = make_world(tmp_path, street, AWAY_AND_BACK, name="off")
     off = plain.generate(traj2, ["a street"], StreetOracle(street), GenerateSettings(**ROUNDS, object_memory=False))

@@ -21,7 +21,7 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-SCENE_SETS = ("all", "static", "objects")
+SCENE_SETS = ("all", "static", "objects", "scenarios")
 
 
 def _scenes(text: str) -> list[str]:
@@ -29,9 +29,10 @@ def _scenes(text: str) -> list[str]:
     with moving objects), in order, without repeats."""
     import argparse
 
-    from .groundtruth import OBJECT_SCENES, SCENES, STATIC_SCENES
+    from .groundtruth import OBJECT_SCENES, SCENARIO_SCENES, SCENES, STATIC_SCENES
 
-    sets = {"all": list(SCENES), "static": STATIC_SCENES, "objects": OBJECT_SCENES}
+    sets = {"all": [n for n in SCENES if n not in SCENARIO_SCENES], "static": STATIC_SCENES,
+            "objects": [n for n in OBJECT_SCENES if n not in SCENARIO_SCENES], "scenarios": SCENARIO_SCENES}
     out: list[str] = []
     for part in (p.strip() for p in text.split(",")):
         if part in sets:

@@ -20,7 +20,7 @@ import numpy as np
 
 from spatia.cameras import Cameras, Trajectory
 
-from . import moving, scenes, trajectories
+from . import moving, scenarios, scenes, trajectories
 
 CACHE_ENV = "SPATIA_EVAL_CACHE"
 CACHE_FORMAT = 2  # 2: instance maps and moving objects' poses
@@ -34,6 +34,8 @@ class EvalScene:
     prompt: str
     description: str
     animate: Callable | None = None  # (bpy scene, frame_count) -> None: keys the moving objects
+    frames: int | None = None  # its own length (the generated scenarios), else the run's --frames
+    rounds: int | None = None  # its own number of rounds, else the run's --rounds
 
     @property
     def has_objects(self) -> bool:
@@ -68,6 +70,9 @@ SCENES: dict[str, EvalScene] = {
 }
 STATIC_SCENES = [name for name, s in SCENES.items() if not s.has_objects]
 OBJECT_SCENES = [name for name, s in SCENES.items() if s.has_objects]
+SCENARIO_SCENES = [s.name for s in scenarios.eval_scenes_spec()]  # the seeded scenarios (scenarios.py)
+for _s in scenarios.eval_scenes(EvalScene):
+    SCENES[_s.name] = _s
 
 
 def get_scene(name: str) -> EvalScene:
@@ -126,7 +131,7 @@ def _source_hash() -> str:
     from spatia.demo import scene as demo_scene
 
     h = hashlib.sha256(f"format {CACHE_FORMAT}".encode())
-    for module in (demo_scene, scenes, trajectories, moving):
+    for module in (demo_scene, scenes, trajectories, moving, scenarios):
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()[:12]
 

@@ -284,6 +284,21 @@ def measure_objects(truth_rgb: np.ndarray, truth_instances: np.ndarray, truth_ob
     return {"objects": out, "swaps": identity_swaps(assignments) if tracked else None}
 
 
+def ghost_pixels(truth_instances: np.ndarray, records: Sequence[Mapping], conditioning: Callable) -> dict:
+    """Object pixels the conditioning drew where the truth has no moving object, over the new
+    frames of every round: {"ghost_px", "drawn_px", "share" (None when nothing was drawn)}."""
+    ghost = drawn = 0
+    for r, rec in enumerate(records):
+        frames = np.arange(rec["start"] + rec["overlap"], rec["end"])
+        if not len(frames):
+            continue
+        c = conditioning(r)
+        shown = np.asarray(c.object_ids)[frames - rec["start"]] > 0
+        drawn += int(shown.sum())
+        ghost += int((shown & (np.asarray(truth_instances)[frames] == 0)).sum())
+    return {"ghost_px": ghost, "drawn_px": drawn, "share": ghost / drawn if drawn else None}
+
+
 RULE = (f"Re-entry frames: an object is visible in a frame when its true instance mask covers at least "
         f"{VISIBLE_FRACTION:.1%} of the image (and {VISIBLE_MIN_PIXELS} pixels); after it has been visible, then "
         f"not visible for at least {MIN_GAP_FRAMES} consecutive frames, the first {REENTRY_WINDOW} frames from the one "

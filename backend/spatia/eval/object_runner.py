@@ -23,7 +23,7 @@ from spatia.engine.world import GenerateSettings, World
 
 from .groundtruth import SCENES, GroundTruth
 from .trajectories import round_plan
-from .object_metrics import RULE, UP, measure_objects
+from .object_metrics import RULE, UP, ghost_pixels, measure_objects
 
 MODES = (("on", True), ("off", False))
 
@@ -45,7 +45,7 @@ def run_world(gt: GroundTruth, options, world_dir: Path, *, object_memory: bool,
                              renumber_seed=options.seed)
     settings = GenerateSettings(seed=options.seed, update_fps=gt.fps / options.keyframe_step,
                                 update=UpdateSettings(align=options.align), object_memory=object_memory,
-                                **round_plan(len(gt), options.rounds))
+                                **round_plan(len(gt), getattr(SCENES.get(gt.scene), "rounds", None) or options.rounds))
     t0 = time.perf_counter()
     world = World.create(world_dir, width=cams.width, height=cams.height, fps=gt.fps, voxel_size=options.voxel_size)
     first_dynamic = gt.instances[0] > 0 if gt.instances is not None else None
@@ -99,6 +99,7 @@ def evaluate_object_scene(gt: GroundTruth, options, out_dir: Path) -> dict:
         images[mode] = shots
         runs[mode] = {
             **measured,
+            "ghost": ghost_pixels(gt.instances, records, world.round_conditioning),
             "remembered_objects": len(anchors),
             "memory_points": len(world.memory()),
             "world_loop_s": loop_s,
@@ -111,6 +112,7 @@ def evaluate_object_scene(gt: GroundTruth, options, out_dir: Path) -> dict:
         objects[tid] = {
             "label": truth.label,
             "reentry_frames": on["reentry_frames"],
+            "reentry_events": on["reentry_events"],
             "position_error_m": {"on": on["position_error_m"], "off": off["position_error_m"]},
             "position_error_first_m": {"on": on["position_error_first_m"], "off": off["position_error_first_m"]},
             "mask_iou": {"on": on["mask_iou"], "off": off["mask_iou"]},
@@ -121,7 +123,8 @@ def evaluate_object_scene(gt: GroundTruth, options, out_dir: Path) -> dict:
         }
     return {
         "summary": {"scene": gt.scene, "frames": len(gt), "size": f"{gt.cameras.width}x{gt.cameras.height}",
-                    "objects": len(gt.objects), "swaps": {m: runs[m]["swaps"] for m, _ in MODES}},
+                    "objects": len(gt.objects), "swaps": {m: runs[m]["swaps"] for m, _ in MODES},
+                    "ghost_share": {m: runs[m]["ghost"]["share"] for m, _ in MODES}},
         "objects": objects,
         "runs": {m: {k: v for k, v in r.items() if k != "objects"} for m, r in runs.items()},
         "rule": RULE,

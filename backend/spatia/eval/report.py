@@ -313,6 +313,11 @@ def write_report(results: dict, options, out) -> dict:
     report = json_safe(report)
     write_json(out / "report.json", report)
     write_atomic(out / "report.md", _markdown(_unsafe(report), pictures))
+    from .scenario_report import rows_of, write
+
+    rows = rows_of(report)
+    if rows:  # the generated scenarios: per scenario and per motion class, scenarios.md / .svg / .json
+        write(rows, out)
     return report
 
 

@@ -322,7 +322,8 @@ def run_eval(options: EvalOptions) -> dict:
     out = Path(options.out)
     results = {}
     for name in options.scenes:
-        gt = render_ground_truth(name, options.frames, options.width, options.height, samples=options.samples,
+        gt = render_ground_truth(name, SCENES[name].frames or options.frames, options.width, options.height,
+                                 samples=options.samples,
                                  cache_dir=options.cache_dir, progress=options.progress)
         if SCENES[name].has_objects:
             from .object_runner import evaluate_object_scene

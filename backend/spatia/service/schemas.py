@@ -205,6 +205,10 @@ class ObjectOut(BaseModel):
     label: str
     state: Literal["moving", "parked"] = Field(description="parked: slower than PARKED_SPEED (0.1 m/s) over its "
                                                "last second seen, at the world's fps")
+    status: Literal["tentative", "confirmed", "lost", "retired"] = Field(
+        "confirmed", description="lifecycle: lost and retired objects are not drawn into the conditioning")
+    motion: str | None = Field(None, description="its most likely motion hypothesis")
+    uncertainty: float | None = Field(None, description="position uncertainty (m, 1 sigma) where its state is")
     condition: bool
     reference: bool
     points: int

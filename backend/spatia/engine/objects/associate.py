@@ -1,13 +1,19 @@
 """Which instance of a clip is which remembered object, and what a matched instance teaches
-the object (its pose by registration, new points, crops, frames seen). See docs/objects.md.
+the object (its pose by registration, new points, crops, frames seen, its motion state). See
+docs/objects.md.
 
-    cost = d / gate + APPEARANCE_WEIGHT * bhattacharyya(hist_instance, hist_object)
+    cost = d / gate + APPEARANCE_WEIGHT * bhattacharyya(hist_instance, hist_object) + HYPOTHESIS_COST (1 - w)
 
-d: the median distance between the instance's observed centroids and the object's centroid at
-its predicted poses for the same frames; gate = GATE_METRES + GATE_EXTENT x the object's
-largest extent + GATE_SPEED x the seconds since it was last seen (at most GATE_TIME_CAP): the
-longer unseen, the farther it may be. Pairs beyond the gate, with histograms farther than APPEARANCE_GATE, or with
-two different known labels cannot match. The assignment minimises the total cost (Hungarian).
+d: the median distance between the instance's observed centroids and the object's centroid as
+one of its motion hypotheses places it (weight w) at the same frames, taking the hypothesis that
+explains it best; gate = GATE_METRES + GATE_EXTENT x the object's largest extent + GATE_SIGMA x
+its position uncertainty there. An object that is lost or retired, or whose hypotheses are all
+too far, can still be re-identified: within how far it could have gone since it was last seen
+(MAX_SPEED x the seconds unseen) and only if its appearance is close (REID_APPEARANCE,
+REID_REGION), at a cost raised by REID_COST. Appearance vetoes, however close the positions: a
+whole-object histogram farther than APPEARANCE_GATE, or one height band (legs, shirt, head)
+farther than REGION_VETO, or two different known labels cannot match. The assignment minimises
+the total cost (Hungarian).
 """
 
 from __future__ import annotations
@@ -19,23 +25,64 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from .model import MAX_OBJECT_POINTS, ObjectTrack, rotation
-from .motion import PosePath, interpolate
-from .observe import Observation, bhattacharyya, colour_histogram
+from .motion import INITIAL_WEIGHTS, STOPPED, MotionState, PosePath, initial_state, interpolate, measure_sigma, observe_pose, state_of
+from .observe import Observation, bhattacharyya, colour_histogram, region_histograms
 
 GATE_METRES = 1.0
 GATE_EXTENT = 0.5
-GATE_SPEED = 0.5  # m/s: the gate widens with the time an object was unseen (where else could it be) ...
-GATE_TIME_CAP = 3.0  # ... by at most this many metres
+GATE_SIGMA = 2.5  # the gate widens with the hypothesis' uncertainty: where else could it be
 APPEARANCE_GATE = 0.6
-APPEARANCE_WEIGHT = 0.5
+REGION_VETO = 0.55  # one height band this far apart is a different object, however close
+APPEARANCE_WEIGHT = 1.0
+HYPOTHESIS_COST = 0.2
+MIN_HYPOTHESIS_WEIGHT = 0.01
+MAX_SPEED = {"car": 15.0, "person": 3.0}  # m/s: how far an unseen object can have gone ...
+DEFAULT_MAX_SPEED = 5.0
+REID_APPEARANCE = 0.35  # ... and how alike it must look to be re-identified there
+REID_REGION = 0.45
+REID_COST = 0.5
+CONFIRM_FRAMES = 2  # seen in this many keyframes: confirmed
 MIN_NEW_POINTS = 60  # an unmatched instance needs this many points in all to become an object
 ICP_ITERATIONS = 12
 MIN_FIT = 0.5  # a registration that puts less than this share of the points on the object gives no pose
 APPEARANCE_MEMORY = 0.8  # an object's histogram keeps this share of its old value per clip
+START_TURNS = (0.0, np.pi / 2, np.pi, -np.pi / 2)  # registration starts from the predicted heading and these turns of it
+TURN_MARGIN = 0.1  # another start must fit this much better than the predicted heading's to win
+COLOUR_TOLERANCE = 60  # a point fits where its nearest object point is near and of a colour within this (0-255 per channel)
+REFINE_RATIO = 0.7  # seen with a pixel footprint below this share of its spacing: its points are refined
+REACQUIRE_SECONDS = 1.0  # seen again after this long unseen, its old velocity and motion are stale evidence:
+REACQUIRE_SPEED = 1.0  # m/s added (1 sigma) to every hypothesis' velocity uncertainty, and the weights
+REACQUIRE_MIX = 0.5  # ... this share back to a new object's, before the new poses update it
 
 
 def instance_histogram(observations: list[Observation]) -> np.ndarray:
     return colour_histogram(np.concatenate([o.rgb for o in observations]))
+
+
+def instance_regions(observations: list[Observation], up) -> np.ndarray | None:
+    """The height bands' histograms over the whole views (None when every view is cut: a view
+    without feet or head puts the bands elsewhere)."""
+    whole = [o for o in observations if not o.partial]
+    if not whole:
+        return None
+    return np.mean([region_histograms(o.xyz, o.rgb, up) for o in whole], axis=0)
+
+
+def region_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """The largest distance between corresponding height bands (0 when either is unknown)."""
+    if a is None or b is None:
+        return 0.0
+    return max(bhattacharyya(x, y) for x, y in zip(a, b))
+
+
+def _hypotheses_at(path: PosePath, frames: np.ndarray):
+    """(position [H,F,3], heading [H,F], weight [H]) of each hypothesis at `frames`."""
+    if path.hypotheses is None:
+        position, heading = path.at(frames)
+        return position[None], heading[None], np.ones(1)
+    pos, head, weight = path.hypotheses
+    idx = np.clip(np.searchsorted(path.frames, frames), 0, len(path.frames) - 1)
+    return (np.transpose(pos[idx], (1, 0, 2)), np.transpose(head[idx], (1, 0)), weight[idx].mean(axis=0))
 
 
 def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[Observation]],
@@ -48,23 +95,46 @@ def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[O
         frames = np.array([o.frame for o in obs])
         centroids = np.stack([o.centroid for o in obs])
         hist = instance_histogram(obs)
+        regions = instance_regions(obs, up)
         label = labels.get(k)
         for j, track in enumerate(tracks):
             if label and track.label and label != track.label:
                 continue
-            path = paths.get(track.id)
-            if path is not None:
-                position, heading = path.at(frames)
-            else:
-                position, heading = interpolate(track.key_frame, track.key_position, track.key_heading, frames)
-            predicted = position + np.einsum("fij,j->fi", rotation(up, heading), track.anchor)
-            d = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
-            unseen = max(0.0, float(frames.min() - track.last_frame)) / fps
-            gate = (GATE_METRES + GATE_EXTENT * float(track.extent.max(initial=0.0))
-                    + min(GATE_SPEED * unseen, GATE_TIME_CAP))
             a = bhattacharyya(hist, track.appearance)
-            if d <= gate and a <= APPEARANCE_GATE:
-                cost[i, j] = d / gate + APPEARANCE_WEIGHT * a
+            r = region_distance(regions, track.regions)
+            if a > APPEARANCE_GATE or r > REGION_VETO:
+                continue  # it does not look like the object: no place makes it so
+            extent = float(track.extent.max(initial=0.0))
+            best = np.inf
+            path = paths.get(track.id)
+            if path is not None and track.status not in ("lost", "retired") and path.source not in ("lost", "retired"):
+                position, heading, weight = _hypotheses_at(path, frames)
+                sigma = path.sigma_at(frames) if path.hypotheses is not None else np.zeros(len(frames))
+                gate = GATE_METRES + GATE_EXTENT * extent + GATE_SIGMA * float(np.median(sigma))
+                for h in range(len(weight)):
+                    if weight[h] < MIN_HYPOTHESIS_WEIGHT:
+                        continue
+                    predicted = position[h] + np.einsum("fij,j->fi", rotation(up, heading[h]), track.anchor)
+                    d = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
+                    if d <= gate:
+                        best = min(best, d / gate + HYPOTHESIS_COST * (1 - float(weight[h])))
+            elif path is None:
+                position, heading = interpolate(track.key_frame, track.key_position, track.key_heading, frames)
+                predicted = position + np.einsum("fij,j->fi", rotation(up, heading), track.anchor)
+                d = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
+                gate = GATE_METRES + GATE_EXTENT * extent
+                if d <= gate:
+                    best = d / gate
+            if not np.isfinite(best) and a <= REID_APPEARANCE and r <= REID_REGION:
+                # re-identification: anywhere it could have got to since it was last seen
+                last = track.key_position[-1] + rotation(up, track.key_heading[-1]) @ track.anchor
+                unseen = max(0.0, float(frames.min() - track.last_frame)) / fps
+                gate = GATE_METRES + GATE_EXTENT * extent + MAX_SPEED.get(track.label, DEFAULT_MAX_SPEED) * unseen
+                d = float(np.median(np.linalg.norm(centroids - last, axis=1)))
+                if d <= gate:
+                    best = REID_COST + d / gate
+            if np.isfinite(best):
+                cost[i, j] = best + APPEARANCE_WEIGHT * a
     return instances, cost
 
 
@@ -158,29 +228,73 @@ def _voxel_unique(xyz: np.ndarray, rgb: np.ndarray, spacing: float) -> tuple[np.
     return xyz[first].astype(np.float32), rgb[first]
 
 
-def new_track(object_id: int, label: str, observations: list[Observation], up, voxel: float) -> ObjectTrack:
+def fit_score(track: ObjectTrack, tree: cKDTree, xyz: np.ndarray, rgb: np.ndarray, position, heading: float, up) -> float:
+    """The share of world points `xyz` that land, at a pose, within 3 spacings of an object point
+    of about their colour: shape and colour together (a car's two ends differ in colour where
+    their shapes alike)."""
+    if not len(xyz):
+        return 0.0
+    dist, idx = tree.query((xyz - position) @ rotation(up, heading), distance_upper_bound=3.0 * track.spacing)
+    ok = np.isfinite(dist)
+    near = np.zeros(len(xyz), bool)
+    near[ok] = np.abs(track.rgb[idx[ok]].astype(np.int64) - rgb[ok].astype(np.int64)).max(axis=1) <= COLOUR_TOLERANCE
+    return float(near.mean())
+
+
+def register_turns(track: ObjectTrack, obs: Observation, position, heading: float, up, tree: cKDTree,
+                   *, keep_height: bool = False) -> tuple[np.ndarray, float, float]:
+    """register() from the predicted heading and from START_TURNS of it (a turn of 90 or 180
+    degrees while unseen is measured, not averaged away); the predicted heading's result stands
+    unless another fits TURN_MARGIN better (shape and colour, `fit_score`)."""
+    best, best_score = None, -1.0
+    for n, turn in enumerate(START_TURNS):
+        h = heading + turn
+        start = obs.centroid - rotation(up, h) @ track.anchor
+        if keep_height:
+            start = start + np.dot(np.asarray(position) - start, up) * np.asarray(up)
+        p, hh, fit = register(track, obs.xyz, start if n else position, h, up, tree, keep_height=keep_height)
+        score = fit_score(track, tree, obs.xyz, obs.rgb, p, hh, up) if fit >= MIN_FIT else -1.0
+        if best is None or score > best_score + (TURN_MARGIN if n else 0.0):
+            best, best_score = (p, hh, fit), score
+    return best
+
+
+def new_track(object_id: int, label: str, observations: list[Observation], up, voxel: float,
+              fps: float = 30.0) -> ObjectTrack:
     """An object made from an unmatched instance: its frame's origin at the first observation's
-    centroid, heading 0; the later observations of the clip register to it."""
+    centroid, heading 0; the later observations of the clip register to it. It starts tentative."""
     first = observations[0]
     origin = first.centroid
     spacing = max(voxel, first.spacing)
     xyz, rgb = _voxel_unique(first.xyz - origin, first.rgb, spacing)
     track = ObjectTrack(id=object_id, label=label, xyz=xyz, rgb=rgb, key_frame=np.array([first.frame], np.int64),
                         key_position=origin[None].astype(np.float64), key_heading=np.zeros(1),
-                        appearance=instance_histogram(observations), spacing=float(spacing))
+                        appearance=instance_histogram(observations), spacing=float(spacing),
+                        status="tentative", regions=instance_regions(observations, up))
+    track = replace(track, motion=initial_state(first.frame, origin, 0.0, up, label, measure_sigma(track)))
     track = track.with_seen([first.frame]).with_crops([first.crop] if first.crop else [])
-    return absorb(track, observations[1:], None, up) if len(observations) > 1 else track
+    track = absorb(track, observations[1:], None, up, voxel=voxel, fps=fps) if len(observations) > 1 else track
+    return replace(track, status="confirmed" if len(track.frames_seen()) >= CONFIRM_FRAMES else "tentative")
 
 
-def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath | None, up) -> ObjectTrack:
+def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath | None, up, *,
+           voxel: float | None = None, fps: float = 30.0) -> ObjectTrack:
     """The track after a clip's observations of it: each registered from the predicted pose
-    (or the previous observation's, moved by the centroids' shift), new sides added to its points."""
+    (the first from several headings; the next from the previous observation's, moved by the
+    centroids' shift), new sides added to its points (all of them, finer, when it is seen closer
+    than before), its motion state updated by each pose, its lifecycle back to confirmed."""
     if not observations:
         return track
+    up = np.asarray(up, np.float64)
     tree = cKDTree(track.xyz)
     xyz, rgb = track.xyz, track.rgb
     frames, positions, headings = [], [], []
     prev = None
+    whole = [o for o in observations if not o.partial]
+    finest = min((o.spacing for o in whole), default=np.inf)
+    spacing = track.spacing
+    if finest < REFINE_RATIO * track.spacing:  # seen closer: finer points from now on
+        spacing = max(float(voxel or 0.0), float(finest))
     for obs in observations:
         if obs.partial and not obs.cut_vertically:
             continue  # a part cut by the image's side or an occluder slides under registration: no pose
@@ -189,26 +303,64 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
                               (track.key_position[-1:], track.key_heading[-1:]))
             heading = float(heading[0])
             position = obs.centroid - rotation(up, heading) @ track.anchor
+            if obs.cut_vertically:  # its height comes from the prediction: a cut view's centroid is not
+                position = position + (np.dot(guess[0] - position, up)) * up
+            position, heading, fit = register_turns(track, obs, position, heading, up, tree,
+                                                    keep_height=obs.cut_vertically)
         else:
             guess = positions[-1][None]
             position, heading = positions[-1] + (obs.centroid - prev.centroid), headings[-1]
-        if obs.cut_vertically:  # its height comes from the prediction: a cut view's centroid is not
-            position = position + (np.dot(guess[0] - position, up)) * up
-        position, heading, fit = register(track, obs.xyz, position, heading, up, tree, keep_height=obs.cut_vertically)
+            if obs.cut_vertically:
+                position = position + (np.dot(guess[0] - position, up)) * up
+            position, heading, fit = register(track, obs.xyz, position, heading, up, tree, keep_height=obs.cut_vertically)
         if fit < MIN_FIT:
             continue  # it does not lie on the object's points: no pose from it
         frames.append(obs.frame)
         positions.append(position)
         headings.append(heading)
         local = ((obs.xyz - position) @ rotation(up, heading)).astype(np.float32)
-        dist, _ = tree.query(local, distance_upper_bound=2 * track.spacing)
-        fresh = ~np.isfinite(dist)
+        if spacing < track.spacing and not obs.partial and obs.spacing <= spacing * 1.01:
+            fresh = np.ones(len(local), bool)  # the close view's points all come in, thinned below
+        else:
+            dist, _ = tree.query(local, distance_upper_bound=2 * track.spacing)
+            fresh = ~np.isfinite(dist)
         if fresh.any():
             xyz, rgb = np.concatenate([xyz, local[fresh]]), np.concatenate([rgb, obs.rgb[fresh]])
         prev = obs
-    xyz, rgb = _voxel_unique(xyz.astype(np.float64), rgb, track.spacing)
+    xyz, rgb = _voxel_unique(xyz.astype(np.float64), rgb, spacing)
     hist = APPEARANCE_MEMORY * track.appearance + (1 - APPEARANCE_MEMORY) * instance_histogram(observations)
-    track = replace(track, xyz=xyz, rgb=rgb, appearance=(hist / hist.sum()).astype(np.float32))
+    regions = instance_regions(observations, up)
+    if regions is not None and track.regions is not None:
+        regions = APPEARANCE_MEMORY * track.regions + (1 - APPEARANCE_MEMORY) * regions
+    elif regions is None:
+        regions = track.regions
+    if regions is not None:
+        regions = (regions / regions.sum(axis=1, keepdims=True)).astype(np.float32)
+    track = replace(track, xyz=xyz, rgb=rgb, spacing=float(spacing), appearance=(hist / hist.sum()).astype(np.float32),
+                    regions=regions)
+    state = state_of(track, fps, up)
+    if frames and min(frames) - track.last_frame > REACQUIRE_SECONDS * fps:
+        state = reacquire(state)
+    sigma = measure_sigma(track)
+    for f, pos, h in sorted(zip(frames, positions, headings), key=lambda k: k[0]):
+        if f > state.frame or (f == state.frame and track.motion is None):
+            state = observe_pose(state, f, pos, h, up, fps, sigma)
     crops = [o.crop for o in observations if o.crop is not None]
     seen = [o.frame for o in observations]
-    return track.with_keys(frames, positions, headings).with_seen(seen).with_crops(crops)
+    track = track.with_keys(frames, positions, headings).with_seen(seen).with_crops(crops)
+    status = "confirmed" if len(track.frames_seen()) >= CONFIRM_FRAMES else "tentative"
+    return replace(track, motion=state if frames else track.motion, status=status if frames else track.status)
+
+
+def reacquire(state: MotionState) -> MotionState:
+    """The state of an object seen again after a while unseen: how it moves now is not known
+    from how it moved before (it may have stopped, turned or turned round), so every moving
+    hypothesis' velocity uncertainty grows by REACQUIRE_SPEED and the weights go REACQUIRE_MIX of
+    the way back to a new object's; the new poses then say how it moves."""
+    p = state.p.copy()
+    moving = [j for j in range(len(state.mu)) if j != STOPPED]
+    for j in moving:
+        p[j, 2, 2] += REACQUIRE_SPEED ** 2
+        p[j, 3, 3] += REACQUIRE_SPEED ** 2
+    mu = (1 - REACQUIRE_MIX) * state.mu + REACQUIRE_MIX * INITIAL_WEIGHTS
+    return MotionState(state.frame, state.x, p, mu / mu.sum(), state.height, state.evidence)

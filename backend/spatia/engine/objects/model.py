@@ -16,6 +16,8 @@ FIRST_KEYS = 4
 MAX_CROPS = 4  # the best crops kept per object
 CROP_SIZE = 96  # crops are letterboxed into CROP_SIZE x CROP_SIZE
 HIST_BINS = 4  # per channel: 64 colour bins
+REGIONS = 3  # appearance: a histogram per height band (bottom, middle, top third) besides the whole
+STATUSES = ("tentative", "confirmed", "lost", "retired")
 MAX_OBJECT_POINTS = 20_000
 
 
@@ -76,6 +78,9 @@ class ObjectTrack:
     seen: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
     condition: bool = True
     reference: bool = True
+    motion: object = None  # motion.MotionState: the hypotheses where the last round left them (None: fit from keys)
+    status: str = "confirmed"  # lifecycle: tentative -> confirmed -> lost -> retired (docs/objects.md)
+    regions: np.ndarray | None = None  # float32 [REGIONS, 64]: colour histograms of its height bands
 
     @property
     def last_frame(self) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 
 from spatia.cameras import Cameras
 
-from .model import CROP_SIZE, HIST_BINS, Crop
+from .model import CROP_SIZE, HIST_BINS, REGIONS, Crop
 
 MIN_PIXELS = 24  # an instance with fewer valid pixels in a keyframe is not observed there
 OCCLUDER_METRES = 0.5  # a neighbour this much nearer than the instance's front hides part of it
@@ -44,6 +44,18 @@ def colour_histogram(rgb: np.ndarray) -> np.ndarray:
     q = np.asarray(rgb, np.int64) * HIST_BINS // 256
     counts = np.bincount((q[:, 0] * HIST_BINS + q[:, 1]) * HIST_BINS + q[:, 2], minlength=bins)
     return (counts / counts.sum()).astype(np.float32)
+
+
+def region_histograms(xyz: np.ndarray, rgb: np.ndarray, up) -> np.ndarray:
+    """float32 [REGIONS, 64]: the colour histogram of each height band (equal thirds of the
+    points' height range along `up`, bottom first): legs, shirt and head tell two people apart
+    where one histogram of the whole mixes them."""
+    if not len(xyz):
+        return np.stack([colour_histogram(rgb)] * REGIONS)
+    h = np.asarray(xyz, np.float64) @ np.asarray(up, np.float64)
+    lo, span = h.min(), max(float(np.ptp(h)), 1e-9)
+    band = np.minimum(((h - lo) / span * REGIONS).astype(np.int64), REGIONS - 1)
+    return np.stack([colour_histogram(rgb[band == k]) for k in range(REGIONS)])
 
 
 def bhattacharyya(a: np.ndarray, b: np.ndarray) -> float:

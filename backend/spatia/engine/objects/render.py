@@ -64,7 +64,9 @@ def _windows(track: ObjectTrack, path: PosePath, cameras: Cameras, up) -> np.nda
 
 def draw_objects(rgb: np.ndarray, depth: np.ndarray, hole: np.ndarray, tracks: list[ObjectTrack],
                  paths: dict[int, PosePath], cameras: Cameras, up, *, device=None) -> np.ndarray:
-    """Draw every track at its poses into the memory's projection, in place: rgb uint8 [F,H,W,3],
+    """Draw every track at its poses into the memory's projection, in place, in the frames where
+    its path says it is drawn (`PosePath.drawn`: its uncertainty small against its size, and not
+    lost; docs/objects.md): rgb uint8 [F,H,W,3],
     depth float32 [F,H,W] (0 in holes), hole bool [F,H,W]. An object pixel replaces the memory's
     (or another object's) where it is nearer, and fills a hole. Returns int32 [F,H,W]: the object
     that won each pixel (0: none).
@@ -77,7 +79,7 @@ def draw_objects(rgb: np.ndarray, depth: np.ndarray, hole: np.ndarray, tracks: l
         if not len(track.xyz):
             continue
         path = paths[track.id]
-        frames = np.flatnonzero(in_view(track, path, cameras, up))
+        frames = np.flatnonzero(in_view(track, path, cameras, up) & path.drawn)  # only where it is known well enough
         if not len(frames):
             continue
         seen = PosePath(path.frames[frames], path.position[frames], path.heading[frames], path.source)
@@ -117,7 +119,7 @@ def frame_points(tracks: list[ObjectTrack], paths: dict[int, PosePath], cameras:
         if not len(t.xyz):
             continue
         path = paths[t.id]
-        for i in np.flatnonzero(in_view(t, path, cameras, up)):
+        for i in np.flatnonzero(in_view(t, path, cameras, up) & path.drawn):
             xyz[i] = np.concatenate([xyz[i], posed(t, path.position[i], path.heading[i], up)])
             rgb[i] = np.concatenate([rgb[i], t.rgb])
     return xyz, rgb

@@ -20,7 +20,8 @@ import safetensors.numpy
 
 from spatia.formats.atomic import write_atomic
 
-from .model import CROP_SIZE, HIST_BINS, Crop, ObjectSet, ObjectTrack
+from .model import CROP_SIZE, HIST_BINS, REGIONS, STATUSES, Crop, ObjectSet, ObjectTrack
+from .motion import MotionState
 
 SCHEMA = "spatia.objects"
 SCHEMA_VERSION = 1
@@ -56,7 +57,10 @@ def _content_hash(tensors: dict[str, np.ndarray], table: str) -> str:
 def _tensors(objects: ObjectSet) -> tuple[dict[str, np.ndarray], list[dict]]:
     tracks = objects.objects
     table = [{"id": t.id, "label": t.label, "spacing": t.spacing, "condition": t.condition,
-              "reference": t.reference} for t in tracks]
+              "reference": t.reference, "status": t.status,
+              "motion": t.motion.as_dict() if t.motion is not None else None,
+              "regions": np.round(np.asarray(t.regions, np.float64), 6).tolist() if t.regions is not None else None}
+             for t in tracks]
 
     def cat(parts, name):
         dtype, tail = TENSORS[name]
@@ -211,11 +215,21 @@ def _from_tensors(t: dict[str, np.ndarray], meta: dict[str, str]) -> ObjectSet:
             raise ValueError(f"object {oid}'s observed frames do not increase")
         crops = tuple(Crop(int(f), float(sc), rgb, m.astype(bool)) for f, sc, rgb, m in
                       zip(t["crop_frame"][c], t["crop_score"][c], t["crop_rgb"][c], t["crop_mask"][c]))
+        status = str(entry.get("status", "confirmed"))
+        if status not in STATUSES:
+            raise ValueError(f"object {oid}'s status {status!r} is not one of {list(STATUSES)}")
+        regions = entry.get("regions")
+        if regions is not None:
+            regions = np.asarray(regions, np.float32)
+            if regions.shape != (REGIONS, HIST_BINS ** 3) or not np.isfinite(regions).all():
+                raise ValueError(f"object {oid}'s regions are not {REGIONS} finite histograms")
+        motion = MotionState.from_dict(entry["motion"]) if entry.get("motion") is not None else None
         tracks.append(ObjectTrack(
             id=oid, label=label, xyz=t["point_xyz"][p], rgb=t["point_rgb"][p], key_frame=frames,
             key_position=t["key_position"][k], key_heading=t["key_heading"][k], appearance=t["appearance"][row],
             spacing=float(entry["spacing"]), crops=crops, seen=t["seen_run"][s],
-            condition=bool(entry.get("condition", True)), reference=bool(entry.get("reference", True))))
+            condition=bool(entry.get("condition", True)), reference=bool(entry.get("reference", True)),
+            motion=motion, status=status, regions=regions))
     ids = [o.id for o in tracks]
     if len(set(ids)) != len(ids) or ids != sorted(ids):
         raise ValueError(f"object ids {ids} are not unique and ascending")

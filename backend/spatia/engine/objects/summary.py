@@ -5,13 +5,25 @@ from __future__ import annotations
 import numpy as np
 
 from .model import ObjectTrack
-from .motion import PARKED_SPEED, velocity
+from .motion import MODES, PARKED_SPEED, STOPPED
+
+
+def speed(track: ObjectTrack, fps: float) -> float:
+    """m/s: its most likely hypothesis' speed (a track without a motion state: over its last
+    two observed poses)."""
+    state = track.motion
+    if state is not None:
+        j = state.best()
+        return 0.0 if j == STOPPED else float(np.linalg.norm(state.x[j, 2:4]))
+    if len(track.key_frame) < 2:
+        return 0.0
+    dt = (track.key_frame[-1] - track.key_frame[-2]) / fps
+    return float(np.linalg.norm(track.key_position[-1] - track.key_position[-2]) / dt)
 
 
 def object_state(track: ObjectTrack, fps: float) -> str:
-    """"parked" (slower than PARKED_SPEED over its last second seen, as the motion model takes
-    it) or "moving"."""
-    return "moving" if float(np.linalg.norm(velocity(track, fps))) >= PARKED_SPEED else "parked"
+    """"parked" (its most likely hypothesis slower than PARKED_SPEED, or stopped) or "moving"."""
+    return "moving" if speed(track, fps) >= PARKED_SPEED else "parked"
 
 
 def last_seen(track: ObjectTrack) -> int | None:
@@ -28,6 +40,9 @@ def describe(track: ObjectTrack, fps: float) -> dict:
         "id": int(track.id),
         "label": track.label,
         "state": object_state(track, fps),
+        "status": track.status,
+        "motion": MODES[track.motion.best()] if track.motion is not None else None,
+        "uncertainty": round(track.motion.sigma(), 4) if track.motion is not None else None,
         "condition": bool(track.condition),
         "reference": bool(track.reference),
         "points": int(len(track.xyz)),

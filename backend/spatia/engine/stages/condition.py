@@ -68,9 +68,7 @@ def recondition(memory: SpatialMemory, cameras: Cameras, objects: ObjectSet | No
     shown = [r for r in records if r["condition"] and r["predicted"]]
     ids = np.zeros(hole.shape, np.int32)
     if shown and objects is not None:
-        paths = {r["id"]: PosePath(np.array(r["predicted"]["frames"], np.int64),
-                                   np.array(r["predicted"]["position"], np.float64),
-                                   np.array(r["predicted"]["heading"], np.float64), r["source"]) for r in shown}
+        paths = {r["id"]: PosePath.from_dict(r["predicted"], r["source"]) for r in shown}
         ids = draw_objects(rgb, depth, hole, [objects.get(i) for i in paths], paths, cameras, objects.up)
     return Conditioning(rgb, depth, hole, ids)
 

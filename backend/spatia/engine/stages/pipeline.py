@@ -177,7 +177,7 @@ def _update(world: RoundInputs, clip, cams, shown, settings: GenerateSettings, c
         with clock("objects"):
             learned = update.update_objects(shown.objects, shown.paths, seen, done.aligned,
                                             voxel=world.state["voxel_size"], fps=world.state["fps"])
-            if learned is not None and learned.instances:  # a round that saw no object leaves them as they were
+            if learned is not None and learned.changed:  # seen, or carried on unseen (its state, its evidence)
                 objects_version = world.save_objects(learned.objects, parent=world.objects_version,
                                                      memory_version=version, message=f"round {world.index}")
     return _Changes(memory, version, objects_version, seen, done.aligned, done.confidence, done.stats, learned,

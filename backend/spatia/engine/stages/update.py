@@ -10,7 +10,7 @@ import numpy as np
 from spatia.cameras import Cameras
 from spatia.engine.errors import WorldError
 from spatia.engine.memory import SpatialMemory
-from spatia.engine.objects import ObjectSet, learn
+from spatia.engine.objects import KeyViews, ObjectSet, learn
 from spatia.engine.objects import observe as observe_objects
 from spatia.engine.update import UpdateSettings, UpdateStats, rebuild_with_known_poses, update_memory
 
@@ -65,12 +65,14 @@ def posed_rebuild(seen: Observation, cameras: Cameras, start: int, step: int, de
 
 def update_objects(objects: ObjectSet, paths: dict, seen: Observation, aligned: np.ndarray, *, voxel: float,
                    fps: float):
-    """The objects after the clip (tracks matched, updated, new ones made), or None when the
-    round saw no object and remembered none."""
+    """The objects after the clip (tracks matched, updated, new ones made, unseen ones carried on
+    with their negative evidence), or None when the round saw no object and remembered none."""
     if not (len(objects) or seen.instances.any()):
         return None
     clip = observe_objects(seen.frames, aligned, seen.cameras, seen.keys, seen.instances, objects.up)
-    return learn(objects, paths, clip, seen.labels, voxel, fps)
+    # the keyframes as views too: a predicted place seen empty is evidence against the prediction
+    return learn(objects, paths, clip, seen.labels, voxel, fps,
+                 views=KeyViews(seen.cameras, aligned, seen.instances, seen.keys))
 
 
 def replay_keyframes(memory: SpatialMemory, keys: list[int], cameras: Cameras, *, read_frames, read_keyframe,

@@ -1,0 +1,263 @@
+"""Object memory that claims only what it has evidence for: a motion state carried across rounds
+(a stop at a wall persists), hypotheses that cover a turn, a stop and a reversal while unseen,
+uncertainty that stops an object being drawn, negative evidence and the lifecycle, appearance
+that vetoes a swap, re-identification, registration of large turns and finer points from a
+closer view."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from object_scenes import H, W, cameras
+from spatia.engine.objects import KeyViews, ObjectSet, ObjectStore, draw_objects, learn, predict, predict_all
+from spatia.engine.objects.associate import associate, new_track, register_turns
+from spatia.engine.objects.model import ObjectTrack, rotation
+from spatia.engine.objects.motion import CV, REVERSAL, STOPPED, TURN, draw_limit, fit_state
+from spatia.engine.objects.observe import Observation, colour_histogram, region_histograms
+from spatia.engine.objects.tracking import LOST_EVIDENCE, carry, empty_places
+
+UP = np.array([0.0, 0.0, 1.0])
+FPS = 8.0
+RED, BLUE, GREEN, GREY = (200, 30, 30), (30, 40, 200), (30, 170, 40), (120, 120, 120)
+
+
+def car_points(size=(1.6, 0.8, 0.6), step=0.1, front=RED, back=BLUE):
+    """A box's surface, its front half (+x) one colour and its back another: its heading is
+    seen in its colours even where its shape is symmetric."""
+    half = np.array(size) / 2
+    g = [np.arange(-h, h + 1e-9, step) for h in half]
+    pts = np.stack(np.meshgrid(*g, indexing="ij"), axis=-1).reshape(-1, 3)
+    pts = pts[(np.abs(np.abs(pts) - half) < 1e-6).any(axis=1)]
+    rgb = np.where(pts[:, :1] > 0, front, back).astype(np.uint8)
+    return pts.astype(np.float32), rgb
+
+
+def person_points(legs=GREY, shirt=RED, head=(220, 170, 140), step=0.05):
+    """A 0.5 x 0.4 x 1.75 m column: legs, shirt and head bands of its own colours."""
+    half = np.array([0.25, 0.2, 0.875])
+    g = [np.arange(-h, h + 1e-9, step) for h in half]
+    pts = np.stack(np.meshgrid(*g, indexing="ij"), axis=-1).reshape(-1, 3)
+    pts = pts[(np.abs(np.abs(pts) - half) < 1e-6).any(axis=1)]
+    z = pts[:, 2] + half[2]
+    rgb = np.where((z < 0.85)[:, None], legs, np.where((z < 1.5)[:, None], shirt, head)).astype(np.uint8)
+    return pts.astype(np.float32), rgb
+
+
+def make_track(object_id, points, frames, positions, headings=None, label="car", spacing=0.1):
+    xyz, rgb = points
+    frames = np.asarray(frames, np.int64)
+    headings = np.zeros(len(frames)) if headings is None else np.asarray(headings, float)
+    t = ObjectTrack(id=object_id, label=label, xyz=xyz, rgb=rgb, key_frame=frames,
+                    key_position=np.asarray(positions, float), key_heading=headings,
+                    appearance=colour_histogram(rgb), spacing=spacing, regions=region_histograms(xyz, rgb, UP))
+    t = t.with_seen(frames)
+    return replace(t, motion=fit_state(t, FPS, UP))
+
+
+def straight(object_id=1, speed=1.0, frames=np.arange(0, 25, 2), start=(0.0, 0.0, 0.3), heading=0.0, **kw):
+    d = np.array([np.cos(heading), np.sin(heading), 0.0])
+    pos = np.asarray(start) + np.outer(np.asarray(frames) / FPS, d * speed)
+    return make_track(object_id, kw.pop("points", None) or car_points(), frames, pos, np.full(len(frames), heading), **kw)
+
+
+def seen_at(track, frame, position, heading, spacing=0.1, points=None, partial=False):
+    xyz, rgb = points or (track.xyz, track.rgb)
+    world = xyz.astype(np.float64) @ rotation(UP, heading).T + position
+    return Observation(instance=0, frame=int(frame), xyz=world, rgb=rgb, spacing=spacing, crop=None, partial=partial)
+
+
+# --- the state lives across rounds ------------------------------------------------------------------
+def test_a_stop_at_a_wall_persists_into_the_next_round_through_the_store(tmp_path):
+    car = straight(speed=1.0)  # at x = 3 at frame 24, heading for a wall at x = 5
+    gy, gz = np.meshgrid(np.arange(-2, 2, 0.05), np.arange(0, 2, 0.05))
+    wall = np.stack([np.full(gy.size, 5.0), gy.ravel(), gz.ravel()], axis=1)
+    objects = ObjectSet(up=UP).replaced([car])
+    first = predict_all(objects, np.arange(20, 60), FPS, obstacles=wall)[1]
+    assert first.position[:, 0].max() + 0.8 < 5.0 + 0.05  # stopped before the wall
+    # the round saw nothing: the state is carried to its end and saved
+    learned = learn(objects, {1: first}, {}, {}, 0.05, FPS)
+    assert learned.changed and learned.objects.get(1).motion.frame == 59
+    store = ObjectStore(tmp_path / "objects")
+    again = store.load(store.save(learned.objects, parent=None, memory_version=None))
+    state = again.get(1).motion
+    np.testing.assert_allclose(state.x, learned.objects.get(1).motion.x, atol=1e-5)
+    # the next round starts where the last one left it: still at the wall, even where the memory
+    # no longer holds the wall's points (nothing restarts from the last observation)
+    second = predict_all(again, np.arange(55, 100), FPS)[1]
+    assert second.position[:, 0].max() + 0.8 < 5.0 + 0.35
+    np.testing.assert_allclose(second.position[0], first.position[-5], atol=0.05)
+    # restarted from its last observation (x = 3 at frame 24, 1 m/s) it would be at x = 12 by frame 95
+    assert second.position[-1, 0] < 5.0
+
+
+# --- hypotheses -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("truth", ["turn", "stop", "reversal"])
+def test_a_manoeuvre_while_unseen_is_found_by_a_hypothesis_and_keeps_the_id(truth):
+    car = straight(speed=2.0)  # at x = 6 at frame 24, heading +x
+    paths = predict_all(ObjectSet(up=UP).replaced([car]), np.arange(25, 57), FPS)
+    t = (56 - 24) / FPS  # 4 s unseen
+    if truth == "turn":  # round a corner: 90 degrees to the left over the first second, then straight
+        pos, heading = np.array([6.0 + 1.27, 1.27 + 2.0 * (t - 1.0), 0.3]), np.pi / 2
+    elif truth == "stop":
+        pos, heading = np.array([6.5, 0.0, 0.3]), 0.0
+    else:
+        pos, heading = np.array([6.0 + 1.0 - 2.0 * (t - 1.0), 0.0, 0.3]), np.pi
+    clip = {5: [seen_at(car, 56, pos, heading)]}
+    assert associate([car], paths, clip, {5: "car"}, UP, FPS) == {5: 1}
+    learned = learn(ObjectSet(up=UP).replaced([car]), paths, clip, {5: "car"}, 0.05, FPS)
+    back = learned.objects.get(1)
+    assert learned.instances == {5: 1}
+    # registration measured the new heading (four starting headings, colours tell the ends apart)
+    assert abs(np.angle(np.exp(1j * (back.key_heading[-1] - heading)))) < 0.15
+    np.testing.assert_allclose(back.key_position[-1], pos, atol=0.15)
+
+
+def test_uncertainty_grows_with_time_unseen_and_stops_the_drawing():
+    person = straight(speed=1.4, label="person", points=person_points())
+    path = predict(person, np.arange(25, 25 + int(15 * FPS)), FPS, UP)
+    assert np.all(np.diff(path.sigma) > 0)
+    limit = draw_limit(person, UP)
+    assert path.drawn[0] and not path.drawn[-1]
+    assert np.all(path.drawn == (path.sigma <= limit))
+    # drawn: nothing of it reaches the conditioning where it is not drawn
+    cams = cameras([0.0] * len(path.frames), position=(-6.0, 0.0, 1.0))
+    rgb = np.zeros((len(cams), H, W, 3), np.uint8)
+    depth, hole = np.zeros((len(cams), H, W), np.float32), np.ones((len(cams), H, W), bool)
+    ids = draw_objects(rgb, depth, hole, [person], {1: path}, cams, UP)
+    drawn_frames = ids.reshape(len(cams), -1).any(axis=1)
+    assert drawn_frames[0] and not (drawn_frames & ~path.drawn).any()
+
+
+# --- negative evidence and the lifecycle ---------------------------------------------------------------
+def _views(frames, yaw, depth_value, *, position=(0.0, -8.0, 1.0)):
+    cams = cameras([yaw] * len(frames), position=position)
+    depth = np.full((len(frames), H, W), depth_value, np.float32)
+    return KeyViews(cams, depth, np.zeros((len(frames), H, W), np.int32), np.asarray(frames, np.int64))
+
+
+def test_a_place_seen_empty_loses_belief_and_a_hidden_one_does_not():
+    car = straight(speed=0.5)  # near x = 1.5 .. 2.5 over the round, y = 0; the camera looks at it from y = -8
+    objects = ObjectSet(up=UP).replaced([car])
+    frames = np.arange(25, 41)
+    path = predict_all(objects, frames, FPS)[1]
+    keys = np.array([28, 32, 36, 40])
+    pos, head, _ = path.hypotheses
+    at = np.searchsorted(path.frames, keys)
+    # the camera sees through where the car should be: the depth lies 20 m away
+    seen = _views(keys, 90.0, 20.0)
+    empty = empty_places(car, pos[at], head[at], seen, UP)
+    assert empty[:, CV].all()
+    # something nearer (2 m from the camera) hides its place: no evidence either way
+    hidden = _views(keys, 90.0, 2.0)
+    assert not empty_places(car, pos[at], head[at], hidden, UP).any()
+    # looking away: nothing said
+    away = _views(keys, -90.0, 20.0)
+    assert not empty_places(car, pos[at], head[at], away, UP).any()
+    lost = carry(car, path, seen, UP, FPS)
+    assert lost.motion.evidence < LOST_EVIDENCE and lost.status == "lost"
+    kept = carry(car, path, hidden, UP, FPS)
+    assert kept.motion.evidence == pytest.approx(1.0) and kept.status == "confirmed"
+    # a lost object is not drawn in the next round
+    nxt = predict_all(ObjectSet(up=UP).replaced([lost]), np.arange(41, 50), FPS)[1]
+    assert nxt.source == "lost" and not nxt.drawn.any()
+
+
+def test_lifecycle_tentative_confirmed_lost_retired_and_reidentified():
+    first = seen_at(straight(), 0, np.array([0.0, 0.0, 0.3]), 0.0)
+    t = new_track(1, "car", [first], UP, 0.05, FPS)
+    assert t.status == "tentative"
+    t = new_track(1, "car", [first, seen_at(t, 2, np.array([0.25, 0.0, 0.3]), 0.0)], UP, 0.05, FPS)
+    assert t.status == "confirmed"
+    car = straight(speed=1.0)
+    objects = ObjectSet(up=UP).replaced([car])
+    # unseen for a minute and more: retired, held, never drawn
+    long = predict_all(objects, np.arange(25, 25 + int(70 * FPS)), FPS)[1]
+    gone = carry(car, long, None, UP, FPS)
+    assert gone.status == "retired"
+    objects = objects.replaced([gone])
+    paths = predict_all(objects, np.arange(600, 620), FPS)
+    assert paths[1].source == "retired" and not paths[1].drawn.any()
+    # it comes back near where it was last seen, looking the same: its old id
+    back = {3: [seen_at(car, 610, np.array([20.0, 3.0, 0.3]), 0.0)]}
+    learned = learn(objects, paths, back, {3: "car"}, 0.05, FPS)
+    assert learned.instances == {3: 1} and learned.objects.get(1).status == "confirmed"
+    # a car of other colours there is a new object
+    other = {3: [seen_at(car, 610, np.array([20.0, 3.0, 0.3]), 0.0, points=car_points(front=GREEN, back=GREEN))]}
+    assert learn(objects, paths, other, {3: "car"}, 0.05, FPS).instances == {3: 2}
+
+
+# --- appearance vetoes ---------------------------------------------------------------------------------
+def test_two_people_in_different_shirts_who_swap_places_keep_their_ids():
+    red = straight(1, speed=0.0, label="person", points=person_points(shirt=RED), start=(0.0, 0.0, 0.875))
+    blue = straight(2, speed=0.0, label="person", points=person_points(shirt=BLUE), start=(1.2, 0.0, 0.875))
+    objects = ObjectSet(up=UP).replaced([red, blue])
+    paths = predict_all(objects, np.arange(25, 60), FPS)
+    # unseen, they swapped places: the instance where red should be wears blue
+    clip = {7: [seen_at(blue, 56, red.key_position[-1], 0.0)], 8: [seen_at(red, 56, blue.key_position[-1], 0.0)]}
+    assert associate([red, blue], paths, clip, {7: "person", 8: "person"}, UP, FPS) == {7: 2, 8: 1}
+    # alone where red should be, blue is not taken for red however close
+    only = {7: [seen_at(blue, 56, red.key_position[-1], 0.0)]}
+    assert associate([red], {1: paths[1]}, only, {7: "person"}, UP, FPS) == {7: None}
+
+
+# --- registration and detail ---------------------------------------------------------------------------
+@pytest.mark.parametrize("turn", [np.pi / 2, np.pi, -np.pi / 2])
+def test_registration_measures_a_large_turn(turn):
+    from scipy.spatial import cKDTree
+
+    car = straight()
+    pos = np.array([4.0, 0.5, 0.3])
+    obs = seen_at(car, 30, pos, turn)
+    p, h, fit = register_turns(car, obs, pos + 0.3, 0.0, UP, cKDTree(car.xyz))
+    assert fit > 0.9 and abs(np.angle(np.exp(1j * (h - turn)))) < 0.05
+    np.testing.assert_allclose(p, pos, atol=0.05)
+
+
+def test_a_closer_view_refines_the_points():
+    coarse = straight(points=car_points(step=0.2), spacing=0.2)
+    objects = ObjectSet(up=UP).replaced([coarse])
+    paths = predict_all(objects, np.arange(25, 30), FPS)
+    pos, _ = paths[1].at([26])
+    close = seen_at(coarse, 26, pos[0], 0.0, spacing=0.05, points=car_points(step=0.05))
+    out = learn(objects, paths, {4: [close]}, {4: "car"}, 0.05, FPS).objects.get(1)
+    assert out.spacing == pytest.approx(0.05)
+    assert len(out.xyz) > 4 * len(coarse.xyz)
+    # a farther view than before changes nothing of its detail
+    far = seen_at(coarse, 26, pos[0], 0.0, spacing=0.4)
+    again = learn(objects, paths, {4: [far]}, {4: "car"}, 0.05, FPS).objects.get(1)
+    assert again.spacing == pytest.approx(0.2) and len(again.xyz) == len(coarse.xyz)
+
+
+def test_the_hypotheses_are_the_four_motions_and_weigh_what_they_saw():
+    car = straight(speed=2.0)
+    assert car.motion.best() == CV
+    stopped = make_track(1, car_points(), np.arange(0, 25, 2), np.tile([1.0, 0.0, 0.3], (13, 1)))
+    assert stopped.motion.best() == STOPPED
+    # a car going round a circle of radius 4 at 2 m/s is best explained by the turn
+    a = np.arange(0, 25, 2) / FPS * 0.5
+    circle = make_track(1, car_points(), np.arange(0, 25, 2), np.stack([4 * np.sin(a), 4 - 4 * np.cos(a), np.full_like(a, 0.3)], 1),
+                        a)
+    assert circle.motion.best() == TURN
+    assert abs(circle.motion.x[TURN, 4] - 0.5) < 0.1
+    assert {CV, TURN, STOPPED, REVERSAL} == {0, 1, 2, 3}
+
+
+def test_an_object_seen_again_after_a_while_distrusts_its_old_motion():
+    from spatia.engine.objects.associate import REACQUIRE_SPEED, reacquire
+    from spatia.engine.objects.motion import INITIAL_WEIGHTS
+
+    car = straight(speed=2.0)
+    again = reacquire(car.motion)
+    moving = [CV, TURN, REVERSAL]
+    np.testing.assert_allclose(again.p[moving, 2, 2] - car.motion.p[moving, 2, 2], REACQUIRE_SPEED ** 2)
+    assert again.p[STOPPED, 2, 2] == car.motion.p[STOPPED, 2, 2]
+    np.testing.assert_allclose(again.mu, 0.5 * car.motion.mu + 0.5 * INITIAL_WEIGHTS)
+    # absorbed a few frames later it keeps its motion; seen again 3 s later, its old motion counts less
+    soon = seen_at(car, 28, car.key_position[-1] + [0.5, 0, 0], 0.0)
+    late = seen_at(car, 48, car.key_position[-1] + [3.0, 0, 0], 0.0)
+    from spatia.engine.objects.associate import absorb
+
+    a = absorb(car, [soon], None, UP, voxel=0.05, fps=FPS).motion
+    b = absorb(car, [late], None, UP, voxel=0.05, fps=FPS).motion
+    assert b.p[CV, 2, 2] > a.p[CV, 2, 2]
