@@ -12,7 +12,7 @@ import pytest
 from object_scenes import H, W, cameras
 from spatia.engine.objects import KeyViews, ObjectSet, ObjectStore, draw_objects, learn, predict, predict_all
 from spatia.engine.objects.associate import associate, new_track, register_turns
-from spatia.engine.objects.model import ObjectTrack, rotation
+from spatia.engine.objects.model import CROP_SIZE, Crop, ObjectTrack, rotation
 from spatia.engine.objects.motion import CV, REVERSAL, STOPPED, TURN, draw_limit, fit_state
 from spatia.engine.objects.observe import Observation, colour_histogram, region_histograms
 from spatia.engine.objects.tracking import LOST_EVIDENCE, carry, empty_places
@@ -52,7 +52,8 @@ def make_track(object_id, points, frames, positions, headings=None, label="car",
                     key_position=np.asarray(positions, float), key_heading=headings,
                     appearance=colour_histogram(rgb), spacing=spacing, regions=region_histograms(xyz, rgb, UP))
     t = t.with_seen(frames)
-    return replace(t, motion=fit_state(t, FPS, UP))
+    seen_whole = Crop(int(frames[-1]), 1.0, np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8), np.ones((CROP_SIZE, CROP_SIZE), bool))
+    return replace(t, motion=fit_state(t, FPS, UP), crops=(seen_whole,))
 
 
 def straight(object_id=1, speed=1.0, frames=np.arange(0, 25, 2), start=(0.0, 0.0, 0.3), heading=0.0, **kw):
@@ -119,6 +120,9 @@ def test_uncertainty_grows_with_time_unseen_and_stops_the_drawing():
     assert np.all(np.diff(path.sigma) > 0)
     limit = draw_limit(person, UP)
     assert path.drawn[0] and not path.drawn[-1]
+    # seen only cut by the image's edge (no whole view, no crop), or in a single keyframe: never drawn
+    assert not predict(replace(person, crops=()), path.frames, FPS, UP).drawn.any()
+    assert not predict(replace(person, status="tentative"), path.frames, FPS, UP).drawn.any()
     assert np.all(path.drawn == (path.sigma <= limit))
     # drawn: nothing of it reaches the conditioning where it is not drawn
     cams = cameras([0.0] * len(path.frames), position=(-6.0, 0.0, 1.0))

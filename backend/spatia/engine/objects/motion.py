@@ -403,7 +403,9 @@ def predict(track: ObjectTrack, frames, fps: float, up: np.ndarray, *, path=None
     hyp_position = hx[..., :1] * a + hx[..., 1:2] * b + up * state.height
     hyp_position[~ahead] = position[~ahead][:, None]
     drawn = sigma <= limit
-    if status in ("lost", "retired"):
+    if status != "confirmed" or not track.crops:
+        # only an object seen in enough keyframes, and seen whole at least once (a view cut by the
+        # image's edge gives no pose to trust), is drawn; a lost or retired one never is
         drawn[:] = False
     moving = float(np.linalg.norm(state.x[state.best(), 2:4])) >= PARKED_SPEED and state.best() != STOPPED
     source = status if status in ("lost", "retired") else ("motion" if moving else "parked")
