@@ -195,7 +195,7 @@
     const versions = h("tbody"), charts = h("div", {class: "charts"}), frames = h("div", {class: "thumbs"});
     main.replaceChildren(h("h1", {text: "World " + id}), canvas, viewStatus,
       h("p", {class: "legend"}, [h("span", {style: "color:#4da3ff", text: "■ cameras"}), h("span", {style: "color:#ffb000", text: "■ retrieved views"}),
-        h("span", {style: "color:#4caf7a", text: "■ objects observed"}), h("span", {style: "color:#e5534b", text: "■ objects predicted"})]),
+        h("span", {style: "color:#4caf7a", text: "■ objects observed"}), h("span", {style: "color:#e5534b", text: "■ objects predicted (grey: too uncertain to draw; bars: ±1σ)"})]),
       h("h2", {text: "Per round"}), charts, h("h2", {text: "Memory versions"}),
       h("table", {}, [h("thead", {}, [h("tr", {}, ["version", "parent", "points", "message", "created", "changed"].map(function (t) { return h("th", {text: t}); }))]), versions]),
       h("h2", {text: "Frames"}), frames);
@@ -222,7 +222,14 @@
     });
     rounds.forEach(function (r) {
       (r.objects || []).forEach(function (o) {
-        if (o.predicted && o.predicted.position) SpatiaViewer.polyline(o.predicted.position, [229, 83, 75], lines);
+        if (o.predicted && o.predicted.position) {
+          // drawn into the conditioning: red; predicted but too uncertain to draw: grey; +-1 sigma bars
+          const drawn = o.predicted.drawn || [], pos = o.predicted.position;
+          for (let i = 1; i < pos.length; i++) {
+            SpatiaViewer.polyline([pos[i - 1], pos[i]], drawn[i] === false ? [140, 140, 140] : [229, 83, 75], lines);
+          }
+          if (o.predicted.sigma) SpatiaViewer.errorBars(pos, o.predicted.sigma, [229, 160, 75], lines, 6);
+        }
         if (o.observed && o.observed.position) SpatiaViewer.polyline(o.observed.position, [76, 175, 122], lines);
       });
     });
@@ -233,7 +240,10 @@
         SpatiaCharts.lines("retrieved reference frames", {count: rounds.map(function (r) { return (r.references || []).length; }),
           "mean score": rounds.map(function (r) { const s = r.reference_scores || []; return s.length ? s.reduce(function (a, b) { return a + b; }, 0) / s.length : null; })}),
         SpatiaCharts.lines("loop closure (dB)", {"memory vs first frame": rounds.map(function (r) { return r.loop_closure ? r.loop_closure.memory_vs_first_psnr : null; }),
-          "revisits": rounds.map(function (r) { return r.loop_closure ? r.loop_closure.revisit_psnr_mean : null; })}),
+          "exact returns": rounds.map(function (r) { return r.loop_closure ? r.loop_closure.revisit_psnr_mean : null; })}),
+        SpatiaCharts.lines("keyframe recall (dB): the memory at the cameras of frames it fused", {
+          "recall": rounds.map(function (r) { return r.loop_closure && r.loop_closure.recall ? r.loop_closure.recall.psnr : null; }),
+          "near returns": rounds.map(function (r) { return r.loop_closure ? r.loop_closure.revisit_near_psnr_mean : null; })}),
         SpatiaCharts.lines("keyframes per round", {keyframes: rounds.map(function (r) { return (r.keyframes || []).length; })}),
         SpatiaCharts.stacked("stage seconds", rounds.map(function (r) { const t = {}; for (const k in r.timings) if (k !== "total_s") t[k.replace(/_s$/, "")] = r.timings[k]; return t; })));
     } else {

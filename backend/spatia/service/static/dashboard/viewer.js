@@ -207,5 +207,19 @@
       out.col.push.apply(out.col, colour); out.col.push.apply(out.col, colour);
     }
   }
-  window.SpatiaViewer = {Viewer: Viewer, loadPoints: loadPoints, frustumLines: frustumLines, polyline: polyline};
+  // Uncertainty as error bars: at every `every`-th point, three axis-aligned bars of +-sigma.
+  function errorBars(points, sigma, colour, out, every) {
+    for (let i = 0; i < points.length; i += every) {
+      const p = points[i], s = sigma[i] || 0;
+      if (!(s > 0)) continue;
+      for (let a = 0; a < 3; a++) {
+        const lo = p.slice(), hi = p.slice();
+        lo[a] -= s; hi[a] += s;
+        out.pos.push.apply(out.pos, lo); out.pos.push.apply(out.pos, hi);
+        out.col.push.apply(out.col, colour); out.col.push.apply(out.col, colour);
+      }
+    }
+  }
+  window.SpatiaViewer = {Viewer: Viewer, loadPoints: loadPoints, frustumLines: frustumLines, polyline: polyline,
+                         errorBars: errorBars};
 })();
