@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .model import ObjectTrack, rotation, wrap_angle
 
@@ -433,6 +434,8 @@ def _propagate(track: ObjectTrack, state: MotionState, n: int, fps: float, up, o
     xs, ps, mus = np.zeros((n, M, 6)), np.zeros((n, M, 6, 6)), np.zeros((n, M))
     x, p, mu = state.x, state.p, state.mu
     dt = 1.0 / fps
+    # the box at any pose lies within `reach` of its position: only points that close are tested
+    tree = cKDTree(near) if near is not None else None
     for k in range(n):
         prev = x
         x, p, mu = step(x, p, mu, dt)
@@ -441,7 +444,10 @@ def _propagate(track: ObjectTrack, state: MotionState, n: int, fps: float, up, o
                 if np.hypot(*x[j, 2:4]) < PARKED_SPEED:
                     continue
                 pos = a * x[j, 0] + b * x[j, 1] + up * state.height
-                if np.count_nonzero(_inside(track, up, near, pos, x[j, 5])) >= BLOCK_POINTS:
+                close = tree.query_ball_point(pos, reach)
+                if len(close) < BLOCK_POINTS:
+                    continue
+                if np.count_nonzero(_inside(track, up, near[close], pos, x[j, 5])) >= BLOCK_POINTS:
                     x = x.copy()
                     p = p.copy()
                     x[j, :2] = prev[j, :2]
