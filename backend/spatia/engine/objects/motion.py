@@ -46,7 +46,7 @@ BLOCK_POINTS = 5  # memory points inside an object's box (above its lowest fifth
 BOTTOM_SHARE = 0.2
 
 # --- the drawing rule (render.py) and the lifecycle (tracking.py) read these ------------------------
-DRAW_RATIO = 0.35  # drawn while its position uncertainty is at most this share of its size ...
+DRAW_RATIO = 0.1  # drawn while its position uncertainty is at most this share of its size (a box that far off still overlaps its truth by about 0.8) ...
 MIN_DRAW_SIGMA = 0.1  # ... (or this many metres, for tiny objects)
 
 
