@@ -14,7 +14,6 @@ memory drifting, since neither can disagree with it.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ from .base import (
     raise_if_cancelled,
     report,
 )
-from .oracle import GroundTruth
+from .oracle import GroundTruth, ground_truth
 
 
 @dataclass(frozen=True)
@@ -101,13 +100,7 @@ class DisagreeingGenerator(VideoGenerator):
                  should_cancel: CancelFn | None = None) -> GenerationResult:
         raise_if_cancelled(should_cancel)
         report(progress, 0.0, "rendering ground truth")
-        takes_start = "start_frame" in inspect.signature(self.source).parameters
-        truth = self.source(request.cameras, start_frame=request.start_frame) if takes_start else self.source(request.cameras)
-        frames, depth = np.asarray(truth[0], dtype=np.uint8), np.asarray(truth[1], dtype=np.float32)
-        f, h, w = request.num_frames, *request.size
-        if frames.shape != (f, h, w, 3) or depth.shape != (f, h, w):
-            raise ValueError(f"ground truth must be [{f}, {h}, {w}, 3] frames and [{f}, {h}, {w}] depth, "
-                             f"got {list(frames.shape)} and {list(depth.shape)}")
+        frames, depth, _ = ground_truth(self.source, request)
         rng = np.random.default_rng([self.seed, int(request.start_frame or 0), int(request.round_index or 0)])
         frames, depth, drawn = disagree(frames, depth, rng, self.disagreement)
         if request.history is not None:

@@ -45,6 +45,21 @@ def renumbering(truth_ids, rng: np.random.Generator) -> dict[int, int]:
     return {t: int(c) for t, c in zip(ids, drawn)}
 
 
+
+def ground_truth(source: GroundTruth, request: GenerationRequest):
+    """(frames uint8 [F,H,W,3], depth float32 [F,H,W], instances or None) of `source` along the
+    request's cameras, shapes checked. A source that can place the clip in the video (a camera
+    held still while things move has the same pose in many frames) is told where it starts."""
+    takes_start = "start_frame" in inspect.signature(source).parameters
+    truth = source(request.cameras, start_frame=request.start_frame) if takes_start else source(request.cameras)
+    frames, depth = np.asarray(truth[0], dtype=np.uint8), np.asarray(truth[1], dtype=np.float32)
+    f, h, w = request.num_frames, *request.size
+    if frames.shape != (f, h, w, 3) or depth.shape != (f, h, w):
+        raise ValueError(f"ground truth must be [{f}, {h}, {w}, 3] frames and [{f}, {h}, {w}] depth, "
+                         f"got {list(frames.shape)} and {list(depth.shape)}")
+    return frames, depth, truth[2] if len(truth) > 2 else None
+
+
 class OracleGenerator(VideoGenerator):
     """`source(cameras) -> (frames uint8 [F,H,W,3], depth float32 [F,H,W][, instances int32
     [F,H,W]])` supplies the truth; `instance_labels` ({truth id: label}) names the instances."""
@@ -69,18 +84,8 @@ class OracleGenerator(VideoGenerator):
                  should_cancel: CancelFn | None = None) -> GenerationResult:
         raise_if_cancelled(should_cancel)
         report(progress, 0.0, "rendering ground truth")
-        # a source that can place the clip in the video (a camera held still while things move
-        # has the same pose in many frames) is told where it starts
-        takes_start = "start_frame" in inspect.signature(self.source).parameters
-        truth = self.source(request.cameras, start_frame=request.start_frame) if takes_start else self.source(request.cameras)
-        frames, depth = truth[0], truth[1]
-        instances = truth[2] if len(truth) > 2 else None
-        frames = np.asarray(frames, dtype=np.uint8)
-        depth = np.asarray(depth, dtype=np.float32)
+        frames, depth, instances = ground_truth(self.source, request)
         f, h, w = request.num_frames, *request.size
-        if frames.shape != (f, h, w, 3) or depth.shape != (f, h, w):
-            raise ValueError(f"ground truth must be [{f}, {h}, {w}, 3] frames and [{f}, {h}, {w}] depth, "
-                             f"got {list(frames.shape)} and {list(depth.shape)}")
         if request.history is not None:
             frames = frames.copy()
             frames[: len(request.history)] = request.history  # the overlap is the previous clip's

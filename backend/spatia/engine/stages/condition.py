@@ -5,6 +5,7 @@ knows nothing), with the remembered moving objects drawn in at their predicted p
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,8 +47,6 @@ def condition(memory: SpatialMemory, cameras: Cameras, frames: np.ndarray, fps: 
               objects: ObjectSet | None = None, directions=(), device=None, timings: dict | None = None):
     """The projection of `memory` along `cameras` (video frames `frames`), with `objects` (None:
     object memory off) predicted over those frames and the ones switched to condition drawn in."""
-    import time
-
     rgb, depth, hole = render_projection(memory, cameras, device)
     started = time.perf_counter()
     paths, conditioned, object_ids = {}, [], None
