@@ -449,3 +449,50 @@ def test_authors_pixel_mapping_equals_pytorch3d_ndc_route():
         ax, bx, ay, by = control_mapping(cams)[0]
         np.testing.assert_allclose(ax * cam_cv[:, 0] / cam_cv[:, 2] + bx, col, atol=1e-9)
         np.testing.assert_allclose(ay * cam_cv[:, 1] / cam_cv[:, 2] + by, row, atol=1e-9)
+
+
+def ranked_scene(seed: int = 3, n: int = 4000, largest: float = 0.08):
+    """A random scene with per-point sizes and a random half of the points preferred."""
+    xyz, rgb, cameras = random_scene(n, seed=seed)
+    rng = np.random.default_rng(seed)
+    sizes = rng.uniform(0.01, largest, len(xyz)).astype(np.float32)
+    priority = rng.random(len(xyz)) < 0.5
+    return xyz, rgb, cameras, sizes, priority
+
+
+def test_indices_and_colours_name_the_callers_points_when_some_are_preferred():
+    xyz, rgb, cameras, sizes, priority = ranked_scene()
+    out = render(xyz, rgb, cameras, point_size=sizes, priority=priority, return_index=True, return_centres=True)
+    z = np.einsum("fij,nj->fni", cameras.w2c[:, :3, :3], xyz) + cameras.w2c[:, None, :3, 3]
+    for name, depth in (("index", out.depth), ("centre_index", out.centre_depth)):
+        index = getattr(out, name).numpy()
+        frame, row, col = np.nonzero(index >= 0)
+        winner = index[frame, row, col]
+        assert len(winner) > 1000
+        np.testing.assert_allclose(depth.numpy()[frame, row, col], z[frame, winner, 2], rtol=1e-6)
+        if name == "index":
+            assert np.array_equal(out.rgb.numpy()[frame, row, col], rgb[winner])
+    # a preferred point keeps its pixel against a point a little nearer on the same surface
+    near, far = np.array([[0.0, 0.0, 2.0]], np.float32), np.array([[0.0, 0.0, 2.02]], np.float32)
+    pair = render(np.concatenate([near, far]), grey(2), identity_camera(),
+                  point_size=0.05, priority=[False, True], return_index=True)
+    assert pair.index[0, H // 2, W // 2] == 1
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_splats_grown_sparsely_equal_full_passes(chunk, monkeypatch):
+    import spatia.engine.render as module
+
+    xyz, rgb, cameras, sizes, priority = ranked_scene(n=600, largest=0.3)  # splats of up to 7 pixels
+    kwargs = dict(point_size=sizes, priority=priority, exact=[True, False, False, True, False], return_index=True,
+                  return_centres=True, chunk=chunk)
+    monkeypatch.setattr(module, "SPARSE_SHARE", 0.0)  # every pass over the whole canvas
+    full = render(xyz, rgb, cameras, **kwargs)
+    visits = []
+    real = module._neighbourhoods
+    monkeypatch.setattr(module, "_neighbourhoods", lambda *a: visits.append(1) or real(*a))
+    monkeypatch.setattr(module, "SPARSE_SHARE", 1.0)  # only neighbourhoods after the first pass
+    sparse = render(xyz, rgb, cameras, **kwargs)
+    assert len(visits) >= 5
+    for name in ("depth", "mask", "rgb", "index", "centre_index", "centre_depth"):
+        assert torch.equal(getattr(full, name), getattr(sparse, name)), name

@@ -110,8 +110,9 @@ def _projection_matrices(cameras: Cameras, device: torch.device) -> tuple[torch.
 
 
 def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, canvas: torch.Tensor,
-                   width: int, height: int, pad: int, near: float) -> torch.Tensor:
-    """Scatter-min every point's key into its centre pixel of the padded canvas [C, H+2p, W+2p].
+                   width: int, height: int, pad: int, near: float, offset: int = 0) -> torch.Tensor:
+    """Scatter-min every point's key into its centre pixel of the padded canvas [C, H+2p, W+2p];
+    the points are the scene's from index `offset` on.
 
     Returns the smallest depth written in each frame, [C] (+inf for a frame that saw nothing).
     """
@@ -144,7 +145,7 @@ def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: 
         frame = flat // count
         point = flat - frame * count
         pixel = ((frame * canvas_h).add_(row)).mul_(canvas_w).add_(col)
-    keys = _depth_keys(z_in).bitwise_or_(point)
+    keys = _depth_keys(z_in).bitwise_or_(point.add_(offset) if offset else point)
     canvas.view(-1).scatter_reduce_(0, pixel, keys, "amin", include_self=True)
     nearest = torch.full((chunk,), math.inf, device=z.device)
     return nearest.scatter_reduce_(0, frame, z_in, "amin", include_self=True)
@@ -172,6 +173,9 @@ def _local_focal(cameras: Cameras, pad: int, device) -> torch.Tensor:
     return torch.maximum(fx, fy) * torch.sqrt(1 + ((u - cx) / fx) ** 2 + ((v - cy) / fy) ** 2)
 
 
+SPARSE_SHARE = 1 / 32  # once a pass changes fewer than this share of the canvas, later passes visit only its neighbours
+
+
 def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tensor, point_size: float,
                  max_radius_px: int, empty_key: int, sizes: torch.Tensor | None = None,
                  local_focal: torch.Tensor | None = None, locked: torch.Tensor | None = None,
@@ -179,7 +183,12 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
     """Grow each centre into its square footprint, in place (see the module docstring).
     `sizes` [N+1]: each point's own spacing (the last entry, for empty pixels, 0), else all
     points have `point_size`, which also sets the occlusion margin. `locked` [C,H+2p,W+2p]:
-    pixels no splat of a `pinned` point ([N+1] bool) may take."""
+    pixels no splat of a `pinned` point ([N+1] bool) may take.
+
+    A pixel can change in pass t+1 only if a pixel of its 3x3 neighbourhood changed in pass t
+    (otherwise its neighbourhood's nearest is the one pass t already turned down, now carried by
+    fewer rings), so once few pixels change, later passes visit only those neighbourhoods, and
+    the growth stops when a pass changes nothing: the same result as full passes, for less."""
     largest = point_size if sizes is None else float(sizes.max())
     if largest <= 0 or max_radius_px <= 0:
         return
@@ -187,56 +196,103 @@ def _grow_splats(canvas: torch.Tensor, focal: torch.Tensor, nearest: torch.Tenso
     # i.e. with half-width k >= t.
     widest = float(((focal * largest / nearest + 1) / 2).ceil().sub(1).max())
     passes = int(min(max(widest, 0.0), max_radius_px))
-    occlusion_margin = OCCLUSION_MARGIN_VOXELS * point_size
+    rule = _GrowthRule(point_size, sizes, empty_key, pinned)
     across = torch.empty_like(canvas)
     block = torch.empty_like(canvas)
+    changed = None
     for t in range(1, passes + 1):
-        # 3x3 min filter, separable: along rows into `across`, then down columns into `block`.
-        across[:, :, 0] = canvas[:, :, 0]
-        torch.minimum(canvas[:, :, 1:], canvas[:, :, :-1], out=across[:, :, 1:])
-        torch.minimum(across[:, :, :-1], canvas[:, :, 1:], out=across[:, :, :-1])
-        block[:, 0] = across[:, 0]
-        torch.minimum(across[:, 1:], across[:, :-1], out=block[:, 1:])
-        torch.minimum(block[:, :-1], across[:, 1:], out=block[:, :-1])
+        if changed is None:  # a full pass over the canvas
+            # 3x3 min filter, separable: along rows into `across`, then down columns into `block`.
+            across[:, :, 0] = canvas[:, :, 0]
+            torch.minimum(canvas[:, :, 1:], canvas[:, :, :-1], out=across[:, :, 1:])
+            torch.minimum(across[:, :, :-1], canvas[:, :, 1:], out=across[:, :, :-1])
+            block[:, 0] = across[:, 0]
+            torch.minimum(across[:, 1:], across[:, :-1], out=block[:, 1:])
+            torch.minimum(block[:, :-1], across[:, 1:], out=block[:, :-1])
+            take = rule.take(block, canvas, local_focal, locked, t)
+            count = int(take.sum())
+            if count == 0:
+                return
+            torch.where(take, block, canvas, out=canvas)
+            if count < SPARSE_SHARE * canvas.numel():
+                changed = take.view(-1).nonzero().squeeze(1)
+        else:  # only the neighbourhoods of the pixels the last pass changed
+            active, neighbours = _neighbourhoods(changed, canvas.shape)
+            flat = canvas.view(-1)
+            grown = flat.index_select(0, neighbours.view(-1)).view(9, -1).amin(0)
+            current = flat.index_select(0, active)
+            take = rule.take(grown, current, local_focal.reshape(-1).index_select(0, active),
+                             None if locked is None else locked.reshape(-1).index_select(0, active), t)
+            changed = active[take]
+            if len(changed) == 0:
+                return
+            flat.index_copy_(0, changed, grown[take])
+
+
+def _neighbourhoods(pixels: torch.Tensor, shape) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixels (flat indices into a [C,H,W] canvas) within one pixel of `pixels`, once each,
+    and the 3x3 neighbourhood of each of those, [9, A] (clamped at the canvas' edges: the edge
+    pixel stands in for the missing ones, which the minimum over the neighbourhood ignores)."""
+    _, height, width = shape
+
+    def around(flat):
+        frame, rest = flat // (height * width), flat % (height * width)
+        row, col = rest // width, rest % width
+        offsets = torch.arange(-1, 2, device=flat.device)
+        rows = (row.unsqueeze(0) + offsets.view(3, 1)).clamp_(0, height - 1)
+        cols = (col.unsqueeze(0) + offsets.view(3, 1)).clamp_(0, width - 1)
+        base = (frame * height).unsqueeze(0)
+        return ((base + rows).unsqueeze(1) * width + cols.unsqueeze(0)).reshape(9, -1)
+
+    active = torch.unique(around(pixels))
+    return active, around(active)
+
+
+@dataclass(frozen=True, eq=False)
+class _GrowthRule:
+    """Whether a ring's nearest neighbour (its key) takes a pixel from the key it holds."""
+
+    point_size: float
+    sizes: torch.Tensor | None
+    empty_key: int
+    pinned: torch.Tensor | None
+
+    def take(self, block: torch.Tensor, current_key: torch.Tensor, local_focal, locked, t: int) -> torch.Tensor:
+        """`block`: the nearest key around each pixel (overwritten: empty where it cannot reach
+        ring t), `current_key`: the pixel's own; same shapes."""
         # The nearest neighbour is the one to carry unless it is too far to reach ring t; then none is.
-        size = point_size if sizes is None else sizes[block & INDEX_MASK]
+        owner = block & INDEX_MASK
+        size = self.point_size if self.sizes is None else self.sizes[owner]
         reach = local_focal * size / (2 * t - 1)
-        block.masked_fill_(_key_depths(block) >= reach, empty_key)
-        # A splat takes an empty pixel, or one whose point lies clearly behind it: within
-        # `occlusion_margin` the pixel's own point keeps it, so neighbours on the same surface
-        # (a floor seen at an angle) do not paint over each other's centres.
-        current, grown = _key_depths(canvas), _key_depths(block)
-        # a coarse point (seen from afar) must be nearer by its own size to cover a finer one
-        margin = occlusion_margin if sizes is None else OCCLUSION_MARGIN_VOXELS * sizes[block & INDEX_MASK]
-        take = (canvas == empty_key) | (grown < current - (margin + OCCLUSION_MARGIN_REL * current))
+        grown = _key_depths(block)
+        too_far = grown >= reach
+        block.masked_fill_(too_far, self.empty_key)
+        grown.masked_fill_(too_far, math.inf)
+        # A splat takes an empty pixel, or one whose point lies clearly behind it: within the
+        # occlusion margin the pixel's own point keeps it, so neighbours on the same surface
+        # (a floor seen at an angle) do not paint over each other's centres; a coarse point (seen
+        # from afar) must be nearer by its own size to cover a finer one.
+        current = _key_depths(current_key)
+        margin = OCCLUSION_MARGIN_VOXELS * (self.point_size if self.sizes is None else self.sizes[owner])
+        take = (current_key == self.empty_key) | (grown < current - (margin + OCCLUSION_MARGIN_REL * current))
         if locked is not None:
-            take &= ~(locked & pinned[block & INDEX_MASK])
-        torch.where(take, block, canvas, out=canvas)
+            take &= ~(locked & self.pinned[owner])
+        return take & (block != current_key)
 
 
-def _to_global(canvas: torch.Tensor, subset: torch.Tensor, empty_key: int) -> None:
-    """Keys of a canvas rendered from a subset of the points: subset positions -> point indices, in place."""
-    filled = canvas != empty_key
-    local = (canvas & INDEX_MASK).clamp_(max=max(len(subset) - 1, 0))
-    remapped = (canvas & ~INDEX_MASK) | subset[local] if len(subset) else canvas
-    torch.where(filled, remapped, canvas, out=canvas)
-
-
-def _centres_by_priority(points_t, preferred, rotation, translation, canvas, spare, width, height, pad, near,
-                         point_size, sizes, empty_key) -> torch.Tensor:
-    """Centre pixels when some points are preferred (the user's): a preferred point keeps its
-    pixel unless another point is clearly nearer (by its size, as splats grow), so points of a
-    lower rank on the same surface never show through the user's."""
-    first, second = preferred.nonzero()[:, 0], (~preferred).nonzero()[:, 0]
-    nearest = _splat_centres(points_t[:, first], rotation, translation, canvas, width, height, pad, near)
-    _to_global(canvas, first, empty_key)
-    spare.fill_(empty_key)
-    nearest = torch.minimum(nearest, _splat_centres(points_t[:, second], rotation, translation, spare, width, height,
-                                                    pad, near))
-    _to_global(spare, second, empty_key)
+def _centres_by_priority(scene: "_Scene", rotation, translation, canvas, spare, width, height) -> torch.Tensor:
+    """Centre pixels when some points are preferred (the user's, the scene's first `scene.split`
+    points): a preferred point keeps its pixel unless another point is clearly nearer (by its
+    size, as splats grow), so points of a lower rank on the same surface never show through the
+    user's."""
+    split, pad, near = scene.split, scene.pad, scene.near
+    nearest = _splat_centres(scene.points_t[0], rotation, translation, canvas, width, height, pad, near)
+    spare.fill_(scene.empty_key)
+    nearest = torch.minimum(nearest, _splat_centres(scene.points_t[1], rotation, translation, spare, width, height,
+                                                    pad, near, offset=split))
     held, challenger = _key_depths(canvas), _key_depths(spare)
-    size = point_size if sizes is None else sizes[spare & INDEX_MASK]
-    take = (canvas == empty_key) | (challenger < held - (OCCLUSION_MARGIN_VOXELS * size + OCCLUSION_MARGIN_REL * held))
+    size = scene.point_size if scene.sizes is None else scene.sizes[spare & INDEX_MASK]
+    take = (canvas == scene.empty_key) | (challenger < held - (OCCLUSION_MARGIN_VOXELS * size + OCCLUSION_MARGIN_REL * held))
     torch.where(take, spare, canvas, out=canvas)
     return nearest
 
@@ -290,12 +346,11 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
         index=torch.empty(shape, dtype=torch.int64, device=device) if return_index else None,
         centre_index=torch.empty(shape, dtype=torch.int64, device=device) if return_centres else None,
         centre_depth=torch.empty(shape, dtype=torch.float32, device=device) if return_centres else None)
-    scene = _Scene(points.t().contiguous(), colours, count, (INF_BITS << INDEX_BITS) | count, pad, point_size,
-                   sizes, max_radius_px, near, preferred, pinned)
+    scene = _Scene.build(points, colours, pad, point_size, sizes, max_radius_px, near, preferred, pinned)
     rotation, translation = _projection_matrices(cameras, device)
     focal = torch.tensor(_pixels_per_metre_at_unit_depth(cameras), dtype=torch.float32, device=device)
     canvas_buffer = torch.empty((min(chunk, frames), height + 2 * pad, width + 2 * pad), dtype=torch.int64, device=device)
-    spare_buffer = torch.empty_like(canvas_buffer) if preferred is not None else None
+    spare_buffer = torch.empty_like(canvas_buffer) if scene.order is not None else None
     for start in range(0, frames, chunk):
         stop = min(start + chunk, frames)
         frame_exact = None
@@ -309,10 +364,13 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
 
 @dataclass(frozen=True, eq=False)
 class _Scene:
-    """What every chunk of frames renders: the points (transposed), packed colours, the empty key,
-    the splat settings and the priority flags."""
+    """What every chunk of frames renders: the points (transposed: all of them, or the preferred
+    and then the others), packed colours, the empty key, the splat settings and the pinned flags.
+    With preferred points the scene holds the points reordered preferred first (`split` of them;
+    `order`: the original index of each), so each group scatters from a contiguous block and its
+    keys carry scene indices directly; indices handed out are mapped back through `order`."""
 
-    points_t: torch.Tensor
+    points_t: tuple[torch.Tensor, ...]
     colours: torch.Tensor | None
     count: int
     empty_key: int
@@ -321,8 +379,34 @@ class _Scene:
     sizes: torch.Tensor | None
     max_radius_px: int
     near: float
-    preferred: torch.Tensor | None
     pinned: torch.Tensor | None
+    split: int = 0
+    order: torch.Tensor | None = None
+
+    @classmethod
+    def build(cls, points, colours, pad, point_size, sizes, max_radius_px, near, preferred, pinned) -> "_Scene":
+        count = points.shape[0]
+        empty_key = (INF_BITS << INDEX_BITS) | count
+        if preferred is None:
+            return cls((points.t().contiguous(),), colours, count, empty_key, pad, point_size, sizes, max_radius_px,
+                       near, pinned)
+        order = torch.cat([preferred.nonzero()[:, 0], (~preferred).nonzero()[:, 0]])
+        split = int(preferred.sum())
+        with_empty = torch.cat([order, torch.tensor([count], device=order.device)])  # entry N stays the empty one
+
+        def reorder(values):
+            return None if values is None else values.index_select(0, with_empty)
+
+        points = points.index_select(0, order)
+        return cls((points[:split].t().contiguous(), points[split:].t().contiguous()), reorder(colours), count,
+                   empty_key, pad, point_size, reorder(sizes), max_radius_px, near, reorder(pinned), split, order)
+
+    def original(self, winner: torch.Tensor) -> torch.Tensor:
+        """Scene indices [..] (count where empty) -> the caller's point indices (-1 where empty)."""
+        empty = winner == self.count
+        if self.order is not None:
+            winner = self.order.index_select(0, winner.reshape(-1).clamp(max=self.count - 1)).view(winner.shape)
+        return winner.masked_fill(empty, -1)
 
 
 def _point_sizes(point_size, count: int) -> tuple[float, torch.Tensor | None]:
@@ -366,16 +450,14 @@ def _render_frames(scene: _Scene, out: RenderResult, start: int, stop: int, rota
     pad, count = scene.pad, scene.count
     height, width = out.depth.shape[1:]
     canvas.fill_(scene.empty_key)
-    if scene.preferred is None:
-        nearest = _splat_centres(scene.points_t, rotation, translation, canvas, width, height, pad, scene.near)
+    if scene.order is None:
+        nearest = _splat_centres(scene.points_t[0], rotation, translation, canvas, width, height, pad, scene.near)
     else:
-        nearest = _centres_by_priority(scene.points_t, scene.preferred, rotation, translation, canvas, spare, width,
-                                       height, pad, scene.near, scene.point_size, scene.sizes, scene.empty_key)
+        nearest = _centres_by_priority(scene, rotation, translation, canvas, spare, width, height)
     if out.centre_index is not None:
         centres = canvas[:, pad:pad + height, pad:pad + width]
         out.centre_depth[start:stop] = _key_depths(centres)
-        winner = centres & INDEX_MASK
-        out.centre_index[start:stop] = winner.masked_fill(winner == count, -1)
+        out.centre_index[start:stop] = scene.original(centres & INDEX_MASK)
     locked = None if frame_exact is None else scene.pinned[canvas & INDEX_MASK] & frame_exact
     _grow_splats(canvas, focal, nearest, scene.point_size, scene.max_radius_px, scene.empty_key, scene.sizes,
                  local_focal, locked, scene.pinned)
@@ -387,7 +469,7 @@ def _render_frames(scene: _Scene, out: RenderResult, start: int, stop: int, rota
         texels = scene.colours.index_select(0, winner.view(-1)).view(torch.uint8).view(stop - start, height, width, 4)
         out.rgb[start:stop] = texels[..., :3]
     if out.index is not None:
-        out.index[start:stop] = winner.masked_fill_(~out.mask[start:stop], -1)
+        out.index[start:stop] = scene.original(winner)
 
 
 SPLAT_OVERLAP = 1.5  # splats a little wider than a memory's sampling: views between the sampled ones have no pinholes
