@@ -13,7 +13,9 @@ from spatia.engine.memory import (
     fuse,
     fuse_points,
     points_from_depth,
+    refine,
 )
+from spatia.engine.memory.voxels import point_keys
 
 PLUS_X, MINUS_X, PLUS_Z = 0, 1, 4
 TOWARD_MINUS_Z = np.array([[0.0, 0.0, -1.0]])  # viewing ray pointing down: side +z
@@ -236,3 +238,23 @@ def test_fusion_on_cuda_matches_cpu():
     assert on_gpu.point_id.tolist() == on_cpu.point_id.tolist()
     np.testing.assert_allclose(on_gpu.xyz.cpu().numpy(), on_cpu.xyz.numpy(), atol=1e-5)
     assert on_gpu.conf.cpu().tolist() == on_cpu.conf.tolist()
+
+
+def test_refinement_that_moves_points_across_cells_keeps_the_voxel_index_exact():
+    rng = np.random.default_rng(5)
+    xyz = rng.uniform(-2, 2, (3000, 3)).astype(np.float32)
+    memory = fuse(SpatialMemory.empty(0.1), xyz, np.zeros((3000, 3), np.uint8), frame=0,
+                  side=rng.integers(0, 6, 3000).astype(np.uint8))
+    memory.voxel_index()  # cached, as fusion leaves it
+    rows = torch.as_tensor(rng.choice(len(memory), 800, replace=False))
+    shift = torch.as_tensor(rng.normal(scale=0.3, size=(800, 3)), dtype=torch.float32)  # many leave their cells
+    moved = refine(memory, rows, shift, torch.zeros(800) + 1.0, torch.zeros(800, 3), torch.ones(800, dtype=torch.int64))
+    cached = moved._index
+    assert cached is not None
+    rebuilt = type(cached).build(moved.xyz, moved.side, moved.voxel_size, moved.level)
+    assert torch.equal(cached.keys, rebuilt.keys)  # the same sorted keys, so lookups by key agree
+    own = point_keys(moved.xyz, moved.side, moved.voxel_size, moved.level)
+    assert torch.equal(own[cached.order], cached.keys)  # and each entry names a point holding its key
+    assert torch.equal(torch.sort(cached.order).values, torch.arange(len(moved)))
+    found, _ = cached.lookup(own)
+    assert torch.equal(own[found], own)

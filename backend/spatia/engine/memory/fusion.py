@@ -276,10 +276,11 @@ def refine(memory: SpatialMemory, rows, shift, weight, rgb_sum, frame, *, rank: 
     index = memory._index
     if index is not None and index.voxel_size == memory.voxel_size:
         side, level = memory.side[rows], memory.level[rows]
-        same_cells = torch.equal(point_keys(memory.xyz[rows], side, memory.voxel_size, level),
-                                 point_keys(xyz[rows], side, memory.voxel_size, level))
-        if same_cells:  # small moves within their cells leave the sorted index valid
-            object.__setattr__(out, "_index", index)
+        before = point_keys(memory.xyz[rows], side, memory.voxel_size, level)
+        after = point_keys(xyz[rows], side, memory.voxel_size, level)
+        crossed = (before != after).nonzero()[:, 0]
+        # small moves within their cells leave the sorted index valid; the few that cross are moved in it
+        object.__setattr__(out, "_index", index.moved(rows[crossed], after[crossed]))
     return out
 
 

@@ -158,6 +158,27 @@ class VoxelIndex:
         """The index after appending points with sorted keys `new_keys` (none already present,
         `slots` their searchsorted positions) as indices first_index, first_index+1...: a
         linear-time merge, no re-sort of the memory keys."""
+        rows = torch.arange(first_index, first_index + len(new_keys), device=self.keys.device)
+        return self._merged(new_keys, slots, rows)
+
+    def moved(self, rows: torch.Tensor, new_keys: torch.Tensor) -> "VoxelIndex":
+        """The index after points `rows` [K] (unique) moved to cells `new_keys` [K]: their entries
+        taken out and put back at their new keys (a cell a moved point shares with another is
+        then found as either), in time linear in the memory plus K log K, no re-sort."""
+        if len(rows) == 0:
+            return self
+        device = self.keys.device
+        position = torch.empty_like(self.order)
+        position[self.order] = torch.arange(len(self.order), device=device)
+        keep = torch.ones(len(self.keys), dtype=torch.bool, device=device)
+        keep[position[rows]] = False
+        rest = VoxelIndex(self.voxel_size, self.keys[keep], self.order[keep])
+        sort = argsort(new_keys)
+        keys = new_keys[sort]
+        return rest._merged(keys, torch.searchsorted(rest.keys, keys), rows[sort])
+
+    def _merged(self, new_keys: torch.Tensor, slots: torch.Tensor, rows: torch.Tensor) -> "VoxelIndex":
+        """Sorted `new_keys` of points `rows` merged in at their searchsorted `slots`."""
         count, added = len(self.keys), len(new_keys)
         if added == 0:
             return self
@@ -170,5 +191,5 @@ class VoxelIndex:
         keys = torch.empty(count + added, dtype=self.keys.dtype, device=device).masked_scatter_(is_old, self.keys)
         order = torch.empty(count + added, dtype=self.order.dtype, device=device).masked_scatter_(is_old, self.order)
         keys[new_slots] = new_keys
-        order[new_slots] = torch.arange(first_index, first_index + added, device=device)
+        order[new_slots] = rows.to(self.order.dtype)
         return VoxelIndex(self.voxel_size, keys, order)
