@@ -322,8 +322,9 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
     conflict = covered & ~consistent & protected & ((residual < 0) | own_pixel)
     refine_at = agree & own_pixel  # a point's own pixel says where along the line of sight it is
 
-    # Re-observations: each frame counts once per point (its pixels' mean confidence), and
-    # moves the point along that camera's line of sight by the residual.
+    # Re-observations: each frame counts once per point (a point's centre lands in one pixel, so it
+    # owns at most one pixel a frame), and moves the point along that camera's line of sight by
+    # the residual.
     rows_all, shift_all, weight_all, rgb_all, frame_all = [], [], [], [], []
     rgb_of = frames.reshape(-1, 3).astype(np.float64)
     for f in range(shape[0]):
@@ -331,28 +332,21 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
         if len(pixels) == 0:
             continue
         rows = winner[f].reshape(-1)[pixels]
-        unique, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
-        w = weight[f].reshape(-1)[pixels].astype(np.float64) / counts[inverse]
+        w = weight[f].reshape(-1)[pixels].astype(np.float64)
         r = residual[f].reshape(-1)[pixels] / np.maximum(rendered[f].reshape(-1)[pixels], 1e-6)
-        centre = cameras.c2w[f, :3, 3]
-        per_point_w = np.bincount(inverse, w, len(unique))
-        per_point_r = np.bincount(inverse, w * r, len(unique))
-        offset = xyz[unique] - centre
-        rows_all.append(unique)
-        weight_all.append(per_point_w)
-        shift_all.append(offset * per_point_r[:, None])
-        rgb_all.append(np.stack([np.bincount(inverse, w * rgb_of[f * shape[1] * shape[2] + pixels, c], len(unique))
-                                 for c in range(3)], axis=1))
-        frame_all.append(np.full(len(unique), int(frame_indices[f])))
+        rows_all.append(rows)
+        weight_all.append(w)
+        shift_all.append((xyz[rows] - cameras.c2w[f, :3, 3]) * (w * r)[:, None])
+        rgb_all.append(rgb_of[f * shape[1] * shape[2] + pixels] * w[:, None])
+        frame_all.append(np.full(len(rows), int(frame_indices[f])))
     if rows_all:
-        rows = np.concatenate(rows_all)
-        unique, inverse = np.unique(rows, return_inverse=True)
+        unique, inverse = np.unique(np.concatenate(rows_all), return_inverse=True)
 
-        def total(values):
+        def total(values):  # summed per point, in frame order
             values = np.concatenate(values)
-            out = np.zeros((len(unique), *values.shape[1:]))
-            np.add.at(out, inverse, values)
-            return out
+            if values.ndim == 1:
+                return np.bincount(inverse, values, len(unique))
+            return np.stack([np.bincount(inverse, values[:, c], len(unique)) for c in range(values.shape[1])], axis=1)
 
         frame = np.zeros(len(unique), dtype=np.int64)
         np.maximum.at(frame, inverse, np.concatenate(frame_all))

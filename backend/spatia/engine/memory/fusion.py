@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .backproject import DepthPoints, colours_uint8, points_from_depth
-from .cloud import CELLS_PER_FOOTPRINT, MAX_LEVEL, RANK_GENERATED, RANK_USER, SpatialMemory
+from .cloud import CELLS_PER_FOOTPRINT, FIELDS, MAX_LEVEL, RANK_GENERATED, RANK_USER, SpatialMemory
 from .errors import MemoryFormatError
 from .voxels import (
     SIDE_AXES, VoxelIndex, argsort, group_by_key, key_levels, key_sides, point_keys, run_starts, side_bins,
@@ -272,7 +272,11 @@ def refine(memory: SpatialMemory, rows, shift, weight, rgb_sum, frame, *, rank: 
     rgb[rows] = torch.where(keep[:, None], memory.rgb[rows], _to_rgb(colour))
     conf[rows] = total
     last[rows] = torch.maximum(last[rows], torch.as_tensor(frame, device=memory.device).to(torch.int32))
-    out = memory.replace(xyz=xyz, rgb=rgb, conf=conf, last_frame=last)
+    if not (bool(torch.isfinite(xyz[rows]).all()) and bool(torch.isfinite(total).all())):
+        raise MemoryFormatError("refinement produced non-finite positions or confidences")
+    # only the refined rows changed, and they were just checked: no need to validate the whole memory again
+    fields = {name: getattr(memory, name) for name in FIELDS} | {"xyz": xyz, "rgb": rgb, "conf": conf, "last_frame": last}
+    out = SpatialMemory._unchecked(**fields, voxel_size=memory.voxel_size, next_id=memory.next_id)
     index = memory._index
     if index is not None and index.voxel_size == memory.voxel_size:
         side, level = memory.side[rows], memory.level[rows]

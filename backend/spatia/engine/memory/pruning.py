@@ -82,8 +82,8 @@ def carve(
         removed |= inside & seen_through
     if protected is not None:
         removed &= ~torch.as_tensor(protected, device=device).to(torch.bool)
-    kept = memory.subset(~removed)
-    return kept, int(removed.sum())
+    count = int(removed.sum())
+    return (memory.subset(~removed) if count else memory), count
 
 
 def budget_score(memory: SpatialMemory, *, half_life_frames: float = DEFAULT_HALF_LIFE_FRAMES) -> torch.Tensor:
