@@ -21,7 +21,11 @@ so the result is deterministic on any device). The footprints then grow in image
 pass t (t = 1..k_max) takes a 3x3 min filter of the pixels whose winner reaches radius
 t (depth below f * stretch * point_size / (2t - 1)), so a splat grows one ring per pass, only
 into empty pixels or over farther points. A far point whose ring is cut by a nearer
-splat does not grow around it, a negligible difference from exact square splats.
+splat does not grow around it, a negligible difference from exact square splats. A pixel can
+only change in a pass if a neighbour changed in the one before, so once few pixels change the
+passes visit only their neighbourhoods, and they stop when one changes nothing. Preferred
+points are scattered apart from the others (see _centres_by_priority), each group from a
+contiguous block of the scene.
 
 The same code runs on CPU and CUDA; outputs stay on the device they were rendered on.
 """

@@ -39,7 +39,7 @@ def render_projection(memory: SpatialMemory, cameras: Cameras, device=None):
     """The memory's z-buffer render along `cameras`: rgb, depth (0 in holes), hole (numpy)."""
     projection = render_memory(memory, cameras, device=device)
     rgb = projection.rgb.cpu().numpy()
-    depth = np.nan_to_num(projection.depth.cpu().numpy(), posinf=0.0).astype(np.float32)
+    depth = projection.depth.masked_fill_(~projection.mask, 0.0).cpu().numpy()  # empty pixels hold +inf
     return rgb, depth, ~projection.mask.cpu().numpy()
 
 
