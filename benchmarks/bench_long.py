@@ -11,7 +11,11 @@ timed and the numbers do not depend on a renderer. Everything is measured from o
 world (its files, its memory, its frames), so the same script measures any version.
 
     .venv/bin/python benchmarks/bench_long.py [--rounds 50] [--size 128x72] [--quick]
-        [--generators oracle,preview,disagree]
+        [--generators oracle,preview,disagree] [--threads N]
+
+Besides each stage's wall seconds (`timings`), each stage's CPU seconds on the round's own
+thread are recorded (`<stage>_cpu_s`): with `--threads 1` that is all of the stage's work, and
+it does not grow when other programs compete for the cores, as wall time does.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import resource
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +38,25 @@ from spatia.engine.models.disagree import DisagreeingGenerator
 from spatia.engine.models.oracle import OracleGenerator
 from spatia.engine.models.preview import PreviewGenerator
 from spatia.engine.render import render_memory
+from spatia.engine.stages import pipeline
 from spatia.engine.world import GenerateSettings, World
+
+_wall_clock = pipeline.StageClock.__call__
+
+
+@contextmanager
+def _wall_and_cpu(self, name: str):
+    """The stage clock, plus the stage's CPU seconds on this thread as `<stage>_cpu_s`."""
+    started = time.thread_time()
+    try:
+        with _wall_clock(self, name):
+            yield
+    finally:
+        key = f"{name}_cpu_s"
+        self.seconds[key] = self.seconds.get(key, 0.0) + time.thread_time() - started
+
+
+pipeline.StageClock.__call__ = _wall_and_cpu
 
 PERIOD = 200  # frames: the camera is back at frame 0's pose every PERIOD frames
 REGION = 0.25  # metres: "a place" when checking that nothing seen in round 0 is forgotten (or the largest cell)
@@ -108,6 +131,9 @@ def run(generator_name: str, rounds: int, width: int, height: int, first: int, l
             "without_generator_s": round(wall - timings["generate_s"], 3),
             # the commit runs behind the next round: the round's own work (total_s) is what stays in line
             "without_generator_or_save_s": round(timings["total_s"] - timings["generate_s"], 3),
+            # the same on this thread's CPU: condition, retrieve, observe, update, index
+            "memory_work_cpu_s": round(sum(v for k, v in timings.items() if k.endswith("_cpu_s")
+                                           and not k.startswith("generate")), 3),
             **{k: round(v, 3) for k, v in timings.items() if k.endswith("_s")},
             "points": len(memory),
             "points_added": added,
@@ -187,7 +213,12 @@ def main() -> None:
     parser.add_argument("--generators", default="oracle,preview,disagree")
     parser.add_argument("--max-points", type=int, default=100_000, help="the memory budget (small, so it binds)")
     parser.add_argument("--quick", action="store_true", help="6 rounds, for a smoke run")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     width, height = (int(v) for v in args.size.split("x"))
     rounds = 6 if args.quick else args.rounds
     first, later, overlap = (33, 25, 9) if args.quick else (121, 81, 9)  # the paper's round lengths
@@ -198,6 +229,7 @@ def main() -> None:
     write("long" + ("_quick" if args.quick else ""), {
         "width": width, "height": height, "rounds": rounds, "first_round_frames": first, "round_frames": later,
         "overlap": overlap, "max_points": args.max_points, "period_frames": PERIOD, "results": results,
+        "torch_threads": __import__("torch").get_num_threads(),
     })
     for name, result in results.items():
         print(name, result["summary"])
