@@ -277,7 +277,7 @@ class _GrowthRule:
         # (a floor seen at an angle) do not paint over each other's centres; a coarse point (seen
         # from afar) must be nearer by its own size to cover a finer one.
         current = _key_depths(current_key)
-        margin = OCCLUSION_MARGIN_VOXELS * (self.point_size if self.sizes is None else self.sizes[owner])
+        margin = OCCLUSION_MARGIN_VOXELS * size
         take = (current_key == self.empty_key) | (grown < current - (margin + OCCLUSION_MARGIN_REL * current))
         if locked is not None:
             take &= ~(locked & self.pinned[owner])
