@@ -265,3 +265,64 @@ def test_an_object_seen_again_after_a_while_distrusts_its_old_motion():
     a = absorb(car, [soon], None, UP, voxel=0.05, fps=FPS).motion
     b = absorb(car, [late], None, UP, voxel=0.05, fps=FPS).motion
     assert b.p[CV, 2, 2] > a.p[CV, 2, 2]
+
+
+def test_a_new_object_entering_from_the_side_takes_its_frame_from_its_first_whole_view():
+    """A car driving in from the image's side is seen first as a fragment (its front): the object's
+    frame and first pose come from its first whole view, so the whole views that follow register
+    to the car, not to a fragment they would slide along and turn on."""
+    xyz, rgb = car_points()
+    speed = 3.0
+    pose = lambda f: np.array([speed * f / FPS, 0.0, 0.3])  # noqa: E731
+    front = xyz[:, 0] > 0.5
+    fragment = Observation(instance=3, frame=0, xyz=xyz[front].astype(np.float64) + pose(0), rgb=rgb[front],
+                           spacing=0.1, crop=None, partial=True)
+    whole = [Observation(instance=3, frame=f, xyz=xyz.astype(np.float64) + pose(f), rgb=rgb, spacing=0.1, crop=None)
+             for f in (2, 4, 6)]
+    t = new_track(1, "car", [fragment, *whole], UP, 0.05, FPS)
+    assert list(t.key_frame) == [2, 4, 6]
+    assert 0 in t.frames_seen()  # the fragment still counts as seen
+    moved = t.key_position - t.key_position[0]
+    np.testing.assert_allclose(moved, [pose(f) - pose(2) for f in (2, 4, 6)], atol=0.05)
+    assert np.abs(np.angle(np.exp(1j * t.key_heading))).max() < 0.05
+
+
+def test_an_object_seen_only_in_part_places_that_part_on_its_first_whole_view():
+    """A car seen only as a fragment (cut by the image's side) and seen whole later: the fragment
+    finds its place on the whole view (the whole view registered to the fragment would slide and
+    turn), in the frame the fragment gave it; later views register to the whole car."""
+    from spatia.engine.objects.associate import absorb
+
+    xyz, rgb = car_points()
+    pose = lambda f: np.array([3.0 * f / FPS, 0.0, 0.3])  # noqa: E731
+    front = xyz[:, 0] > 0.5
+    fragment = Observation(instance=3, frame=0, xyz=xyz[front].astype(np.float64) + pose(0), rgb=rgb[front],
+                           spacing=0.1, crop=None, partial=True)
+    t = new_track(1, "car", [fragment], UP, 0.05, FPS)
+    assert not t.crops
+    whole = [Observation(instance=3, frame=f, xyz=xyz.astype(np.float64) + pose(f), rgb=rgb, spacing=0.1,
+                         crop=Crop(f, 1.0, np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8), np.ones((CROP_SIZE, CROP_SIZE), bool)))
+             for f in (20, 22)]
+    seen = absorb(t, whole, None, UP, voxel=0.05, fps=FPS)
+    assert list(seen.key_frame) == [0, 20, 22]
+    offset = xyz[front].mean(axis=0)  # the object's origin, in the car's own frame
+    np.testing.assert_allclose(seen.key_position[1:], [pose(f) + offset for f in (20, 22)], atol=0.1)  # a spacing
+    assert np.abs(np.angle(np.exp(1j * seen.key_heading))).max() < 0.05
+    assert len(seen.xyz) > 2 * len(t.xyz)  # the rest of the car joined its points
+
+
+def test_two_look_alikes_who_walk_past_each_other_while_lost_are_reidentified_by_their_motion():
+    """Two people who look the same walk past each other while unseen, long enough to be lost:
+    each comes back nearer the other's last place, and each is re-identified where its own motion
+    puts it, not where the other was last seen."""
+    look = person_points(shirt=RED)
+    a = straight(1, speed=-1.0, label="person", points=look, start=(3.0, 0.0, 0.875), frames=np.arange(0, 17, 2))
+    b = straight(2, speed=1.0, label="person", points=look, start=(-3.0, 1.4, 0.875), frames=np.arange(0, 17, 2))
+    objects = ObjectSet(up=UP).replaced([replace(a, status="lost"), replace(b, status="lost")])
+    paths = predict_all(objects, np.arange(17, 60), FPS)
+    assert paths[1].source == "lost" and paths[2].source == "lost"
+    t = 56 / FPS
+    clip = {7: [seen_at(a, 56, np.array([3.0 - t, 0.0, 0.875]), 0.0)],  # a, now near b's last place
+            8: [seen_at(b, 56, np.array([-3.0 + t, 1.4, 0.875]), 0.0)]}
+    assert associate(list(objects.objects), paths, clip, {7: "person", 8: "person"}, UP, FPS) == {7: 1, 8: 2}
+
