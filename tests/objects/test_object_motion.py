@@ -14,7 +14,7 @@ from spatia.engine.objects import KeyViews, ObjectSet, ObjectStore, draw_objects
 from spatia.engine.objects.associate import associate, new_track, register_turns
 from spatia.engine.objects.model import CROP_SIZE, Crop, ObjectTrack, rotation
 from spatia.engine.objects.motion import CV, REVERSAL, STOPPED, TURN, draw_limit, fit_state
-from spatia.engine.objects.observe import Observation, colour_histogram, region_histograms
+from spatia.engine.objects.observe import Observation, bhattacharyya, colour_histogram, region_histograms
 from spatia.engine.objects.tracking import LOST_EVIDENCE, carry, empty_places
 
 UP = np.array([0.0, 0.0, 1.0])
@@ -326,3 +326,15 @@ def test_two_look_alikes_who_walk_past_each_other_while_lost_are_reidentified_by
             8: [seen_at(b, 56, np.array([-3.0 + t, 1.4, 0.875]), 0.0)]}
     assert associate(list(objects.objects), paths, clip, {7: "person", 8: "person"}, UP, FPS) == {7: 1, 8: 2}
 
+
+def test_a_shade_across_a_colour_bins_edge_is_still_the_same_shirt():
+    """The same shirt a shade darker (another light, or a few pixels at low resolution) whose red
+    crosses a histogram bin's edge: the histograms share each colour between neighbouring bins,
+    so the person keeps its id instead of being vetoed as someone else."""
+    person = straight(1, speed=1.0, label="person", points=person_points(shirt=(130, 60, 60)), start=(0.0, 0.0, 0.875))
+    objects = ObjectSet(up=UP).replaced([person])
+    paths = predict_all(objects, np.arange(25, 33), FPS)
+    pos, heading = paths[1].at([32])
+    darker = seen_at(person, 32, pos[0], heading[0], points=person_points(shirt=(125, 58, 58)))
+    assert bhattacharyya(colour_histogram(np.array([[130, 60, 60]], np.uint8)), colour_histogram(np.array([[125, 58, 58]], np.uint8))) < 0.2
+    assert associate([person], paths, {4: [darker]}, {4: "person"}, UP, FPS) == {4: 1}
