@@ -338,3 +338,15 @@ def test_a_shade_across_a_colour_bins_edge_is_still_the_same_shirt():
     darker = seen_at(person, 32, pos[0], heading[0], points=person_points(shirt=(125, 58, 58)))
     assert bhattacharyya(colour_histogram(np.array([[130, 60, 60]], np.uint8)), colour_histogram(np.array([[125, 58, 58]], np.uint8))) < 0.2
     assert associate([person], paths, {4: [darker]}, {4: "person"}, UP, FPS) == {4: 1}
+
+
+def test_a_walker_seen_for_a_moment_is_predicted_walking_not_parked():
+    """Three registered poses over half a second of a slow walker (0.4 m/s, points 10 cm apart):
+    registration places it to about a tenth of its point spacing, so the filter learns it walks
+    and predicts it there two seconds later, instead of taking the step for noise and parking it."""
+    walker = straight(1, speed=0.4, label="person", points=person_points(), frames=np.arange(0, 6, 2),
+                      start=(0.0, 0.0, 0.875), spacing=0.1)
+    path = predict(walker, np.arange(6, 23), FPS, UP)
+    assert path.source == "motion"
+    assert abs(path.position[-1][0] - 0.4 * 22 / FPS) < 0.15
+
