@@ -350,3 +350,20 @@ def test_a_walker_seen_for_a_moment_is_predicted_walking_not_parked():
     assert path.source == "motion"
     assert abs(path.position[-1][0] - 0.4 * 22 / FPS) < 0.15
 
+
+def test_an_instance_seen_only_as_a_fragment_at_the_side_becomes_no_object_until_seen_whole():
+    """A car seen only in part at the image's side gives no frame and no pose to trust: it makes
+    no object (the memory still keeps it out); seen whole, or cut only at the top or bottom of a
+    level camera, it does."""
+    xyz, rgb = car_points()
+    at = np.array([2.0, 0.0, 0.3])
+    front = xyz[:, 0] > 0.0
+    fragment = Observation(instance=3, frame=4, xyz=xyz[front].astype(np.float64) + at, rgb=rgb[front], spacing=0.1,
+                           crop=None, partial=True)
+    empty = ObjectSet(up=UP)
+    assert learn(empty, {}, {3: [fragment]}, {3: "car"}, 0.05, FPS).objects.objects == ()
+    cut = replace(fragment, cut_vertically=True)
+    assert learn(empty, {}, {3: [cut]}, {3: "car"}, 0.05, FPS).instances == {3: 1}
+    whole = Observation(instance=3, frame=6, xyz=xyz.astype(np.float64) + at, rgb=rgb, spacing=0.1, crop=None)
+    made = learn(empty, {}, {3: [fragment, whole]}, {3: "car"}, 0.05, FPS)
+    assert made.instances == {3: 1} and list(made.objects.get(1).key_frame) == [6]
