@@ -300,3 +300,18 @@ def test_the_scenario_generator_is_seeded_covers_every_class_and_absence():
             assert abs(keys[-1][2] - keys[0][2]) == pytest.approx(np.pi)
         if s.motion == "turn":
             assert abs(keys[-1][2] - keys[0][2]) == pytest.approx(np.pi / 2)
+
+
+def test_scenarios_of_an_unseen_seed_replace_the_scenario_scenes_and_are_cached_apart(tmp_path):
+    from spatia.eval import groundtruth, scenarios
+
+    try:
+        groundtruth.use_scenario_seed(7)
+        drawn = scenarios.make_scenarios(7, 2)
+        assert [groundtruth.SCENES[s.name].description for s in drawn] == [s.description() for s in drawn]
+        assert groundtruth.SCENES["scenario-00"].frames == scenarios._frames(drawn[0].duration_s)
+        assert groundtruth.scenario_cache_dir(tmp_path, 7) == tmp_path / "scenarios-seed-7"
+        assert groundtruth.scenario_cache_dir(tmp_path, scenarios.DEFAULT_SEED) == tmp_path
+    finally:
+        groundtruth.use_scenario_seed(scenarios.DEFAULT_SEED)
+    assert groundtruth.SCENES["scenario-00"].description == scenarios.make_scenarios()[0].description()

@@ -14,7 +14,7 @@ from spatia.engine.objects import KeyViews, ObjectSet, ObjectStore, draw_objects
 from spatia.engine.objects.associate import associate, new_track, register_turns
 from spatia.engine.objects.model import CROP_SIZE, Crop, ObjectTrack, rotation
 from spatia.engine.objects.motion import CV, REVERSAL, STOPPED, TURN, draw_limit, fit_state
-from spatia.engine.objects.observe import Observation, colour_histogram, region_histograms
+from spatia.engine.objects.observe import Observation, bhattacharyya, colour_histogram, region_histograms
 from spatia.engine.objects.tracking import LOST_EVIDENCE, carry, empty_places
 
 UP = np.array([0.0, 0.0, 1.0])
@@ -265,3 +265,105 @@ def test_an_object_seen_again_after_a_while_distrusts_its_old_motion():
     a = absorb(car, [soon], None, UP, voxel=0.05, fps=FPS).motion
     b = absorb(car, [late], None, UP, voxel=0.05, fps=FPS).motion
     assert b.p[CV, 2, 2] > a.p[CV, 2, 2]
+
+
+def test_a_new_object_entering_from_the_side_takes_its_frame_from_its_first_whole_view():
+    """A car driving in from the image's side is seen first as a fragment (its front): the object's
+    frame and first pose come from its first whole view, so the whole views that follow register
+    to the car, not to a fragment they would slide along and turn on."""
+    xyz, rgb = car_points()
+    speed = 3.0
+    pose = lambda f: np.array([speed * f / FPS, 0.0, 0.3])  # noqa: E731
+    front = xyz[:, 0] > 0.5
+    fragment = Observation(instance=3, frame=0, xyz=xyz[front].astype(np.float64) + pose(0), rgb=rgb[front],
+                           spacing=0.1, crop=None, partial=True)
+    whole = [Observation(instance=3, frame=f, xyz=xyz.astype(np.float64) + pose(f), rgb=rgb, spacing=0.1, crop=None)
+             for f in (2, 4, 6)]
+    t = new_track(1, "car", [fragment, *whole], UP, 0.05, FPS)
+    assert list(t.key_frame) == [2, 4, 6]
+    assert 0 in t.frames_seen()  # the fragment still counts as seen
+    moved = t.key_position - t.key_position[0]
+    np.testing.assert_allclose(moved, [pose(f) - pose(2) for f in (2, 4, 6)], atol=0.05)
+    assert np.abs(np.angle(np.exp(1j * t.key_heading))).max() < 0.05
+
+
+def test_an_object_seen_only_in_part_places_that_part_on_its_first_whole_view():
+    """A car seen only as a fragment (cut by the image's side) and seen whole later: the fragment
+    finds its place on the whole view (the whole view registered to the fragment would slide and
+    turn), in the frame the fragment gave it; later views register to the whole car."""
+    from spatia.engine.objects.associate import absorb
+
+    xyz, rgb = car_points()
+    pose = lambda f: np.array([3.0 * f / FPS, 0.0, 0.3])  # noqa: E731
+    front = xyz[:, 0] > 0.5
+    fragment = Observation(instance=3, frame=0, xyz=xyz[front].astype(np.float64) + pose(0), rgb=rgb[front],
+                           spacing=0.1, crop=None, partial=True)
+    t = new_track(1, "car", [fragment], UP, 0.05, FPS)
+    assert not t.crops
+    whole = [Observation(instance=3, frame=f, xyz=xyz.astype(np.float64) + pose(f), rgb=rgb, spacing=0.1,
+                         crop=Crop(f, 1.0, np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8), np.ones((CROP_SIZE, CROP_SIZE), bool)))
+             for f in (20, 22)]
+    seen = absorb(t, whole, None, UP, voxel=0.05, fps=FPS)
+    assert list(seen.key_frame) == [0, 20, 22]
+    offset = xyz[front].mean(axis=0)  # the object's origin, in the car's own frame
+    np.testing.assert_allclose(seen.key_position[1:], [pose(f) + offset for f in (20, 22)], atol=0.1)  # a spacing
+    assert np.abs(np.angle(np.exp(1j * seen.key_heading))).max() < 0.05
+    assert len(seen.xyz) > 2 * len(t.xyz)  # the rest of the car joined its points
+
+
+def test_two_look_alikes_who_walk_past_each_other_while_lost_are_reidentified_by_their_motion():
+    """Two people who look the same walk past each other while unseen, long enough to be lost:
+    each comes back nearer the other's last place, and each is re-identified where its own motion
+    puts it, not where the other was last seen."""
+    look = person_points(shirt=RED)
+    a = straight(1, speed=-1.0, label="person", points=look, start=(3.0, 0.0, 0.875), frames=np.arange(0, 17, 2))
+    b = straight(2, speed=1.0, label="person", points=look, start=(-3.0, 1.4, 0.875), frames=np.arange(0, 17, 2))
+    objects = ObjectSet(up=UP).replaced([replace(a, status="lost"), replace(b, status="lost")])
+    paths = predict_all(objects, np.arange(17, 60), FPS)
+    assert paths[1].source == "lost" and paths[2].source == "lost"
+    t = 56 / FPS
+    clip = {7: [seen_at(a, 56, np.array([3.0 - t, 0.0, 0.875]), 0.0)],  # a, now near b's last place
+            8: [seen_at(b, 56, np.array([-3.0 + t, 1.4, 0.875]), 0.0)]}
+    assert associate(list(objects.objects), paths, clip, {7: "person", 8: "person"}, UP, FPS) == {7: 1, 8: 2}
+
+
+def test_a_shade_across_a_colour_bins_edge_is_still_the_same_shirt():
+    """The same shirt a shade darker (another light, or a few pixels at low resolution) whose red
+    crosses a histogram bin's edge: the histograms share each colour between neighbouring bins,
+    so the person keeps its id instead of being vetoed as someone else."""
+    person = straight(1, speed=1.0, label="person", points=person_points(shirt=(130, 60, 60)), start=(0.0, 0.0, 0.875))
+    objects = ObjectSet(up=UP).replaced([person])
+    paths = predict_all(objects, np.arange(25, 33), FPS)
+    pos, heading = paths[1].at([32])
+    darker = seen_at(person, 32, pos[0], heading[0], points=person_points(shirt=(125, 58, 58)))
+    assert bhattacharyya(colour_histogram(np.array([[130, 60, 60]], np.uint8)), colour_histogram(np.array([[125, 58, 58]], np.uint8))) < 0.2
+    assert associate([person], paths, {4: [darker]}, {4: "person"}, UP, FPS) == {4: 1}
+
+
+def test_a_walker_seen_for_a_moment_is_predicted_walking_not_parked():
+    """Three registered poses over half a second of a slow walker (0.4 m/s, points 10 cm apart):
+    registration places it to about a tenth of its point spacing, so the filter learns it walks
+    and predicts it there two seconds later, instead of taking the step for noise and parking it."""
+    walker = straight(1, speed=0.4, label="person", points=person_points(), frames=np.arange(0, 6, 2),
+                      start=(0.0, 0.0, 0.875), spacing=0.1)
+    path = predict(walker, np.arange(6, 23), FPS, UP)
+    assert path.source == "motion"
+    assert abs(path.position[-1][0] - 0.4 * 22 / FPS) < 0.15
+
+
+def test_an_instance_seen_only_as_a_fragment_at_the_side_becomes_no_object_until_seen_whole():
+    """A car seen only in part at the image's side gives no frame and no pose to trust: it makes
+    no object (the memory still keeps it out); seen whole, or cut only at the top or bottom of a
+    level camera, it does."""
+    xyz, rgb = car_points()
+    at = np.array([2.0, 0.0, 0.3])
+    front = xyz[:, 0] > 0.0
+    fragment = Observation(instance=3, frame=4, xyz=xyz[front].astype(np.float64) + at, rgb=rgb[front], spacing=0.1,
+                           crop=None, partial=True)
+    empty = ObjectSet(up=UP)
+    assert learn(empty, {}, {3: [fragment]}, {3: "car"}, 0.05, FPS).objects.objects == ()
+    cut = replace(fragment, cut_vertically=True)
+    assert learn(empty, {}, {3: [cut]}, {3: "car"}, 0.05, FPS).instances == {3: 1}
+    whole = Observation(instance=3, frame=6, xyz=xyz.astype(np.float64) + at, rgb=rgb, spacing=0.1, crop=None)
+    made = learn(empty, {}, {3: [fragment, whole]}, {3: "car"}, 0.05, FPS)
+    assert made.instances == {3: 1} and list(made.objects.get(1).key_frame) == [6]

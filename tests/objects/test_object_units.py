@@ -30,6 +30,7 @@ from spatia.engine.objects import (
 from spatia.engine.objects.associate import new_track
 from spatia.engine.objects.model import CROP_SIZE, Crop, ObjectTrack
 from spatia.engine.objects.motion import draw_limit, interpolate
+from spatia.engine.objects.observe import colour_histogram
 
 UP = np.array([0.0, 0.0, 1.0])
 FPS = 8.0
@@ -51,8 +52,7 @@ def track(object_id=1, frames=(0, 8, 16), start=(0.0, 0.0, 0.3), velocity=(1.0, 
     rgb = np.tile(np.array(colour, np.uint8), (len(xyz), 1))
     crop = Crop(frame=int(frames[-1]), score=10.0, rgb=np.full((CROP_SIZE, CROP_SIZE, 3), 200, np.uint8),
                 mask=np.ones((CROP_SIZE, CROP_SIZE), bool))
-    hist = np.zeros(64, np.float32)
-    hist[(colour[0] * 4 // 256 * 4 + colour[1] * 4 // 256) * 4 + colour[2] * 4 // 256] = 1
+    hist = colour_histogram(rgb)
     return ObjectTrack(id=object_id, label=label, xyz=xyz, rgb=rgb, key_frame=frames, key_position=position,
                        key_heading=np.zeros(len(frames)), appearance=hist, spacing=0.1, crops=(crop,)).with_seen(frames)
 

@@ -59,6 +59,11 @@ def _cmd_eval(args) -> int:
     overrides = {"scenes": scenes, "generator": args.generator, "out": Path(args.out), "seed": args.seed}
     if args.cache:
         overrides["cache_dir"] = Path(args.cache)
+    if args.scenario_seed is not None:
+        from .groundtruth import scenario_cache_dir, use_scenario_seed
+
+        use_scenario_seed(args.scenario_seed)
+        overrides["cache_dir"] = scenario_cache_dir(args.cache, args.scenario_seed)
     if args.no_align:
         overrides["align"] = False
     if args.depth:
@@ -108,5 +113,8 @@ def register(subparsers) -> None:
     p.add_argument("--cache", default=None, help="ground-truth render cache (default: $SPATIA_EVAL_CACHE or "
                                                  "~/.cache/spatia/eval)")
     p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0)
+    p.add_argument("--scenario-seed", dest="scenario_seed", type=bounded_int(0, MAX_SEED), default=None,
+                   help="the scenario scenes (scenario-00, ...) drawn with this seed instead of 2026: scenarios "
+                        "nobody has looked at (their renders cached apart)")
     p.add_argument("--quick", action="store_true", help="tiny and fast: 96x64, 25 frames, 3 rounds, 4 samples")
     p.set_defaults(func=_cmd_eval)

@@ -75,6 +75,20 @@ for _s in scenarios.eval_scenes(EvalScene):
     SCENES[_s.name] = _s
 
 
+def use_scenario_seed(seed: int) -> None:
+    """Make the scenario scenes (scenario-00, ...) those of another `seed` of
+    `scenarios.make_scenarios`: scenarios nobody has looked at. Their renders are cached apart
+    (`scenario_cache_dir`), since a scenario's cache name does not hold its seed."""
+    for s in scenarios.eval_scenes(EvalScene, seed=seed):
+        SCENES[s.name] = s
+
+
+def scenario_cache_dir(cache_dir, seed: int) -> Path:
+    """Where the renders of the scenarios of `seed` are cached (the default seed's: `cache_dir`)."""
+    cache_dir = Path(cache_dir or default_cache_dir())
+    return cache_dir if seed == scenarios.DEFAULT_SEED else cache_dir / f"scenarios-seed-{seed}"
+
+
 def get_scene(name: str) -> EvalScene:
     try:
         return SCENES[name]

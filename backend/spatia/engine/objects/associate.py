@@ -126,16 +126,38 @@ def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[O
                 if d <= gate:
                     best = d / gate
             if not np.isfinite(best) and a <= REID_APPEARANCE and r <= REID_REGION:
-                # re-identification: anywhere it could have got to since it was last seen
-                last = track.key_position[-1] + rotation(up, track.key_heading[-1]) @ track.anchor
-                unseen = max(0.0, float(frames.min() - track.last_frame)) / fps
-                gate = GATE_METRES + GATE_EXTENT * extent + MAX_SPEED.get(track.label, DEFAULT_MAX_SPEED) * unseen
-                d = float(np.median(np.linalg.norm(centroids - last, axis=1)))
-                if d <= gate:
-                    best = REID_COST + d / gate
+                best = reidentify_cost(track, path, frames, centroids, up, fps)
             if np.isfinite(best):
                 cost[i, j] = best + APPEARANCE_WEIGHT * a
     return instances, cost
+
+
+def reidentify_cost(track: ObjectTrack, path: PosePath | None, frames: np.ndarray, centroids: np.ndarray,
+                    up, fps: float) -> float:
+    """Re-identification (np.inf where it cannot be): anywhere the object could have got to since
+    it was last seen (GATE_METRES + GATE_EXTENT x extent + MAX_SPEED x the seconds unseen from its
+    last place). The cost counts the distance from where its hypotheses put it (the best of them,
+    weighed as association does, over the gate their uncertainty gives), not from where it was
+    last seen: two look-alikes who walked past each other while unseen each come back nearer the
+    other's last place, but each where its own motion says. Without hypotheses (retired), from
+    its last place over the reach."""
+    extent = float(track.extent.max(initial=0.0))
+    last = track.key_position[-1] + rotation(up, track.key_heading[-1]) @ track.anchor
+    unseen = max(0.0, float(frames.min() - track.last_frame)) / fps
+    reach = GATE_METRES + GATE_EXTENT * extent + MAX_SPEED.get(track.label, DEFAULT_MAX_SPEED) * unseen
+    d = float(np.median(np.linalg.norm(centroids - last, axis=1)))
+    if d > reach:
+        return np.inf
+    if path is None or path.hypotheses is None:
+        return REID_COST + d / reach
+    position, heading, weight = _hypotheses_at(path, frames)
+    gate = GATE_METRES + GATE_EXTENT * extent + GATE_SIGMA * float(np.median(path.sigma_at(frames)))
+    best = np.inf
+    for h in range(len(weight)):
+        predicted = position[h] + np.einsum("fij,j->fi", rotation(up, heading[h]), track.anchor)
+        dh = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
+        best = min(best, dh / gate + HYPOTHESIS_COST * (1 - float(weight[h])))
+    return REID_COST + best
 
 
 def associate(tracks, paths: dict[int, PosePath], clip: dict[int, list[Observation]], labels: dict[int, str],
@@ -259,11 +281,32 @@ def register_turns(track: ObjectTrack, obs: Observation, position, heading: floa
     return best
 
 
+def register_onto_view(track: ObjectTrack, obs: Observation, position, heading: float, up) -> tuple[np.ndarray, float, float]:
+    """The pose, in a whole view, of an object known so far only from partial views (a fragment:
+    a car's front as it drove in from the image's side). The whole view registered to the fragment
+    slides along it and turns on it; the fragment, placed at the predicted pose, registered onto
+    the whole view (from START_TURNS of it, as register_turns does) finds its place. Returns
+    (position, heading, the share of the fragment's points that land on the view)."""
+    up = np.asarray(up, np.float64)
+    centre = obs.centroid
+    view = replace(track, xyz=(obs.xyz - centre).astype(np.float32), rgb=obs.rgb,
+                   spacing=max(float(track.spacing), float(obs.spacing)))
+    placed = track.xyz.astype(np.float64) @ rotation(up, heading).T + np.asarray(position, np.float64)
+    fragment = replace(obs, xyz=placed, rgb=track.rgb, crop=None, partial=True)
+    q, g, fit = register_turns(view, fragment, fragment.centroid - view.anchor, 0.0, up, cKDTree(view.xyz))
+    # a view point y sits at R(g) y + q beside the placed fragment, and at y + centre in the world
+    return rotation(up, -g) @ (np.asarray(position, np.float64) - q) + centre, float(heading - g), fit
+
+
 def new_track(object_id: int, label: str, observations: list[Observation], up, voxel: float,
               fps: float = 30.0) -> ObjectTrack:
-    """An object made from an unmatched instance: its frame's origin at the first observation's
-    centroid, heading 0; the later observations of the clip register to it. It starts tentative."""
-    first = observations[0]
+    """An object made from an unmatched instance: its frame's origin at the centroid of its first
+    whole view (the first view when none is whole), heading 0; the later observations of the clip
+    register to it, the partial views before that one only count as seen (a car entering from the
+    image's side is a fragment that a whole view would register to a wrong pose and a false turn).
+    It starts tentative."""
+    base = next((i for i, o in enumerate(observations) if not o.partial), 0)
+    first = observations[base]
     origin = first.centroid
     spacing = max(voxel, first.spacing)
     xyz, rgb = _voxel_unique(first.xyz - origin, first.rgb, spacing)
@@ -272,8 +315,9 @@ def new_track(object_id: int, label: str, observations: list[Observation], up, v
                         appearance=instance_histogram(observations), spacing=float(spacing),
                         status="tentative", regions=instance_regions(observations, up))
     track = replace(track, motion=initial_state(first.frame, origin, 0.0, up, label, measure_sigma(track)))
-    track = track.with_seen([first.frame]).with_crops([first.crop] if first.crop else [])
-    track = absorb(track, observations[1:], None, up, voxel=voxel, fps=fps) if len(observations) > 1 else track
+    track = track.with_seen([o.frame for o in observations[:base + 1]]).with_crops([first.crop] if first.crop else [])
+    rest = observations[base + 1:]
+    track = absorb(track, rest, None, up, voxel=voxel, fps=fps) if rest else track
     return replace(track, status="confirmed" if len(track.frames_seen()) >= CONFIRM_FRAMES else "tentative")
 
 
@@ -295,24 +339,12 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
     spacing = track.spacing
     if finest < REFINE_RATIO * track.spacing:  # seen closer: finer points from now on
         spacing = max(float(voxel or 0.0), float(finest))
+    shape, seen_whole = track, bool(track.crops)  # what the views register to
     for obs in observations:
         if obs.partial and not obs.cut_vertically:
             continue  # a part cut by the image's side or an occluder slides under registration: no pose
-        if prev is None:  # the predicted heading, the object centred on what is seen
-            guess, heading = (path.at([obs.frame]) if path is not None else
-                              (track.key_position[-1:], track.key_heading[-1:]))
-            heading = float(heading[0])
-            position = obs.centroid - rotation(up, heading) @ track.anchor
-            if obs.cut_vertically:  # its height comes from the prediction: a cut view's centroid is not
-                position = position + (np.dot(guess[0] - position, up)) * up
-            position, heading, fit = register_turns(track, obs, position, heading, up, tree,
-                                                    keep_height=obs.cut_vertically)
-        else:
-            guess = positions[-1][None]
-            position, heading = positions[-1] + (obs.centroid - prev.centroid), headings[-1]
-            if obs.cut_vertically:
-                position = position + (np.dot(guess[0] - position, up)) * up
-            position, heading, fit = register(track, obs.xyz, position, heading, up, tree, keep_height=obs.cut_vertically)
+        last = None if prev is None else (positions[-1], headings[-1], prev)
+        position, heading, fit = _pose_of(shape, obs, last, path, up, tree, seen_whole)
         if fit < MIN_FIT:
             continue  # it does not lie on the object's points: no pose from it
         frames.append(obs.frame)
@@ -326,6 +358,9 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
             fresh = ~np.isfinite(dist)
         if fresh.any():
             xyz, rgb = np.concatenate([xyz, local[fresh]]), np.concatenate([rgb, obs.rgb[fresh]])
+        if not seen_whole and not obs.partial:  # from now on the views register to the whole of it
+            shape, seen_whole = replace(track, xyz=xyz, rgb=rgb), True
+            tree = cKDTree(xyz)
         prev = obs
     xyz, rgb = _voxel_unique(xyz.astype(np.float64), rgb, spacing)
     hist = APPEARANCE_MEMORY * track.appearance + (1 - APPEARANCE_MEMORY) * instance_histogram(observations)
@@ -350,6 +385,29 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
     track = track.with_keys(frames, positions, headings).with_seen(seen).with_crops(crops)
     status = "confirmed" if len(track.frames_seen()) >= CONFIRM_FRAMES else "tentative"
     return replace(track, motion=state if frames else track.motion, status=status if frames else track.status)
+
+
+def _pose_of(track: ObjectTrack, obs: Observation, last, path: PosePath | None, up, tree: cKDTree,
+             seen_whole: bool) -> tuple[np.ndarray, float, float]:
+    """One view's registered pose (position, heading, fit). The clip's first view starts from the
+    predicted heading, the object centred on what is seen (several headings; a first whole view
+    of an object seen only in part so far places the part on it, `register_onto_view`); a later
+    one (`last`: the previous view's position, heading and observation) from the previous pose
+    moved by the centroids' shift. A view cut at the top or bottom keeps the predicted height."""
+    if last is None:
+        guess, heading = path.at([obs.frame]) if path is not None else (track.key_position[-1:], track.key_heading[-1:])
+        heading = float(heading[0])
+        if not seen_whole and not obs.partial:
+            return register_onto_view(track, obs, guess[0], heading, up)
+        position = obs.centroid - rotation(up, heading) @ track.anchor
+    else:
+        guess = last[0][None]
+        position, heading = last[0] + (obs.centroid - last[2].centroid), last[1]
+    if obs.cut_vertically:  # its height comes from the prediction: a cut view's centroid is not
+        position = position + (np.dot(guess[0] - position, up)) * up
+    if last is None:
+        return register_turns(track, obs, position, heading, up, tree, keep_height=obs.cut_vertically)
+    return register(track, obs.xyz, position, heading, up, tree, keep_height=obs.cut_vertically)
 
 
 def reacquire(state: MotionState) -> MotionState:

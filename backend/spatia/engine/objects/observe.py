@@ -37,12 +37,23 @@ class Observation:
 
 
 def colour_histogram(rgb: np.ndarray) -> np.ndarray:
-    """uint8 [n,3] -> float32 [64]: 4x4x4 RGB bins, summing to 1 (uniform when empty)."""
+    """uint8 [n,3] -> float32 [64]: 4x4x4 RGB bins, summing to 1 (uniform when empty). Each colour
+    is shared between the 8 bins around it by its distance to their centres (trilinear), not
+    dropped into one: a shade that moves a colour across a bin's edge (the same shirt in another
+    light, a handful of pixels at low resolution) moves the histogram a little, not a whole bin."""
     bins = HIST_BINS ** 3
     if not len(rgb):
         return np.full(bins, 1.0 / bins, np.float32)
-    q = np.asarray(rgb, np.int64) * HIST_BINS // 256
-    counts = np.bincount((q[:, 0] * HIST_BINS + q[:, 1]) * HIST_BINS + q[:, 2], minlength=bins)
+    x = np.asarray(rgb, np.float64) * HIST_BINS / 256.0 - 0.5  # in bin units, 0 at the first bin's centre
+    lo = np.floor(x).astype(np.int64)
+    w = x - lo
+    counts = np.zeros(bins)
+    for corner in np.ndindex(2, 2, 2):
+        c = np.asarray(corner)
+        idx = np.clip(lo + c, 0, HIST_BINS - 1)
+        weight = np.prod(np.where(c, w, 1.0 - w), axis=1)
+        counts += np.bincount((idx[:, 0] * HIST_BINS + idx[:, 1]) * HIST_BINS + idx[:, 2], weights=weight,
+                              minlength=bins)
     return (counts / counts.sum()).astype(np.float32)
 
 
