@@ -2,18 +2,19 @@
 the object (its pose by registration, new points, crops, frames seen, its motion state). See
 docs/objects.md.
 
-    cost = d / gate + APPEARANCE_WEIGHT * bhattacharyya(hist_instance, hist_object) + HYPOTHESIS_COST (1 - w)
+    cost = d_h / gate_h + HYPOTHESIS_COST ln(w_likeliest / w_h) + APPEARANCE_WEIGHT * bhattacharyya(hist_instance, hist_object)
 
-d: the median distance between the instance's observed centroids and the object's centroid as
-one of its motion hypotheses places it (weight w) at the same frames, taking the hypothesis that
-explains it best; gate = GATE_METRES + GATE_EXTENT x the object's largest extent + GATE_SIGMA x
-its position uncertainty there. An object that is lost or retired, or whose hypotheses are all
-too far, can still be re-identified: within how far it could have gone since it was last seen
-(MAX_SPEED x the seconds unseen) and only if its appearance is close (REID_APPEARANCE,
-REID_REGION), at a cost raised by REID_COST. Appearance vetoes, however close the positions: a
-whole-object histogram farther than APPEARANCE_GATE, or one height band (legs, shirt, head)
-farther than REGION_VETO, or two different known labels cannot match. The assignment minimises
-the total cost (Hungarian).
+d_h: the median distance between the instance's observed centroids and the object's centroid as
+its motion hypothesis h places it (weight w_h) at the same frames, taking the hypothesis that
+explains it best; gate_h = sqrt(base^2 + (GATE_SIGMA sigma_h)^2), base = GATE_METRES +
+GATE_EXTENT x the object's largest extent, sigma_h that hypothesis' own position uncertainty.
+Every instance may instead be a new object, at NEW_OBJECT_COST. An object that is lost or
+retired, or whose likeliest hypothesis' gate misses the instance, can then be re-identified by
+the instances left: within how far it could have gone since it was last seen (MAX_SPEED x the
+seconds unseen) and only if its appearance is close (REID_APPEARANCE, REID_REGION), at a cost
+raised by REID_COST. Appearance vetoes, however close the positions: a whole-object histogram
+farther than APPEARANCE_GATE, or one height band (legs, shirt, head) farther than REGION_VETO, or
+two different known labels cannot match. Each stage minimises its total cost (Hungarian).
 """
 
 from __future__ import annotations
