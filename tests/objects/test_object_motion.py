@@ -382,6 +382,10 @@ def test_a_look_alike_within_the_likeliest_hypothesis_gate_but_fitting_poorly_is
     assert bhattacharyya(colour_histogram(other[1]), walker.appearance) < 0.3  # a look-alike
     clip = {7: [seen_at(walker, 40, np.array([ahead - 0.5, -2.0, 0.875]), 0.0, points=other)]}
     assert associate([walker], paths, clip, {7: "person"}, UP, FPS) == {7: None}
+    # just past the straight-on hypothesis' gate, but within HOLD_SIGMA of it: its motion need not
+    # have changed, so the look-alike is not re-identified with it either
+    clip = {7: [seen_at(walker, 40, np.array([ahead, -2.2, 0.875]), 0.0, points=other)]}
+    assert associate([walker], paths, clip, {7: "person"}, UP, FPS) == {7: None}
     # the walker itself, where walking on puts it, is still found
     clip = {8: [seen_at(walker, 40, np.array([ahead + 0.3, 0.1, 0.875]), 0.0)]}
     assert associate([walker], paths, clip, {8: "person"}, UP, FPS) == {8: 1}

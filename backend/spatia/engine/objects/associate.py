@@ -9,7 +9,7 @@ its motion hypothesis h places it (weight w_h) at the same frames, taking the hy
 explains it best; gate_h = sqrt(base^2 + (GATE_SIGMA sigma_h)^2), base = GATE_METRES +
 GATE_EXTENT x the object's largest extent, sigma_h that hypothesis' own position uncertainty.
 Every instance may instead be a new object, at NEW_OBJECT_COST. An object that is lost or
-retired, or whose likeliest hypothesis' gate misses the instance, can then be re-identified by
+retired, or whose likeliest hypothesis' wider gate (HOLD_SIGMA) misses the instance, can then be re-identified by
 the instances left: within how far it could have gone since it was last seen (MAX_SPEED x the
 seconds unseen) and only if its appearance is close (REID_APPEARANCE, REID_REGION), at a cost
 raised by REID_COST. Appearance vetoes, however close the positions: a whole-object histogram
@@ -32,6 +32,7 @@ from .observe import Observation, bhattacharyya, colour_histogram, region_histog
 GATE_METRES = 1.0
 GATE_EXTENT = 0.5
 GATE_SIGMA = 2.0  # the gate widens with the hypothesis' own uncertainty (in quadrature with the base)
+HOLD_SIGMA = 3.0  # ... and within this many of the likeliest's, its motion need not have changed: no re-identification
 APPEARANCE_GATE = 0.6
 REGION_VETO = 0.55  # one height band this far apart is a different object, however close
 APPEARANCE_WEIGHT = 1.0
@@ -95,7 +96,8 @@ def _hypothesis_cost(track: ObjectTrack, path: PosePath, frames: np.ndarray, cen
     """The best over hypotheses h of d_h / gate_h + HYPOTHESIS_COST ln(w_likeliest / w_h), over
     those within their gate (np.inf where none is): gate_h = sqrt(base^2 + (GATE_SIGMA sigma_h)^2),
     base = GATE_METRES + GATE_EXTENT x extent (where a partial view's centroid may be), sigma_h
-    the hypothesis' OWN position uncertainty. Also whether the likeliest hypothesis' gate holds it. The spread between hypotheses is not part of any
+    the hypothesis' OWN position uncertainty. Also whether the likeliest hypothesis accounts for it:
+    within sqrt(base^2 + (HOLD_SIGMA sigma_h)^2) of it. The spread between hypotheses is not part of any
     gate: a walker whose straight-on hypothesis is sure and right does not make its unlikely turn
     or stop hypothesis, metres away, wide enough to take whoever walks by there."""
     base = GATE_METRES + GATE_EXTENT * float(track.extent.max(initial=0.0))
@@ -108,17 +110,18 @@ def _hypothesis_cost(track: ObjectTrack, path: PosePath, frames: np.ndarray, cen
         gate = float(np.hypot(base, GATE_SIGMA * own[h]))
         predicted = position[h] + np.einsum("fij,j->fi", rotation(up, heading[h]), track.anchor)
         d = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
+        if h == int(np.argmax(weight)):
+            held = d <= float(np.hypot(base, HOLD_SIGMA * own[h]))
         if d <= gate:
             odds = np.log(likeliest / max(float(weight[h]), MIN_HYPOTHESIS_WEIGHT))
             best = min(best, d / gate + HYPOTHESIS_COST * odds)
-            held = held or h == int(np.argmax(weight))
     return best, held
 
 
 def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[Observation]],
                       labels: dict[int, str], up, fps: float) -> tuple[list[int], np.ndarray, np.ndarray]:
     """(instance ids, cost [instances, tracks] where a motion hypothesis' gate holds the instance,
-    re-identification cost [instances, tracks] where the likeliest hypothesis' gate does not (or
+    re-identification cost [instances, tracks] where the likeliest hypothesis' wider gate (HOLD_SIGMA) does not (or
     the object has none: lost, retired)), np.inf where a pair cannot match."""
     instances = sorted(clip)
     cost = np.full((len(instances), len(tracks)), np.inf)
@@ -184,9 +187,9 @@ def associate(tracks, paths: dict[int, PosePath], clip: dict[int, list[Observati
     hypotheses: each instance has its own "a new object" alternative at NEW_OBJECT_COST (the cost
     of a pairing at a hypothesis' gate, looking the same), so no pairing dearer than that is made,
     and no instance is pushed onto a poor fit because its good one went to another. Then the
-    instances left re-identify objects left whose likeliest hypothesis' gate missed them (its
+    instances left re-identify objects left whose likeliest hypothesis' wider gate missed them (its
     motion changed while unseen: it stopped, turned or turned round) or that have none (lost,
-    retired). An instance within the likeliest hypothesis' gate but dearer than a new object is
+    retired). An instance within the likeliest hypothesis' wider gate but dearer than a new object is
     someone else: the object is most likely just where that hypothesis has it, unseen."""
     instances, cost, reid = association_costs(tracks, paths, clip, labels, up, fps)
     match: dict[int, int | None] = {k: None for k in instances}
