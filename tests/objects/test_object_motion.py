@@ -1,8 +1,8 @@
 """Object memory that claims only what it has evidence for: a motion state carried across rounds
 (a stop at a wall persists), hypotheses that cover a turn, a stop and a reversal while unseen,
-uncertainty that stops an object being drawn, a new object rather than a poor fit, a velocity
-learnt afresh on re-entry, negative evidence and the lifecycle, appearance that vetoes a swap,
-re-identification, registration of large turns and finer points from a closer view."""
+uncertainty that stops an object being drawn, a new object rather than a poor fit, negative
+evidence and the lifecycle, appearance that vetoes a swap, re-identification, registration of
+large turns and finer points from a closer view."""
 
 from dataclasses import replace
 
@@ -390,24 +390,3 @@ def test_a_look_alike_within_the_likeliest_hypothesis_gate_but_fitting_poorly_is
     clip = {8: [seen_at(walker, 40, np.array([ahead + 0.3, 0.1, 0.875]), 0.0)]}
     assert associate([walker], paths, clip, {8: "person"}, UP, FPS) == {8: 1}
 
-
-def test_a_walker_seen_again_walking_back_is_followed_at_its_new_speed_at_once():
-    """A walker who turned round while unseen for 5 s is seen again walking back. Where it is now
-    says nothing of its speed now: with the velocity's correlation to the place kept (built while
-    unseen, "it got here at a steady speed"), the first pose dragged the velocity to the mean
-    since it was last seen, and the drawn walker lagged behind the real one."""
-    from spatia.engine.objects.associate import absorb
-
-    walker = straight(1, speed=0.65, label="person", points=person_points(), start=(0.0, 0.0, 0.875),
-                      frames=np.arange(0, 17, 2))  # at x = 1.3 at frame 16, heading +x
-    turned_at = 1.3 + 0.65 * 2.0  # walked on 2 s, then back
-    frames = [56, 58, 60]
-    back = [turned_at - 0.65 * ((f - 16) / FPS - 2.0) for f in frames]
-    seen = [seen_at(walker, f, np.array([x, 0.0, 0.875]), np.pi) for f, x in zip(frames, back)]
-    state = absorb(walker, seen, None, UP, voxel=0.05, fps=FPS).motion
-    j = state.best()
-    assert state.x[j, 2] == pytest.approx(-0.65, abs=0.05)
-    path = predict(replace(walker, motion=state, key_frame=np.array(frames), key_position=np.array(
-        [[x, 0.0, 0.875] for x in back]), key_heading=np.full(3, np.pi)), np.arange(61, 69), FPS, UP)
-    truth = back[-1] - 0.65 * (np.arange(61, 69) - 60) / FPS
-    assert np.abs(path.position[:, 0] - truth).max() < 0.05

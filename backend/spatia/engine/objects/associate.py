@@ -26,7 +26,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
 
 from .model import MAX_OBJECT_POINTS, ObjectTrack, rotation
-from .motion import INITIAL_WEIGHTS, STOPPED, MotionState, PosePath, advance, initial_state, interpolate, measure_sigma, observe_pose, state_of
+from .motion import INITIAL_WEIGHTS, STOPPED, MotionState, PosePath, initial_state, interpolate, measure_sigma, observe_pose, state_of
 from .observe import Observation, bhattacharyya, colour_histogram, region_histograms
 
 GATE_METRES = 1.0
@@ -416,7 +416,7 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
                     regions=regions)
     state = state_of(track, fps, up)
     if frames and min(frames) - track.last_frame > REACQUIRE_SECONDS * fps:
-        state = reacquire(advance(state, min(frames) - 1, fps))
+        state = reacquire(state)
     sigma = measure_sigma(track)
     for f, pos, h in sorted(zip(frames, positions, headings), key=lambda k: k[0]):
         if f > state.frame or (f == state.frame and track.motion is None):
@@ -457,11 +457,6 @@ def reacquire(state: MotionState) -> MotionState:
     hypothesis' velocity uncertainty grows by REACQUIRE_SPEED and the weights go REACQUIRE_MIX of
     the way back to a new object's; the new poses then say how it moves."""
     p = state.p.copy()
-    # where it is now says nothing of how fast it goes now: the velocity's correlation with the
-    # position (built while unseen: "it got here at a steady speed") is dropped, so the first
-    # pose moves the place, and only the poses after it the velocity
-    p[:, 0:2, 2:5] = 0.0
-    p[:, 2:5, 0:2] = 0.0
     moving = [j for j in range(len(state.mu)) if j != STOPPED]
     for j in moving:
         p[j, 2, 2] += REACQUIRE_SPEED ** 2
