@@ -2,18 +2,19 @@
 the object (its pose by registration, new points, crops, frames seen, its motion state). See
 docs/objects.md.
 
-    cost = d / gate + APPEARANCE_WEIGHT * bhattacharyya(hist_instance, hist_object) + HYPOTHESIS_COST (1 - w)
+    cost = d_h / gate_h + HYPOTHESIS_COST ln(w_likeliest / w_h) + APPEARANCE_WEIGHT * bhattacharyya(hist_instance, hist_object)
 
-d: the median distance between the instance's observed centroids and the object's centroid as
-one of its motion hypotheses places it (weight w) at the same frames, taking the hypothesis that
-explains it best; gate = GATE_METRES + GATE_EXTENT x the object's largest extent + GATE_SIGMA x
-its position uncertainty there. An object that is lost or retired, or whose hypotheses are all
-too far, can still be re-identified: within how far it could have gone since it was last seen
-(MAX_SPEED x the seconds unseen) and only if its appearance is close (REID_APPEARANCE,
-REID_REGION), at a cost raised by REID_COST. Appearance vetoes, however close the positions: a
-whole-object histogram farther than APPEARANCE_GATE, or one height band (legs, shirt, head)
-farther than REGION_VETO, or two different known labels cannot match. The assignment minimises
-the total cost (Hungarian).
+d_h: the median distance between the instance's observed centroids and the object's centroid as
+its motion hypothesis h places it (weight w_h) at the same frames, taking the hypothesis that
+explains it best; gate_h = sqrt(base^2 + (GATE_SIGMA sigma_h)^2), base = GATE_METRES +
+GATE_EXTENT x the object's largest extent, sigma_h that hypothesis' own position uncertainty.
+Every instance may instead be a new object, at NEW_OBJECT_COST. An object that is lost or
+retired, or whose likeliest hypothesis' wider gate (HOLD_SIGMA) misses the instance, can then be re-identified by
+the instances left: within how far it could have gone since it was last seen (MAX_SPEED x the
+seconds unseen) and only if its appearance is close (REID_APPEARANCE, REID_REGION), at a cost
+raised by REID_COST. Appearance vetoes, however close the positions: a whole-object histogram
+farther than APPEARANCE_GATE, or one height band (legs, shirt, head) farther than REGION_VETO, or
+two different known labels cannot match. Each stage minimises its total cost (Hungarian).
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ from .observe import Observation, bhattacharyya, colour_histogram, region_histog
 
 GATE_METRES = 1.0
 GATE_EXTENT = 0.5
-GATE_SIGMA = 2.5  # the gate widens with the hypothesis' uncertainty: where else could it be
+GATE_SIGMA = 2.0  # the gate widens with the hypothesis' own uncertainty (in quadrature with the base)
+HOLD_SIGMA = 3.0  # ... and within this many of the likeliest's, its motion need not have changed: no re-identification
 APPEARANCE_GATE = 0.6
 REGION_VETO = 0.55  # one height band this far apart is a different object, however close
 APPEARANCE_WEIGHT = 1.0
-HYPOTHESIS_COST = 0.2
+HYPOTHESIS_COST = 0.2  # per nat of odds against a hypothesis (against the likeliest)
+NEW_OBJECT_COST = 1.0  # an instance is a new object rather than a pairing dearer than this (at a gate's edge)
 MIN_HYPOTHESIS_WEIGHT = 0.01
 MAX_SPEED = {"car": 15.0, "person": 3.0}  # m/s: how far an unseen object can have gone ...
 DEFAULT_MAX_SPEED = 5.0
@@ -76,20 +79,53 @@ def region_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
 
 
 def _hypotheses_at(path: PosePath, frames: np.ndarray):
-    """(position [H,F,3], heading [H,F], weight [H]) of each hypothesis at `frames`."""
+    """(position [H,F,3], heading [H,F], weight [H], own position uncertainty [H], the median over
+    `frames`) of each hypothesis at `frames`."""
     if path.hypotheses is None:
         position, heading = path.at(frames)
-        return position[None], heading[None], np.ones(1)
-    pos, head, weight = path.hypotheses
+        return position[None], heading[None], np.ones(1), np.zeros(1)
+    pos, head, weight = path.hypotheses[:3]
     idx = np.clip(np.searchsorted(path.frames, frames), 0, len(path.frames) - 1)
-    return (np.transpose(pos[idx], (1, 0, 2)), np.transpose(head[idx], (1, 0)), weight[idx].mean(axis=0))
+    own = (np.median(path.hypotheses[3][idx], axis=0) if len(path.hypotheses) > 3
+           else np.full(weight.shape[1], float(np.median(path.sigma[idx]))))
+    return (np.transpose(pos[idx], (1, 0, 2)), np.transpose(head[idx], (1, 0)), weight[idx].mean(axis=0), own)
+
+
+def _hypothesis_cost(track: ObjectTrack, path: PosePath, frames: np.ndarray, centroids: np.ndarray, up,
+                     skip_weight: float = 0.0) -> tuple[float, bool]:
+    """The best over hypotheses h of d_h / gate_h + HYPOTHESIS_COST ln(w_likeliest / w_h), over
+    those within their gate (np.inf where none is): gate_h = sqrt(base^2 + (GATE_SIGMA sigma_h)^2),
+    base = GATE_METRES + GATE_EXTENT x extent (where a partial view's centroid may be), sigma_h
+    the hypothesis' OWN position uncertainty. Also whether the likeliest hypothesis accounts for it:
+    within sqrt(base^2 + (HOLD_SIGMA sigma_h)^2) of it. The spread between hypotheses is not part of any
+    gate: a walker whose straight-on hypothesis is sure and right does not make its unlikely turn
+    or stop hypothesis, metres away, wide enough to take whoever walks by there."""
+    base = GATE_METRES + GATE_EXTENT * float(track.extent.max(initial=0.0))
+    position, heading, weight, own = _hypotheses_at(path, frames)
+    likeliest = float(weight.max())
+    best, held = np.inf, False
+    for h in range(len(weight)):
+        if weight[h] < skip_weight:
+            continue
+        gate = float(np.hypot(base, GATE_SIGMA * own[h]))
+        predicted = position[h] + np.einsum("fij,j->fi", rotation(up, heading[h]), track.anchor)
+        d = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
+        if h == int(np.argmax(weight)):
+            held = d <= float(np.hypot(base, HOLD_SIGMA * own[h]))
+        if d <= gate:
+            odds = np.log(likeliest / max(float(weight[h]), MIN_HYPOTHESIS_WEIGHT))
+            best = min(best, d / gate + HYPOTHESIS_COST * odds)
+    return best, held
 
 
 def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[Observation]],
-                      labels: dict[int, str], up, fps: float) -> tuple[list[int], np.ndarray]:
-    """(instance ids, cost [instances, tracks]) with np.inf where a pair cannot match."""
+                      labels: dict[int, str], up, fps: float) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """(instance ids, cost [instances, tracks] where a motion hypothesis' gate holds the instance,
+    re-identification cost [instances, tracks] where the likeliest hypothesis' wider gate (HOLD_SIGMA) does not (or
+    the object has none: lost, retired)), np.inf where a pair cannot match."""
     instances = sorted(clip)
     cost = np.full((len(instances), len(tracks)), np.inf)
+    reid = np.full((len(instances), len(tracks)), np.inf)
     for i, k in enumerate(instances):
         obs = clip[k]
         frames = np.array([o.frame for o in obs])
@@ -105,31 +141,22 @@ def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[O
             if a > APPEARANCE_GATE or r > REGION_VETO:
                 continue  # it does not look like the object: no place makes it so
             extent = float(track.extent.max(initial=0.0))
-            best = np.inf
+            best, held = np.inf, False
             path = paths.get(track.id)
             if path is not None and track.status not in ("lost", "retired") and path.source not in ("lost", "retired"):
-                position, heading, weight = _hypotheses_at(path, frames)
-                sigma = path.sigma_at(frames) if path.hypotheses is not None else np.zeros(len(frames))
-                gate = GATE_METRES + GATE_EXTENT * extent + GATE_SIGMA * float(np.median(sigma))
-                for h in range(len(weight)):
-                    if weight[h] < MIN_HYPOTHESIS_WEIGHT:
-                        continue
-                    predicted = position[h] + np.einsum("fij,j->fi", rotation(up, heading[h]), track.anchor)
-                    d = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
-                    if d <= gate:
-                        best = min(best, d / gate + HYPOTHESIS_COST * (1 - float(weight[h])))
+                best, held = _hypothesis_cost(track, path, frames, centroids, up, MIN_HYPOTHESIS_WEIGHT)
             elif path is None:
                 position, heading = interpolate(track.key_frame, track.key_position, track.key_heading, frames)
                 predicted = position + np.einsum("fij,j->fi", rotation(up, heading), track.anchor)
                 d = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
                 gate = GATE_METRES + GATE_EXTENT * extent
                 if d <= gate:
-                    best = d / gate
-            if not np.isfinite(best) and a <= REID_APPEARANCE and r <= REID_REGION:
-                best = reidentify_cost(track, path, frames, centroids, up, fps)
+                    best, held = d / gate, True
             if np.isfinite(best):
                 cost[i, j] = best + APPEARANCE_WEIGHT * a
-    return instances, cost
+            if not held and a <= REID_APPEARANCE and r <= REID_REGION:
+                reid[i, j] = reidentify_cost(track, path, frames, centroids, up, fps) + APPEARANCE_WEIGHT * a
+    return instances, cost, reid
 
 
 def reidentify_cost(track: ObjectTrack, path: PosePath | None, frames: np.ndarray, centroids: np.ndarray,
@@ -150,27 +177,41 @@ def reidentify_cost(track: ObjectTrack, path: PosePath | None, frames: np.ndarra
         return np.inf
     if path is None or path.hypotheses is None:
         return REID_COST + d / reach
-    position, heading, weight = _hypotheses_at(path, frames)
-    gate = GATE_METRES + GATE_EXTENT * extent + GATE_SIGMA * float(np.median(path.sigma_at(frames)))
-    best = np.inf
-    for h in range(len(weight)):
-        predicted = position[h] + np.einsum("fij,j->fi", rotation(up, heading[h]), track.anchor)
-        dh = float(np.median(np.linalg.norm(centroids - predicted, axis=1)))
-        best = min(best, dh / gate + HYPOTHESIS_COST * (1 - float(weight[h])))
-    return REID_COST + best
+    best, _ = _hypothesis_cost(track, path, frames, centroids, up)
+    return REID_COST + (best if np.isfinite(best) else 1.0 + d / reach)
 
 
 def associate(tracks, paths: dict[int, PosePath], clip: dict[int, list[Observation]], labels: dict[int, str],
               up, fps: float) -> dict[int, int | None]:
-    """{instance id: the id of the object it is, or None (a new object)}."""
-    instances, cost = association_costs(tracks, paths, clip, labels, up, fps)
+    """{instance id: the id of the object it is, or None (a new object)}. First by the motion
+    hypotheses: each instance has its own "a new object" alternative at NEW_OBJECT_COST (the cost
+    of a pairing at a hypothesis' gate, looking the same), so no pairing dearer than that is made,
+    and no instance is pushed onto a poor fit because its good one went to another. Then the
+    instances left re-identify objects left whose likeliest hypothesis' wider gate missed them (its
+    motion changed while unseen: it stopped, turned or turned round) or that have none (lost,
+    retired). An instance within the likeliest hypothesis' wider gate but dearer than a new object is
+    someone else: the object is most likely just where that hypothesis has it, unseen."""
+    instances, cost, reid = association_costs(tracks, paths, clip, labels, up, fps)
     match: dict[int, int | None] = {k: None for k in instances}
-    if cost.size and np.isfinite(cost).any():
-        finite = np.where(np.isfinite(cost), cost, 1e9)
-        rows, cols = linear_sum_assignment(finite)
+    n = len(instances)
+    if not cost.size:
+        return match
+    new = np.full((n, n), 1e9)
+    np.fill_diagonal(new, NEW_OBJECT_COST)
+    rows, cols = linear_sum_assignment(np.hstack([np.where(np.isfinite(cost), cost, 1e9), new]))
+    taken = set()
+    for r, c in zip(rows, cols):
+        if c < len(tracks) and np.isfinite(cost[r, c]):
+            match[instances[r]] = tracks[c].id
+            taken.add(c)
+    left = [i for i in range(n) if match[instances[i]] is None]
+    free = [j for j in range(len(tracks)) if j not in taken]
+    sub = reid[np.ix_(left, free)] if left and free else np.zeros((0, 0))
+    if sub.size and np.isfinite(sub).any():
+        rows, cols = linear_sum_assignment(np.where(np.isfinite(sub), sub, 1e9))
         for r, c in zip(rows, cols):
-            if np.isfinite(cost[r, c]):
-                match[instances[r]] = tracks[c].id
+            if np.isfinite(sub[r, c]):
+                match[instances[left[r]]] = tracks[free[c]].id
     return match
 
 

@@ -289,8 +289,9 @@ class PosePath:
     """Poses of one object at `frames` (int64 [F]): position float64 [F,3], heading [F].
     sigma [F]: the position uncertainty (metres; 0 on the artist's path and where observed);
     drawn bool [F]: whether it is drawn into the conditioning there (docs/objects.md).
-    hypotheses: per frame and hypothesis, position [F,M,3], heading [F,M], weight [F,M] (None on
-    the artist's path); end: the motion state at the last frame."""
+    hypotheses: per frame and hypothesis, position [F,M,3], heading [F,M], weight [F,M] and its own
+    position uncertainty [F,M] (sqrt(trace P_pos / 2), without the spread between hypotheses; None
+    on the artist's path); end: the motion state at the last frame."""
 
     frames: np.ndarray
     position: np.ndarray
@@ -408,6 +409,8 @@ def predict(track: ObjectTrack, frames, fps: float, up: np.ndarray, *, path=None
     a, b = plane_axes(up)
     hyp_position = hx[..., :1] * a + hx[..., 1:2] * b + up * state.height
     hyp_position[~ahead] = position[~ahead][:, None]
+    hyp_sigma = np.sqrt(np.maximum(hp[..., 0, 0] + hp[..., 1, 1], 0.0) / 2)
+    hyp_sigma[~ahead] = sigma[~ahead][:, None]
     drawn = sigma <= limit
     if status != "confirmed" or not track.crops:
         # only an object seen in enough keyframes, and seen whole at least once (a view cut by the
@@ -416,7 +419,7 @@ def predict(track: ObjectTrack, frames, fps: float, up: np.ndarray, *, path=None
     moving = float(np.linalg.norm(state.x[state.best(), 2:4])) >= PARKED_SPEED and state.best() != STOPPED
     source = status if status in ("lost", "retired") else ("motion" if moving else "parked")
     return PosePath(frames, position, heading, source, sigma, drawn,
-                    (hyp_position, wrap_angle(hx[..., 5]), hmu), end)
+                    (hyp_position, wrap_angle(hx[..., 5]), hmu, hyp_sigma), end)
 
 
 def _propagate(track: ObjectTrack, state: MotionState, n: int, fps: float, up, obstacles):

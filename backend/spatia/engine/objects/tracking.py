@@ -187,7 +187,7 @@ def carry(track: ObjectTrack, path: PosePath | None, views: KeyViews | None, up,
         ok = (at < len(path.frames)) & (path.frames[np.minimum(at, len(path.frames) - 1)] == views.frames)
         ok &= views.frames > track.last_frame
         if ok.any():
-            pos, head, _ = path.hypotheses
+            pos, head = path.hypotheses[:2]
             sub = KeyViews(views.cameras[np.flatnonzero(ok)], views.depth[ok], views.instances[ok], views.frames[ok])
             empty = empty_places(track, pos[at[ok]], head[at[ok]], sub, up)
             for row in empty:
