@@ -18,17 +18,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .base import (
-    CancelFn,
-    GenerationRequest,
-    GenerationResult,
-    ModelRequirements,
-    ProgressFn,
-    VideoGenerator,
-    raise_if_cancelled,
-    report,
-)
-from .oracle import GroundTruth, ground_truth
+from .base import CancelFn, GenerationRequest, GenerationResult, ProgressFn, report
+from .oracle import GroundTruth, GroundTruthGenerator, with_history
 
 
 @dataclass(frozen=True)
@@ -77,7 +68,7 @@ def disagree(frames: np.ndarray, depth: np.ndarray, rng: np.random.Generator,
     return _displace(rgb, dx, dy), _displace(out_depth, dx, dy), drawn
 
 
-class DisagreeingGenerator(VideoGenerator):
+class DisagreeingGenerator(GroundTruthGenerator):
     """`source(cameras) -> (frames uint8 [F,H,W,3], depth float32 [F,H,W], ...)` supplies the
     truth (as for the oracle); each clip is perturbed by `disagreement`, drawn from `seed` and
     the clip's first frame, so the same request always gets the same clip."""
@@ -85,30 +76,20 @@ class DisagreeingGenerator(VideoGenerator):
     name = "disagree"
 
     def __init__(self, source: GroundTruth, *, seed: int = 0, disagreement: Disagreement = Disagreement()):
-        self.source = source
+        super().__init__(source)
         self.seed = int(seed)
         self.disagreement = disagreement
 
-    @property
-    def requirements(self) -> ModelRequirements:
-        return ModelRequirements()
-
-    def check_available(self) -> None:
-        return None
-
     def generate(self, request: GenerationRequest, progress: ProgressFn | None = None,
                  should_cancel: CancelFn | None = None) -> GenerationResult:
-        raise_if_cancelled(should_cancel)
-        report(progress, 0.0, "rendering ground truth")
-        frames, depth, _ = ground_truth(self.source, request)
+        frames, depth, _ = self.truth(request, progress, should_cancel)
         rng = np.random.default_rng([self.seed, int(request.start_frame or 0), int(request.round_index or 0)])
         frames, depth, drawn = disagree(frames, depth, rng, self.disagreement)
-        if request.history is not None:
-            frames[: len(request.history)] = request.history  # the overlap is the previous clip's
+        frames = with_history(frames, request)
         info = {"generator": self.name, "depth_in_memory_frame": False, "disagreement": asdict(self.disagreement),
                 **drawn}
         report(progress, 1.0, "clip ready")
         return GenerationResult(frames=frames, depth=depth, info=info)
 
 
-__all__ = ["Disagreement", "DisagreeingGenerator", "disagree"]
+__all__ = ["DisagreeingGenerator", "Disagreement", "disagree"]

@@ -60,18 +60,12 @@ def ground_truth(source: GroundTruth, request: GenerationRequest):
     return frames, depth, truth[2] if len(truth) > 2 else None
 
 
-class OracleGenerator(VideoGenerator):
-    """`source(cameras) -> (frames uint8 [F,H,W,3], depth float32 [F,H,W][, instances int32
-    [F,H,W]])` supplies the truth; `instance_labels` ({truth id: label}) names the instances."""
+class GroundTruthGenerator(VideoGenerator):
+    """A generator that reads its clips from a ground-truth `source` (see ground_truth): no
+    weights, nothing to load. Subclasses turn the truth into their result."""
 
-    name = "oracle"
-
-    def __init__(self, source: GroundTruth, *, instance_labels: dict | None = None,
-                 renumber_seed: int | None = None):
+    def __init__(self, source: GroundTruth):
         self.source = source
-        self.instance_labels = {int(k): str(v) for k, v in (instance_labels or {}).items()}
-        self._rng = None if renumber_seed is None else np.random.default_rng(renumber_seed)
-        self.renumberings: dict[int, dict[int, int]] = {}
 
     @property
     def requirements(self) -> ModelRequirements:
@@ -80,15 +74,42 @@ class OracleGenerator(VideoGenerator):
     def check_available(self) -> None:
         return None
 
-    def generate(self, request: GenerationRequest, progress: ProgressFn | None = None,
-                 should_cancel: CancelFn | None = None) -> GenerationResult:
+    def truth(self, request: GenerationRequest, progress: ProgressFn | None,
+              should_cancel: CancelFn | None) -> tuple:
+        """ground_truth() of the request, after the usual cancel check and first progress report."""
         raise_if_cancelled(should_cancel)
         report(progress, 0.0, "rendering ground truth")
-        frames, depth, instances = ground_truth(self.source, request)
+        return ground_truth(self.source, request)
+
+
+def with_history(frames: np.ndarray, request: GenerationRequest) -> np.ndarray:
+    """`frames` whose first ones are the previous clip's (the overlap it hands over), as every
+    generator returns them; a copy when there is history to put in."""
+    if request.history is None:
+        return frames
+    frames = frames.copy()
+    frames[: len(request.history)] = request.history
+    return frames
+
+
+class OracleGenerator(GroundTruthGenerator):
+    """`source(cameras) -> (frames uint8 [F,H,W,3], depth float32 [F,H,W][, instances int32
+    [F,H,W]])` supplies the truth; `instance_labels` ({truth id: label}) names the instances."""
+
+    name = "oracle"
+
+    def __init__(self, source: GroundTruth, *, instance_labels: dict | None = None,
+                 renumber_seed: int | None = None):
+        super().__init__(source)
+        self.instance_labels = {int(k): str(v) for k, v in (instance_labels or {}).items()}
+        self._rng = None if renumber_seed is None else np.random.default_rng(renumber_seed)
+        self.renumberings: dict[int, dict[int, int]] = {}
+
+    def generate(self, request: GenerationRequest, progress: ProgressFn | None = None,
+                 should_cancel: CancelFn | None = None) -> GenerationResult:
+        frames, depth, instances = self.truth(request, progress, should_cancel)
         f, h, w = request.num_frames, *request.size
-        if request.history is not None:
-            frames = frames.copy()
-            frames[: len(request.history)] = request.history  # the overlap is the previous clip's
+        frames = with_history(frames, request)
         info = {"generator": "oracle"}
         if instances is not None:
             info.update(self._instances(np.asarray(instances), (f, h, w), request.round_index))
