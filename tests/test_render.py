@@ -496,3 +496,72 @@ def test_splats_grown_sparsely_equal_full_passes(chunk, monkeypatch):
     assert len(visits) >= 5
     for name in ("depth", "mask", "rgb", "index", "centre_index", "centre_depth"):
         assert torch.equal(getattr(full, name), getattr(sparse, name)), name
+
+
+def room_in_scan_order(seed: int = 0) -> tuple[np.ndarray, np.ndarray, Cameras]:
+    """Points on the walls of a 4 m room, wall after wall and row after row (as a memory holds
+    them: in the order they were seen), and cameras inside looking every way."""
+    rng = np.random.default_rng(seed)
+    across, up = np.meshgrid(np.linspace(-2, 2, 120), np.linspace(0, 3, 90))
+    walls = []
+    for axis, sign in [(0, 1), (1, 1), (0, -1), (1, -1)]:
+        wall = np.zeros(across.shape + (3,))
+        wall[..., axis], wall[..., 1 - axis], wall[..., 2] = 2 * sign, across, up
+        walls.append(wall.reshape(-1, 3))
+    xyz = (np.concatenate(walls) + rng.normal(0, 0.003, (4 * across.size, 3))).astype(np.float32)
+    eye = np.stack([rng.uniform(-1, 1, 8), rng.uniform(-1, 1, 8), np.full(8, 1.5)], 1)
+    angle = rng.uniform(0, 2 * np.pi, 8)
+    target = eye + np.stack([np.cos(angle), np.sin(angle), rng.uniform(-0.5, 0.5, 8)], 1)
+    return xyz, rng.integers(0, 256, (len(xyz), 3), dtype=np.uint8), Cameras.look_at(
+        eye, target, width=W, height=H, fov_x_deg=70.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_runs_a_frame_cannot_see_are_skipped_and_the_frames_stay_the_same(seed, monkeypatch):
+    import spatia.engine.render as module
+
+    xyz, rgb, cameras = room_in_scan_order(seed)
+    sizes = np.where(np.arange(len(xyz)) % 5 == 0, 0.06, 0.03).astype(np.float32)
+    kwargs = dict(point_size=sizes, priority=np.arange(len(xyz)) < 10_000, return_index=True, return_centres=True)
+    real = module._Group.visible
+    monkeypatch.setattr(module._Group, "visible", lambda self, *a: None)  # every frame projects every point
+    whole = render(xyz, rgb, cameras, **kwargs)
+    projected = []
+
+    def visible(self, *args):
+        index = real(self, *args)
+        projected.append(self.points_t.shape[1] if index is None else len(index))
+        return index
+
+    monkeypatch.setattr(module._Group, "visible", visible)
+    monkeypatch.setattr(module, "CULL_BLOCK", 256)
+    culled = render(xyz, rgb, cameras, **kwargs)
+    assert sum(projected) < 0.6 * len(xyz) * len(cameras)
+    for name in ("depth", "mask", "rgb", "index", "centre_index", "centre_depth"):
+        assert torch.equal(getattr(whole, name), getattr(culled, name)), name
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_run_is_skipped_only_when_none_of_its_points_can_reach_the_image(seed, monkeypatch):
+    import spatia.engine.render as module
+    from spatia.engine.render import _Group, _projection_matrices
+
+    rng = np.random.default_rng(seed)
+    xyz = torch.as_tensor(rng.normal(0, 3, (20_000, 3)), dtype=torch.float32)
+    cell = torch.floor(xyz / 1.5).to(torch.int64) + 100
+    xyz = xyz[torch.argsort((cell[:, 0] * 1000 + cell[:, 1]) * 1000 + cell[:, 2])]  # runs are patches of space
+    monkeypatch.setattr(module, "CULL_BLOCK", 64)
+    group = _Group.of(xyz)
+    cameras = Cameras.look_at(rng.normal(0, 1, (6, 3)), rng.normal(0, 4, (6, 3)), width=W, height=H, fov_x_deg=60.0)
+    rotation, translation = _projection_matrices(cameras, torch.device("cpu"))
+    pad, near, skipped = 8, 1e-2, 0
+    for f in range(len(cameras)):
+        uz, vz, z = torch.addmm(translation[f], rotation[f], group.points_t)
+        reach = (z > near) & (uz / z >= -pad) & (uz / z < W + pad) & (vz / z >= -pad) & (vz / z < H + pad)
+        index = group.visible(rotation[f], translation[f], W, H, pad, near)
+        kept = torch.ones(len(xyz), dtype=torch.bool) if index is None else torch.zeros(len(xyz), dtype=torch.bool)
+        if index is not None:
+            kept[index] = True
+        assert bool(kept[reach].all())
+        skipped += int((~kept).sum())
+    assert skipped > 0

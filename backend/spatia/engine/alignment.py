@@ -3,7 +3,9 @@
 A monocular depth estimate of a generated frame is only roughly metric; the memory's render
 along the same camera is the reference. On pixels both know (covered by memory, static,
 valid estimate) we fit reference = scale * estimate + shift with iteratively trimmed least
-squares, so occlusion edges and freshly moved things do not drag the fit.
+squares, so occlusion edges and freshly moved things do not drag the fit. What is left after
+the fit says how noisy the estimate is (`noise`): the memory's update weighs the estimate's
+pixels against its points with that much slack along each line of sight.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class DepthAlignment:
     inliers: int  # pixels used by the final fit
     overlap: int  # pixels known to both before trimming
     fitted: bool  # False: too little overlap, identity kept
+    noise: float = 0.0  # robust spread of the fitted depth's relative residuals (a share of the depth); 0 when unknown
 
     def apply(self, depth: np.ndarray) -> np.ndarray:
         out = self.scale * depth + self.shift
@@ -62,4 +65,24 @@ def fit_scale_shift(estimate, reference, valid, *, iterations: int = 5, trim_sig
         keep = np.ones(len(x), dtype=bool)
     if not (np.isfinite(scale) and scale > 0):
         return DepthAlignment(1.0, 0.0, 0, overlap, False)
-    return DepthAlignment(float(scale), float(shift), int(keep.sum()), overlap, True)
+    noise = _relative_spread(scale * x + shift, y)
+    return DepthAlignment(float(scale), float(shift), int(keep.sum()), overlap, True, noise)
+
+
+def _relative_spread(fitted: np.ndarray, reference: np.ndarray) -> float:
+    # The relative residuals' median absolute value as a standard deviation: occlusion edges and
+    # moved things are a minority of the shared pixels, so they barely move it.
+    return 1.4826 * float(np.median(np.abs(fitted - reference) / reference))
+
+
+def measure_noise(depth, reference, valid) -> DepthAlignment:
+    """The identity 'fit' of depth already in the reference's frame, with its noise measured as
+    fit_scale_shift measures it (0 with too little overlap)."""
+    depth = np.asarray(depth, dtype=np.float64).ravel()
+    reference = np.asarray(reference, dtype=np.float64).ravel()
+    valid = np.asarray(valid, dtype=bool).ravel() & (depth > 0) & (reference > 0)
+    valid &= np.isfinite(depth) & np.isfinite(reference)
+    overlap = int(valid.sum())
+    if overlap < max(16, MIN_OVERLAP_FRACTION * depth.size):
+        return DepthAlignment(1.0, 0.0, 0, overlap, False)
+    return DepthAlignment(1.0, 0.0, 0, overlap, False, _relative_spread(depth[valid], reference[valid]))

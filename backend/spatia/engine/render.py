@@ -15,7 +15,10 @@ tile the image without pinholes at any viewing angle. `point_size` may be one pe
 memory whose cells grow with distance), and preferred points (the user's) keep their pixels
 against others at about the same depth.
 
-How: every point is written to its centre pixel with one scatter-min of a packed int64
+How: a frame projects only the runs of CULL_BLOCK consecutive points whose bounding box
+reaches its view (a memory holds its points in the order it saw them, so a run is a patch of
+space and most runs lie wholly outside any one frame). Every point is written to its centre
+pixel with one scatter-min of a packed int64
 key (float32 depth bits << 31 | point index: nearest wins, ties go to the lower index,
 so the result is deterministic on any device). The footprints then grow in image space:
 pass t (t = 1..k_max) takes a 3x3 min filter of the pixels whose winner reaches radius
@@ -113,7 +116,52 @@ def _projection_matrices(cameras: Cameras, device: torch.device) -> tuple[torch.
     return proj_t[:, :, :3].contiguous(), proj_t[:, :, 3:].contiguous()
 
 
-def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, canvas: torch.Tensor,
+CULL_BLOCK = 4096  # consecutive points whose bounding box is tested against a frame's view as one
+
+
+@dataclass(frozen=True, eq=False)
+class _Group:
+    """Points scattered together (transposed, [3, n]) and the bounding boxes of each run of
+    CULL_BLOCK of them (centres and half-extents [B, 3]): a frame projects only the runs whose
+    box reaches its view. A memory's points come in the order they were seen, so a run is a
+    patch of one view and most runs lie wholly outside any one frame."""
+
+    points_t: torch.Tensor
+    centre: torch.Tensor
+    half: torch.Tensor
+
+    @classmethod
+    def of(cls, points: torch.Tensor) -> "_Group":
+        count = points.shape[0]
+        blocks = -(-count // CULL_BLOCK)
+        padded = torch.cat([points, points[-1:].expand(blocks * CULL_BLOCK - count, 3)]) if count else points
+        low, high = torch.aminmax(padded.view(blocks, -1, 3), dim=1) if count else (points, points)
+        return cls(points.t().contiguous(), (low + high) / 2, (high - low) / 2)
+
+    def visible(self, rotation: torch.Tensor, translation: torch.Tensor, width: int, height: int, pad: int,
+                near: float) -> torch.Tensor | None:
+        """The indices of the points in runs a frame (projection rows `rotation` [3,3] and
+        `translation` [3,1]) may see within `pad` pixels of its image, or None for all of them.
+        Each of the view's five half-spaces (in front of `near`, and the four image edges) is
+        tested at the box's corner farthest into it, a pixel and half `near` to spare."""
+        if len(self.centre) <= 1:
+            return None
+        r, t = rotation, translation[:, 0]
+        margin = pad + 1.0
+        normals = torch.stack([r[2], r[0] + margin * r[2], (width + margin) * r[2] - r[0],
+                               r[1] + margin * r[2], (height + margin) * r[2] - r[1]])
+        offsets = torch.stack([t[2] - near / 2, t[0] + margin * t[2], (width + margin) * t[2] - t[0],
+                               t[1] + margin * t[2], (height + margin) * t[2] - t[1]])
+        reach = self.centre @ normals.T + self.half @ normals.abs().T + offsets  # [B, 5]
+        runs = (reach >= 0).all(dim=1).nonzero().squeeze(1)
+        if len(runs) == len(self.centre):
+            return None
+        count = self.points_t.shape[1]
+        index = (runs.unsqueeze(1) * CULL_BLOCK + torch.arange(CULL_BLOCK, device=runs.device)).view(-1)
+        return index[index < count] if len(runs) and int(runs[-1]) == len(self.centre) - 1 else index
+
+
+def _splat_centres(group: _Group, rotation: torch.Tensor, translation: torch.Tensor, canvas: torch.Tensor,
                    width: int, height: int, pad: int, near: float, offset: int = 0) -> torch.Tensor:
     """Scatter-min every point's key into its centre pixel of the padded canvas [C, H+2p, W+2p];
     the points are the scene's from index `offset` on.
@@ -121,38 +169,33 @@ def _splat_centres(points_t: torch.Tensor, rotation: torch.Tensor, translation: 
     Returns the smallest depth written in each frame, [C] (+inf for a frame that saw nothing).
     """
     chunk, canvas_h, canvas_w = canvas.shape
-    count = points_t.shape[1]
-    # Rows grouped by coordinate (all frames' u z, then v z, then z): each coordinate a
-    # contiguous [C, N] block, so the survivors gather with a flat index. One matmul per frame,
-    # always of the same shape, so a frame's projection does not depend on how many frames are
-    # batched with it (a BLAS may pick another kernel, and round differently, for a taller matrix).
-    projected = torch.empty((3, chunk, count), dtype=points_t.dtype, device=points_t.device)
+    nearest = torch.full((chunk,), math.inf, device=canvas.device)
     for f in range(chunk):
-        projected[:, f] = torch.addmm(translation[f], rotation[f], points_t)
-    uz, vz, z = projected.unbind(0)
-    inv_z = z.reciprocal()
-    u = uz.mul_(inv_z)
-    v = vz.mul_(inv_z)
-    # Centres up to `pad` pixels outside the image still reach into it with their splats.
-    inside = z > near
-    inside &= u >= -pad
-    inside &= u < width + pad
-    inside &= v >= -pad
-    inside &= v < height + pad
-    flat = inside.view(-1).nonzero().squeeze(1)  # frame * N + point
-    z_in = z.view(-1).index_select(0, flat)
-    col = u.view(-1).index_select(0, flat).floor_().to(torch.int64).add_(pad)
-    row = v.view(-1).index_select(0, flat).floor_().to(torch.int64).add_(pad)
-    if chunk == 1:
-        frame, point, pixel = torch.zeros_like(flat), flat, row.mul_(canvas_w).add_(col)
-    else:
-        frame = flat // count
-        point = flat - frame * count
-        pixel = ((frame * canvas_h).add_(row)).mul_(canvas_w).add_(col)
-    keys = _depth_keys(z_in).bitwise_or_(point.add_(offset) if offset else point)
-    canvas.view(-1).scatter_reduce_(0, pixel, keys, "amin", include_self=True)
-    nearest = torch.full((chunk,), math.inf, device=z.device)
-    return nearest.scatter_reduce_(0, frame, z_in, "amin", include_self=True)
+        index = group.visible(rotation[f], translation[f], width, height, pad, near)
+        points_t = group.points_t if index is None else group.points_t.index_select(1, index)
+        # One matmul per frame: a frame's projection does not depend on the frames batched with it.
+        uz, vz, z = torch.addmm(translation[f], rotation[f], points_t).unbind(0)
+        inv_z = z.reciprocal()
+        u = uz.mul_(inv_z)
+        v = vz.mul_(inv_z)
+        # Centres up to `pad` pixels outside the image still reach into it with their splats.
+        inside = z > near
+        inside &= u >= -pad
+        inside &= u < width + pad
+        inside &= v >= -pad
+        inside &= v < height + pad
+        point = inside.nonzero().squeeze(1)
+        if len(point) == 0:
+            continue
+        z_in = z.index_select(0, point)
+        col = u.index_select(0, point).floor_().to(torch.int64).add_(pad)
+        pixel = v.index_select(0, point).floor_().to(torch.int64).add_(pad).mul_(canvas_w).add_(col)
+        if index is not None:
+            point = index.index_select(0, point)
+        keys = _depth_keys(z_in).bitwise_or_(point.add_(offset) if offset else point)
+        canvas[f].view(-1).scatter_reduce_(0, pixel, keys, "amin", include_self=True)
+        nearest[f] = z_in.min()
+    return nearest
 
 
 def _pixels_per_metre_at_unit_depth(cameras: Cameras) -> list[float]:
@@ -290,9 +333,9 @@ def _centres_by_priority(scene: "_Scene", rotation, translation, canvas, spare, 
     size, as splats grow), so points of a lower rank on the same surface never show through the
     user's."""
     split, pad, near = scene.split, scene.pad, scene.near
-    nearest = _splat_centres(scene.points_t[0], rotation, translation, canvas, width, height, pad, near)
+    nearest = _splat_centres(scene.groups[0], rotation, translation, canvas, width, height, pad, near)
     spare.fill_(scene.empty_key)
-    nearest = torch.minimum(nearest, _splat_centres(scene.points_t[1], rotation, translation, spare, width, height,
+    nearest = torch.minimum(nearest, _splat_centres(scene.groups[1], rotation, translation, spare, width, height,
                                                     pad, near, offset=split))
     held, challenger = _key_depths(canvas), _key_depths(spare)
     size = scene.point_size if scene.sizes is None else scene.sizes[spare & INDEX_MASK]
@@ -368,13 +411,13 @@ def render(xyz, rgb, cameras: Cameras, *, point_size: float, device: str | torch
 
 @dataclass(frozen=True, eq=False)
 class _Scene:
-    """What every chunk of frames renders: the points (transposed: all of them, or the preferred
-    and then the others), packed colours, the empty key, the splat settings and the pinned flags.
+    """What every chunk of frames renders: the points (one _Group of all of them, or the
+    preferred and then the others), packed colours, the empty key, the splat settings and the pinned flags.
     With preferred points the scene holds the points reordered preferred first (`split` of them;
     `order`: the original index of each), so each group scatters from a contiguous block and its
     keys carry scene indices directly; indices handed out are mapped back through `order`."""
 
-    points_t: tuple[torch.Tensor, ...]
+    groups: tuple[_Group, ...]
     colours: torch.Tensor | None
     count: int
     empty_key: int
@@ -392,7 +435,7 @@ class _Scene:
         count = points.shape[0]
         empty_key = (INF_BITS << INDEX_BITS) | count
         if preferred is None:
-            return cls((points.t().contiguous(),), colours, count, empty_key, pad, point_size, sizes, max_radius_px,
+            return cls((_Group.of(points),), colours, count, empty_key, pad, point_size, sizes, max_radius_px,
                        near, pinned)
         order = torch.cat([preferred.nonzero()[:, 0], (~preferred).nonzero()[:, 0]])
         split = int(preferred.sum())
@@ -402,7 +445,7 @@ class _Scene:
             return None if values is None else values.index_select(0, with_empty)
 
         points = points.index_select(0, order)
-        return cls((points[:split].t().contiguous(), points[split:].t().contiguous()), reorder(colours), count,
+        return cls((_Group.of(points[:split]), _Group.of(points[split:])), reorder(colours), count,
                    empty_key, pad, point_size, reorder(sizes), max_radius_px, near, reorder(pinned), split, order)
 
     def original(self, winner: torch.Tensor) -> torch.Tensor:
@@ -455,7 +498,7 @@ def _render_frames(scene: _Scene, out: RenderResult, start: int, stop: int, rota
     height, width = out.depth.shape[1:]
     canvas.fill_(scene.empty_key)
     if scene.order is None:
-        nearest = _splat_centres(scene.points_t[0], rotation, translation, canvas, width, height, pad, scene.near)
+        nearest = _splat_centres(scene.groups[0], rotation, translation, canvas, width, height, pad, scene.near)
     else:
         nearest = _centres_by_priority(scene, rotation, translation, canvas, spare, width, height)
     if out.centre_index is not None:

@@ -1,11 +1,14 @@
 """The per-clip memory update: align new depth to the memory, keep dynamic pixels out,
 weigh every new pixel against what the memory already holds there, carve what the new views
-see through, fuse the rest.
+see through, fuse the rest. A generated frame's pixel-to-pixel depth jitter is smoothed out
+first (memory.depth_noise), and what noise the aligned depth still has against the memory
+widens the agreement along each line of sight (see below).
 
 Each static pixel with depth is compared with the memory's own render at that camera (the
 z-buffer of splats, and which point won the pixel):
 - it **agrees** (its back-projection lies within agree_abs + agree_rel * m + the point's cell
-  of the winning point): at the point's own pixel or inside its cell it is a re-observation,
+  of the winning point): at the point's own pixel or inside its cell (across the line of sight;
+  along it, the cell plus NOISE_SIGMAS of the frame's measured depth noise) it is a re-observation,
   which refines the point along the line of sight by the confidence-weighted residual (a
   well-observed point barely moves; re-fusing the memory's own render moves nothing) and adds
   no new point; elsewhere it is a new sample of the same surface, fused into its cell;
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatia.engine.alignment import DepthAlignment, fit_scale_shift
+from spatia.engine.alignment import DepthAlignment, fit_scale_shift, measure_noise
 from spatia.cameras import Cameras
 import torch
 
@@ -40,6 +43,7 @@ from spatia.engine.memory import (
     pin_points, points_from_depth, refine,
 )
 from spatia.engine.memory.cloud import CELLS_PER_FOOTPRINT
+from spatia.engine.memory.depth_noise import smooth_noisy_depth
 from spatia.engine.poses import exact_matches
 from spatia.engine.render import (
     OCCLUSION_MARGIN_REL, OCCLUSION_MARGIN_VOXELS, SPLAT_OVERLAP, point_sizes, render, render_memory,
@@ -93,7 +97,8 @@ class UpdateStats:
             "swept": self.swept,
             "replaced": self.replaced,
             "alignment": [
-                {"scale": a.scale, "shift": a.shift, "inliers": a.inliers, "fitted": a.fitted} for a in self.alignments
+                {"scale": a.scale, "shift": a.shift, "inliers": a.inliers, "fitted": a.fitted,
+                 "noise": round(a.noise, 6)} for a in self.alignments
             ],
         }
 
@@ -103,7 +108,7 @@ def align_to_memory(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, 
     """Fit each depth map [F,H,W] to the memory's rendered depth on static covered pixels.
     `rendered`: the memory's render at `cameras` with its centres (render_memory(...,
     return_centres=True)), when the caller has it."""
-    if len(memory) == 0 or not settings.align:
+    if len(memory) == 0 or (rendered is None and not settings.align):
         return depth.astype(np.float32), [DepthAlignment(1.0, 0.0, 0, 0, False)] * len(depth)
     # Only the pixels a memory point projects into (no splat footprints): splats stand in front
     # of farther surfaces at silhouettes and grazing angles, which would bias the fit.
@@ -113,8 +118,11 @@ def align_to_memory(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, 
     covered = rendered.centre_index.cpu().numpy() >= 0
     aligned, fits = np.empty_like(depth, dtype=np.float32), []
     for f in range(len(depth)):
-        fit = fit_scale_shift(depth[f], np.where(covered[f], reference[f], 0.0), covered[f] & static[f],
-                              with_shift=settings.align_shift)
+        shared = np.where(covered[f], reference[f], 0.0), covered[f] & static[f]
+        if settings.align:
+            fit = fit_scale_shift(depth[f], *shared, with_shift=settings.align_shift)
+        else:  # depth already in the memory's frame: only how noisy it is gets measured
+            fit = measure_noise(depth[f], *shared)
         aligned[f] = fit.apply(depth[f])
         fits.append(fit)
     return aligned, fits
@@ -283,11 +291,33 @@ def memory_view(memory: SpatialMemory, cameras: Cameras, settings: UpdateSetting
                          device=settings.render_device)
 
 
+NOISE_SIGMAS = 3.0  # slack along a line of sight, in the depth's own standard deviations
+
+
+def _within_cell(seen: np.ndarray, offset: np.ndarray, gap: np.ndarray, cell: np.ndarray, depth: np.ndarray,
+                 cameras: Cameras, noise) -> np.ndarray:
+    """[F,H,W] bool: the pixels' observations `seen` [F,H,W,3] (world points at `depth`), `offset`
+    [F,H,W,3] from the point that won their pixel (`gap` its length), inside an ellipsoid around
+    that point: `cell` across the pixel's line of sight, `cell` plus NOISE_SIGMAS times the
+    frame's relative depth `noise` [F] of the depth along it (a sphere of radius `cell` for exact
+    depth)."""
+    noise = np.zeros(len(depth)) if noise is None else np.asarray(noise, dtype=np.float64)
+    if not (noise > 0).any():
+        return gap <= cell
+    slack = cell + NOISE_SIGMAS * noise[:, None, None] * depth
+    ray = seen - cameras.c2w[:, None, None, :3, 3]
+    ray /= np.maximum(np.linalg.norm(ray, axis=-1, keepdims=True), 1e-12)
+    along = (offset * ray).sum(-1)
+    across_sq = np.maximum(gap * gap - along * along, 0.0)
+    return across_sq / (cell * cell) + (along * along) / (slack * slack) <= 1.0
+
+
 def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndarray, cameras: Cameras,
                        frame_indices: np.ndarray, static: np.ndarray, weight: np.ndarray, *, rank: int,
-                       settings: UpdateSettings, rendered=None) -> _Verdicts:
+                       settings: UpdateSettings, rendered=None, noise=None) -> _Verdicts:
     """Which pixels re-observe a memory point (and refine it) and which conflict with one (see
-    the module docstring); pixels that are neither are new."""
+    the module docstring); pixels that are neither are new. `noise` [F]: each frame's relative
+    depth noise (DepthAlignment.noise; default 0)."""
     shape = depth.shape
     none = np.zeros(shape, dtype=bool)
     if len(memory) == 0:
@@ -312,11 +342,15 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
     cell = np.sqrt(2.0) * (0.75 * splat[safe] + 0.5 * rendered / focal)
     # The pixel's observation as a world point, against the point that won the pixel: a 3-D
     # distance, so pixels of a splat on a surface seen at a grazing angle still agree with it.
-    gap = np.linalg.norm(_pixel_points(depth, cameras) - xyz[safe], axis=-1)
+    seen = _pixel_points(depth, cameras)
+    offset = seen - xyz[safe]
+    gap = np.linalg.norm(offset, axis=-1)
     consistent = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
-    # The same sample as the point: its own pixel, or within what its splat covers. Other
+    # The same sample as the point: its own pixel, or within what its splat covers across the
+    # line of sight and within that plus the depth's own noise along it (noisy depth would
+    # otherwise scatter one surface's samples over several cells, one behind the other). Other
     # consistent pixels are new samples of the same surface, fused into cells like any new point.
-    agree = consistent & (own_pixel | (gap <= cell))
+    agree = consistent & (own_pixel | _within_cell(seen, offset, gap, cell, depth, cameras, noise))
     residual = depth - rendered
     protected = ((memory.rank > rank) | (memory.conf >= settings.protect_conf)).cpu().numpy()[safe]
     conflict = covered & ~consistent & protected & ((residual < 0) | own_pixel)
@@ -419,6 +453,8 @@ def _update_chunk(memory: SpatialMemory, frames, depth, aligned, cams: Cameras, 
     """A few frames into the memory: aligned (written into `aligned`), weighed against what the
     memory shows (or pinned, for the user's own images), carved, then the new pixels fused."""
     view = memory_view(memory, cams, settings) if len(memory) and (settings.align or not pinned) else None
+    if not pinned:  # a generated frame's pixel-to-pixel jitter would scatter one surface over several cells
+        depth, _ = smooth_noisy_depth(depth, memory.voxel_size, static)
     aligned[:], fits = align_to_memory(memory, depth, cams, static, settings, view)
     stats.alignments += fits
     if pinned:
@@ -427,7 +463,7 @@ def _update_chunk(memory: SpatialMemory, frames, depth, aligned, cams: Cameras, 
         stats.replaced += replaced
     else:
         verdicts = weigh_observations(memory, frames, aligned, cams, indices, static, weight, rank=rank,
-                                      settings=settings, rendered=view)
+                                      settings=settings, rendered=view, noise=[fit.noise for fit in fits])
         memory = verdicts.memory
         stats.reobserved_pixels += int(verdicts.reobserved.sum())
         stats.conflict_pixels += int(verdicts.conflict.sum())
