@@ -292,6 +292,7 @@ def memory_view(memory: SpatialMemory, cameras: Cameras, settings: UpdateSetting
 
 
 NOISE_SIGMAS = 3.0  # slack along a line of sight, in the depth's own standard deviations
+NEGLIGIBLE_SLACK = 0.25  # slack under this share of every pixel's cell is not worth weighing for
 
 
 def _within_cell(seen: np.ndarray, offset: np.ndarray, gap: np.ndarray, cell: np.ndarray, depth: np.ndarray,
@@ -302,9 +303,10 @@ def _within_cell(seen: np.ndarray, offset: np.ndarray, gap: np.ndarray, cell: np
     frame's relative depth `noise` [F] of the depth along it (a sphere of radius `cell` for exact
     depth)."""
     noise = np.zeros(len(depth)) if noise is None else np.asarray(noise, dtype=np.float64)
-    if not (noise > 0).any():
+    extra = NOISE_SIGMAS * noise[:, None, None] * depth
+    if not (extra > NEGLIGIBLE_SLACK * cell).any():  # the sphere, but for a sliver along the ray
         return gap <= cell
-    slack = cell + NOISE_SIGMAS * noise[:, None, None] * depth
+    slack = cell + extra
     ray = seen - cameras.c2w[:, None, None, :3, 3]
     ray /= np.maximum(np.linalg.norm(ray, axis=-1, keepdims=True), 1e-12)
     along = (offset * ray).sum(-1)
