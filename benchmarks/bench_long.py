@@ -11,11 +11,13 @@ timed and the numbers do not depend on a renderer. Everything is measured from o
 world (its files, its memory, its frames), so the same script measures any version.
 
     .venv/bin/python benchmarks/bench_long.py [--rounds 50] [--size 128x72] [--quick]
-        [--generators oracle,preview,disagree] [--threads N]
+        [--generators oracle,preview,disagree] [--threads N] [--generate-s SECONDS]
 
 Besides each stage's wall seconds (`timings`), each stage's CPU seconds on the round's own
 thread are recorded (`<stage>_cpu_s`): with `--threads 1` that is all of the stage's work, and
-it does not grow when other programs compete for the cores, as wall time does.
+it does not grow when other programs compete for the cores, as wall time does. `--generate-s`
+adds a wait to every clip, standing in for the GPU: behind a real generator the previous round's
+commit runs while the clip denoises, not while the memory works, and so it does here.
 """
 
 from __future__ import annotations
@@ -89,12 +91,27 @@ def occupied(xyz: np.ndarray, region: float) -> set:
     return set(map(tuple, np.floor(xyz / region).astype(np.int64).tolist()))
 
 
+def waiting(generator, seconds: float):
+    """`generator` that also waits `seconds` per clip, standing in for the GPU's denoising (a wait
+    releases the interpreter as CUDA kernels do), so the previous round's commit runs meanwhile."""
+    if seconds <= 0:
+        return generator
+    real = generator.generate
+
+    def generate(request, progress=None, should_cancel=None):
+        time.sleep(seconds)
+        return real(request, progress, should_cancel)
+
+    generator.generate = generate
+    return generator
+
+
 def run(generator_name: str, rounds: int, width: int, height: int, first: int, later: int, overlap: int,
-        max_points: int, folder: Path) -> dict:
+        max_points: int, folder: Path, generate_s: float = 0.0) -> dict:
     total = first + (rounds - 1) * (later - overlap)
     trajectory = circling_path(total, width, height)
-    generator = {"oracle": lambda: OracleGenerator(box_room_views), "preview": PreviewGenerator,
-                 "disagree": lambda: DisagreeingGenerator(box_room_views, seed=0)}[generator_name]()
+    generator = waiting({"oracle": lambda: OracleGenerator(box_room_views), "preview": PreviewGenerator,
+                         "disagree": lambda: DisagreeingGenerator(box_room_views, seed=0)}[generator_name](), generate_s)
     settings = GenerateSettings(first_round_frames=first, round_frames=later, overlap=overlap)
     settings.update = type(settings.update)(max_points=max_points)
     world = World.create(folder, width=width, height=height, voxel_size=0.02)
@@ -214,6 +231,8 @@ def main() -> None:
     parser.add_argument("--max-points", type=int, default=100_000, help="the memory budget (small, so it binds)")
     parser.add_argument("--quick", action="store_true", help="6 rounds, for a smoke run")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--generate-s", type=float, default=0.0,
+                        help="seconds each clip also waits, standing in for the GPU (the commit runs meanwhile)")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -225,10 +244,12 @@ def main() -> None:
     results = {}
     for name in args.generators.split(","):
         with tempfile.TemporaryDirectory() as tmp:
-            results[name] = run(name, rounds, width, height, first, later, overlap, args.max_points, Path(tmp) / "w")
+            results[name] = run(name, rounds, width, height, first, later, overlap, args.max_points, Path(tmp) / "w",
+                                args.generate_s)
     write("long" + ("_quick" if args.quick else ""), {
         "width": width, "height": height, "rounds": rounds, "first_round_frames": first, "round_frames": later,
-        "overlap": overlap, "max_points": args.max_points, "period_frames": PERIOD, "results": results,
+        "overlap": overlap, "max_points": args.max_points, "period_frames": PERIOD, "generate_wait_s": args.generate_s,
+        "results": results,
         "torch_threads": __import__("torch").get_num_threads(),
     })
     for name, result in results.items():

@@ -390,3 +390,20 @@ def test_a_look_alike_within_the_likeliest_hypothesis_gate_but_fitting_poorly_is
     clip = {8: [seen_at(walker, 40, np.array([ahead + 0.3, 0.1, 0.875]), 0.0)]}
     assert associate([walker], paths, clip, {8: "person"}, UP, FPS) == {8: 1}
 
+
+
+@pytest.mark.parametrize("pure", [False, True])
+def test_a_pure_straight_on_state_goes_straight_on_while_the_mixed_one_lags(pure, monkeypatch):
+    """Unseen for 11 s, the straight-on hypothesis of a walker at 0.35 m/s: kept pure it is where
+    walking on puts it; mixed with the others (stops, turns round), it falls behind."""
+    from spatia.engine.objects import motion
+
+    monkeypatch.setattr(motion, "PURE_STRAIGHT", pure)
+    state = motion.initial_state(0, (0.0, 0.0, 0.8), 0.0, UP, "person", 0.03)
+    for frame in range(2, 25, 2):
+        state = motion.observe_pose(state, frame, (0.35 * frame / FPS, 0.0, 0.8), 0.0, UP, FPS, 0.03)
+    seen = state.x[CV, :2] + state.x[CV, 2:4] * 88 / FPS
+    later = motion.advance(state, 24 + 88, FPS)
+    lag = np.linalg.norm(later.x[CV, :2] - seen)
+    assert (lag < 1e-6) if pure else (lag > 0.2)
+    assert later.best() == CV

@@ -1,0 +1,101 @@
+"""The object memory's motion filter alone, on motions made unseen: a walker (or a car) seen for a
+few seconds, then out of view while it goes straight on, turns 90 degrees, stops or turns round
+at a random moment of its absence, then back. Per motion class: the median distance between the
+pose the filter would draw at re-entry (its likeliest hypothesis' mean) and the truth, the
+signed error along the way it was going (negative: behind), and the share of re-entries certain
+enough to be drawn. No Blender, no renderer: seconds on a CPU, so the filter's constants can be
+weighed quickly before the scenario suite (`spatia eval --scenes scenarios`) measures them.
+
+Both with the straight-on hypothesis' state kept pure ("straight on since it was last seen",
+the default) and mixed as an interacting-multiple-model filter mixes every hypothesis: how much
+of the error at re-entry is that mixing rather than the unpredictability of the motion itself.
+
+    .venv/bin/python benchmarks/bench_motion.py [--quick] [--trials 200] [--seen-s 3] [--unseen-s 11]
+"""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import contextmanager
+
+import numpy as np
+
+from harness import write
+from spatia.engine.objects import motion
+
+UP = np.array([0.0, 0.0, 1.0])
+FPS = 6.0
+KEY_STEP = 2  # a keyframe every other frame, as the world observes
+MOVERS = {"person": (0.35, 1.75), "car": (2.0, 4.2)}  # speed m/s, size m
+
+
+def truth(kind: str, t: float, speed: float, event: float) -> np.ndarray:
+    """Where the mover is at t seconds (along +a, turning towards +b)."""
+    if kind == "constant velocity" or t <= event:
+        return np.array([speed * t, 0.0])
+    after = t - event
+    return {"turn": np.array([speed * event, speed * after]), "stop": np.array([speed * event, 0.0]),
+            "reversal": np.array([speed * (event - after), 0.0])}[kind]
+
+
+def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen_s: float, sigma: float) -> tuple:
+    speed, size = MOVERS[label]
+    seen = int(seen_s * FPS)
+    event = seen_s + unseen_s * rng.uniform(0.2, 0.8)
+    state = None
+    for frame in range(0, seen, KEY_STEP):
+        a, b = truth(kind, frame / FPS, speed, event) + rng.normal(0.0, sigma, 2)
+        heading = float(rng.normal(0.0, 0.1))
+        if state is None:
+            state = motion.initial_state(frame, (a, b, 0.8), heading, UP, label, sigma)
+        else:
+            state = motion.observe_pose(state, frame, (a, b, 0.8), heading, UP, FPS, sigma)
+    back = seen + int(unseen_s * FPS)
+    state = motion.advance(state, back, FPS)
+    position, _ = state.pose(UP)
+    error = position[:2] - truth(kind, back / FPS, speed, event)
+    return float(np.linalg.norm(error)), float(error[0]), state.sigma() <= motion.DRAW_RATIO * size
+
+
+@contextmanager
+def straight_state(pure: bool):
+    """The filter with the straight-on hypothesis' state kept pure (motion.PURE_STRAIGHT) or mixed."""
+    before = motion.PURE_STRAIGHT
+    motion.PURE_STRAIGHT = pure
+    try:
+        yield
+    finally:
+        motion.PURE_STRAIGHT = before
+
+
+def measure(trials: int, seen_s: float, unseen_s: float, sigma: float) -> dict:
+    out = {}
+    for m, label in enumerate(MOVERS):
+        for k, kind in enumerate(("constant velocity", "turn", "stop", "reversal")):
+            rng = np.random.default_rng([m, k])  # the same draws for every variant measured
+            rows = np.array([trial(kind, label, rng, seen_s, unseen_s, sigma) for _ in range(trials)])
+            out[f"{label}, {kind}"] = {"median_error_m": round(float(np.median(rows[:, 0])), 3),
+                                       "median_signed_error_m": round(float(np.median(rows[:, 1])), 3),
+                                       "drawn_share": round(float(rows[:, 2].mean()), 3)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20 trials a class")
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--seen-s", type=float, default=3.0, help="seconds seen before it leaves the view")
+    parser.add_argument("--unseen-s", type=float, default=11.0, help="seconds out of view")
+    parser.add_argument("--sigma", type=float, default=0.04, help="m: the noise of each registered position")
+    args = parser.parse_args()
+    trials = 20 if args.quick else args.trials
+    results = {}
+    for name, pure in (("pure_straight", True), ("mixed_straight", False)):
+        with straight_state(pure):
+            results[name] = measure(trials, args.seen_s, args.unseen_s, args.sigma)
+    write("motion", {"trials": trials, "seen_s": args.seen_s, "unseen_s": args.unseen_s, "sigma_m": args.sigma,
+                     "fps": FPS, "movers": MOVERS, "pure_straight_default": motion.PURE_STRAIGHT, **results})
+
+
+if __name__ == "__main__":
+    main()
