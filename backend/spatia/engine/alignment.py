@@ -77,16 +77,3 @@ def _relative_spread(fitted: np.ndarray, reference: np.ndarray) -> float:
     # moved things are a minority of the shared pixels, so they barely move it.
     step = max(1, len(fitted) // NOISE_SAMPLES)
     return 1.4826 * float(np.median(np.abs(fitted[::step] - reference[::step]) / reference[::step]))
-
-
-def measure_noise(depth, reference, valid) -> DepthAlignment:
-    """The identity 'fit' of depth already in the reference's frame, with its noise measured as
-    fit_scale_shift measures it (0 with too little overlap)."""
-    depth = np.asarray(depth, dtype=np.float64).ravel()
-    reference = np.asarray(reference, dtype=np.float64).ravel()
-    valid = np.asarray(valid, dtype=bool).ravel() & (depth > 0) & (reference > 0)
-    valid &= np.isfinite(depth) & np.isfinite(reference)
-    overlap = int(valid.sum())
-    if overlap < max(16, MIN_OVERLAP_FRACTION * depth.size):
-        return DepthAlignment(1.0, 0.0, 0, overlap, False)
-    return DepthAlignment(1.0, 0.0, 0, overlap, False, _relative_spread(depth[valid], reference[valid]))

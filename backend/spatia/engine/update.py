@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from spatia.engine.alignment import DepthAlignment, fit_scale_shift, measure_noise
+from spatia.engine.alignment import DepthAlignment, fit_scale_shift
 from spatia.cameras import Cameras
 import torch
 
@@ -108,7 +108,7 @@ def align_to_memory(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, 
     """Fit each depth map [F,H,W] to the memory's rendered depth on static covered pixels.
     `rendered`: the memory's render at `cameras` with its centres (render_memory(...,
     return_centres=True)), when the caller has it."""
-    if len(memory) == 0 or (rendered is None and not settings.align):
+    if len(memory) == 0 or not settings.align:
         return depth.astype(np.float32), [DepthAlignment(1.0, 0.0, 0, 0, False)] * len(depth)
     # Only the pixels a memory point projects into (no splat footprints): splats stand in front
     # of farther surfaces at silhouettes and grazing angles, which would bias the fit.
@@ -118,11 +118,8 @@ def align_to_memory(memory: SpatialMemory, depth: np.ndarray, cameras: Cameras, 
     covered = rendered.centre_index.cpu().numpy() >= 0
     aligned, fits = np.empty_like(depth, dtype=np.float32), []
     for f in range(len(depth)):
-        shared = np.where(covered[f], reference[f], 0.0), covered[f] & static[f]
-        if settings.align:
-            fit = fit_scale_shift(depth[f], *shared, with_shift=settings.align_shift)
-        else:  # depth already in the memory's frame: only how noisy it is gets measured
-            fit = measure_noise(depth[f], *shared)
+        fit = fit_scale_shift(depth[f], np.where(covered[f], reference[f], 0.0), covered[f] & static[f],
+                              with_shift=settings.align_shift)
         aligned[f] = fit.apply(depth[f])
         fits.append(fit)
     return aligned, fits
