@@ -119,3 +119,15 @@ def test_noisy_views_of_surfaces_the_memory_holds_add_almost_nothing(error):
     first, later = added[error]
     assert first <= 1.15 * exact_first
     assert later <= 2 * exact_later + 0.005 * first  # without the allowance: a third of the first frame
+
+
+def test_pixels_outside_the_mask_and_frames_with_nothing_to_measure_are_left_as_they_are():
+    depth = noisy(np.full((1, 60, 80), 3.0, np.float32), 0.01, 6)
+    moving = np.zeros(depth.shape, bool)
+    moving[:, 20:40, 30:50] = True  # a person: never smoothed into the walls, nor the walls into it
+    smoothed, _ = smooth_noisy_depth(depth, 0.02, valid=~moving)
+    assert np.array_equal(smoothed[moving], depth[moving])
+    assert not np.array_equal(smoothed[~moving], depth[~moving])
+    for empty in (np.zeros((2, 40, 50), np.float32), np.ones((1, 2, 3), np.float32)):
+        out, noise = smooth_noisy_depth(empty, 0.02)
+        assert np.array_equal(out, empty) and (noise == 0).all()
