@@ -476,20 +476,29 @@ def test_a_second_heavy_query_over_the_cap_is_429_over_http(tmp_path):
     try:
         client = SpatiaClient(server.url, timeout=120)
         rng = np.random.default_rng(5)
-        memory = SpatialMemory.from_points(rng.uniform(-2, 2, (200_000, 3)).astype(np.float32) + [0, 0, 5], None,
-                                           voxel_size=0.02)
+        xyz = rng.uniform(-2, 2, (200_000, 3)).astype(np.float32)
+        xyz[:, 2] = rng.uniform(3, 19, len(xyz))
+        memory = SpatialMemory.from_points(xyz, None, voxel_size=0.02)
         wid = client.create_world("big", "points", WIDTH, HEIGHT, points=snapshot_bytes(memory))["id"]
-        # the first query: 4,096 rays through a sparse cloud, mostly missing, so each walks its
-        # whole length (seconds, on the CPU whatever the machine's GPU)
-        directions = np.c_[rng.normal(0, 0.2, (4096, 2)), np.ones(4096)].tolist()
-        cast = {"origins": [[0.0, 0.0, 0.0]] * 4096, "directions": directions, "radius": 0.01}
+        # the first query: 512 thin rays through a deep, sparse cloud, mostly missing, so each
+        # walks its whole length in small steps (seconds, on the CPU whatever the machine's GPU),
+        # and a body small enough to be read at once, so it holds the slot well within 0.5 s
+        directions = np.c_[rng.normal(0, 0.2, (512, 2)), np.ones(512)].tolist()
+        cast = {"origins": [[0.0, 0.0, 0.0]] * 512, "directions": directions, "radius": 0.002}
+        box = {"min": [-1, -1, 4], "max": [1, 1, 6], "limit": 10}
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(requests.post, f"{server.url}/v1/worlds/{wid}/query/raycast", json=cast, timeout=120)
+            # a small query, once the first has had time to be read and take the only slot, then
+            # again until one comes while it holds the slot (asking too early would take the slot
+            # from it; asserting the first is still running after the answer would race its end)
             time.sleep(0.5)
-            second = requests.post(f"{server.url}/v1/worlds/{wid}/query/points-in-box",
-                                   json={"min": [-1, -1, 4], "max": [1, 1, 6], "limit": 10}, timeout=60)
-            assert not first.done()
-            assert second.status_code == 429 and second.headers["retry-after"]
+            second = None
+            while not first.done():
+                second = requests.post(f"{server.url}/v1/worlds/{wid}/query/points-in-box", json=box, timeout=60)
+                if second.status_code == 429:
+                    break
+                time.sleep(0.05)
+            assert second is not None and second.status_code == 429 and second.headers["retry-after"]
             assert second.json()["error"]["type"] == "too_many_requests"
             assert first.result().status_code == 200
         assert client.points_in_box(wid, [-1, -1, 4], [1, 1, 6], limit=10)["count"] > 0  # a free slot again
