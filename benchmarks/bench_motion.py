@@ -6,7 +6,7 @@ signed error along the way it was going (negative: behind), and the share of re-
 enough to be drawn. No Blender, no renderer: seconds on a CPU, so the filter's constants can be
 weighed quickly before the scenario suite (`spatia eval --scenes scenarios`) measures them.
 
-Both with the straight-on hypothesis' state kept pure ("straight on since it was last seen",
+Both with the straight-on hypothesis' place kept pure ("straight on since it was last seen",
 the default) and mixed as an interacting-multiple-model filter mixes every hypothesis: how much
 of the error at re-entry is that mixing rather than the unpredictability of the motion itself.
 
@@ -59,7 +59,7 @@ def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen
 
 @contextmanager
 def straight_state(pure: bool):
-    """The filter with the straight-on hypothesis' state kept pure (motion.PURE_STRAIGHT) or mixed."""
+    """The filter with the straight-on hypothesis' place kept pure (motion.PURE_STRAIGHT) or mixed."""
     before = motion.PURE_STRAIGHT
     motion.PURE_STRAIGHT = pure
     try:

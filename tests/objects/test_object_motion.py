@@ -407,3 +407,20 @@ def test_a_pure_straight_on_state_goes_straight_on_while_the_mixed_one_lags(pure
     lag = np.linalg.norm(later.x[CV, :2] - seen)
     assert (lag < 1e-6) if pure else (lag > 0.2)
     assert later.best() == CV
+
+
+def test_the_pure_straight_on_place_keeps_the_gate_mixing_gives_it(monkeypatch):
+    """What the other hypotheses allow for still widens the straight-on hypothesis' spread, about
+    its own place: association's gates around it are no tighter than the mixed filter's (a tighter
+    one let a look-alike crossing a walker's path be taken for it)."""
+    from spatia.engine.objects import motion
+
+    spreads = {}
+    for pure in (False, True):
+        monkeypatch.setattr(motion, "PURE_STRAIGHT", pure)
+        state = motion.initial_state(0, (0.0, 0.0, 0.8), 0.0, UP, "person", 0.03)
+        for frame in range(2, 25, 2):
+            state = motion.observe_pose(state, frame, (0.35 * frame / FPS, 0.0, 0.8), 0.0, UP, FPS, 0.03)
+        later = motion.advance(state, 24 + 40, FPS)
+        spreads[pure] = float(np.trace(later.p[CV, :2, :2]))
+    assert spreads[True] >= spreads[False]

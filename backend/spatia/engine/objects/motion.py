@@ -30,11 +30,10 @@ SHARE = np.array([
     [0.75, 0.15, 0.0, 0.10],  # a parked object drives off
     [0.80, 0.10, 0.10, 0.0],  # after turning round it goes straight
 ])
-# True keeps the straight-on hypothesis' state pure (see step(); benchmarks/bench_motion.py):
-# a mover that went straight on comes back 0.27 m off after 11 s unseen instead of 0.58 m. Off,
-# because association leans on the mixed state's wider spread (a look-alike 2 m to the side of a
-# walker's straight-on place would be paired with it); see docs/objects.md.
-PURE_STRAIGHT = False
+# The straight-on hypothesis' place kept pure (see step(); benchmarks/bench_motion.py): a walker
+# that went straight on comes back 0.30 m off after 11 s unseen instead of 0.58 m (a car 0.45 m
+# instead of 2.64 m), its spread as wide as mixing makes it. False: every hypothesis mixed.
+PURE_STRAIGHT = True
 ACCEL = np.array([0.08, 0.15, 0.02, 0.08])  # m/s^2: white-noise acceleration per hypothesis
 TURN_ACCEL = np.array([0.02, 0.3, 0.02, 0.02])  # rad/s^2 on the turn rate
 HEADING_NOISE = 0.05  # rad^2/s
@@ -206,10 +205,14 @@ def step(x, p, mu, dt: float):
     d = entered - x0[None]
     p0 = np.einsum("ij,ikl->jkl", w, p) + np.einsum("ij,ijk,ijl->jkl", w, d, d)
     if PURE_STRAIGHT:
-        # The straight-on hypothesis' state is that of "straight on since it was last seen": its
-        # weight still takes in the others (the chance it goes straight now), its place does not,
+        # The straight-on hypothesis' place is that of "straight on since it was last seen": its
+        # weight still takes in the others (the chance it goes straight now), its mean does not,
         # or a mover out of view for long would lag behind itself by what the others allow for.
-        x0[CV], p0[CV] = x[CV], p[CV]
+        # Its spread still counts what the others allow for, about that place, so association
+        # holds as wide a gate around it as before.
+        x0[CV] = x[CV]
+        off = entered[:, CV] - x[CV]
+        p0[CV] = np.einsum("i,ikl->kl", w[:, CV], p) + np.einsum("i,ik,il->kl", w[:, CV], off, off)
     f = _jacobians(x0, dt)
     x1 = _dynamics(x0, dt)
     p1 = f @ p0 @ np.transpose(f, (0, 2, 1)) + _noise(dt)
