@@ -202,17 +202,15 @@ def step(x, p, mu, dt: float):
     ref = entered[np.argmax(w, axis=0), np.arange(M), 5]
     entered[..., 5] = ref[None] + wrap_angle(entered[..., 5] - ref[None])
     x0 = np.einsum("ij,ijk->jk", w, entered)
-    d = entered - x0[None]
-    p0 = np.einsum("ij,ikl->jkl", w, p) + np.einsum("ij,ijk,ijl->jkl", w, d, d)
     if PURE_STRAIGHT:
         # The straight-on hypothesis' place is that of "straight on since it was last seen": its
         # weight still takes in the others (the chance it goes straight now), its mean does not,
         # or a mover out of view for long would lag behind itself by what the others allow for.
-        # Its spread still counts what the others allow for, about that place, so association
-        # holds as wide a gate around it as before.
+        # Its spread (below, about that place) still counts what the others allow for, so
+        # association holds as wide a gate around it as before.
         x0[CV] = x[CV]
-        off = entered[:, CV] - x[CV]
-        p0[CV] = np.einsum("i,ikl->kl", w[:, CV], p) + np.einsum("i,ik,il->kl", w[:, CV], off, off)
+    d = entered - x0[None]
+    p0 = np.einsum("ij,ikl->jkl", w, p) + np.einsum("ij,ijk,ijl->jkl", w, d, d)
     f = _jacobians(x0, dt)
     x1 = _dynamics(x0, dt)
     p1 = f @ p0 @ np.transpose(f, (0, 2, 1)) + _noise(dt)
