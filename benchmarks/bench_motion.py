@@ -3,8 +3,12 @@ few seconds, then out of view while it goes straight on, turns 90 degrees, stops
 at a random moment of its absence, then back. Per motion class: the median distance between the
 pose the filter would draw at re-entry (its likeliest hypothesis' mean) and the truth, the
 signed error along the way it was going (negative: behind), and the share of re-entries certain
-enough to be drawn. No Blender, no renderer: seconds on a CPU, so the filter's constants can be
-weighed quickly before the scenario suite (`spatia eval --scenes scenarios`) measures them.
+enough to be drawn. Then, seen once again, the next 4 s as the following round would draw them:
+the share of those frames drawn, and the median and 90th-percentile error of the drawn ones,
+with the drawing limit a tenth of the mover's footprint (the rule) and of its height (the rule
+before: a walker is 1.75 m tall and 0.5 m across). No Blender, no renderer: seconds on a CPU, so
+the filter's constants can be weighed quickly before the scenario suite (`spatia eval --scenes
+scenarios`) measures them.
 
 Both with the straight-on hypothesis' place kept pure ("straight on since it was last seen",
 the default) and mixed as an interacting-multiple-model filter mixes every hypothesis: how much
@@ -26,7 +30,8 @@ from spatia.engine.objects import motion
 UP = np.array([0.0, 0.0, 1.0])
 FPS = 6.0
 KEY_STEP = 2  # a keyframe every other frame, as the world observes
-MOVERS = {"person": (0.35, 1.75), "car": (2.0, 4.2)}  # speed m/s, size m
+MOVERS = {"person": (0.35, 1.75, 0.5), "car": (2.0, 4.2, 4.2)}  # speed m/s, largest extent m, footprint m
+AHEAD_S = 4.0  # seconds predicted after the mover is seen again: about a round
 
 
 def truth(kind: str, t: float, speed: float, event: float) -> np.ndarray:
@@ -38,8 +43,9 @@ def truth(kind: str, t: float, speed: float, event: float) -> np.ndarray:
             "reversal": np.array([speed * (event - after), 0.0])}[kind]
 
 
-def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen_s: float, sigma: float) -> tuple:
-    speed, size = MOVERS[label]
+def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen_s: float, sigma: float,
+          again: np.random.Generator) -> tuple:
+    speed, height, across = MOVERS[label]
     seen = int(seen_s * FPS)
     event = seen_s + unseen_s * rng.uniform(0.2, 0.8)
     state = None
@@ -54,7 +60,26 @@ def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen
     state = motion.advance(state, back, FPS)
     position, _ = state.pose(UP)
     error = position[:2] - truth(kind, back / FPS, speed, event)
-    return float(np.linalg.norm(error)), float(error[0]), state.sigma() <= motion.DRAW_RATIO * size
+    at_reentry = (float(np.linalg.norm(error)), float(error[0]), state.sigma() <= motion.DRAW_RATIO * height)
+    # seen once again (its heading measured unturned, as registration may), then the next AHEAD_S
+    a, b = truth(kind, back / FPS, speed, event) + again.normal(0.0, sigma, 2)
+    state = motion.observe_pose(state, back, (a, b, 0.8), float(again.normal(0.0, 0.1)), UP, FPS, sigma)
+    after = []
+    for frame in range(back + 1, back + 1 + int(AHEAD_S * FPS)):
+        state = motion.advance(state, frame, FPS)
+        position, _ = state.pose(UP)
+        after.append((float(np.linalg.norm(position[:2] - truth(kind, frame / FPS, speed, event))), state.sigma()))
+    return at_reentry, np.array(after)
+
+
+def drawn_figures(after: np.ndarray, size: float) -> dict:
+    """Of the frames after re-acquisition ([N, 2]: error, uncertainty): the share drawn under a limit
+    of a tenth of `size`, and the drawn ones' median and 90th-percentile error."""
+    drawn = after[:, 1] <= max(motion.MIN_DRAW_SIGMA, motion.DRAW_RATIO * size)
+    errors = after[drawn, 0]
+    return {"drawn_share": round(float(drawn.mean()), 3),
+            "median_error_m": round(float(np.median(errors)), 3) if len(errors) else None,
+            "p90_error_m": round(float(np.percentile(errors, 90)), 3) if len(errors) else None}
 
 
 @contextmanager
@@ -73,10 +98,16 @@ def measure(trials: int, seen_s: float, unseen_s: float, sigma: float) -> dict:
     for m, label in enumerate(MOVERS):
         for k, kind in enumerate(("constant velocity", "turn", "stop", "reversal")):
             rng = np.random.default_rng([m, k])  # the same draws for every variant measured
-            rows = np.array([trial(kind, label, rng, seen_s, unseen_s, sigma) for _ in range(trials)])
+            again = np.random.default_rng([m, k, 1])  # apart, so the re-entry figures keep their draws
+            runs = [trial(kind, label, rng, seen_s, unseen_s, sigma, again) for _ in range(trials)]
+            rows = np.array([r[0] for r in runs])
+            after = np.concatenate([r[1] for r in runs])
+            _, height, across = MOVERS[label]
             out[f"{label}, {kind}"] = {"median_error_m": round(float(np.median(rows[:, 0])), 3),
                                        "median_signed_error_m": round(float(np.median(rows[:, 1])), 3),
-                                       "drawn_share": round(float(rows[:, 2].mean()), 3)}
+                                       "drawn_share": round(float(rows[:, 2].mean()), 3),
+                                       "seen_again_footprint_limit": drawn_figures(after, across),
+                                       "seen_again_height_limit": drawn_figures(after, height)}
     return out
 
 

@@ -13,7 +13,7 @@ from object_scenes import H, W, cameras
 from spatia.engine.objects import KeyViews, ObjectSet, ObjectStore, draw_objects, learn, predict, predict_all
 from spatia.engine.objects.associate import associate, new_track, register_turns
 from spatia.engine.objects.model import CROP_SIZE, Crop, ObjectTrack, rotation
-from spatia.engine.objects.motion import CV, REVERSAL, STOPPED, TURN, draw_limit, fit_state
+from spatia.engine.objects.motion import CV, REVERSAL, STOPPED, TURN, draw_limit, fit_state, size_limit
 from spatia.engine.objects.observe import Observation, bhattacharyya, colour_histogram, region_histograms
 from spatia.engine.objects.tracking import LOST_EVIDENCE, carry, empty_places
 
@@ -112,6 +112,32 @@ def test_a_manoeuvre_while_unseen_is_found_by_a_hypothesis_and_keeps_the_id(trut
     # registration measured the new heading (four starting headings, colours tell the ends apart)
     assert abs(np.angle(np.exp(1j * (back.key_heading[-1] - heading)))) < 0.15
     np.testing.assert_allclose(back.key_position[-1], pos, atol=0.15)
+
+
+def test_a_walker_is_drawn_against_his_breadth_not_his_height():
+    """A position error lies in the ground plane, so the drawing limit is a tenth of the object's
+    size there. Against his height (1.75 m), a walker who turned round while unseen and was seen
+    once again was drawn up to 0.75 m from where he walked (his breadth is 0.5 m)."""
+    person = make_track(1, person_points(), [0, 2], [(0, 0, 0.9), (0.3, 0, 0.9)], label="person", spacing=0.05)
+    assert draw_limit(person, UP) == pytest.approx(0.1)  # 0.05, a tenth of 0.5 m, raised to MIN_DRAW_SIGMA
+    assert size_limit(person) == pytest.approx(0.175)  # the lifecycle still measures against his height
+    drawn_frames = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        turn = 3.0 + 11.0 * rng.uniform(0.2, 0.8)  # seen 3 s, unseen 11 s, turned round in between
+
+        def at(t):
+            return np.array([1.2 * (t if t <= turn else 2 * turn - t), 0.0, 0.9])
+
+        frames = [*range(0, 24, 2), 112]  # seen again once, at 14 s
+        positions = [at(f / FPS) + np.r_[rng.normal(0.0, 0.03, 2), 0.0] for f in frames]
+        walker = make_track(1, person_points(), frames, positions, label="person", spacing=0.05)
+        ahead = np.arange(113, 145)
+        path = predict(walker, ahead, FPS, UP)
+        error = np.linalg.norm(path.position[:, :2] - np.array([at(f / FPS)[:2] for f in ahead]), axis=1)
+        assert np.all(error[path.drawn] < 0.4), seed
+        drawn_frames += int(path.drawn.sum())
+    assert drawn_frames > 0  # still drawn right after he is seen
 
 
 def test_uncertainty_grows_with_time_unseen_and_stops_the_drawing():

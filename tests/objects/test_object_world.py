@@ -64,7 +64,7 @@ def test_a_car_that_leaves_the_view_comes_back_where_it_drove_and_keeps_its_id(t
         _, _, truth = street.frames(range(start, start + 17), traj.cameras[start:start + 17])
         drawn = np.array(record["predicted"]["drawn"])
         sigma = np.array(record["predicted"]["sigma"])
-        assert np.all(drawn == (sigma <= draw_limit(car)))
+        assert np.all(drawn == (sigma <= draw_limit(car, (0.0, 0.0, 1.0))))
         assert not conditioning.object_ids[~drawn].any()
         shown = drawn & (truth == 1).any(axis=(1, 2))
         if number == 1:

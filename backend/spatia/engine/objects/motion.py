@@ -51,7 +51,7 @@ BLOCK_POINTS = 5  # memory points inside an object's box (above its lowest fifth
 BOTTOM_SHARE = 0.2
 
 # --- the drawing rule (render.py) and the lifecycle (tracking.py) read these ------------------------
-DRAW_RATIO = 0.1  # drawn while its position uncertainty is at most this share of its size (a box that far off still overlaps its truth by about 0.8) ...
+DRAW_RATIO = 0.1  # drawn while its position uncertainty is at most this share of its footprint (shifted that far it still covers 90% of its place) ...
 MIN_DRAW_SIGMA = 0.1  # ... (or this many metres, for tiny objects)
 
 
@@ -65,7 +65,8 @@ def plane_axes(up) -> tuple[np.ndarray, np.ndarray]:
 
 
 def footprint(track: ObjectTrack, up) -> float:
-    """The object's largest extent in the ground plane (metres)."""
+    """The object's largest extent across the ground plane (metres): a car's length, a person's
+    breadth; not its height, which a position error in the plane never shifts."""
     if not len(track.xyz):
         return 0.0
     a, b = plane_axes(up)
@@ -73,9 +74,17 @@ def footprint(track: ObjectTrack, up) -> float:
     return float(max(np.ptp(local @ a), np.ptp(local @ b)))
 
 
-def draw_limit(track: ObjectTrack, up=None) -> float:
+def draw_limit(track: ObjectTrack, up) -> float:
     """The position uncertainty (metres, 1 sigma) up to which the object is drawn: DRAW_RATIO of
-    its size (its points' largest extent: a person's height, a car's length)."""
+    its footprint, at least MIN_DRAW_SIGMA. The error lies in the ground plane, so it is weighed
+    against the object's size there; weighed against his height, a walker who turned round
+    unseen was drawn up to half a metre off once seen again (benchmarks/bench_motion.py)."""
+    return max(MIN_DRAW_SIGMA, DRAW_RATIO * footprint(track, up))
+
+
+def size_limit(track: ObjectTrack) -> float:
+    """DRAW_RATIO of the object's largest extent, height included (at least MIN_DRAW_SIGMA): the
+    scale of "roughly where it is" that the lifecycle measures uncertainty against."""
     return max(MIN_DRAW_SIGMA, DRAW_RATIO * float(track.extent.max(initial=0.0)))
 
 

@@ -13,7 +13,7 @@ from spatia.cameras import Cameras
 
 from .associate import MIN_NEW_POINTS, absorb, associate, new_track
 from .model import ObjectSet, ObjectTrack, rotation
-from .motion import CV, STOPPED, M, MotionState, PosePath, draw_limit, initial_state, measure_sigma, plane_axes, predict
+from .motion import CV, STOPPED, M, MotionState, PosePath, initial_state, measure_sigma, plane_axes, predict, size_limit
 from .observe import Observation
 
 # --- negative evidence and the lifecycle -----------------------------------------------------------
@@ -22,7 +22,7 @@ FREE_SHARE = 0.6  # this share of the place's pixels seen past (and no instance 
 NEGATIVE_SAMPLES = 200  # object points projected per check
 MISS_FACTOR = 0.05  # a hypothesis whose place was seen empty keeps this share of its weight
 LOST_EVIDENCE = 0.25  # below this belief (the share not contradicted) an object is lost ...
-LOST_RATIO = 3.0  # ... and when its uncertainty passes this many times its drawing limit
+LOST_RATIO = 3.0  # ... and when its uncertainty passes this many times a tenth of its size (motion.size_limit)
 RETIRE_SECONDS = 60.0  # unseen this long: retired (kept for re-identification, never predicted)
 
 
@@ -200,7 +200,7 @@ def carry(track: ObjectTrack, path: PosePath | None, views: KeyViews | None, up,
     status = track.status
     if unseen > RETIRE_SECONDS:
         status = "retired"
-    elif evidence < LOST_EVIDENCE or state.sigma() > LOST_RATIO * draw_limit(track, up):
+    elif evidence < LOST_EVIDENCE or state.sigma() > LOST_RATIO * size_limit(track):
         status = "lost"
     return replace(track, motion=state, status=status)
 
