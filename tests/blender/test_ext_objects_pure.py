@@ -97,7 +97,7 @@ def _exported(n=6, first=10):
 
 
 def test_directed_shot_validates_with_the_backend_schema():
-    shot_module = pytest.importorskip("spatia.shot")
+    shot_module = pytest.importorskip("spatia.formats.shot")  # the backend, where it is installed
     empties = [empty("car 3", 3, path=[directing.pose_key(12, [1, 2, 0], 0.3)], reference=False),
                empty("car 3.001", 3, position=(4, 4, 0)), empty("person 5", 5)]
     result = directing.direct_objects(empties, known=[3, 5, 6], start=10)
