@@ -45,7 +45,7 @@ def truth(kind: str, t: float, speed: float, event: float) -> np.ndarray:
 
 def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen_s: float, sigma: float,
           again: np.random.Generator) -> tuple:
-    speed, height, across = MOVERS[label]
+    speed, _, across = MOVERS[label]
     seen = int(seen_s * FPS)
     event = seen_s + unseen_s * rng.uniform(0.2, 0.8)
     state = None
@@ -60,7 +60,7 @@ def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen
     state = motion.advance(state, back, FPS)
     position, _ = state.pose(UP)
     error = position[:2] - truth(kind, back / FPS, speed, event)
-    at_reentry = (float(np.linalg.norm(error)), float(error[0]), state.sigma() <= motion.DRAW_RATIO * height)
+    at_reentry = (float(np.linalg.norm(error)), float(error[0]), state.sigma() <= draw_limit(across))
     # seen once again (its heading measured unturned, as registration may), then the next AHEAD_S
     a, b = truth(kind, back / FPS, speed, event) + again.normal(0.0, sigma, 2)
     state = motion.observe_pose(state, back, (a, b, 0.8), float(again.normal(0.0, 0.1)), UP, FPS, sigma)
@@ -72,10 +72,15 @@ def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen
     return at_reentry, np.array(after)
 
 
+def draw_limit(size: float) -> float:
+    """motion.draw_limit for a mover `size` metres across (no points needed)."""
+    return max(motion.MIN_DRAW_SIGMA, motion.DRAW_RATIO * size)
+
+
 def drawn_figures(after: np.ndarray, size: float) -> dict:
-    """Of the frames after re-acquisition ([N, 2]: error, uncertainty): the share drawn under a limit
-    of a tenth of `size`, and the drawn ones' median and 90th-percentile error."""
-    drawn = after[:, 1] <= max(motion.MIN_DRAW_SIGMA, motion.DRAW_RATIO * size)
+    """Of the frames after re-acquisition ([N, 2]: error, uncertainty): the share drawn under the
+    limit for `size`, and the drawn ones' median and 90th-percentile error."""
+    drawn = after[:, 1] <= draw_limit(size)
     errors = after[drawn, 0]
     return {"drawn_share": round(float(drawn.mean()), 3),
             "median_error_m": round(float(np.median(errors)), 3) if len(errors) else None,

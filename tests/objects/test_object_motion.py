@@ -417,7 +417,6 @@ def test_a_look_alike_within_the_likeliest_hypothesis_gate_but_fitting_poorly_is
     assert associate([walker], paths, clip, {8: "person"}, UP, FPS) == {8: 1}
 
 
-
 @pytest.mark.parametrize("pure", [False, True])
 def test_a_pure_straight_on_state_goes_straight_on_while_the_mixed_one_lags(pure, monkeypatch):
     """Unseen for 11 s, the straight-on hypothesis of a walker at 0.35 m/s: kept pure it is where
