@@ -3,8 +3,9 @@ few seconds, then out of view while it goes straight on, turns 90 degrees, stops
 at a random moment of its absence, then back. Per motion class: the median distance between the
 pose the filter would draw at re-entry (its likeliest hypothesis' mean) and the truth, the
 signed error along the way it was going (negative: behind), and the share of re-entries certain
-enough to be drawn. Then, seen once again, the next 4 s as the following round would draw them:
-the share of those frames drawn, and the median and 90th-percentile error of the drawn ones,
+enough to be drawn. Then, seen once again (stale motion loosened first, as the tracker does for an
+object seen again after a while unseen: `associate.reacquire`), the next 4 s as the following
+round would draw them: the share of those frames drawn, and the median and 90th-percentile error of the drawn ones,
 with the drawing limit a tenth of the mover's footprint (the rule) and of its height (the rule
 before: a walker is 1.75 m tall and 0.5 m across). No Blender, no renderer: seconds on a CPU, so
 the filter's constants can be weighed quickly before the scenario suite (`spatia eval --scenes
@@ -26,6 +27,7 @@ import numpy as np
 
 from harness import write
 from spatia.engine.objects import motion
+from spatia.engine.objects.associate import REACQUIRE_SECONDS, reacquire
 
 UP = np.array([0.0, 0.0, 1.0])
 FPS = 6.0
@@ -48,7 +50,7 @@ def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen
     speed, _, across = MOVERS[label]
     seen = int(seen_s * FPS)
     event = seen_s + unseen_s * rng.uniform(0.2, 0.8)
-    state = None
+    state, last = None, 0
     for frame in range(0, seen, KEY_STEP):
         a, b = truth(kind, frame / FPS, speed, event) + rng.normal(0.0, sigma, 2)
         heading = float(rng.normal(0.0, 0.1))
@@ -56,12 +58,16 @@ def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen
             state = motion.initial_state(frame, (a, b, 0.8), heading, UP, label, sigma)
         else:
             state = motion.observe_pose(state, frame, (a, b, 0.8), heading, UP, FPS, sigma)
+        last = frame
     back = seen + int(unseen_s * FPS)
     state = motion.advance(state, back, FPS)
     position, _ = state.pose(UP)
     error = position[:2] - truth(kind, back / FPS, speed, event)
     at_reentry = (float(np.linalg.norm(error)), float(error[0]), state.sigma() <= draw_limit(across))
-    # seen once again (its heading measured unturned, as registration may), then the next AHEAD_S
+    # seen once again (its heading measured unturned, as registration may), after what the tracker
+    # does to an object seen again after a while unseen (its old motion is stale), then the next AHEAD_S
+    if back - last > REACQUIRE_SECONDS * FPS:
+        state = reacquire(state)
     a, b = truth(kind, back / FPS, speed, event) + again.normal(0.0, sigma, 2)
     state = motion.observe_pose(state, back, (a, b, 0.8), float(again.normal(0.0, 0.1)), UP, FPS, sigma)
     after = []

@@ -78,7 +78,7 @@ def draw_limit(track: ObjectTrack, up) -> float:
     """The position uncertainty (metres, 1 sigma) up to which the object is drawn: DRAW_RATIO of
     its footprint, at least MIN_DRAW_SIGMA. The error lies in the ground plane, so it is weighed
     against the object's size there; weighed against his height, a walker who turned round
-    unseen was drawn up to half a metre off once seen again (benchmarks/bench_motion.py)."""
+    unseen was drawn lagging behind himself once seen again (docs/objects.md)."""
     return max(MIN_DRAW_SIGMA, DRAW_RATIO * footprint(track, up))
 
 
