@@ -3,11 +3,12 @@ few seconds, then out of view while it goes straight on, turns 90 degrees, stops
 at a random moment of its absence, then back. Per motion class: the median distance between the
 pose the filter would draw at re-entry (its likeliest hypothesis' mean) and the truth, the
 signed error along the way it was going (negative: behind), and the share of re-entries certain
-enough to be drawn. Then, seen once again (stale motion loosened first, as the tracker does for an
-object seen again after a while unseen: `associate.reacquire`), the next 4 s as the following
-round would draw them: the share of those frames drawn, and the median and 90th-percentile error of the drawn ones,
-with the drawing limit a tenth of the mover's footprint (the rule) and of its height (the rule
-before: a walker is 1.75 m tall and 0.5 m across). No Blender, no renderer: seconds on a CPU, so
+enough to be drawn. Then, seen again in the CONFIRM_FRAMES keyframes the tracker needs before it
+draws an object seen again after a while unseen (stale motion loosened first, as the tracker
+does: `associate.reacquire`), the next 4 s as the following round would draw them: the share
+of those frames drawn, and the median and 90th-percentile error of the drawn ones, with the
+drawing limit a tenth of the mover's footprint (the rule) and of its height (the rule before: a
+walker is 1.75 m tall and 0.5 m across). No Blender, no renderer: seconds on a CPU, so
 the filter's constants can be weighed quickly before the scenario suite (`spatia eval --scenes
 scenarios`) measures them.
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from harness import write
 from spatia.engine.objects import motion
-from spatia.engine.objects.associate import REACQUIRE_SECONDS, reacquire
+from spatia.engine.objects.associate import CONFIRM_FRAMES, REACQUIRE_SECONDS, reacquire
 
 UP = np.array([0.0, 0.0, 1.0])
 FPS = 6.0
@@ -64,12 +65,15 @@ def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen
     position, _ = state.pose(UP)
     error = position[:2] - truth(kind, back / FPS, speed, event)
     at_reentry = (float(np.linalg.norm(error)), float(error[0]), state.sigma() <= draw_limit(across))
-    # seen once again (its heading measured unturned, as registration may), after what the tracker
-    # does to an object seen again after a while unseen (its old motion is stale), then the next AHEAD_S
+    # seen again (its heading measured unturned, as registration may), after what the tracker does
+    # to an object seen again after a while unseen (its old motion is stale), in the CONFIRM_FRAMES
+    # keyframes the tracker needs before it draws it again, then the next AHEAD_S
     if back - last > REACQUIRE_SECONDS * FPS:
         state = reacquire(state)
-    a, b = truth(kind, back / FPS, speed, event) + again.normal(0.0, sigma, 2)
-    state = motion.observe_pose(state, back, (a, b, 0.8), float(again.normal(0.0, 0.1)), UP, FPS, sigma)
+    for frame in range(back, back + CONFIRM_FRAMES * KEY_STEP, KEY_STEP):
+        a, b = truth(kind, frame / FPS, speed, event) + again.normal(0.0, sigma, 2)
+        state = motion.observe_pose(state, frame, (a, b, 0.8), float(again.normal(0.0, 0.1)), UP, FPS, sigma)
+    back = frame
     after = []
     for frame in range(back + 1, back + 1 + int(AHEAD_S * FPS)):
         state = motion.advance(state, frame, FPS)

@@ -293,6 +293,41 @@ def test_an_object_seen_again_after_a_while_distrusts_its_old_motion():
     assert b.p[CV, 2, 2] > a.p[CV, 2, 2]
 
 
+def test_a_car_seen_once_after_turning_round_unseen_is_not_drawn_where_it_stood():
+    """One pose after a long absence cannot tell a parked car from one driving off, and "stopped"
+    is then its likeliest hypothesis: it is tentative again, not drawn, until a second keyframe
+    says how it moves (drawn, it stood where it was seen while it drove off, up to a metre away).
+    Seen again a moment later it is drawn, where it goes."""
+    from spatia.engine.objects.associate import absorb
+
+    points = car_points(size=(4.2, 1.8, 1.4), step=0.2)
+    drawn_again = 0
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        turn = 3.0 + 11.0 * rng.uniform(0.2, 0.8)  # seen 3 s at 2 m/s, unseen 11 s, turned round in between
+
+        def at(t):
+            return np.array([2.0 * (t if t <= turn else 2 * turn - t), 0.0, 0.7])
+
+        frames = np.arange(0, 25, 2)
+        car = make_track(1, points, frames, [at(f / FPS) + np.r_[rng.normal(0.0, 0.03, 2), 0.0] for f in frames],
+                         spacing=0.2)
+        back = 24 + 88
+        car = absorb(car, [seen_at(car, back, at(back / FPS), np.pi, spacing=0.2)], None, UP, voxel=0.05, fps=FPS)
+        assert car.status == "tentative"
+        ahead = np.arange(back + 1, back + 33)
+        assert not predict(car, ahead, FPS, UP).drawn.any()
+        # a moment later it is seen again: now how it moves is known, and it is drawn where it goes
+        car = absorb(car, [seen_at(car, back + 2, at((back + 2) / FPS), np.pi, spacing=0.2)], None, UP,
+                     voxel=0.05, fps=FPS)
+        assert car.status == "confirmed"
+        path = predict(car, ahead[2:], FPS, UP)
+        error = np.linalg.norm(path.position[:, :2] - np.array([at(f / FPS)[:2] for f in ahead[2:]]), axis=1)
+        assert np.all(error[path.drawn] < 0.42), (seed, error[path.drawn])
+        drawn_again += int(path.drawn.sum())
+    assert drawn_again > 0
+
+
 def test_a_new_object_entering_from_the_side_takes_its_frame_from_its_first_whole_view():
     """A car driving in from the image's side is seen first as a fragment (its front): the object's
     frame and first pose come from its first whole view, so the whole views that follow register

@@ -359,7 +359,7 @@ def new_track(object_id: int, label: str, observations: list[Observation], up, v
     track = track.with_seen([o.frame for o in observations[:base + 1]]).with_crops([first.crop] if first.crop else [])
     rest = observations[base + 1:]
     track = absorb(track, rest, None, up, voxel=voxel, fps=fps) if rest else track
-    return replace(track, status="confirmed" if len(track.frames_seen()) >= CONFIRM_FRAMES else "tentative")
+    return replace(track, status=seen_status(track, fps))
 
 
 def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath | None, up, *,
@@ -424,8 +424,19 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
     crops = [o.crop for o in observations if o.crop is not None]
     seen = [o.frame for o in observations]
     track = track.with_keys(frames, positions, headings).with_seen(seen).with_crops(crops)
-    status = "confirmed" if len(track.frames_seen()) >= CONFIRM_FRAMES else "tentative"
-    return replace(track, motion=state if frames else track.motion, status=status if frames else track.status)
+    return replace(track, motion=state if frames else track.motion, status=seen_status(track, fps) if frames else track.status)
+
+
+def seen_status(track: ObjectTrack, fps: float) -> str:
+    """"confirmed" once seen in CONFIRM_FRAMES keyframes since it was last unseen for more than
+    REACQUIRE_SECONDS, else "tentative" (not drawn). A new object's first view tells where it is,
+    not how it moves; so does an object's first view after a while unseen: one pose cannot tell a
+    parked car from one driving off, and "stopped" would be drawn where it stood while it drove
+    off (up to a metre off in the next half second, tests/objects/test_object_motion.py)."""
+    seen = track.frames_seen()
+    gaps = np.flatnonzero(np.diff(seen) > REACQUIRE_SECONDS * fps)
+    since = len(seen) - (int(gaps[-1]) + 1 if len(gaps) else 0)
+    return "confirmed" if since >= CONFIRM_FRAMES else "tentative"
 
 
 def _pose_of(track: ObjectTrack, obs: Observation, last, path: PosePath | None, up, tree: cKDTree,
