@@ -208,8 +208,12 @@ def test_lifecycle_tentative_confirmed_lost_retired_and_reidentified():
     objects = objects.replaced([gone])
     paths = predict_all(objects, np.arange(600, 620), FPS)
     assert paths[1].source == "retired" and not paths[1].drawn.any()
-    # it comes back near where it was last seen, looking the same: its old id
+    # it comes back near where it was last seen, looking the same: its old id; seen in one keyframe
+    # it is tentative (where it is, not how it moves now), in two confirmed again
     back = {3: [seen_at(car, 610, np.array([20.0, 3.0, 0.3]), 0.0)]}
+    learned = learn(objects, paths, back, {3: "car"}, 0.05, FPS)
+    assert learned.instances == {3: 1} and learned.objects.get(1).status == "tentative"
+    back[3].append(seen_at(car, 612, np.array([20.2, 3.0, 0.3]), 0.0))
     learned = learn(objects, paths, back, {3: "car"}, 0.05, FPS)
     assert learned.instances == {3: 1} and learned.objects.get(1).status == "confirmed"
     # a car of other colours there is a new object
@@ -386,6 +390,22 @@ def test_two_look_alikes_who_walk_past_each_other_while_lost_are_reidentified_by
     clip = {7: [seen_at(a, 56, np.array([3.0 - t, 0.0, 0.875]), 0.0)],  # a, now near b's last place
             8: [seen_at(b, 56, np.array([-3.0 + t, 1.4, 0.875]), 0.0)]}
     assert associate(list(objects.objects), paths, clip, {7: "person", 8: "person"}, UP, FPS) == {7: 1, 8: 2}
+
+
+def test_a_lost_object_is_reidentified_on_a_whole_view_not_on_a_fragment():
+    """A fragment (cut by the image's side) shows part of a shirt and no height bands, so nothing
+    can veto it: a stranger's half seen near a lost walker's place does not take his id; seen
+    whole, the walker himself does."""
+    walker = straight(1, speed=1.0, label="person", points=person_points(shirt=RED), start=(0.0, 0.0, 0.875))
+    objects = ObjectSet(up=UP).replaced([replace(walker, status="lost")])
+    paths = predict_all(objects, np.arange(25, 60), FPS)
+    place = np.array([5.0, 0.5, 0.875])
+    xyz, rgb = person_points(shirt=(200, 60, 40))  # another red shirt, seen in part: its left half
+    half = xyz[:, 0] < 0
+    fragment = seen_at(walker, 56, place, 0.0, points=(xyz[half], rgb[half]), partial=True)
+    assert associate([objects.get(1)], paths, {4: [fragment]}, {4: "person"}, UP, FPS) == {4: None}
+    whole = seen_at(walker, 56, place, 0.0)
+    assert associate([objects.get(1)], paths, {4: [whole]}, {4: "person"}, UP, FPS) == {4: 1}
 
 
 def test_a_shade_across_a_colour_bins_edge_is_still_the_same_shirt():

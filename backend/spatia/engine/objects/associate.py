@@ -154,7 +154,10 @@ def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[O
                     best, held = d / gate, True
             if np.isfinite(best):
                 cost[i, j] = best + APPEARANCE_WEIGHT * a
-            if not held and a <= REID_APPEARANCE and r <= REID_REGION:
+            # re-identified only on a whole view: a fragment's colours are a fragment's, and without
+            # its height bands nothing can veto it (a stranger's half seen at the image's side took
+            # a lost walker's id, who came back whole a moment later as a new object)
+            if not held and regions is not None and a <= REID_APPEARANCE and r <= REID_REGION:
                 reid[i, j] = reidentify_cost(track, path, frames, centroids, up, fps) + APPEARANCE_WEIGHT * a
     return instances, cost, reid
 
