@@ -392,20 +392,28 @@ def test_two_look_alikes_who_walk_past_each_other_while_lost_are_reidentified_by
     assert associate(list(objects.objects), paths, clip, {7: "person", 8: "person"}, UP, FPS) == {7: 1, 8: 2}
 
 
-def test_a_lost_object_is_reidentified_on_a_whole_view_not_on_a_fragment():
-    """A fragment (cut by the image's side) shows part of a shirt and no height bands, so nothing
-    can veto it: a stranger's half seen near a lost walker's place does not take his id; seen
-    whole, the walker himself does."""
+def test_a_fragment_reidentifies_a_lost_object_only_where_its_motion_puts_it():
+    """A view cut by the image's edge shows part of a shirt and no height bands to veto a stranger:
+    it re-identifies a lost walker where one of his hypotheses puts him, not anywhere he could
+    have got to (a stranger's half seen 2 m off his way took his id, and he came back whole a
+    moment later as a new object). Seen whole there, the walker is re-identified."""
     walker = straight(1, speed=1.0, label="person", points=person_points(shirt=RED), start=(0.0, 0.0, 0.875))
     objects = ObjectSet(up=UP).replaced([replace(walker, status="lost")])
     paths = predict_all(objects, np.arange(25, 60), FPS)
-    place = np.array([5.0, 0.5, 0.875])
+    ahead = paths[1].position[56 - 25]  # straight on, where he is most likely now (7 m)
     xyz, rgb = person_points(shirt=(200, 60, 40))  # another red shirt, seen in part: its left half
     half = xyz[:, 0] < 0
-    fragment = seen_at(walker, 56, place, 0.0, points=(xyz[half], rgb[half]), partial=True)
-    assert associate([objects.get(1)], paths, {4: [fragment]}, {4: "person"}, UP, FPS) == {4: None}
-    whole = seen_at(walker, 56, place, 0.0)
-    assert associate([objects.get(1)], paths, {4: [whole]}, {4: "person"}, UP, FPS) == {4: 1}
+
+    def fragment(place):
+        return seen_at(walker, 56, place, 0.0, points=(xyz[half], rgb[half]), partial=True)
+
+    def match(obs):
+        return associate([objects.get(1)], paths, {4: [obs]}, {4: "person"}, UP, FPS)
+
+    off_his_way = np.array([5.0, 0.5, 0.875])
+    assert match(fragment(off_his_way)) == {4: None}
+    assert match(fragment(ahead)) == {4: 1}
+    assert match(seen_at(walker, 56, off_his_way, 0.0)) == {4: 1}
 
 
 def test_a_shade_across_a_colour_bins_edge_is_still_the_same_shirt():

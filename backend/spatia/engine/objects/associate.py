@@ -44,6 +44,7 @@ DEFAULT_MAX_SPEED = 5.0
 REID_APPEARANCE = 0.35  # ... and how alike it must look to be re-identified there
 REID_REGION = 0.45
 REID_COST = 0.5
+FRAGMENT_GATE = 0.5  # an instance never seen whole re-identifies an object only this far into a hypothesis' gate
 CONFIRM_FRAMES = 2  # seen in this many keyframes: confirmed
 MIN_NEW_POINTS = 60  # an unmatched instance needs this many points in all to become an object
 ICP_ITERATIONS = 12
@@ -154,12 +155,21 @@ def association_costs(tracks, paths: dict[int, PosePath], clip: dict[int, list[O
                     best, held = d / gate, True
             if np.isfinite(best):
                 cost[i, j] = best + APPEARANCE_WEIGHT * a
-            # re-identified only on a whole view: a fragment's colours are a fragment's, and without
-            # its height bands nothing can veto it (a stranger's half seen at the image's side took
-            # a lost walker's id, who came back whole a moment later as a new object)
-            if not held and regions is not None and a <= REID_APPEARANCE and r <= REID_REGION:
+            if not held and a <= REID_APPEARANCE and r <= REID_REGION and (
+                    regions is not None or _where_it_went(track, path, frames, centroids, up)):
                 reid[i, j] = reidentify_cost(track, path, frames, centroids, up, fps) + APPEARANCE_WEIGHT * a
     return instances, cost, reid
+
+
+def _where_it_went(track: ObjectTrack, path: PosePath | None, frames: np.ndarray, centroids: np.ndarray, up) -> bool:
+    """Whether an instance seen in no whole view may re-identify the object: only where one of its
+    hypotheses puts it (within FRAGMENT_GATE of a gate, odds counted). Such a view has no height
+    bands to veto a stranger, and its colours are a part's: anywhere else the object could have got
+    to, a stranger cut by the image's edge took a lost walker's id (who came back whole a moment
+    later as a new object: a swap)."""
+    if path is None or path.hypotheses is None:
+        return False
+    return _hypothesis_cost(track, path, frames, centroids, up)[0] <= FRAGMENT_GATE
 
 
 def reidentify_cost(track: ObjectTrack, path: PosePath | None, frames: np.ndarray, centroids: np.ndarray,
