@@ -437,7 +437,9 @@ def absorb(track: ObjectTrack, observations: list[Observation], path: PosePath |
     crops = [o.crop for o in observations if o.crop is not None]
     seen = [o.frame for o in observations]
     track = track.with_keys(frames, positions, headings).with_seen(seen).with_crops(crops)
-    return replace(track, motion=state if frames else track.motion, status=seen_status(track, fps) if frames else track.status)
+    if not frames:
+        return track
+    return replace(track, motion=state, status=seen_status(track, fps))
 
 
 def seen_status(track: ObjectTrack, fps: float) -> str:
