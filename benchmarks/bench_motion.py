@@ -64,7 +64,7 @@ def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen
     state = motion.advance(state, back, FPS)
     position, _ = state.pose(UP)
     error = position[:2] - truth(kind, back / FPS, speed, event)
-    at_reentry = (float(np.linalg.norm(error)), float(error[0]), state.sigma() <= draw_limit(across))
+    at_reentry = (float(np.linalg.norm(error)), float(error[0]), state.sigma() <= motion.limit_for(across))
     # seen again (its heading measured unturned, as registration may), after what the tracker does
     # to an object seen again after a while unseen (its old motion is stale), in the CONFIRM_FRAMES
     # keyframes the tracker needs before it draws it again, then the next AHEAD_S
@@ -82,15 +82,10 @@ def trial(kind: str, label: str, rng: np.random.Generator, seen_s: float, unseen
     return at_reentry, np.array(after)
 
 
-def draw_limit(size: float) -> float:
-    """motion.draw_limit for a mover `size` metres across (no points needed)."""
-    return max(motion.MIN_DRAW_SIGMA, motion.DRAW_RATIO * size)
-
-
 def drawn_figures(after: np.ndarray, size: float) -> dict:
     """Of the frames after re-acquisition ([N, 2]: error, uncertainty): the share drawn under the
     limit for `size`, and the drawn ones' median and 90th-percentile error."""
-    drawn = after[:, 1] <= draw_limit(size)
+    drawn = after[:, 1] <= motion.limit_for(size)
     errors = after[drawn, 0]
     return {"drawn_share": round(float(drawn.mean()), 3),
             "median_error_m": round(float(np.median(errors)), 3) if len(errors) else None,

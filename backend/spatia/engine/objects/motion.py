@@ -79,13 +79,18 @@ def draw_limit(track: ObjectTrack, up) -> float:
     its footprint, at least MIN_DRAW_SIGMA. The error lies in the ground plane, so it is weighed
     against the object's size there; weighed against his height, a walker who turned round
     unseen was drawn lagging behind himself once seen again (docs/objects.md)."""
-    return max(MIN_DRAW_SIGMA, DRAW_RATIO * footprint(track, up))
+    return limit_for(footprint(track, up))
 
 
 def size_limit(track: ObjectTrack) -> float:
     """DRAW_RATIO of the object's largest extent, height included (at least MIN_DRAW_SIGMA): the
     scale of "roughly where it is" that the lifecycle measures uncertainty against."""
-    return max(MIN_DRAW_SIGMA, DRAW_RATIO * float(track.extent.max(initial=0.0)))
+    return limit_for(float(track.extent.max(initial=0.0)))
+
+
+def limit_for(size: float) -> float:
+    """DRAW_RATIO of a size in metres, at least MIN_DRAW_SIGMA."""
+    return max(MIN_DRAW_SIGMA, DRAW_RATIO * size)
 
 
 @dataclass(frozen=True, eq=False)
