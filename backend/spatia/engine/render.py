@@ -36,6 +36,7 @@ The same code runs on CPU and CUDA; outputs stay on the device they were rendere
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,9 +45,13 @@ import torch
 from spatia.cameras import Cameras
 from spatia.engine.poses import exact_matches
 
-INDEX_BITS = 31
+# A key's high 32-bit word is the depth's float32 bits, its low word the point's index: the depth
+# and the index of a whole canvas are then views of it (_key_depths, _key_indices), not copies.
+INDEX_BITS = 32
 INDEX_MASK = (1 << INDEX_BITS) - 1
-MAX_POINTS = INDEX_MASK  # index N (one past the last point) marks an empty pixel
+MAX_POINTS = (1 << 31) - 1  # index N (one past the last point) marks an empty pixel; indices stay int32
+if sys.byteorder != "little":  # the views read the low word first
+    raise ImportError("spatia's renderer needs a little-endian machine")
 OCCLUSION_MARGIN_VOXELS = 2.0  # a splat covers a neighbour's pixel only if nearer by this many voxels
 OCCLUSION_MARGIN_REL = 0.1  # ... plus this share of the depth (a surface seen at a grazing angle keeps its own pixels)
 INF_BITS = 0x7F800000  # float32 +inf: every finite depth packs to a smaller key
@@ -133,10 +138,12 @@ class _Group:
     @classmethod
     def of(cls, points: torch.Tensor) -> "_Group":
         count = points.shape[0]
-        blocks = -(-count // CULL_BLOCK)
-        padded = torch.cat([points, points[-1:].expand(blocks * CULL_BLOCK - count, 3)]) if count else points
-        low, high = torch.aminmax(padded.view(blocks, -1, 3), dim=1) if count else (points, points)
-        return cls(points.t().contiguous(), (low + high) / 2, (high - low) / 2)
+        whole = count // CULL_BLOCK * CULL_BLOCK  # the full runs, then the last part-run apart (no padded copy)
+        low, high = torch.aminmax(points[:whole].view(-1, CULL_BLOCK, 3), dim=1)
+        if whole < count:
+            tail_low, tail_high = torch.aminmax(points[whole:], dim=0)
+            low, high = torch.cat([low, tail_low[None]]), torch.cat([high, tail_high[None]])
+        return cls(_transposed(points), (low + high) / 2, (high - low) / 2)
 
     def visible(self, rotation: torch.Tensor, translation: torch.Tensor, width: int, height: int, pad: int,
                 near: float) -> torch.Tensor | None:
@@ -159,6 +166,13 @@ class _Group:
         count = self.points_t.shape[1]
         index = (runs.unsqueeze(1) * CULL_BLOCK + torch.arange(CULL_BLOCK, device=runs.device)).view(-1)
         return index[index < count] if len(runs) and int(runs[-1]) == len(self.centre) - 1 else index
+
+
+def _transposed(points: torch.Tensor) -> torch.Tensor:
+    """[N,3] -> contiguous [3,N]; on the CPU numpy's transposing copy is about 3x faster than torch's."""
+    if points.device.type == "cpu" and not points.requires_grad:
+        return torch.from_numpy(np.ascontiguousarray(points.numpy().T))
+    return points.t().contiguous()
 
 
 def _splat_centres(group: _Group, rotation: torch.Tensor, translation: torch.Tensor, canvas: torch.Tensor,
@@ -207,7 +221,18 @@ def _pixels_per_metre_at_unit_depth(cameras: Cameras) -> list[float]:
 
 
 def _key_depths(keys: torch.Tensor) -> torch.Tensor:
-    return (keys >> INDEX_BITS).to(torch.int32).view(torch.float32)
+    """The depths of int64 keys (last dimension contiguous) as a float32 view of their high words."""
+    return keys.view(torch.int32)[..., 1::2].view(torch.float32)
+
+
+def _key_indices(keys: torch.Tensor) -> torch.Tensor:
+    """The point indices of int64 keys as an int32 view of their low words."""
+    return keys.view(torch.int32)[..., 0::2]
+
+
+def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values[index] for an index of any shape (index_select: much faster than advanced indexing)."""
+    return values.index_select(0, index.reshape(-1)).view(index.shape)
 
 
 def _local_focal(cameras: Cameras, pad: int, device) -> torch.Tensor:
@@ -308,23 +333,28 @@ class _GrowthRule:
         """`block`: the nearest key around each pixel (overwritten: empty where it cannot reach
         ring t), `current_key`: the pixel's own; same shapes."""
         # The nearest neighbour is the one to carry unless it is too far to reach ring t; then none is.
-        owner = block & INDEX_MASK
-        size = self.point_size if self.sizes is None else self.sizes[owner]
-        reach = local_focal * size / (2 * t - 1)
-        grown = _key_depths(block)
-        too_far = grown >= reach
+        owner = _key_indices(block)
+        size = self.point_size if self.sizes is None else _gather(self.sizes, owner)
+        reach = local_focal * size
+        reach /= 2 * t - 1
+        too_far = _key_depths(block) >= reach
         block.masked_fill_(too_far, self.empty_key)
-        grown.masked_fill_(too_far, math.inf)
+        grown = _key_depths(block)  # +inf where too far: the empty key's depth
         # A splat takes an empty pixel, or one whose point lies clearly behind it: within the
         # occlusion margin the pixel's own point keeps it, so neighbours on the same surface
         # (a floor seen at an angle) do not paint over each other's centres; a coarse point (seen
-        # from afar) must be nearer by its own size to cover a finer one.
+        # from afar) must be nearer by its own size to cover a finer one. (In place: a canvas
+        # holds a million pixels, and every temporary costs as much as the comparison.)
         current = _key_depths(current_key)
-        margin = OCCLUSION_MARGIN_VOXELS * size
-        take = (current_key == self.empty_key) | (grown < current - (margin + OCCLUSION_MARGIN_REL * current))
+        limit = current * OCCLUSION_MARGIN_REL
+        limit += OCCLUSION_MARGIN_VOXELS * size
+        torch.sub(current, limit, out=limit)
+        take = grown < limit
+        take |= current_key == self.empty_key
         if locked is not None:
-            take &= ~(locked & self.pinned[owner])
-        return take & (block != current_key)
+            take &= ~(locked & _gather(self.pinned, owner))
+        take &= block != current_key
+        return take
 
 
 def _centres_by_priority(scene: "_Scene", rotation, translation, canvas, spare, width, height) -> torch.Tensor:
@@ -338,7 +368,7 @@ def _centres_by_priority(scene: "_Scene", rotation, translation, canvas, spare, 
     nearest = torch.minimum(nearest, _splat_centres(scene.groups[1], rotation, translation, spare, width, height,
                                                     pad, near, offset=split))
     held, challenger = _key_depths(canvas), _key_depths(spare)
-    size = scene.point_size if scene.sizes is None else scene.sizes[spare & INDEX_MASK]
+    size = scene.point_size if scene.sizes is None else _gather(scene.sizes, _key_indices(spare))
     take = (canvas == scene.empty_key) | (challenger < held - (OCCLUSION_MARGIN_VOXELS * size + OCCLUSION_MARGIN_REL * held))
     torch.where(take, spare, canvas, out=canvas)
     return nearest
@@ -505,7 +535,7 @@ def _render_frames(scene: _Scene, out: RenderResult, start: int, stop: int, rota
         centres = canvas[:, pad:pad + height, pad:pad + width]
         out.centre_depth[start:stop] = _key_depths(centres)
         out.centre_index[start:stop] = scene.original(centres & INDEX_MASK)
-    locked = None if frame_exact is None else scene.pinned[canvas & INDEX_MASK] & frame_exact
+    locked = None if frame_exact is None else _gather(scene.pinned, _key_indices(canvas)) & frame_exact
     _grow_splats(canvas, focal, nearest, scene.point_size, scene.max_radius_px, scene.empty_key, scene.sizes,
                  local_focal, locked, scene.pinned)
     keys = canvas[:, pad:pad + height, pad:pad + width]

@@ -271,14 +271,18 @@ def _new_point_sizes(points, voxel_size: float, settings: UpdateSettings) -> tor
 
 
 def _pixel_points(depth: np.ndarray, cameras: Cameras) -> np.ndarray:
-    """World points [F,H,W,3] of every pixel centre at its depth [F,H,W]."""
+    """World points [F,H,W,3] (float64) of every pixel centre at its depth [F,H,W]."""
     f, h, w = depth.shape
-    k = cameras.intrinsics
-    x = (np.arange(w) + 0.5)[None, None, :] - k[:, 2, None, None]
-    y = (np.arange(h) + 0.5)[None, :, None] - k[:, 3, None, None]
-    rays = np.stack(np.broadcast_arrays(x / k[:, 0, None, None], y / k[:, 1, None, None], np.ones((f, 1, 1))), -1)
-    c2w = cameras.c2w
-    return np.einsum("fij,fhwj->fhwi", c2w[:, :3, :3], rays * depth[..., None]) + c2w[:, None, None, :3, 3]
+    k, c2w = cameras.intrinsics, cameras.c2w
+    out = np.empty((f, h, w, 3))
+    for i in range(f):  # camera-space x, y, z of each pixel, then rotated and moved: no [F,H,W,3] temporaries
+        d = depth[i].astype(np.float64)
+        x = ((np.arange(w) + 0.5 - k[i, 2]) / k[i, 0])[None, :] * d
+        y = ((np.arange(h) + 0.5 - k[i, 3]) / k[i, 1])[:, None] * d
+        r, t = c2w[i, :3, :3], c2w[i, :3, 3]
+        for axis in range(3):
+            out[i, ..., axis] = r[axis, 0] * x + r[axis, 1] * y + r[axis, 2] * d + t[axis]
+    return out
 
 
 def memory_view(memory: SpatialMemory, cameras: Cameras, settings: UpdateSettings):
@@ -331,7 +335,7 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
     observed = static & (depth > 0) & (weight > 0)
     covered = observed & (winner >= 0)
     safe = np.where(winner >= 0, winner, 0)
-    xyz = memory.xyz.cpu().numpy().astype(np.float64)
+    xyz = memory.xyz.cpu().numpy()  # float32; the points a frame's pixels meet are taken in float64 below
     splat = point_sizes(memory)  # what a point's splat covers
     splat = np.broadcast_to(np.asarray(splat.cpu().numpy() if torch.is_tensor(splat) else splat, dtype=np.float64),
                             (len(memory),))
@@ -342,7 +346,7 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
     # The pixel's observation as a world point, against the point that won the pixel: a 3-D
     # distance, so pixels of a splat on a surface seen at a grazing angle still agree with it.
     seen = _pixel_points(depth, cameras)
-    offset = seen - xyz[safe]
+    offset = seen - xyz[safe].astype(np.float64)
     gap = np.linalg.norm(offset, axis=-1)
     consistent = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
     # The same sample as the point: its own pixel, or within what its splat covers across the
@@ -369,7 +373,7 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
         r = residual[f].reshape(-1)[pixels] / np.maximum(rendered[f].reshape(-1)[pixels], 1e-6)
         rows_all.append(rows)
         weight_all.append(w)
-        shift_all.append((xyz[rows] - cameras.c2w[f, :3, 3]) * (w * r)[:, None])
+        shift_all.append((xyz[rows].astype(np.float64) - cameras.c2w[f, :3, 3]) * (w * r)[:, None])
         rgb_all.append(rgb_of[f * shape[1] * shape[2] + pixels] * w[:, None])
         frame_all.append(np.full(len(rows), int(frame_indices[f])))
     if rows_all:
