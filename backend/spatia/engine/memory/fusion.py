@@ -266,13 +266,15 @@ def refine(memory: SpatialMemory, rows, shift, weight, rgb_sum, frame, *, rank: 
     total = held + weight
     safe = torch.where(total > 0, total, torch.ones_like(total))[:, None]
     xyz, rgb, conf, last = memory.xyz.clone(), memory.rgb.clone(), memory.conf.clone(), memory.last_frame.clone()
-    moved = memory.xyz[rows] + torch.where(keep[:, None], torch.zeros_like(shift), shift.float()) / safe
-    colour = (memory.rgb[rows].float() * held[:, None] + torch.where(keep[:, None], torch.zeros_like(rgb_sum), rgb_sum.float())) / safe
-    xyz[rows] = torch.where(keep[:, None], memory.xyz[rows], moved)
-    rgb[rows] = torch.where(keep[:, None], memory.rgb[rows], _to_rgb(colour))
+    old_xyz, old_rgb = memory.xyz[rows], memory.rgb[rows]  # gathered once: rows may be half the memory
+    moved = old_xyz + torch.where(keep[:, None], torch.zeros_like(shift), shift.float()) / safe
+    colour = (old_rgb.float() * held[:, None] + torch.where(keep[:, None], torch.zeros_like(rgb_sum), rgb_sum.float())) / safe
+    new_xyz = torch.where(keep[:, None], old_xyz, moved)
+    xyz[rows] = new_xyz
+    rgb[rows] = torch.where(keep[:, None], old_rgb, _to_rgb(colour))
     conf[rows] = total
     last[rows] = torch.maximum(last[rows], torch.as_tensor(frame, device=memory.device).to(torch.int32))
-    if not (bool(torch.isfinite(xyz[rows]).all()) and bool(torch.isfinite(total).all())):
+    if not (bool(torch.isfinite(new_xyz).all()) and bool(torch.isfinite(total).all())):
         raise MemoryFormatError("refinement produced non-finite positions or confidences")
     # only the refined rows changed, and they were just checked: no need to validate the whole memory again
     fields = {name: getattr(memory, name) for name in FIELDS} | {"xyz": xyz, "rgb": rgb, "conf": conf, "last_frame": last}
@@ -280,8 +282,8 @@ def refine(memory: SpatialMemory, rows, shift, weight, rgb_sum, frame, *, rank: 
     index = memory._index
     if index is not None and index.voxel_size == memory.voxel_size:
         side, level = memory.side[rows], memory.level[rows]
-        before = point_keys(memory.xyz[rows], side, memory.voxel_size, level)
-        after = point_keys(xyz[rows], side, memory.voxel_size, level)
+        before = point_keys(old_xyz, side, memory.voxel_size, level)
+        after = point_keys(new_xyz, side, memory.voxel_size, level)
         crossed = (before != after).nonzero()[:, 0]
         # small moves within their cells leave the sorted index valid; the few that cross are moved in it
         object.__setattr__(out, "_index", index.moved(rows[crossed], after[crossed]))

@@ -168,10 +168,9 @@ class VoxelIndex:
         if len(rows) == 0:
             return self
         device = self.keys.device
-        position = torch.empty_like(self.order)
-        position[self.order] = torch.arange(len(self.order), device=device)
-        keep = torch.ones(len(self.keys), dtype=torch.bool, device=device)
-        keep[position[rows]] = False
+        moving = torch.zeros(len(self.order), dtype=torch.bool, device=device)  # by point (order is a permutation)
+        moving[rows] = True
+        keep = ~moving[self.order]
         rest = VoxelIndex(self.voxel_size, self.keys[keep], self.order[keep])
         sort = argsort(new_keys)
         keys = new_keys[sort]
