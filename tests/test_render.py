@@ -89,6 +89,23 @@ def test_equal_depth_tie_goes_to_the_lower_index():
     assert out.index[0, 24, 32].item() == 0
 
 
+def test_packed_keys_order_by_depth_then_index_and_read_back_exactly():
+    from spatia.engine.render import MAX_POINTS, _depth_keys, _key_depths, _key_indices
+
+    rng = np.random.default_rng(5)
+    depth = torch.tensor(np.concatenate([rng.uniform(1e-3, 1e4, 998), [np.inf, 2.0]]), dtype=torch.float32)
+    index = torch.tensor(np.concatenate([rng.integers(0, MAX_POINTS, 998), [MAX_POINTS - 1, 0]]))
+    depth[10], index[10], index[11] = depth[11], 7, 3  # a tie in depth: the lower index first
+    keys = (_depth_keys(depth) | index).view(10, 100)  # a canvas' rows, as the renderer reads them
+    np.testing.assert_array_equal(_key_depths(keys).reshape(-1).numpy(), depth.numpy())
+    np.testing.assert_array_equal(_key_indices(keys).reshape(-1).numpy(), index.numpy())
+    order = torch.argsort(keys.reshape(-1))
+    expected = np.lexsort((index.numpy(), depth.numpy()))  # by depth, ties by index
+    np.testing.assert_array_equal(order.numpy(), expected)
+    # a view's slice (the canvas without its padding) reads back as well
+    np.testing.assert_array_equal(_key_depths(keys[2:5, 3:40]).numpy(), depth.view(10, 100)[2:5, 3:40].numpy())
+
+
 def test_nearer_splat_covers_a_farther_splat_inside_its_footprint():
     # Near point: z=1, pixel (24, 32), radius 100 * 1.077 * 0.1 / 2 = 5.4 px, clamped to half-width 3 -> rows 21..27,
     # cols 29..35. Far point: z=4, pixel (24, 34), radius 1.35 px -> half-width 1 -> rows 23..25, cols 33..35, all

@@ -19,7 +19,7 @@ How: a frame projects only the runs of CULL_BLOCK consecutive points whose bound
 reaches its view (a memory holds its points in the order it saw them, so a run is a patch of
 space and most runs lie wholly outside any one frame). Every point is written to its centre
 pixel with one scatter-min of a packed int64
-key (float32 depth bits << 31 | point index: nearest wins, ties go to the lower index,
+key (float32 depth bits << 32 | point index: nearest wins, ties go to the lower index,
 so the result is deterministic on any device). The footprints then grow in image space:
 pass t (t = 1..k_max) takes a 3x3 min filter of the pixels whose winner reaches radius
 t (depth below f * stretch * point_size / (2t - 1)), so a splat grows one ring per pass, only
