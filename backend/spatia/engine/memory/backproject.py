@@ -86,8 +86,9 @@ def _magnitude(step: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(step.abs(), nan=float("inf"))
 
 
-def _facing_normals(depth, ray_x, ray_y, fx: float, fy: float, rotation, ray) -> torch.Tensor:
-    """World-space surface normals [H,W,3] (unnormalised) turned towards the camera.
+def _facing_normals(depth, ray_x, ray_y, fx: float, fy: float, rotation, ray, keep=None) -> torch.Tensor:
+    """World-space surface normals (unnormalised) turned towards the camera: [H*W,3], or [K,3] for
+    the flat pixel indices `keep` (the steps need the whole map; the rest only those pixels).
 
     With camera point P = d * (a, b, 1), a = (u - cx) / fx, b = (v - cy) / fy, the cross
     product of its pixel steps is proportional to (-gx, -gy, a*gx + b*gy + d) with
@@ -97,11 +98,18 @@ def _facing_normals(depth, ray_x, ray_y, fx: float, fy: float, rotation, ray) ->
     gx = fx * _smaller_step(depth, 1)
     gy = fy * _smaller_step(depth, 0)
     nz = -(ray_x[None, :] * gx + ray_y[:, None] * gy + depth)
-    normals = gx[..., None] * rotation[:, 0] + gy[..., None] * rotation[:, 1] + nz[..., None] * rotation[:, 2]
+    gx, gy, nz = (_pixels(g, keep) for g in (gx, gy, nz))
+    normals = gx[:, None] * rotation[:, 0] + gy[:, None] * rotation[:, 1] + nz[:, None] * rotation[:, 2]
     missing = ~torch.isfinite(gx + gy)
     if missing.any():
-        normals = torch.where(missing[..., None], -ray, normals)
+        normals = torch.where(missing[:, None], -ray, normals)
     return normals
+
+
+def _pixels(image: torch.Tensor, keep) -> torch.Tensor:
+    """An [H,W,...] map's pixels, flat: all of them, or the flat indices `keep`."""
+    flat = image.reshape(image.shape[0] * image.shape[1], *image.shape[2:])
+    return flat if keep is None else flat.index_select(0, keep)
 
 
 def points_from_depth(
@@ -148,13 +156,14 @@ def points_from_depth(
         if conf is not None:
             valid &= conf[f] > 0
         weights = conf[f].reshape(-1) if conf is not None else torch.ones(height * width, device=device)
-        xyz, side = _frame_points(depth[f], valid, cameras.intrinsics[f], c2w[f], u, v)
+        keep = None if bool(valid.all()) else valid.reshape(-1).nonzero()[:, 0]
+        xyz, side = _frame_points(depth[f], valid, cameras.intrinsics[f], c2w[f], u, v, keep)
         fx, fy = (float(k) for k in cameras.intrinsics[f, :2])
         footprint = depth[f].reshape(-1) / float(np.sqrt(fx * fy))
-        columns = [xyz, side, rgb[f].reshape(-1, 3), weights, footprint]
-        if not bool(valid.all()):
-            keep = valid.reshape(-1).nonzero()[:, 0]
-            columns = [column[keep] for column in columns]
+        columns = [rgb[f].reshape(-1, 3), weights, footprint]
+        if keep is not None:
+            columns = [column.index_select(0, keep) for column in columns]
+        columns = [xyz, side, *columns]
         frame = torch.full((len(columns[0]),), int(frames[f]), dtype=torch.int32, device=device)
         parts.append((*columns, frame))
     xyz, side, colours, weights, footprint, frame = parts[0] if len(parts) == 1 else [torch.cat(c) for c in zip(*parts)]
@@ -166,14 +175,16 @@ def points_from_depth(
     )
 
 
-def _frame_points(depth, valid, intrinsics, c2w, u, v) -> tuple[torch.Tensor, torch.Tensor]:
-    """One depth map [H,W] -> world points [H*W,3] (NaN where invalid) and side bins [H*W]."""
+def _frame_points(depth, valid, intrinsics, c2w, u, v, keep=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One depth map [H,W] -> world points [H*W,3] (NaN where invalid) and side bins [H*W], or
+    [K,3] and [K] of the flat pixel indices `keep` (a keyframe's new pixels may be a few)."""
     fx, fy, cx, cy = (float(k) for k in intrinsics)
     ray_x, ray_y = (u - cx) / fx, (v - cy) / fy
     rotation, centre = c2w[:3, :3], c2w[:3, 3]
     # World direction of each pixel's ray scaled to unit camera z: R @ (a, b, 1).
     ray = (ray_x[:, None] * rotation[:, 0])[None] + (ray_y[:, None] * rotation[:, 1] + rotation[:, 2])[:, None]
     depth = torch.where(valid, depth, torch.full_like(depth, float("nan")))  # holes must not shape normals
-    xyz = torch.addcmul(centre, ray, depth[..., None]).reshape(-1, 3)
-    side = side_bins(_facing_normals(depth, ray_x, ray_y, fx, fy, rotation, ray).reshape(-1, 3))
+    ray_kept = _pixels(ray, keep)
+    xyz = torch.addcmul(centre, ray_kept, _pixels(depth, keep)[:, None])
+    side = side_bins(_facing_normals(depth, ray_x, ray_y, fx, fy, rotation, ray_kept, keep))
     return xyz, side
