@@ -292,6 +292,11 @@ def memory_view(memory: SpatialMemory, cameras: Cameras, settings: UpdateSetting
                          device=settings.render_device)
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dot products along the last axis of two [..., 3] arrays."""
+    return np.einsum("...i,...i->...", a, b)
+
+
 NOISE_SIGMAS = 3.0  # slack along a line of sight, in the depth's own standard deviations
 NEGLIGIBLE_SLACK = 0.25  # slack under this share of every pixel's cell is not worth weighing for
 
@@ -309,8 +314,8 @@ def _within_cell(seen: np.ndarray, offset: np.ndarray, gap: np.ndarray, cell: np
         return gap <= cell
     slack = cell + extra
     ray = seen - cameras.c2w[:, None, None, :3, 3]
-    ray /= np.maximum(np.linalg.norm(ray, axis=-1, keepdims=True), 1e-12)
-    along = (offset * ray).sum(-1)
+    # offset . ray / |ray|, with einsum's dot products (2-3x faster than the elementwise product's sum)
+    along = _dot(offset, ray) / np.maximum(np.sqrt(_dot(ray, ray)), 1e-12)
     across_sq = np.maximum(gap * gap - along * along, 0.0)
     return across_sq / (cell * cell) + (along * along) / (slack * slack) <= 1.0
 
@@ -346,8 +351,8 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
     # The pixel's observation as a world point, against the point that won the pixel: a 3-D
     # distance, so pixels of a splat on a surface seen at a grazing angle still agree with it.
     seen = _pixel_points(depth, cameras)
-    offset = seen - xyz[safe].astype(np.float64)
-    gap = np.linalg.norm(offset, axis=-1)
+    offset = seen - xyz[safe]  # float64: the float32 points are promoted exactly
+    gap = np.sqrt(_dot(offset, offset))
     consistent = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
     # The same sample as the point: its own pixel, or within what its splat covers across the
     # line of sight and within that plus the depth's own noise along it (noisy depth would
