@@ -106,6 +106,17 @@ def test_packed_keys_order_by_depth_then_index_and_read_back_exactly():
     np.testing.assert_array_equal(_key_depths(keys[2:5, 3:40]).numpy(), depth.view(10, 100)[2:5, 3:40].numpy())
 
 
+def test_points_in_a_strided_tensor_render_as_their_contiguous_copy():
+    xyz = plane_points(3.0, 0.02, 0.8, 0.6)
+    wide = torch.zeros((len(xyz), 4))
+    wide[:, :3] = torch.from_numpy(xyz)
+    strided = wide[:, :3]  # every fourth float skipped: not contiguous
+    assert not strided.is_contiguous() and len(xyz) > 4096  # several runs of points, the last one partial
+    a = render(strided, grey(len(xyz)), identity_camera(), point_size=0.02, return_index=True)
+    b = render(torch.from_numpy(xyz), grey(len(xyz)), identity_camera(), point_size=0.02, return_index=True)
+    assert torch.equal(a.index, b.index) and torch.equal(a.depth, b.depth)
+
+
 def test_nearer_splat_covers_a_farther_splat_inside_its_footprint():
     # Near point: z=1, pixel (24, 32), radius 100 * 1.077 * 0.1 / 2 = 5.4 px, clamped to half-width 3 -> rows 21..27,
     # cols 29..35. Far point: z=4, pixel (24, 34), radius 1.35 px -> half-width 1 -> rows 23..25, cols 33..35, all

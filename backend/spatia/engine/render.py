@@ -139,7 +139,7 @@ class _Group:
     def of(cls, points: torch.Tensor) -> "_Group":
         count = points.shape[0]
         whole = count // CULL_BLOCK * CULL_BLOCK  # the full runs, then the last part-run apart (no padded copy)
-        low, high = torch.aminmax(points[:whole].view(-1, CULL_BLOCK, 3), dim=1)
+        low, high = torch.aminmax(points[:whole].reshape(-1, CULL_BLOCK, 3), dim=1)
         if whole < count:
             tail_low, tail_high = torch.aminmax(points[whole:], dim=0)
             low, high = torch.cat([low, tail_low[None]]), torch.cat([high, tail_high[None]])
