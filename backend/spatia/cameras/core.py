@@ -198,14 +198,15 @@ class Cameras:
         depth = np.asarray(depth, dtype=np.float64)
         if depth.shape != (len(self), self.height, self.width):
             raise CameraError(f"depth must be [{len(self)}, {self.height}, {self.width}], got {list(depth.shape)}")
-        u = np.arange(self.width) + 0.5
-        v = np.arange(self.height) + 0.5
-        fx, fy, cx, cy = (self.intrinsics[:, i, None, None] for i in range(4))
-        x = (u[None, None, :] - cx) / fx * depth
-        y = (v[None, :, None] - cy) / fy * depth
-        cam = np.stack([x, y, depth], axis=-1)
-        c2w = self.c2w
-        return cam @ c2w[:, None, :3, :3].transpose(0, 1, 3, 2) + c2w[:, None, None, :3, 3]
+        k, c2w = self.intrinsics, self.c2w
+        out = np.empty(depth.shape + (3,))
+        for i, d in enumerate(depth):  # plane by plane: no [F,H,W,3] temporaries (a full-size frame is 21 MB each)
+            x = ((np.arange(self.width) + 0.5 - k[i, 2]) / k[i, 0])[None, :] * d
+            y = ((np.arange(self.height) + 0.5 - k[i, 3]) / k[i, 1])[:, None] * d
+            r, t = c2w[i, :3, :3], c2w[i, :3, 3]
+            for axis in range(3):
+                out[i, ..., axis] = r[axis, 0] * x + r[axis, 1] * y + r[axis, 2] * d + t[axis]
+        return out
 
     def equals(self, other: "Cameras", atol: float = 1e-9) -> bool:
         return (

@@ -270,21 +270,6 @@ def _new_point_sizes(points, voxel_size: float, settings: UpdateSettings) -> tor
     return voxel_size * CELLS_PER_FOOTPRINT * SPLAT_OVERLAP
 
 
-def _pixel_points(depth: np.ndarray, cameras: Cameras) -> np.ndarray:
-    """World points [F,H,W,3] (float64) of every pixel centre at its depth [F,H,W]."""
-    f, h, w = depth.shape
-    k, c2w = cameras.intrinsics, cameras.c2w
-    out = np.empty((f, h, w, 3))
-    for i in range(f):  # camera-space x, y, z of each pixel, then rotated and moved: no [F,H,W,3] temporaries
-        d = depth[i].astype(np.float64)
-        x = ((np.arange(w) + 0.5 - k[i, 2]) / k[i, 0])[None, :] * d
-        y = ((np.arange(h) + 0.5 - k[i, 3]) / k[i, 1])[:, None] * d
-        r, t = c2w[i, :3, :3], c2w[i, :3, 3]
-        for axis in range(3):
-            out[i, ..., axis] = r[axis, 0] * x + r[axis, 1] * y + r[axis, 2] * d + t[axis]
-    return out
-
-
 def memory_view(memory: SpatialMemory, cameras: Cameras, settings: UpdateSettings):
     """The memory's depth render at `cameras` with the winning points, and the centres' before
     splats grew (one pass serves the depth fit and the weighing)."""
@@ -350,7 +335,7 @@ def weigh_observations(memory: SpatialMemory, frames: np.ndarray, depth: np.ndar
     cell = np.sqrt(2.0) * (0.75 * splat[safe] + 0.5 * rendered / focal)
     # The pixel's observation as a world point, against the point that won the pixel: a 3-D
     # distance, so pixels of a splat on a surface seen at a grazing angle still agree with it.
-    seen = _pixel_points(depth, cameras)
+    seen = cameras.unproject(depth)
     offset = seen - xyz[safe]  # float64: the float32 points are promoted exactly
     gap = np.sqrt(_dot(offset, offset))
     consistent = covered & (gap <= settings.agree_abs + settings.agree_rel * rendered + cell)
